@@ -1,0 +1,329 @@
+// Package config reads mailgate's TOML configuration file: the schema, the
+// defaults, the validation and the secrets (given inline, in a file, or as a
+// systemd credential).
+//
+// Decoding is strict: an unknown key is an error. Every error and warning
+// names the file, the line and the key, for example
+//
+//	config.toml:14: channel "support": imap.address: missing port
+//
+// and Parse reports all problems at once, sorted by line. Secret values never
+// appear in errors, warnings, or in any printed or encoded form of a Config.
+package config
+
+import (
+	"fmt"
+	"log/slog"
+	"net/mail"
+	"net/url"
+	"os"
+	"slices"
+	"strings"
+)
+
+// Options controls how a configuration is read.
+type Options struct {
+	// Getenv looks up environment variables ($STATE_DIRECTORY,
+	// $CREDENTIALS_DIRECTORY). Nil means os.Getenv.
+	Getenv func(string) string
+}
+
+// Config is a parsed and validated configuration file.
+type Config struct {
+	Server   Server    // [server]
+	Metrics  Metrics   // [metrics]
+	Store    Store     // [store]
+	Media    Media     // [media]
+	Log      Log       // [log]
+	Channels []Channel // [[channel]], at least one, names unique
+
+	// Warnings lists problems that do not stop mailgate, each as
+	// "file:line: key: message". This package does not log them.
+	Warnings []string
+}
+
+// Server is the [server] table: the HTTP listener for the Userlike webhook
+// and the media files.
+type Server struct {
+	// Listen is the host:port to listen on (default "127.0.0.1:8080").
+	Listen string
+	// PublicURL is the absolute http(s) URL under which Userlike reaches
+	// this server; media URLs are built from it (default "http://"+Listen).
+	PublicURL string
+}
+
+// Metrics is the [metrics] table.
+type Metrics struct {
+	// Listen is the host:port of the Prometheus endpoint (default
+	// "127.0.0.1:9464"); empty means the endpoint is off.
+	Listen string
+}
+
+// Store is the [store] table.
+type Store struct {
+	// Path is the SQLite database file (default
+	// $STATE_DIRECTORY/mailgate.db, or /var/lib/mailgate/mailgate.db).
+	Path string
+}
+
+// Media is the [media] table: attachments served to Userlike at signed URLs.
+type Media struct {
+	// Dir holds the media files (default: the directory of Store.Path + "/media").
+	Dir string
+	// MaxSize is the largest attachment passed on (default 25MiB).
+	MaxSize Size
+	// MaxCount is the most attachments passed on per message (default 20).
+	MaxCount int
+	// MaxMessageSize is the largest email processed at all (default 50MiB).
+	MaxMessageSize Size
+	// URLTTL is how long a signed media URL stays valid (default 168h).
+	URLTTL Duration
+	// Retention is how long media files are kept (default 720h).
+	Retention Duration
+	// Key is the HMAC key for media URLs. Zero means: generate one and keep
+	// it in the store.
+	Key Secret
+}
+
+// Log is the [log] table.
+type Log struct {
+	// Level is "debug", "info" (default), "warn" or "error".
+	Level string
+	// Format is "text" (default) or "json".
+	Format string
+}
+
+// SlogLevel returns Level as a slog.Level.
+func (l Log) SlogLevel() slog.Level {
+	switch l.Level {
+	case "debug":
+		return slog.LevelDebug
+	case "warn":
+		return slog.LevelWarn
+	case "error":
+		return slog.LevelError
+	}
+	return slog.LevelInfo
+}
+
+// Channel is one [[channel]]: a mailbox bridged to one Userlike Custom
+// Channel.
+type Channel struct {
+	// Name identifies the channel in URLs, the store and logs; it matches
+	// ^[a-z0-9][a-z0-9_-]{0,62}$ and is unique.
+	Name     string
+	Userlike Userlike // [channel.userlike]
+	IMAP     IMAP     // [channel.imap]
+	SMTP     SMTP     // [channel.smtp]
+	Verify   Verify   // [channel.verify]
+	Inbound  Inbound  // [channel.inbound]
+}
+
+// Userlike is [channel.userlike]: the Custom Channel's endpoints and tokens.
+type Userlike struct {
+	// InboundURL is the Userlike URL that customer messages are POSTed to.
+	InboundURL string
+	// InboundToken is sent in API-SECURITY-TOKEN with every inbound POST.
+	InboundToken Secret
+	// OutboundToken is what Userlike sends to mailgate's webhook.
+	OutboundToken Secret
+	// Debug logs raw webhook payloads, with tokens removed (default false).
+	Debug bool
+}
+
+// IMAP is [channel.imap]: the mailbox that customer mail arrives in.
+type IMAP struct {
+	// Address is the server's host:port.
+	Address string
+	// Security is "tls" (default), "starttls" or "none".
+	Security string
+	// Username logs in together with Password.
+	Username string
+	// Password logs in together with Username.
+	Password Secret
+	// Folders are watched for new mail (default ["INBOX"]).
+	Folders []string
+	// After says what happens to a processed message: "seen" (default:
+	// flag \Seen), "move" (to MoveTo), "delete" or "none".
+	After string
+	// MoveTo is the folder processed messages move to; set iff After is "move".
+	MoveTo string
+	// QuarantineFolder receives messages that fail verification (default
+	// "Quarantine").
+	QuarantineFolder string
+	// PollInterval is how often folders are polled when IDLE is not
+	// available (default 5m, at least 10s).
+	PollInterval Duration
+	// IdleRefresh is how often IDLE is restarted (default 10m, 1m to 29m).
+	IdleRefresh Duration
+	// TLSServerName overrides the name checked in the server certificate.
+	TLSServerName string
+	// InsecureSkipVerify turns off certificate checks (default false).
+	InsecureSkipVerify bool
+}
+
+// SMTP is [channel.smtp]: the relay that operator replies are sent through.
+type SMTP struct {
+	// Address is the relay's host:port.
+	Address string
+	// Security is "tls", "starttls" (default) or "none".
+	Security string
+	// Username, when set, authenticates together with Password.
+	Username string
+	// Password goes with Username.
+	Password Secret
+	// From is the sender of replies (display name optional).
+	From mail.Address
+	// SentFolder is the IMAP folder that sent replies are appended to:
+	// "auto" (default: the folder marked \Sent) or a name; "" turns it off.
+	SentFolder string
+}
+
+// Verify is [channel.verify]: how a sender's address is trusted.
+type Verify struct {
+	// TrustedAuthservIDs are the authserv-ids whose Authentication-Results
+	// headers are believed (default none).
+	TrustedAuthservIDs []string
+	// Require is "dmarc" (default), "dkim" or "none".
+	Require string
+	// Allow lists lower-cased addresses ("a@b.c") and domains ("b.c")
+	// accepted without verification.
+	Allow []string
+	// DKIM makes mailgate verify DKIM signatures itself (default false).
+	DKIM bool
+	// OnFail is "quarantine" (default) or "reject".
+	OnFail string
+}
+
+// Inbound is [channel.inbound]: how customer mail is posted to Userlike.
+type Inbound struct {
+	// Subject is "first-line" (default: the subject becomes the first line
+	// of a new conversation) or "none".
+	Subject string
+	// MailingLists is "skip" (default) or "post".
+	MailingLists string
+	// RateLimit is the most messages posted per sender per RateWindow
+	// (default 20).
+	RateLimit int
+	// RateWindow is the window of RateLimit (default 10m).
+	RateWindow Duration
+	// AttachOriginal is "never" (default), "when-trimmed" or "always".
+	AttachOriginal string
+}
+
+// Load reads and parses the configuration file at path; see Parse.
+func Load(path string, opts Options) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("config: read %s: %w", path, err)
+	}
+	return Parse(path, data, opts)
+}
+
+// Channel returns the channel called name.
+func (c *Config) Channel(name string) (*Channel, bool) {
+	for i := range c.Channels {
+		if c.Channels[i].Name == name {
+			return &c.Channels[i], true
+		}
+	}
+	return nil, false
+}
+
+// Summary returns one line per channel describing it, without secrets, as
+// `mailgate check-config` prints it.
+func (c *Config) Summary() []string {
+	lines := make([]string, 0, len(c.Channels))
+	for _, ch := range c.Channels {
+		var b strings.Builder
+		fmt.Fprintf(&b, "channel %q: imap %s@%s (%s) folders %s after=%s",
+			ch.Name, ch.IMAP.Username, ch.IMAP.Address, ch.IMAP.Security,
+			strings.Join(ch.IMAP.Folders, ","), ch.IMAP.After)
+		if ch.IMAP.After == "move" {
+			fmt.Fprintf(&b, " move_to=%s", ch.IMAP.MoveTo)
+		}
+		if ch.IMAP.InsecureSkipVerify {
+			b.WriteString(" insecure_skip_verify")
+		}
+		b.WriteString("; smtp ")
+		if ch.SMTP.Username != "" {
+			b.WriteString(ch.SMTP.Username + "@")
+		}
+		fmt.Fprintf(&b, "%s (%s) from %s", ch.SMTP.Address, ch.SMTP.Security, formatFrom(ch.SMTP.From))
+		if ch.SMTP.SentFolder == "" {
+			b.WriteString(" sent_folder=off")
+		} else {
+			fmt.Fprintf(&b, " sent_folder=%s", ch.SMTP.SentFolder)
+		}
+		fmt.Fprintf(&b, "; userlike %s", redactURL(ch.Userlike.InboundURL))
+		if ch.Userlike.Debug {
+			b.WriteString(" debug")
+		}
+		fmt.Fprintf(&b, "; verify require=%s on_fail=%s", ch.Verify.Require, ch.Verify.OnFail)
+		if ch.Verify.DKIM {
+			b.WriteString(" dkim")
+		}
+		if len(ch.Verify.TrustedAuthservIDs) > 0 {
+			fmt.Fprintf(&b, " trusted=%s", strings.Join(ch.Verify.TrustedAuthservIDs, ","))
+		}
+		if len(ch.Verify.Allow) > 0 {
+			fmt.Fprintf(&b, " allow=%d", len(ch.Verify.Allow))
+		}
+		lines = append(lines, b.String())
+	}
+	return lines
+}
+
+// formatFrom writes an address as `Name <a@b>` or `a@b`.
+func formatFrom(a mail.Address) string {
+	if a.Name == "" {
+		return a.Address
+	}
+	return a.String()
+}
+
+// redactURL drops the user info and query of a URL, which may carry
+// credentials, for display.
+func redactURL(s string) string {
+	u, err := url.Parse(s)
+	if err != nil {
+		return "(invalid URL)"
+	}
+	out := u.Scheme + "://" + u.Host + u.Path
+	if u.RawQuery != "" {
+		out += "?…"
+	}
+	return out
+}
+
+// Equal reports whether two channel configurations are the same, secret
+// values included, so that a reload can tell which channels changed.
+func (a Channel) Equal(b Channel) bool {
+	return a.Name == b.Name &&
+		a.Userlike == b.Userlike &&
+		a.IMAP.equal(b.IMAP) &&
+		a.SMTP == b.SMTP &&
+		a.Verify.equal(b.Verify) &&
+		a.Inbound == b.Inbound
+}
+
+func (a IMAP) equal(b IMAP) bool {
+	return a.Address == b.Address &&
+		a.Security == b.Security &&
+		a.Username == b.Username &&
+		a.Password == b.Password &&
+		slices.Equal(a.Folders, b.Folders) &&
+		a.After == b.After &&
+		a.MoveTo == b.MoveTo &&
+		a.QuarantineFolder == b.QuarantineFolder &&
+		a.PollInterval == b.PollInterval &&
+		a.IdleRefresh == b.IdleRefresh &&
+		a.TLSServerName == b.TLSServerName &&
+		a.InsecureSkipVerify == b.InsecureSkipVerify
+}
+
+func (a Verify) equal(b Verify) bool {
+	return slices.Equal(a.TrustedAuthservIDs, b.TrustedAuthservIDs) &&
+		slices.Equal(a.Allow, b.Allow) &&
+		a.Require == b.Require && a.DKIM == b.DKIM && a.OnFail == b.OnFail
+}

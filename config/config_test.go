@@ -1,0 +1,816 @@
+package config
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/mail"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+)
+
+// minimal is the smallest valid file: one channel with its required keys.
+// Its 13 lines are numbered in the comments of tests that add to it.
+const minimal = `[[channel]]
+name = "support"
+[channel.userlike]
+inbound_url = "https://userlike.example.com/in"
+inbound_token = "in-token-s3cret"
+outbound_token = "out-token-s3cret"
+[channel.imap]
+address = "imap.example.com:993"
+username = "support@example.com"
+password = "imap-pass-s3cret"
+[channel.smtp]
+address = "smtp.example.com:587"
+from = "Support <support@example.com>"
+`
+
+// secretValues are the secrets of minimal; no message may contain them.
+var secretValues = []string{"in-token-s3cret", "out-token-s3cret", "imap-pass-s3cret"}
+
+// env returns a Getenv that reads only vars.
+func env(vars map[string]string) func(string) string {
+	return func(k string) string { return vars[k] }
+}
+
+// noEnv is Options with an empty environment.
+var noEnv = Options{Getenv: env(nil)}
+
+// errorLines returns the lines of err, or nil.
+func errorLines(err error) []string {
+	if err == nil {
+		return nil
+	}
+	return strings.Split(err.Error(), "\n")
+}
+
+// withSecondChannel returns minimal followed by a copy named "sales", with
+// extra inserted after the second [channel.imap] header (line 20).
+func withSecondChannel(extra string) string {
+	second := strings.Replace(minimal, `name = "support"`, `name = "sales"`, 1)
+	second = strings.Replace(second, "[channel.imap]\n", "[channel.imap]\n"+extra, 1)
+	return minimal + second
+}
+
+func TestParseErrors(t *testing.T) {
+	tests := []struct {
+		name string
+		src  string
+		want []string // every line of the error, in order
+	}{{
+		name: "unknown top-level key",
+		src:  "bogus = 1\n" + minimal,
+		want: []string{`c.toml:1: bogus: unknown key`},
+	}, {
+		name: "unknown key in server",
+		src:  "[server]\nlisten = \"127.0.0.1:1\"\nlistn = \"x\"\n" + minimal,
+		want: []string{`c.toml:3: server.listn: unknown key`},
+	}, {
+		name: "unknown table",
+		src:  "[serverx]\na = 1\nb = 2\n" + minimal,
+		want: []string{`c.toml:1: serverx: unknown key`},
+	}, {
+		name: "toml's own errors carry the line",
+		src:  minimal + "[channel.imap]\n",
+		want: []string{`c.toml:14: channel: Key 'channel.imap' has already been defined.`},
+	}, {
+		name: "unknown key in channel.imap, first channel",
+		src:  strings.Replace(minimal, "[channel.imap]\n", "[channel.imap]\nidle = true\n", 1),
+		want: []string{`c.toml:8: channel "support": imap.idle: unknown key`},
+	}, {
+		name: "unknown key in second channel",
+		src:  withSecondChannel("bogus = true\n"),
+		want: []string{`c.toml:21: channel "sales": imap.bogus: unknown key`},
+	}, {
+		name: "same unknown key in both channels",
+		src: strings.Replace(withSecondChannel("bogus = 2\n"), "[channel.imap]\n",
+			"[channel.imap]\nbogus = 1\n", 1),
+		want: []string{
+			`c.toml:8: channel "support": imap.bogus: unknown key`,
+			`c.toml:22: channel "sales": imap.bogus: unknown key`,
+		},
+	}, {
+		name: "unknown dotted key reported once",
+		src:  minimal + "extra.a = 1\nextra.b = 2\n",
+		want: []string{`c.toml:14: channel "support": smtp.extra: unknown key`},
+	}, {
+		name: "unknown key in inline table",
+		src:  minimal + "[channel.inbound]\nx = { y = 1 }\n",
+		want: []string{`c.toml:15: channel "support": inbound.x: unknown key`},
+	}, {
+		name: "key with wrong case",
+		src:  minimal + "Sent_Folder = \"Sent\"\n",
+		want: []string{`c.toml:14: channel "support": smtp.Sent_Folder: unknown key (keys are case-sensitive: did you mean "sent_folder"?)`},
+	}, {
+		name: "missing port",
+		src:  strings.Replace(minimal, "imap.example.com:993", "imap.example.com", 1),
+		want: []string{`c.toml:8: channel "support": imap.address: missing port (want host:port, got "imap.example.com")`},
+	}, {
+		name: "bad port and empty host",
+		src: strings.Replace(strings.Replace(minimal, "imap.example.com:993", "imap.example.com:99999", 1),
+			"smtp.example.com:587", ":587", 1),
+		want: []string{
+			`c.toml:8: channel "support": imap.address: invalid port in "imap.example.com:99999" (want 1-65535)`,
+			`c.toml:12: channel "support": smtp.address: missing host in ":587" (want host:port; 0.0.0.0 means every interface)`,
+		},
+	}, {
+		name: "duplicate channel name",
+		src:  minimal + minimal,
+		want: []string{`c.toml:15: channel "support": name: "support" is already the name of the channel at line 2`},
+	}, {
+		name: "invalid channel name",
+		src:  strings.Replace(minimal, `"support"`, `"Support Desk"`, 1),
+		want: []string{`c.toml:2: channel #1: name: invalid name "Support Desk": use 1 to 63 characters a-z, 0-9, _ and -, starting with a letter or digit`},
+	}, {
+		name: "bad duration",
+		src:  strings.Replace(minimal, "[channel.imap]\n", "[channel.imap]\npoll_interval = \"5 minutes\"\n", 1),
+		want: []string{`c.toml:8: channel "support": imap.poll_interval: invalid duration "5 minutes"`},
+	}, {
+		name: "duration of wrong type",
+		src:  minimal + "[channel.inbound]\nrate_window = 600\n",
+		want: []string{`c.toml:15: channel "support": inbound.rate_window: must be a duration string such as "5m", not an integer`},
+	}, {
+		name: "duration out of range",
+		src:  strings.Replace(minimal, "[channel.imap]\n", "[channel.imap]\npoll_interval = \"1s\"\nidle_refresh = \"30m\"\n", 1),
+		want: []string{
+			`c.toml:8: channel "support": imap.poll_interval: 1s is too short (at least 10s)`,
+			`c.toml:9: channel "support": imap.idle_refresh: 30m0s is too long (at most 29m0s)`,
+		},
+	}, {
+		name: "bad size",
+		src:  "[media]\nmax_size = \"25 MegaBytes\"\nmax_message_size = true\n" + minimal,
+		want: []string{
+			`c.toml:2: media.max_size: invalid size "25 MegaBytes" (units: B, KB, KiB, MB, MiB, GB, GiB)`,
+			`c.toml:3: media.max_message_size: must be a size such as "25MiB" or a number of bytes, not a boolean`,
+		},
+	}, {
+		name: "bad enums",
+		src:  "[log]\nlevel = \"verbose\"\n" + strings.Replace(minimal, "[channel.imap]\n", "[channel.imap]\nsecurity = \"ssl\"\n", 1),
+		want: []string{
+			`c.toml:2: log.level: invalid value "verbose" (want "debug", "info", "warn", "error")`,
+			`c.toml:10: channel "support": imap.security: invalid value "ssl" (want "tls", "starttls", "none")`,
+		},
+	}, {
+		name: "wrong type",
+		src:  "[media]\nmax_count = \"20\"\n" + minimal,
+		want: []string{`c.toml:2: media.max_count: must be an integer, not a string`},
+	}, {
+		name: "no channel",
+		src:  "[server]\n",
+		want: []string{`c.toml: channel: at least one [[channel]] is required`},
+	}, {
+		name: "empty channel reports every required key",
+		src:  "[[channel]]\n",
+		want: []string{
+			`c.toml:1: channel #1: name: missing (every [[channel]] needs a unique name)`,
+			`c.toml:1: channel #1: userlike.inbound_url: missing (the Inbound URL shown in Userlike's Custom Channel settings)`,
+			`c.toml:1: channel #1: userlike.inbound_token: missing (set inbound_token, inbound_token_file or inbound_token_credential)`,
+			`c.toml:1: channel #1: userlike.outbound_token: missing (set outbound_token, outbound_token_file or outbound_token_credential)`,
+			`c.toml:1: channel #1: imap.address: missing (host:port)`,
+			`c.toml:1: channel #1: imap.username: missing`,
+			`c.toml:1: channel #1: imap.password: missing (set password, password_file or password_credential)`,
+			`c.toml:1: channel #1: smtp.address: missing (host:port)`,
+			`c.toml:1: channel #1: smtp.from: missing (the sender address of replies)`,
+		},
+	}, {
+		name: "move_to required iff after = move",
+		src: withSecondChannel("move_to = \"Archive\"\n") +
+			"[channel.verify]\n", // keeps toml happy; no keys
+		want: []string{`c.toml:21: channel "sales": imap.move_to: only allowed with after = "move" (after is "seen")`},
+	}, {
+		name: "after = move without move_to",
+		src:  strings.Replace(minimal, "[channel.imap]\n", "[channel.imap]\nafter = \"move\"\n", 1),
+		want: []string{`c.toml:7: channel "support": imap.move_to: missing (required with after = "move")`},
+	}, {
+		name: "folders",
+		src:  strings.Replace(minimal, "[channel.imap]\n", "[channel.imap]\nfolders = [\"INBOX\", \"\", \"INBOX\"]\n", 1),
+		want: []string{
+			`c.toml:8: channel "support": imap.folders: empty folder name`,
+			`c.toml:8: channel "support": imap.folders: folder "INBOX" is listed twice`,
+		},
+	}, {
+		name: "allow entries",
+		src:  minimal + "[channel.verify]\nallow = [\"*.example.com\", \"Jane@Example.COM\", \"a b@example.com\"]\n",
+		want: []string{
+			`c.toml:15: channel "support": verify.allow: invalid entry "*.example.com": want an address (name@example.com) or a domain (example.com), without wildcards`,
+			`c.toml:15: channel "support": verify.allow: invalid entry "a b@example.com": want an address (name@example.com) or a domain (example.com), without wildcards`,
+		},
+	}, {
+		name: "from",
+		src:  strings.Replace(minimal, `"Support <support@example.com>"`, `"a@example.com, b@example.com"`, 1),
+		want: []string{`c.toml:13: channel "support": smtp.from: invalid address "a@example.com, b@example.com": mail: expected single address, got ", b@example.com"`},
+	}, {
+		name: "urls",
+		src: "[server]\npublic_url = \"/relative\"\n" +
+			strings.Replace(minimal, "https://userlike.example.com/in", "ftp://userlike.example.com/in", 1),
+		want: []string{
+			`c.toml:2: server.public_url: "/relative" is not an absolute http or https URL`,
+			`c.toml:6: channel "support": userlike.inbound_url: "ftp://userlike.example.com/in" is not an absolute http or https URL`,
+		},
+	}, {
+		name: "smtp username without password",
+		src:  strings.Replace(minimal, "[channel.smtp]\n", "[channel.smtp]\nusername = \"u\"\n", 1),
+		want: []string{`c.toml:11: channel "support": smtp.password: missing (set password, password_file or password_credential)`},
+	}, {
+		name: "syntax error carries its line",
+		src:  minimal + "sent_folder = \n",
+		want: []string{`c.toml:14: channel.smtp.sent_folder: expected value but found '\n' instead`},
+	}, {
+		name: "table where a value belongs",
+		src:  "server = 5\n" + minimal,
+		want: []string{`c.toml:1: server: must be a table`},
+	}, {
+		name: "errors from several sections come sorted by line",
+		src: "[media]\nurl_ttl = \"soon\"\n" + strings.Replace(minimal, "imap.example.com:993", "imap.example.com", 1) +
+			"[log]\nformat = \"xml\"\n",
+		want: []string{
+			`c.toml:2: media.url_ttl: invalid duration "soon"`,
+			`c.toml:10: channel "support": imap.address: missing port (want host:port, got "imap.example.com")`,
+			`c.toml:17: log.format: invalid value "xml" (want "text", "json")`,
+		},
+	}}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg, err := Parse("c.toml", []byte(tt.src), noEnv)
+			if err == nil {
+				t.Fatalf("Parse succeeded (%d channels), want errors:\n%s", len(cfg.Channels), strings.Join(tt.want, "\n"))
+			}
+			if cfg != nil {
+				t.Errorf("Parse returned a Config together with an error")
+			}
+			got := errorLines(err)
+			if !slices.Equal(got, tt.want) {
+				t.Errorf("errors:\n got: %s\nwant: %s", strings.Join(got, "\n      "), strings.Join(tt.want, "\n      "))
+			}
+			var ce *Error
+			if !errors.As(err, &ce) || ce.File != "c.toml" {
+				t.Errorf("errors.As(*Error) = %v, %+v", errors.As(err, &ce), ce)
+			}
+		})
+	}
+}
+
+func TestParseAllowLowerCased(t *testing.T) {
+	src := minimal + "[channel.verify]\nallow = [\"Jane@Example.COM\", \"Example.org\"]\n"
+	cfg, err := Parse("c.toml", []byte(src), noEnv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := cfg.Channels[0].Verify.Allow, []string{"jane@example.com", "example.org"}; !slices.Equal(got, want) {
+		t.Errorf("Allow = %q, want %q", got, want)
+	}
+}
+
+func TestDefaults(t *testing.T) {
+	cfg, err := Parse("c.toml", []byte(minimal), noEnv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := &Config{
+		Server:  Server{Listen: "127.0.0.1:8080", PublicURL: "http://127.0.0.1:8080"},
+		Metrics: Metrics{Listen: "127.0.0.1:9464"},
+		Store:   Store{Path: "/var/lib/mailgate/mailgate.db"},
+		Media: Media{
+			Dir:            "/var/lib/mailgate/media",
+			MaxSize:        25 << 20,
+			MaxCount:       20,
+			MaxMessageSize: 50 << 20,
+			URLTTL:         Duration{168 * time.Hour},
+			Retention:      Duration{720 * time.Hour},
+		},
+		Log: Log{Level: "info", Format: "text"},
+		Channels: []Channel{{
+			Name: "support",
+			Userlike: Userlike{
+				InboundURL:    "https://userlike.example.com/in",
+				InboundToken:  NewSecret("in-token-s3cret"),
+				OutboundToken: NewSecret("out-token-s3cret"),
+			},
+			IMAP: IMAP{
+				Address:          "imap.example.com:993",
+				Security:         "tls",
+				Username:         "support@example.com",
+				Password:         NewSecret("imap-pass-s3cret"),
+				Folders:          []string{"INBOX"},
+				After:            "seen",
+				QuarantineFolder: "Quarantine",
+				PollInterval:     Duration{5 * time.Minute},
+				IdleRefresh:      Duration{10 * time.Minute},
+			},
+			SMTP: SMTP{
+				Address:    "smtp.example.com:587",
+				Security:   "starttls",
+				From:       mail.Address{Name: "Support", Address: "support@example.com"},
+				SentFolder: "auto",
+			},
+			Verify: Verify{
+				TrustedAuthservIDs: []string{},
+				Require:            "dmarc",
+				Allow:              []string{},
+				OnFail:             "quarantine",
+			},
+			Inbound: Inbound{
+				Subject:        "first-line",
+				MailingLists:   "skip",
+				RateLimit:      20,
+				RateWindow:     Duration{10 * time.Minute},
+				AttachOriginal: "never",
+			},
+		}},
+	}
+	if got, want := fmt.Sprintf("%+v", cfg), fmt.Sprintf("%+v", want); got != want {
+		t.Errorf("defaults:\n got %s\nwant %s", got, want)
+	}
+	if !cfg.Channels[0].Equal(want.Channels[0]) {
+		t.Errorf("channel differs from the expected defaults (secrets included)")
+	}
+	if len(cfg.Warnings) != 0 {
+		t.Errorf("Warnings = %q, want none", cfg.Warnings)
+	}
+	if cfg.Log.SlogLevel() != slog.LevelInfo {
+		t.Errorf("SlogLevel = %v", cfg.Log.SlogLevel())
+	}
+}
+
+func TestDefaultsFromEnvironment(t *testing.T) {
+	opts := Options{Getenv: env(map[string]string{"STATE_DIRECTORY": "/srv/state:/srv/other"})}
+	cfg, err := Parse("c.toml", []byte(minimal), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Store.Path != "/srv/state/mailgate.db" || cfg.Media.Dir != "/srv/state/media" {
+		t.Errorf("store.path = %q, media.dir = %q", cfg.Store.Path, cfg.Media.Dir)
+	}
+
+	cfg, err = Parse("c.toml", []byte("[store]\npath = \"/data/m.db\"\n"+minimal), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Store.Path != "/data/m.db" || cfg.Media.Dir != "/data/media" {
+		t.Errorf("store.path = %q, media.dir = %q", cfg.Store.Path, cfg.Media.Dir)
+	}
+}
+
+func TestMetricsListen(t *testing.T) {
+	tests := []struct {
+		name, src, want string
+	}{
+		{"unset", minimal, "127.0.0.1:9464"},
+		{"table without key", "[metrics]\n" + minimal, "127.0.0.1:9464"},
+		{"empty turns it off", "[metrics]\nlisten = \"\"\n" + minimal, ""},
+		{"set", "[metrics]\nlisten = \"[::1]:9000\"\n" + minimal, "[::1]:9000"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg, err := Parse("c.toml", []byte(tt.src), noEnv)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if cfg.Metrics.Listen != tt.want {
+				t.Errorf("metrics.listen = %q, want %q", cfg.Metrics.Listen, tt.want)
+			}
+		})
+	}
+}
+
+func TestExplicitZeroIsNotReplacedByDefault(t *testing.T) {
+	src := "[media]\nmax_count = 0\n" + minimal + "sent_folder = \"\"\n"
+	cfg, err := Parse("c.toml", []byte(src), noEnv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Media.MaxCount != 0 || cfg.Channels[0].SMTP.SentFolder != "" {
+		t.Errorf("max_count = %d, sent_folder = %q; want the written zero values", cfg.Media.MaxCount, cfg.Channels[0].SMTP.SentFolder)
+	}
+}
+
+func TestWarnings(t *testing.T) {
+	tests := []struct {
+		name string
+		src  string
+		want []string
+	}{{
+		name: "public_url defaulted from a non-loopback listen",
+		src:  "[server]\nlisten = \"0.0.0.0:8080\"\n" + minimal,
+		want: []string{`c.toml:1: server.public_url: not set, so media URLs use "http://0.0.0.0:8080"; set public_url to the address Userlike can reach`},
+	}, {
+		name: "loopback listen is fine",
+		src:  "[server]\nlisten = \"localhost:8080\"\n" + minimal,
+	}, {
+		name: "plaintext to another host, and no certificate checks",
+		src: strings.Replace(minimal, "[channel.imap]\n", "[channel.imap]\nsecurity = \"none\"\ninsecure_skip_verify = true\n", 1) +
+			"security = \"none\"\n",
+		want: []string{
+			`c.toml:8: channel "support": imap.security: "none" sends the password and mail unencrypted to imap.example.com`,
+			`c.toml:9: channel "support": imap.insecure_skip_verify: TLS certificates of the IMAP server are not checked`,
+			`c.toml:16: channel "support": smtp.security: "none" sends the password and mail unencrypted to smtp.example.com`,
+		},
+	}, {
+		name: "plaintext to loopback is fine",
+		src: strings.Replace(strings.Replace(minimal, "imap.example.com:993", "127.0.0.1:143", 1),
+			"[channel.imap]\n", "[channel.imap]\nsecurity = \"none\"\n", 1),
+	}, {
+		name: "smtp password without username",
+		src:  minimal + "password = \"p\"\n",
+		want: []string{`c.toml:14: channel "support": smtp.password: set but unused: username is empty, so mailgate does not authenticate`},
+	}}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg, err := Parse("c.toml", []byte(tt.src), noEnv)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !slices.Equal(cfg.Warnings, tt.want) {
+				t.Errorf("warnings:\n got %q\nwant %q", cfg.Warnings, tt.want)
+			}
+		})
+	}
+}
+
+// writeFile creates a file in dir with the given content and mode.
+func writeFile(t *testing.T, dir, name, content string, mode os.FileMode) string {
+	t.Helper()
+	path := filepath.Join(dir, name)
+	if err := os.WriteFile(path, []byte(content), mode); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(path, mode); err != nil { // WriteFile's mode is masked by umask
+		t.Fatal(err)
+	}
+	return path
+}
+
+func TestSecrets(t *testing.T) {
+	dir := t.TempDir()
+	creds := t.TempDir()
+	private := writeFile(t, dir, "private.pass", "from-file-s3cret\n", 0o600)
+	public := writeFile(t, dir, "public.pass", "public-s3cret\r\n", 0o644)
+	empty := writeFile(t, dir, "empty.pass", "\n", 0o600)
+	writeFile(t, creds, "imap", "from-credential-s3cret", 0o400)
+	withCreds := Options{Getenv: env(map[string]string{"CREDENTIALS_DIRECTORY": creds})}
+
+	// imap password given as the lines in `password`; line 10 of minimal.
+	withPassword := func(lines string) string {
+		return strings.Replace(minimal, "password = \"imap-pass-s3cret\"\n", lines, 1)
+	}
+	tests := []struct {
+		name     string
+		src      string
+		opts     Options
+		want     string   // revealed password when parsing succeeds
+		warnings []string // when parsing succeeds
+		errs     []string // when it fails
+	}{{
+		name: "inline",
+		src:  minimal,
+		want: "imap-pass-s3cret",
+	}, {
+		name: "file",
+		src:  withPassword(fmt.Sprintf("password_file = %q\n", private)),
+		want: "from-file-s3cret",
+	}, {
+		name: "file relative to the config file",
+		src:  withPassword("password_file = \"private.pass\"\n"),
+		want: "from-file-s3cret",
+	}, {
+		name:     "world-readable file",
+		src:      withPassword(fmt.Sprintf("password_file = %q\n", public)),
+		want:     "public-s3cret",
+		warnings: []string{fmt.Sprintf(`c.toml:10: channel "support": imap.password_file: %q is readable by all users (mode 0644); restrict it with chmod o-r`, public)},
+	}, {
+		name: "credential",
+		src:  withPassword("password_credential = \"imap\"\n"),
+		opts: withCreds,
+		want: "from-credential-s3cret",
+	}, {
+		name: "credential without CREDENTIALS_DIRECTORY",
+		src:  withPassword("password_credential = \"imap\"\n"),
+		errs: []string{`c.toml:10: channel "support": imap.password_credential: $CREDENTIALS_DIRECTORY is not set (systemd sets it for LoadCredential=; use password_file outside systemd)`},
+	}, {
+		name: "credential name with a slash",
+		src:  withPassword("password_credential = \"../imap\"\n"),
+		opts: withCreds,
+		errs: []string{`c.toml:10: channel "support": imap.password_credential: invalid credential name "../imap"`},
+	}, {
+		name: "missing credential",
+		src:  withPassword("password_credential = \"smtp\"\n"),
+		opts: withCreds,
+		errs: []string{fmt.Sprintf(`c.toml:10: channel "support": imap.password_credential: cannot read %q: no such file or directory`, filepath.Join(creds, "smtp"))},
+	}, {
+		name: "inline and file",
+		src:  withPassword(fmt.Sprintf("password = \"x\"\npassword_file = %q\n", private)),
+		errs: []string{`c.toml:10: channel "support": imap.password: give only one of password, password_file and password_credential`},
+	}, {
+		name: "file and credential",
+		src:  withPassword(fmt.Sprintf("password_file = %q\npassword_credential = \"imap\"\n", private)),
+		opts: withCreds,
+		errs: []string{`c.toml:10: channel "support": imap.password_file: give only one of password, password_file and password_credential`},
+	}, {
+		name: "missing file",
+		src:  withPassword("password_file = \"/nonexistent/imap.pass\"\n"),
+		errs: []string{`c.toml:10: channel "support": imap.password_file: cannot read "/nonexistent/imap.pass": no such file or directory`},
+	}, {
+		name: "not a regular file",
+		src:  withPassword(fmt.Sprintf("password_file = %q\n", dir)),
+		errs: []string{fmt.Sprintf(`c.toml:10: channel "support": imap.password_file: cannot read %q: not a regular file`, dir)},
+	}, {
+		name: "empty file",
+		src:  withPassword(fmt.Sprintf("password_file = %q\n", empty)),
+		errs: []string{fmt.Sprintf(`c.toml:10: channel "support": imap.password_file: %q is empty`, empty)},
+	}, {
+		name: "secret of the wrong type",
+		src:  withPassword("password = 12345\n"),
+		errs: []string{`c.toml:10: channel "support": imap.password: must be a string, not an integer`},
+	}, {
+		name: "optional media key from a file",
+		src:  fmt.Sprintf("[media]\nkey_file = %q\n", private) + minimal,
+		want: "imap-pass-s3cret",
+	}}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			opts := tt.opts
+			if opts.Getenv == nil {
+				opts = noEnv
+			}
+			cfg, err := Parse(filepath.Join(dir, "c.toml"), []byte(tt.src), opts)
+			if err != nil {
+				// Messages name the file as given; shorten it for the comparison.
+				got := errorLines(err)
+				for i := range got {
+					got[i] = strings.Replace(got[i], filepath.Join(dir, "c.toml"), "c.toml", 1)
+				}
+				if !slices.Equal(got, tt.errs) {
+					t.Errorf("errors:\n got %q\nwant %q", got, tt.errs)
+				}
+				return
+			}
+			if tt.errs != nil {
+				t.Fatalf("Parse succeeded, want errors %q", tt.errs)
+			}
+			if got := cfg.Channels[0].IMAP.Password.Reveal(); got != tt.want {
+				t.Errorf("password = %q, want %q", got, tt.want)
+			}
+			for i := range cfg.Warnings {
+				cfg.Warnings[i] = strings.Replace(cfg.Warnings[i], filepath.Join(dir, "c.toml"), "c.toml", 1)
+			}
+			if !slices.Equal(cfg.Warnings, tt.warnings) {
+				t.Errorf("warnings:\n got %q\nwant %q", cfg.Warnings, tt.warnings)
+			}
+		})
+	}
+}
+
+func TestSecretUnreadableFile(t *testing.T) {
+	if os.Geteuid() == 0 {
+		t.Skip("root reads files whatever their mode")
+	}
+	path := writeFile(t, t.TempDir(), "locked.pass", "locked-s3cret", 0o000)
+	src := strings.Replace(minimal, "password = \"imap-pass-s3cret\"\n", fmt.Sprintf("password_file = %q\n", path), 1)
+	_, err := Parse("c.toml", []byte(src), noEnv)
+	want := fmt.Sprintf(`c.toml:10: channel "support": imap.password_file: cannot read %q: permission denied`, path)
+	if err == nil || err.Error() != want {
+		t.Errorf("err = %v, want %s", err, want)
+	}
+}
+
+func TestNoSecretInOutput(t *testing.T) {
+	cfg, err := Parse("c.toml", []byte("[media]\nkey = \"media-key-s3cret\"\n"+minimal), noEnv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	secrets := append(slices.Clone(secretValues), "media-key-s3cret")
+	var outputs []string
+	for _, verb := range []string{"%v", "%+v", "%#v", "%s", "%q", "%x", "%d"} {
+		outputs = append(outputs, fmt.Sprintf(verb, cfg), fmt.Sprintf(verb, *cfg))
+	}
+	j, err := json.Marshal(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	outputs = append(outputs, string(j))
+	var buf bytes.Buffer
+	slog.New(slog.NewJSONHandler(&buf, nil)).Info("config", "channel", cfg.Channels[0], "key", cfg.Media.Key)
+	slog.New(slog.NewTextHandler(&buf, nil)).Info("config", "password", cfg.Channels[0].IMAP.Password)
+	outputs = append(outputs, buf.String())
+	outputs = append(outputs, cfg.Summary()...)
+	for _, out := range outputs {
+		for _, s := range secrets {
+			if strings.Contains(out, s) {
+				t.Errorf("output contains secret %q: %s", s, out)
+			}
+		}
+	}
+	if !strings.Contains(string(j), `"Password":"[redacted]"`) {
+		t.Errorf("JSON does not show the redacted password: %s", j)
+	}
+	if got := cfg.Media.Key.Reveal(); got != "media-key-s3cret" {
+		t.Errorf("Reveal = %q", got)
+	}
+	text, _ := cfg.Media.Key.MarshalText()
+	if string(text) != "[redacted]" || cfg.Media.Key.String() != "[redacted]" || cfg.Media.Key.GoString() != "[redacted]" {
+		t.Errorf("MarshalText/String/GoString reveal the secret")
+	}
+}
+
+func TestNoSecretInErrors(t *testing.T) {
+	dir := t.TempDir()
+	file := writeFile(t, dir, "pass", "file-s3cret", 0o644)
+	sources := []string{
+		// Syntax errors on secret lines: toml's message could quote the value.
+		strings.Replace(minimal, `"imap-pass-s3cret"`, `imap-pass-s3cret`, 1),
+		strings.Replace(minimal, `"imap-pass-s3cret"`, `"imap-pass-s3cret`, 1),
+		strings.Replace(minimal, `"in-token-s3cret"`, `"in-token-s3cret" "x"`, 1),
+		// Secrets given twice, next to other errors.
+		strings.Replace(minimal, "password = \"imap-pass-s3cret\"\n",
+			fmt.Sprintf("password = \"imap-pass-s3cret\"\npassword_file = %q\n", file), 1) + "[log]\nlevel = 1\n",
+		// A valid secret, with other keys broken.
+		strings.Replace(minimal, "imap.example.com:993", "imap-pass-s3cret", 1),
+	}
+	for i, src := range sources {
+		_, err := Parse("c.toml", []byte(src), noEnv)
+		if err == nil {
+			t.Errorf("source %d: Parse succeeded", i)
+			continue
+		}
+		for _, s := range append(slices.Clone(secretValues[:2]), "file-s3cret") {
+			if strings.Contains(err.Error(), s) {
+				t.Errorf("source %d: error reveals %q: %v", i, s, err)
+			}
+		}
+		if !strings.HasPrefix(err.Error(), "c.toml:") {
+			t.Errorf("source %d: error does not name file and line: %v", i, err)
+		}
+	}
+}
+
+func TestChannel(t *testing.T) {
+	cfg, err := Parse("c.toml", []byte(withSecondChannel("")), noEnv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ch, ok := cfg.Channel("sales")
+	if !ok || ch.Name != "sales" || ch != &cfg.Channels[1] {
+		t.Errorf("Channel(sales) = %v, %v", ch, ok)
+	}
+	if _, ok := cfg.Channel("nope"); ok {
+		t.Errorf("Channel(nope) found a channel")
+	}
+}
+
+func TestChannelEqual(t *testing.T) {
+	parse := func(src string) Channel {
+		t.Helper()
+		cfg, err := Parse("c.toml", []byte(src), noEnv)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return cfg.Channels[0]
+	}
+	base := parse(minimal)
+	tests := []struct {
+		name  string
+		src   string
+		equal bool
+	}{
+		{"same", minimal, true},
+		{"same with defaults written out", minimal + "security = \"starttls\"\nsent_folder = \"auto\"\n", true},
+		{"other password", strings.Replace(minimal, "imap-pass-s3cret", "other", 1), false},
+		{"other token", strings.Replace(minimal, "out-token-s3cret", "other", 1), false},
+		{"other folders", strings.Replace(minimal, "[channel.imap]\n", "[channel.imap]\nfolders = [\"INBOX\", \"Support\"]\n", 1), false},
+		{"other allow list", minimal + "[channel.verify]\nallow = [\"example.org\"]\n", false},
+		{"other rate", minimal + "[channel.inbound]\nrate_limit = 5\n", false},
+		{"other from", strings.Replace(minimal, "Support <", "Help <", 1), false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := base.Equal(parse(tt.src)); got != tt.equal {
+				t.Errorf("Equal = %v, want %v", got, tt.equal)
+			}
+		})
+	}
+}
+
+func TestSummary(t *testing.T) {
+	second := strings.NewReplacer(
+		`name = "support"`, `name = "sales"`,
+		"https://userlike.example.com/in", "https://u:p@userlike.example.com/in?key=abc",
+		"[channel.imap]\n", "[channel.imap]\nafter = \"move\"\nmove_to = \"Archive\"\n",
+		"[channel.smtp]\n", "[channel.smtp]\nusername = \"relay\"\npassword = \"relay-s3cret\"\n",
+	).Replace(minimal)
+	src := minimal + second
+	cfg, err := Parse("c.toml", []byte(src), noEnv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{
+		`channel "support": imap support@example.com@imap.example.com:993 (tls) folders INBOX after=seen; smtp smtp.example.com:587 (starttls) from "Support" <support@example.com> sent_folder=auto; userlike https://userlike.example.com/in; verify require=dmarc on_fail=quarantine`,
+		`channel "sales": imap support@example.com@imap.example.com:993 (tls) folders INBOX after=move move_to=Archive; smtp relay@smtp.example.com:587 (starttls) from "Support" <support@example.com> sent_folder=auto; userlike https://userlike.example.com/in?…; verify require=dmarc on_fail=quarantine`,
+	}
+	if got := cfg.Summary(); !slices.Equal(got, want) {
+		t.Errorf("Summary:\n got %q\nwant %q", got, want)
+	}
+}
+
+func TestLoad(t *testing.T) {
+	path := writeFile(t, t.TempDir(), "mailgate.toml", minimal+"bogus = 1\n", 0o600)
+	_, err := Load(path, noEnv)
+	if err == nil || err.Error() != path+`:14: channel "support": smtp.bogus: unknown key` {
+		t.Errorf("Load: %v", err)
+	}
+	_, err = Load(filepath.Join(t.TempDir(), "missing.toml"), noEnv)
+	if !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("Load of a missing file: %v", err)
+	}
+}
+
+// exampleKeyLine matches a key in the example, commented out or not.
+var exampleKeyLine = regexp.MustCompile(`^#?\s*([a-z_]+)\s*=`)
+
+// exampleHeader matches a table header in the example, commented out or not.
+var exampleHeader = regexp.MustCompile(`^#?\s*\[\[?([a-z_.]+)\]\]?\s*$`)
+
+func TestExampleConfig(t *testing.T) {
+	data, err := os.ReadFile("../config.example.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := Parse("config.example.toml", data, noEnv)
+	if err != nil {
+		t.Fatalf("the example does not parse:\n%v", err)
+	}
+	if len(cfg.Warnings) != 0 {
+		t.Errorf("the example draws warnings: %q", cfg.Warnings)
+	}
+	if len(cfg.Channels) == 0 || len(cfg.Summary()) != len(cfg.Channels) {
+		t.Errorf("the example has %d channels", len(cfg.Channels))
+	}
+
+	// Every key of the schema must be documented, in its table.
+	mentioned := make(map[string]bool)
+	var table string
+	for line := range strings.SplitSeq(string(data), "\n") {
+		line = strings.TrimSpace(line)
+		if m := exampleHeader.FindStringSubmatch(line); m != nil {
+			table = m[1]
+			continue
+		}
+		if m := exampleKeyLine.FindStringSubmatch(line); m != nil && table != "" {
+			mentioned[table+"."+m[1]] = true
+		}
+	}
+	for path, leaf := range schemaKeys() {
+		if !leaf {
+			continue
+		}
+		key := strings.ReplaceAll(path, "\x00", ".")
+		if !mentioned[key] {
+			t.Errorf("config.example.toml does not mention %s", key)
+		}
+	}
+}
+
+func TestSchemaKeys(t *testing.T) {
+	keys := schemaKeys()
+	for _, k := range []string{"server", "server.listen", "channel", "channel.imap", "channel.imap.password_credential", "media.key_file"} {
+		if _, ok := keys[strings.ReplaceAll(k, ".", "\x00")]; !ok {
+			t.Errorf("schemaKeys lacks %s", k)
+		}
+	}
+	if len(keys) < 60 {
+		t.Errorf("schemaKeys has %d keys", len(keys))
+	}
+}
+
+func FuzzParse(f *testing.F) {
+	f.Add([]byte(minimal))
+	f.Add([]byte(withSecondChannel("bogus = 1\n")))
+	f.Add([]byte("[server]\nlisten = \"x\"\n[[channel]]\nimap = { address = \"h:1\", folders = [\"a\", \"\"] }\n"))
+	f.Add([]byte("a.\"b.c\".'d' = \"\"\"\nx\n\"\"\"\n[[channel]]\nname = 'x'\n[channel.verify]\nallow = [\n  'a', # c\n  \"b\",\n]\n"))
+	f.Add([]byte("[media]\nmax_size = \"9999999999999GiB\"\nkey_file = \"/dev/zero\"\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		cfg, err := Parse("f.toml", data, noEnv)
+		if err != nil {
+			if cfg != nil {
+				t.Errorf("Config together with an error")
+			}
+			for line := range strings.SplitSeq(err.Error(), "\n") {
+				if !strings.HasPrefix(line, "f.toml") {
+					t.Errorf("error line does not name the file: %q", line)
+				}
+			}
+			return
+		}
+		if len(cfg.Channels) == 0 {
+			t.Errorf("valid Config without channels")
+		}
+		_ = cfg.Summary()
+	})
+}

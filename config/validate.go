@@ -1,0 +1,292 @@
+package config
+
+import (
+	"net"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// validate checks the converted configuration (defaults applied) and
+// reports every problem it finds.
+func (p *parser) validate(cfg *Config) {
+	top := at{ch: -1}
+
+	p.hostPort(top.key("server", "listen"), cfg.Server.Listen)
+	p.httpURL(top.key("server", "public_url"), cfg.Server.PublicURL)
+	if cfg.Metrics.Listen != "" {
+		p.hostPort(top.key("metrics", "listen"), cfg.Metrics.Listen)
+	}
+	if cfg.Store.Path == "" {
+		p.errorf(top.key("store", "path"), "must not be empty")
+	}
+
+	media := top.key("media")
+	if cfg.Media.Dir == "" && !p.isBad(top.key("store", "path")) {
+		p.errorf(media.key("dir"), "must not be empty")
+	}
+	if cfg.Media.MaxSize <= 0 {
+		p.errorf(media.key("max_size"), "must be more than 0 bytes")
+	}
+	if cfg.Media.MaxCount < 0 {
+		p.errorf(media.key("max_count"), "must not be negative")
+	}
+	if cfg.Media.MaxMessageSize <= 0 {
+		p.errorf(media.key("max_message_size"), "must be more than 0 bytes")
+	}
+	p.durationRange(media.key("url_ttl"), cfg.Media.URLTTL, time.Second, 0)
+	p.durationRange(media.key("retention"), cfg.Media.Retention, time.Second, 0)
+
+	p.oneOf(top.key("log", "level"), cfg.Log.Level, "debug", "info", "warn", "error")
+	p.oneOf(top.key("log", "format"), cfg.Log.Format, "text", "json")
+
+	if len(cfg.Channels) == 0 {
+		p.errorf(top.key("channel"), "at least one [[channel]] is required")
+	}
+	seen := make(map[string]int)
+	for i := range cfg.Channels {
+		c := at{ch: i, path: []string{"channel"}}
+		name := cfg.Channels[i].Name
+		if j, dup := seen[name]; dup && name != "" {
+			p.errorf(c.key("name"), "%q is already the name of the channel at line %d",
+				name, p.idx.line(j, []string{"channel", "name"}))
+		} else {
+			seen[name] = i
+		}
+		p.validateChannel(c, &cfg.Channels[i])
+	}
+}
+
+func (p *parser) validateChannel(c at, ch *Channel) {
+	switch {
+	case ch.Name == "":
+		p.errorf(c.key("name"), "missing (every [[channel]] needs a unique name)")
+	case !validChannelName(ch.Name):
+		p.errorf(c.key("name"), "invalid name %q: use 1 to 63 characters a-z, 0-9, _ and -, starting with a letter or digit", ch.Name)
+	}
+
+	ul := c.key("userlike")
+	if ch.Userlike.InboundURL == "" {
+		p.errorf(ul.key("inbound_url"), "missing (the Inbound URL shown in Userlike's Custom Channel settings)")
+	} else {
+		p.httpURL(ul.key("inbound_url"), ch.Userlike.InboundURL)
+	}
+	p.requireSecret(ul, "inbound_token", ch.Userlike.InboundToken)
+	p.requireSecret(ul, "outbound_token", ch.Userlike.OutboundToken)
+
+	im := c.key("imap")
+	p.requireHostPort(im.key("address"), ch.IMAP.Address)
+	p.oneOf(im.key("security"), ch.IMAP.Security, "tls", "starttls", "none")
+	p.plaintextWarning(im, ch.IMAP.Security, ch.IMAP.Address)
+	if ch.IMAP.Username == "" {
+		p.errorf(im.key("username"), "missing")
+	}
+	p.requireSecret(im, "password", ch.IMAP.Password)
+	p.list(im.key("folders"), ch.IMAP.Folders, "folder")
+	if len(ch.IMAP.Folders) == 0 {
+		p.errorf(im.key("folders"), "must list at least one folder")
+	}
+	p.oneOf(im.key("after"), ch.IMAP.After, "seen", "move", "delete", "none")
+	switch {
+	case ch.IMAP.After == "move" && ch.IMAP.MoveTo == "":
+		p.errorf(im.key("move_to"), `missing (required with after = "move")`)
+	case ch.IMAP.After != "move" && ch.IMAP.MoveTo != "":
+		p.errorf(im.key("move_to"), `only allowed with after = "move" (after is %q)`, ch.IMAP.After)
+	case ch.IMAP.MoveTo != "" && slices.Contains(ch.IMAP.Folders, ch.IMAP.MoveTo):
+		p.errorf(im.key("move_to"), "%q is a watched folder; messages would be processed again", ch.IMAP.MoveTo)
+	}
+	switch {
+	case ch.IMAP.QuarantineFolder == "":
+		p.errorf(im.key("quarantine_folder"), "must not be empty")
+	case slices.Contains(ch.IMAP.Folders, ch.IMAP.QuarantineFolder):
+		p.errorf(im.key("quarantine_folder"), "%q is a watched folder; quarantined messages would be processed again", ch.IMAP.QuarantineFolder)
+	}
+	p.durationRange(im.key("poll_interval"), ch.IMAP.PollInterval, 10*time.Second, 0)
+	p.durationRange(im.key("idle_refresh"), ch.IMAP.IdleRefresh, time.Minute, 29*time.Minute)
+	if ch.IMAP.InsecureSkipVerify {
+		p.warnf(im.key("insecure_skip_verify"), "TLS certificates of the IMAP server are not checked")
+	}
+
+	sm := c.key("smtp")
+	p.requireHostPort(sm.key("address"), ch.SMTP.Address)
+	p.oneOf(sm.key("security"), ch.SMTP.Security, "tls", "starttls", "none")
+	p.plaintextWarning(sm, ch.SMTP.Security, ch.SMTP.Address)
+	if ch.SMTP.From.Address == "" {
+		p.errorf(sm.key("from"), "missing (the sender address of replies)")
+	}
+	switch {
+	case ch.SMTP.Username != "":
+		p.requireSecret(sm, "password", ch.SMTP.Password)
+	case !ch.SMTP.Password.IsZero():
+		p.warnf(sm.key("password"), "set but unused: username is empty, so mailgate does not authenticate")
+	}
+
+	ve := c.key("verify")
+	p.list(ve.key("trusted_authserv_ids"), ch.Verify.TrustedAuthservIDs, "authserv-id")
+	for _, id := range ch.Verify.TrustedAuthservIDs {
+		if strings.ContainsAny(id, " \t;") {
+			p.errorf(ve.key("trusted_authserv_ids"), "invalid authserv-id %q", id)
+		}
+	}
+	p.oneOf(ve.key("require"), ch.Verify.Require, "dmarc", "dkim", "none")
+	p.list(ve.key("allow"), ch.Verify.Allow, "entry")
+	for _, a := range ch.Verify.Allow {
+		if !validAllowEntry(a) {
+			p.errorf(ve.key("allow"), "invalid entry %q: want an address (name@example.com) or a domain (example.com), without wildcards", a)
+		}
+	}
+	p.oneOf(ve.key("on_fail"), ch.Verify.OnFail, "quarantine", "reject")
+
+	in := c.key("inbound")
+	p.oneOf(in.key("subject"), ch.Inbound.Subject, "first-line", "none")
+	p.oneOf(in.key("mailing_lists"), ch.Inbound.MailingLists, "skip", "post")
+	if ch.Inbound.RateLimit < 1 {
+		p.errorf(in.key("rate_limit"), "must be at least 1")
+	}
+	p.durationRange(in.key("rate_window"), ch.Inbound.RateWindow, time.Second, 0)
+	p.oneOf(in.key("attach_original"), ch.Inbound.AttachOriginal, "never", "when-trimmed", "always")
+}
+
+// validChannelName reports whether name matches ^[a-z0-9][a-z0-9_-]{0,62}$.
+func validChannelName(name string) bool {
+	if name == "" || len(name) > 63 {
+		return false
+	}
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		switch {
+		case c >= 'a' && c <= 'z', c >= '0' && c <= '9':
+		case (c == '_' || c == '-') && i > 0:
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// validAllowEntry reports whether s is a lower-case address or domain.
+func validAllowEntry(s string) bool {
+	domain := s
+	if local, d, ok := strings.Cut(s, "@"); ok {
+		if local == "" || strings.ContainsAny(local, "\"()<>,;:\\[] \t*?") {
+			return false
+		}
+		domain = d
+	}
+	labels := strings.Split(domain, ".")
+	if len(labels) < 2 {
+		return false
+	}
+	for _, l := range labels {
+		if l == "" || len(l) > 63 || l[0] == '-' || l[len(l)-1] == '-' {
+			return false
+		}
+		for i := 0; i < len(l); i++ {
+			c := l[i]
+			if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-' || c >= 0x80) {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// requireSecret reports a missing required secret.
+func (p *parser) requireSecret(table at, name string, s Secret) {
+	if s.IsZero() {
+		p.errorf(table.key(name), "missing (set %s, %s_file or %s_credential)", name, name, name)
+	}
+}
+
+// oneOf checks an enumerated value.
+func (p *parser) oneOf(a at, v string, allowed ...string) {
+	if slices.Contains(allowed, v) {
+		return
+	}
+	quoted := make([]string, len(allowed))
+	for i, s := range allowed {
+		quoted[i] = strconv.Quote(s)
+	}
+	p.errorf(a, "invalid value %q (want %s)", v, strings.Join(quoted, ", "))
+}
+
+// list checks that a list has no empty and no repeated entries.
+func (p *parser) list(a at, l []string, what string) {
+	seen := make(map[string]bool, len(l))
+	for _, s := range l {
+		switch {
+		case strings.TrimSpace(s) == "":
+			p.errorf(a, "empty %s name", what)
+		case seen[s]:
+			p.errorf(a, "%s %q is listed twice", what, s)
+		}
+		seen[s] = true
+	}
+}
+
+// durationRange checks min <= d (and d <= max when max > 0).
+func (p *parser) durationRange(a at, d Duration, minimum, maximum time.Duration) {
+	switch {
+	case d.Duration < minimum:
+		p.errorf(a, "%s is too short (at least %s)", d, minimum)
+	case maximum > 0 && d.Duration > maximum:
+		p.errorf(a, "%s is too long (at most %s)", d, maximum)
+	}
+}
+
+// requireHostPort checks a mandatory host:port.
+func (p *parser) requireHostPort(a at, s string) {
+	if s == "" {
+		p.errorf(a, "missing (host:port)")
+		return
+	}
+	p.hostPort(a, s)
+}
+
+// hostPort checks a host:port with a non-empty host and a port 1-65535.
+func (p *parser) hostPort(a at, s string) {
+	host, port, err := net.SplitHostPort(s)
+	if err != nil {
+		if strings.Contains(err.Error(), "missing port") {
+			p.errorf(a, "missing port (want host:port, got %q)", s)
+		} else {
+			p.errorf(a, "invalid address %q (want host:port)", s)
+		}
+		return
+	}
+	if host == "" {
+		p.errorf(a, "missing host in %q (want host:port; 0.0.0.0 means every interface)", s)
+		return
+	}
+	n, err := strconv.Atoi(port)
+	if err != nil || n < 1 || n > 65535 {
+		p.errorf(a, "invalid port in %q (want 1-65535)", s)
+	}
+}
+
+// httpURL checks an absolute http or https URL.
+func (p *parser) httpURL(a at, s string) {
+	u, err := url.Parse(s)
+	switch {
+	case err != nil:
+		p.errorf(a, "invalid URL %q", s)
+	case u.Scheme != "http" && u.Scheme != "https":
+		p.errorf(a, "%q is not an absolute http or https URL", s)
+	case u.Host == "":
+		p.errorf(a, "%q has no host", s)
+	}
+}
+
+// plaintextWarning warns when security = "none" talks to another machine.
+func (p *parser) plaintextWarning(table at, security, address string) {
+	if security != "none" {
+		return
+	}
+	host, _, err := net.SplitHostPort(address)
+	if err != nil || isLoopback(host) {
+		return
+	}
+	p.warnf(table.key("security"), "\"none\" sends the password and mail unencrypted to %s", host)
+}
