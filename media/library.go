@@ -1,0 +1,365 @@
+package media
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+)
+
+// ErrNotFound is returned by an Index when a record does not exist.
+var ErrNotFound = errors.New("media: not found")
+
+// ErrTooLarge is wrapped by Put when the content exceeds Options.MaxSize.
+var ErrTooLarge = errors.New("media: file too large")
+
+// Default option values.
+const (
+	DefaultURLTTL  = 7 * 24 * time.Hour
+	DefaultMaxSize = 25 << 20
+	minKeySize     = 32
+	copyBufferSize = 32 << 10
+	staleTempAge   = time.Hour
+	tempPrefix     = "put-"
+)
+
+// Record is the index entry of one stored attachment. Several records may
+// share one file (same SHA256).
+type Record struct {
+	ID          string    // random, 22 characters of base64url
+	SHA256      string    // lower-case hex digest of the content; names the file
+	Size        int64     // content length in bytes
+	ContentType string    // the type the file is served with
+	Filename    string    // sanitized file name, may be empty
+	Channel     string    // opaque to this package (the caller's channel name)
+	LedgerID    int64     // opaque to this package (the caller's ledger entry)
+	CreatedAt   time.Time // when Put stored the record (UTC)
+}
+
+// Index persists Records. The store package provides one; the Library only
+// calls it, never caches it.
+type Index interface {
+	// PutMedia inserts a new record.
+	PutMedia(ctx context.Context, m *Record) error
+	// Media returns the record with the given id, or an error satisfying
+	// errors.Is(err, ErrNotFound).
+	Media(ctx context.Context, id string) (*Record, error)
+	// ExpiredMedia returns the records created before the given time.
+	ExpiredMedia(ctx context.Context, before time.Time) ([]*Record, error)
+	// DeleteMedia removes the records with the given ids.
+	DeleteMedia(ctx context.Context, ids []string) error
+	// MediaRefs counts the records whose SHA256 equals sha256.
+	MediaRefs(ctx context.Context, sha256 string) (int, error)
+}
+
+// Options configures a Library.
+type Options struct {
+	// Dir is the root directory for files; created with mode 0700.
+	Dir string
+	// Key is the HMAC-SHA256 key for URL signatures, at least 32 bytes.
+	Key []byte
+	// PublicURL is the externally visible base URL, e.g.
+	// "https://gw.example.com" or "https://example.com/mailgate".
+	PublicURL string
+	// URLTTL is how long a signed URL stays valid; default DefaultURLTTL.
+	URLTTL time.Duration
+	// MaxSize is the largest accepted file in bytes; default DefaultMaxSize.
+	MaxSize int64
+	// Index stores the records; required.
+	Index Index
+	// Logger receives warnings and sweep summaries; default discards.
+	Logger *slog.Logger
+	// Now returns the current time; default time.Now.
+	Now func() time.Time
+}
+
+// PutMeta describes content handed to Library.Put.
+type PutMeta struct {
+	Filename    string // as declared by the sender; sanitized before storing
+	ContentType string // as declared by the sender; checked against the content
+	Channel     string // copied to Record.Channel
+	LedgerID    int64  // copied to Record.LedgerID
+}
+
+// Library is the set of stored media files: it stores them, signs their
+// URLs, serves them over HTTP and sweeps expired ones.
+type Library struct {
+	dir       string
+	tmpDir    string
+	key       []byte
+	publicURL string
+	ttl       time.Duration
+	maxSize   int64
+	index     Index
+	log       *slog.Logger
+	now       func() time.Time
+
+	// mu orders "file exists -> add a record" in Put against
+	// "no records left -> remove file" in Sweep.
+	mu sync.Mutex
+}
+
+// New validates opts, creates Dir and Dir/tmp (mode 0700) and returns a
+// Library.
+func New(opts Options) (*Library, error) {
+	if opts.Dir == "" {
+		return nil, errors.New("media: Options.Dir is empty")
+	}
+	if len(opts.Key) < minKeySize {
+		return nil, fmt.Errorf("media: Options.Key has %d bytes, need at least %d", len(opts.Key), minKeySize)
+	}
+	if opts.Index == nil {
+		return nil, errors.New("media: Options.Index is nil")
+	}
+	pub, err := url.Parse(opts.PublicURL)
+	if err != nil {
+		return nil, fmt.Errorf("media: parse Options.PublicURL %q: %w", opts.PublicURL, err)
+	}
+	if (pub.Scheme != "https" && pub.Scheme != "http") || pub.Host == "" || pub.RawQuery != "" || pub.Fragment != "" || pub.User != nil {
+		return nil, fmt.Errorf("media: Options.PublicURL %q must be an http(s) URL without user, query or fragment", opts.PublicURL)
+	}
+	if opts.URLTTL < 0 || opts.MaxSize < 0 {
+		return nil, errors.New("media: Options.URLTTL and Options.MaxSize must not be negative")
+	}
+	l := &Library{
+		dir:       filepath.Clean(opts.Dir),
+		key:       append([]byte(nil), opts.Key...),
+		publicURL: strings.TrimRight(opts.PublicURL, "/"),
+		ttl:       opts.URLTTL,
+		maxSize:   opts.MaxSize,
+		index:     opts.Index,
+		log:       opts.Logger,
+		now:       opts.Now,
+	}
+	l.tmpDir = filepath.Join(l.dir, "tmp")
+	if l.ttl == 0 {
+		l.ttl = DefaultURLTTL
+	}
+	if l.maxSize == 0 {
+		l.maxSize = DefaultMaxSize
+	}
+	if l.log == nil {
+		l.log = slog.New(slog.DiscardHandler)
+	}
+	if l.now == nil {
+		l.now = time.Now
+	}
+	for _, d := range []string{l.dir, l.tmpDir} {
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			return nil, fmt.Errorf("media: create %q: %w", d, err)
+		}
+	}
+	return l, nil
+}
+
+// Put streams r into the library and adds a Record for it.
+//
+// The content goes to a temporary file while being hashed; it is never held
+// in memory. More than MaxSize bytes fail with an error wrapping ErrTooLarge.
+// The file is then moved to its content-addressed path, or dropped if that
+// file already exists. Every call creates a record with a new random ID.
+func (l *Library) Put(ctx context.Context, meta PutMeta, r io.Reader) (*Record, error) {
+	id, err := newID()
+	if err != nil {
+		return nil, err
+	}
+	tmp, err := os.CreateTemp(l.tmpDir, tempPrefix+"*")
+	if err != nil {
+		return nil, fmt.Errorf("media: create temp file in %q: %w", l.tmpDir, err)
+	}
+	tmpName := tmp.Name()
+	placed := false
+	defer func() {
+		if !placed {
+			tmp.Close()
+			os.Remove(tmpName)
+		}
+	}()
+
+	h := sha256.New()
+	var head sniffBuffer
+	// LimitedReader has no WriteTo and MultiWriter has no ReadFrom, so
+	// CopyBuffer really copies through the fixed buffer.
+	src := &io.LimitedReader{R: ctxReader{ctx: ctx, r: r}, N: l.maxSize + 1}
+	n, err := io.CopyBuffer(io.MultiWriter(tmp, h, &head), src, make([]byte, copyBufferSize))
+	if err != nil {
+		return nil, fmt.Errorf("media: store %q: %w", meta.Filename, err)
+	}
+	if n > l.maxSize {
+		return nil, fmt.Errorf("media: store %q: more than %d bytes: %w", meta.Filename, l.maxSize, ErrTooLarge)
+	}
+	if err := tmp.Sync(); err != nil {
+		return nil, fmt.Errorf("media: sync %q: %w", tmpName, err)
+	}
+	if err := tmp.Close(); err != nil {
+		return nil, fmt.Errorf("media: close %q: %w", tmpName, err)
+	}
+
+	sum := hex.EncodeToString(h.Sum(nil))
+	rec := &Record{
+		ID:          id,
+		SHA256:      sum,
+		Size:        n,
+		ContentType: decideContentType(meta.ContentType, head.data),
+		Filename:    sanitizeFilename(meta.Filename),
+		Channel:     meta.Channel,
+		LedgerID:    meta.LedgerID,
+		CreatedAt:   l.now().UTC(),
+	}
+
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	created, err := l.place(tmpName, sum, n)
+	placed = true // tmpName is renamed or removed by place
+	if err != nil {
+		os.Remove(tmpName)
+		return nil, err
+	}
+	if err := l.index.PutMedia(ctx, rec); err != nil {
+		if created {
+			if _, _, rerr := l.removeIfUnreferenced(ctx, sum); rerr != nil {
+				l.log.Warn("media: remove file after failed index insert", "sha256", sum, "err", rerr)
+			}
+		}
+		return nil, fmt.Errorf("media: index record for %s: %w", sum, err)
+	}
+	return rec, nil
+}
+
+// place moves the temp file to the content-addressed path of sum, unless an
+// intact file is already there. It reports whether it created the file.
+// l.mu must be held.
+func (l *Library) place(tmpName, sum string, size int64) (created bool, err error) {
+	final := l.filePath(sum)
+	if fi, err := os.Stat(final); err == nil && fi.Mode().IsRegular() && fi.Size() == size {
+		if err := os.Remove(tmpName); err != nil {
+			l.log.Warn("media: remove duplicate temp file", "path", tmpName, "err", err)
+		}
+		return false, nil
+	}
+	sub := filepath.Dir(final)
+	if err := os.MkdirAll(sub, 0o700); err != nil {
+		return false, fmt.Errorf("media: create %q: %w", sub, err)
+	}
+	if err := os.Rename(tmpName, final); err != nil {
+		return false, fmt.Errorf("media: rename %q to %q: %w", tmpName, final, err)
+	}
+	if d, err := os.Open(sub); err == nil {
+		if err := d.Sync(); err != nil {
+			l.log.Warn("media: sync directory", "path", sub, "err", err)
+		}
+		d.Close()
+	}
+	return true, nil
+}
+
+// removeIfUnreferenced deletes the file of sum when no record refers to it
+// and reports whether it did and how large the file was. l.mu must be held.
+func (l *Library) removeIfUnreferenced(ctx context.Context, sum string) (removed bool, size int64, err error) {
+	refs, err := l.index.MediaRefs(ctx, sum)
+	if err != nil {
+		return false, 0, fmt.Errorf("media: count references to %s: %w", sum, err)
+	}
+	if refs > 0 {
+		return false, 0, nil
+	}
+	p := l.filePath(sum)
+	fi, err := os.Stat(p)
+	if errors.Is(err, fs.ErrNotExist) {
+		return false, 0, nil
+	}
+	if err != nil {
+		return false, 0, fmt.Errorf("media: stat %q: %w", p, err)
+	}
+	if err := os.Remove(p); err != nil {
+		return false, 0, fmt.Errorf("media: remove %q: %w", p, err)
+	}
+	return true, fi.Size(), nil
+}
+
+// filePath is the content-addressed path of a validated digest.
+func (l *Library) filePath(sum string) string {
+	return filepath.Join(l.dir, sum[:2], sum)
+}
+
+// validSHA256 reports whether s is 64 lower-case hex digits.
+func validSHA256(s string) bool {
+	if len(s) != sha256.Size*2 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+			return false
+		}
+	}
+	return true
+}
+
+// idBytes is the number of random bytes in a record ID.
+const idBytes = 16
+
+// idLen is the length of an encoded record ID: 16 bytes in unpadded base64.
+const idLen = (idBytes*8 + 5) / 6
+
+func newID() (string, error) {
+	var b [idBytes]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return "", fmt.Errorf("media: generate id: %w", err)
+	}
+	return base64.RawURLEncoding.EncodeToString(b[:]), nil
+}
+
+// validID reports whether s is a canonical encoding of a record ID.
+func validID(s string) bool {
+	if len(s) != idLen {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if (c < 'A' || c > 'Z') && (c < 'a' || c > 'z') && (c < '0' || c > '9') && c != '-' && c != '_' {
+			return false
+		}
+	}
+	_, err := base64.RawURLEncoding.Strict().DecodeString(s)
+	return err == nil
+}
+
+// ctxReader stops reading once ctx is done.
+type ctxReader struct {
+	ctx context.Context
+	r   io.Reader
+}
+
+func (c ctxReader) Read(p []byte) (int, error) {
+	if err := c.ctx.Err(); err != nil {
+		return 0, err
+	}
+	return c.r.Read(p)
+}
+
+// sniffBuffer keeps the first sniffLen bytes written to it.
+type sniffBuffer struct {
+	data []byte
+}
+
+const sniffLen = 512
+
+func (s *sniffBuffer) Write(p []byte) (int, error) {
+	if room := sniffLen - len(s.data); room > 0 {
+		s.data = append(s.data, p[:min(room, len(p))]...)
+	}
+	return len(p), nil
+}
