@@ -1,0 +1,301 @@
+package imapsync
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"time"
+
+	"github.com/emersion/go-imap/v2"
+	"github.com/emersion/go-imap/v2/imapclient"
+)
+
+// Security modes accepted in Options.Security.
+const (
+	// SecurityTLS is implicit TLS (usually port 993). It is the default.
+	SecurityTLS = "tls"
+	// SecurityStartTLS is a plain connection upgraded with STARTTLS
+	// (usually port 143). PREAUTH on the plain connection is refused.
+	SecurityStartTLS = "starttls"
+	// SecurityNone is an unencrypted connection; meant for tests and for
+	// servers reached over loopback or a tunnel.
+	SecurityNone = "none"
+)
+
+// Default values used when the corresponding Options field is zero.
+const (
+	DefaultPollInterval = 5 * time.Minute
+	DefaultIdleRefresh  = 10 * time.Minute
+	DefaultBatchSize    = 50
+	DefaultMinBackoff   = 1 * time.Second
+	DefaultMaxBackoff   = 5 * time.Minute
+)
+
+// Options configures a Watcher: one channel's mailbox.
+type Options struct {
+	// Channel names the channel in logs and errors. Required.
+	Channel string
+	// Address is the IMAP server as host:port. Required.
+	Address string
+	// Security is one of SecurityTLS (default when empty),
+	// SecurityStartTLS or SecurityNone.
+	Security string
+	// TLSConfig is used for SecurityTLS and SecurityStartTLS. When nil, a
+	// default configuration is used. ServerName defaults to the host of
+	// Address.
+	TLSConfig *tls.Config
+	// Auth logs in on each new connection. Required.
+	Auth Authenticator
+	// Folders are the mailboxes to watch, each on its own connection.
+	// At least one is required.
+	Folders []string
+	// QuarantineFolder is the destination of ActionQuarantine actions.
+	// It is created when missing.
+	QuarantineFolder string
+	// MoveTo is the destination of ActionMove actions that carry no Dest.
+	// It is created when missing.
+	MoveTo string
+	// PollInterval is how often the folder is re-selected and searched for
+	// new mail even while IDLE works. Default DefaultPollInterval.
+	PollInterval time.Duration
+	// IdleRefresh is how long one IDLE command may last before it is ended
+	// and restarted. Default DefaultIdleRefresh.
+	IdleRefresh time.Duration
+	// MaxMessageSize is the largest RFC822.SIZE whose body is fetched.
+	// Larger messages are handed with TooLarge set and Raw nil. Zero means
+	// no limit.
+	MaxMessageSize int64
+	// BatchSize is the number of UIDs per FETCH. Default DefaultBatchSize.
+	BatchSize int
+	// MinBackoff and MaxBackoff bound the reconnect delay, which doubles
+	// from MinBackoff up to MaxBackoff (with jitter) and is reset after a
+	// successful sync. Defaults DefaultMinBackoff and DefaultMaxBackoff.
+	MinBackoff, MaxBackoff time.Duration
+	// Cursors tells how far each folder has been recorded. Required.
+	Cursors CursorStore
+	// Handler records fetched messages. Required. It is called from one
+	// goroutine per folder, so it must be safe for concurrent use when
+	// several folders are watched.
+	Handler Handler
+	// Actions supplies the flag/move/delete actions to apply. Optional.
+	Actions ActionSource
+	// Logger receives the Watcher's logs. When nil, logs are discarded.
+	Logger *slog.Logger
+	// Dial opens the TCP connection. Optional; the default is a net.Dialer
+	// with a 30s timeout and TCP keep-alive every 30s.
+	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
+}
+
+// Authenticator logs a freshly connected client in. Implementations should
+// return an *AuthError (or the server's *imap.Error) when the server
+// rejects the credentials, so that the Watcher can tell a rejected login
+// from a network failure.
+type Authenticator interface {
+	Authenticate(ctx context.Context, c *imapclient.Client) error
+}
+
+// PasswordAuth authenticates with the IMAP LOGIN command. The password is
+// never logged nor put in an error.
+type PasswordAuth struct {
+	Username, Password string
+}
+
+// Authenticate sends LOGIN. A NO from the server is returned as *AuthError.
+func (a PasswordAuth) Authenticate(ctx context.Context, c *imapclient.Client) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	err := c.Login(a.Username, a.Password).Wait()
+	if err == nil {
+		return nil
+	}
+	var imapErr *imap.Error
+	if errors.As(err, &imapErr) {
+		return &AuthError{Username: a.Username, Err: imapErr}
+	}
+	return fmt.Errorf("imapsync: login as %q: %w", a.Username, err)
+}
+
+// String describes a without its password.
+func (a PasswordAuth) String() string {
+	return fmt.Sprintf("PasswordAuth{Username: %q, Password: <redacted>}", a.Username)
+}
+
+// GoString describes a without its password, for %#v.
+func (a PasswordAuth) GoString() string { return a.String() }
+
+// LogValue keeps the password out of structured logs.
+func (a PasswordAuth) LogValue() slog.Value {
+	return slog.GroupValue(slog.String("username", a.Username))
+}
+
+// AuthError reports that the server rejected the credentials of Username.
+// Err is usually the server's *imap.Error.
+type AuthError struct {
+	Username string
+	Err      error
+}
+
+// Error implements error.
+func (e *AuthError) Error() string {
+	return fmt.Sprintf("imapsync: login as %q failed: %v", e.Username, e.Err)
+}
+
+// Unwrap returns the server's error.
+func (e *AuthError) Unwrap() error { return e.Err }
+
+// CursorStore tells how far a folder has been durably recorded. The
+// Watcher only reads cursors; the Handler advances them.
+type CursorStore interface {
+	// Cursor returns the folder's UIDVALIDITY and the highest UID recorded
+	// under it; zero values mean nothing has been recorded.
+	Cursor(ctx context.Context, folder string) (uidValidity, uid uint32, err error)
+}
+
+// Message is one fetched message, handed to the Handler.
+type Message struct {
+	Folder       string
+	UIDValidity  uint32
+	UID          uint32
+	Size         int64 // RFC822.SIZE
+	InternalDate time.Time
+	Flags        []imap.Flag
+	// Raw is the whole message as fetched with BODY.PEEK[]; nil when
+	// TooLarge.
+	Raw []byte
+	// TooLarge is set when Size exceeds Options.MaxMessageSize; the body
+	// was not fetched.
+	TooLarge bool
+}
+
+// Handler receives messages, one at a time and in UID order per folder.
+type Handler interface {
+	// Handle records m durably, and advances the folder's cursor to m.UID
+	// in the same transaction, before returning nil. An error means a
+	// temporary failure: the Watcher stops the batch and hands the same
+	// UID again later, never a later UID before it.
+	Handle(ctx context.Context, m *Message) error
+	// UIDValidityChanged is called before any message of folder is handed
+	// under a UIDVALIDITY (new) that differs from the cursor's (old). The
+	// folder is then rescanned from UID 1. An error postpones the rescan.
+	UIDValidityChanged(ctx context.Context, folder string, old, new uint32) error
+}
+
+// Kinds of Action.
+const (
+	ActionSeen       = "seen"       // add \Seen
+	ActionFlag       = "flag"       // add \Flagged
+	ActionMove       = "move"       // move to Dest (Options.MoveTo when empty)
+	ActionDelete     = "delete"     // \Deleted and expunge
+	ActionQuarantine = "quarantine" // move to Options.QuarantineFolder
+)
+
+// Action is something to do to one message of a folder once the bridge has
+// settled it.
+type Action struct {
+	ID          int64
+	UIDValidity uint32
+	UID         uint32
+	Kind        string // one of the Action* kinds
+	Dest        string // destination folder of ActionMove
+}
+
+// ActionSource supplies pending actions and learns which were applied.
+type ActionSource interface {
+	// PendingActions returns up to limit actions of folder not yet done.
+	PendingActions(ctx context.Context, folder string, limit int) ([]Action, error)
+	// ActionsDone marks actions as applied (or as impossible to apply,
+	// which is logged).
+	ActionsDone(ctx context.Context, ids []int64) error
+}
+
+// withDefaults validates o and returns a copy with defaults filled in.
+func (o Options) withDefaults() (Options, error) {
+	if o.Channel == "" {
+		return o, errors.New("imapsync: options: Channel is empty")
+	}
+	if _, _, err := net.SplitHostPort(o.Address); err != nil {
+		return o, fmt.Errorf("imapsync: channel %q: address %q: %w", o.Channel, o.Address, err)
+	}
+	switch o.Security {
+	case "":
+		o.Security = SecurityTLS
+	case SecurityTLS, SecurityStartTLS, SecurityNone:
+	default:
+		return o, fmt.Errorf("imapsync: channel %q: unknown security %q (want %q, %q or %q)",
+			o.Channel, o.Security, SecurityTLS, SecurityStartTLS, SecurityNone)
+	}
+	if o.Auth == nil {
+		return o, fmt.Errorf("imapsync: channel %q: Auth is nil", o.Channel)
+	}
+	if len(o.Folders) == 0 {
+		return o, fmt.Errorf("imapsync: channel %q: no folders", o.Channel)
+	}
+	seen := make(map[string]bool, len(o.Folders))
+	for _, f := range o.Folders {
+		if f == "" {
+			return o, fmt.Errorf("imapsync: channel %q: empty folder name", o.Channel)
+		}
+		if seen[f] {
+			return o, fmt.Errorf("imapsync: channel %q: folder %q listed twice", o.Channel, f)
+		}
+		seen[f] = true
+	}
+	o.Folders = append([]string(nil), o.Folders...)
+	if o.Cursors == nil {
+		return o, fmt.Errorf("imapsync: channel %q: Cursors is nil", o.Channel)
+	}
+	if o.Handler == nil {
+		return o, fmt.Errorf("imapsync: channel %q: Handler is nil", o.Channel)
+	}
+	durations := []struct {
+		name string
+		v    *time.Duration
+		def  time.Duration
+	}{
+		{"PollInterval", &o.PollInterval, DefaultPollInterval},
+		{"IdleRefresh", &o.IdleRefresh, DefaultIdleRefresh},
+		{"MinBackoff", &o.MinBackoff, DefaultMinBackoff},
+		{"MaxBackoff", &o.MaxBackoff, DefaultMaxBackoff},
+	}
+	for _, d := range durations {
+		if *d.v < 0 {
+			return o, fmt.Errorf("imapsync: channel %q: negative %s %v", o.Channel, d.name, *d.v)
+		}
+		if *d.v == 0 {
+			*d.v = d.def
+		}
+	}
+	if o.MinBackoff > o.MaxBackoff {
+		return o, fmt.Errorf("imapsync: channel %q: MinBackoff %v exceeds MaxBackoff %v",
+			o.Channel, o.MinBackoff, o.MaxBackoff)
+	}
+	if o.MaxMessageSize < 0 {
+		return o, fmt.Errorf("imapsync: channel %q: negative MaxMessageSize %d", o.Channel, o.MaxMessageSize)
+	}
+	if o.BatchSize < 0 {
+		return o, fmt.Errorf("imapsync: channel %q: negative BatchSize %d", o.Channel, o.BatchSize)
+	}
+	if o.BatchSize == 0 {
+		o.BatchSize = DefaultBatchSize
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.Dial == nil {
+		d := &net.Dialer{
+			Timeout: 30 * time.Second,
+			KeepAliveConfig: net.KeepAliveConfig{
+				Enable:   true,
+				Idle:     30 * time.Second,
+				Interval: 30 * time.Second,
+				Count:    4,
+			},
+		}
+		o.Dial = d.DialContext
+	}
+	return o, nil
+}

@@ -1,0 +1,755 @@
+package imapsync
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log"
+	"log/slog"
+	"net"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/emersion/go-imap/v2"
+	"github.com/emersion/go-imap/v2/imapclient"
+	"github.com/emersion/go-imap/v2/imapserver"
+	"github.com/emersion/go-imap/v2/imapserver/imapmemserver"
+)
+
+const (
+	testUser     = "alice"
+	testPassword = "correct-horse-7"
+	waitTimeout  = 15 * time.Second
+)
+
+// fullCaps is a server with MOVE and UIDPLUS (IDLE is always offered).
+var fullCaps = imap.CapSet{
+	imap.CapIMAP4rev1: {},
+	imap.CapUIDPlus:   {},
+	imap.CapMove:      {},
+}
+
+// testServer is go-imap's in-memory server on a loopback port. The
+// backend survives restarts, so mail appended while it is down is kept.
+type testServer struct {
+	t    *testing.T
+	mem  *imapmemserver.Server
+	user *imapmemserver.User
+	caps imap.CapSet
+
+	mu   sync.Mutex
+	srv  *imapserver.Server
+	addr string
+}
+
+func newTestServer(t *testing.T, caps imap.CapSet) *testServer {
+	t.Helper()
+	ts := &testServer{t: t, mem: imapmemserver.New(), caps: caps}
+	ts.user = ts.addUser(testPassword)
+	ts.listen("127.0.0.1:0")
+	t.Cleanup(ts.stop)
+	return ts
+}
+
+// addUser (re)creates the test user with password and an empty INBOX.
+func (ts *testServer) addUser(password string) *imapmemserver.User {
+	u := imapmemserver.NewUser(testUser, password)
+	if err := u.Create("INBOX", nil); err != nil {
+		ts.t.Fatalf("create INBOX: %v", err)
+	}
+	ts.mem.AddUser(u)
+	return u
+}
+
+func (ts *testServer) listen(addr string) {
+	ts.t.Helper()
+	srv := imapserver.New(&imapserver.Options{
+		NewSession: func(*imapserver.Conn) (imapserver.Session, *imapserver.GreetingData, error) {
+			return pollingIdleSession{ts.mem.NewSession()}, nil, nil
+		},
+		Caps:         ts.caps,
+		InsecureAuth: true,
+		Logger:       log.New(discardWriter{}, "", 0),
+	})
+	var ln net.Listener
+	var err error
+	deadline := time.Now().Add(waitTimeout)
+	for {
+		ln, err = net.Listen("tcp", addr)
+		if err == nil || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(20 * time.Millisecond) // the old listener's port may still be closing
+	}
+	if err != nil {
+		ts.t.Fatalf("listen %s: %v", addr, err)
+	}
+	go srv.Serve(ln)
+	ts.mu.Lock()
+	ts.srv, ts.addr = srv, ln.Addr().String()
+	ts.mu.Unlock()
+}
+
+// stop closes the listener and every connection.
+func (ts *testServer) stop() {
+	ts.mu.Lock()
+	srv := ts.srv
+	ts.mu.Unlock()
+	srv.Close()
+}
+
+// restart starts a new server on the same address with the same backend.
+func (ts *testServer) restart() { ts.listen(ts.address()) }
+
+func (ts *testServer) address() string {
+	ts.mu.Lock()
+	defer ts.mu.Unlock()
+	return ts.addr
+}
+
+// appendMsg stores raw in mailbox through the backend and returns its UID.
+func (ts *testServer) appendMsg(mailbox, raw string, flags ...imap.Flag) uint32 {
+	ts.t.Helper()
+	data, err := ts.user.Append(mailbox, bytes.NewReader([]byte(raw)), &imap.AppendOptions{Flags: flags})
+	if err != nil {
+		ts.t.Fatalf("append to %s: %v", mailbox, err)
+	}
+	return uint32(data.UID)
+}
+
+// flags returns the flags of every message of mailbox by UID, read with a
+// second client.
+func (ts *testServer) flags(mailbox string) map[uint32][]imap.Flag {
+	ts.t.Helper()
+	c, err := imapclient.DialInsecure(ts.address(), nil)
+	if err != nil {
+		ts.t.Fatalf("dial: %v", err)
+	}
+	defer c.Close()
+	if err := c.Login(testUser, testPassword).Wait(); err != nil {
+		ts.t.Fatalf("login: %v", err)
+	}
+	if _, err := c.Select(mailbox, &imap.SelectOptions{ReadOnly: true}).Wait(); err != nil {
+		ts.t.Fatalf("examine %s: %v", mailbox, err)
+	}
+	bufs, err := c.Fetch(imap.UIDSet{imap.UIDRange{Start: 1, Stop: 0}}, &imap.FetchOptions{UID: true, Flags: true}).Collect()
+	if err != nil {
+		ts.t.Fatalf("fetch flags of %s: %v", mailbox, err)
+	}
+	out := make(map[uint32][]imap.Flag)
+	for _, b := range bufs {
+		out[uint32(b.UID)] = b.Flags
+	}
+	return out
+}
+
+// pollingIdleSession is an imapmemserver session whose IDLE also reports
+// updates queued before it began, as real servers do: imapmemserver's IDLE
+// only wakes on updates queued after it started, so mail appended between
+// the watcher's last command and its IDLE would otherwise stay unreported
+// until the next update.
+type pollingIdleSession struct {
+	imapserver.Session
+}
+
+func (s pollingIdleSession) Idle(w *imapserver.UpdateWriter, stop <-chan struct{}) error {
+	t := time.NewTicker(10 * time.Millisecond)
+	defer t.Stop()
+	for {
+		if err := s.Session.Poll(w, true); err != nil {
+			return err
+		}
+		select {
+		case <-stop:
+			return nil
+		case <-t.C:
+		}
+	}
+}
+
+// Move keeps MOVE available through the wrapper.
+func (s pollingIdleSession) Move(w *imapserver.MoveWriter, numSet imap.NumSet, dest string) error {
+	return s.Session.(imapserver.SessionMove).Move(w, numSet, dest)
+}
+
+type discardWriter struct{}
+
+func (discardWriter) Write(p []byte) (int, error) { return len(p), nil }
+
+// recorder is the test's Handler, CursorStore and ActionSource, in memory.
+type recorder struct {
+	mu         sync.Mutex
+	cursors    map[string][2]uint32
+	handled    []*Message
+	attempts   []uint32
+	changes    [][3]uint32 // UIDValidityChanged: old, new and 0
+	failUID    uint32
+	failTimes  int
+	pending    []Action
+	done       map[int64]bool
+	handleHook func(m *Message)
+}
+
+func newRecorder() *recorder {
+	return &recorder{cursors: make(map[string][2]uint32), done: make(map[int64]bool)}
+}
+
+func (r *recorder) Cursor(ctx context.Context, folder string) (uint32, uint32, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	c := r.cursors[folder]
+	return c[0], c[1], nil
+}
+
+func (r *recorder) Handle(ctx context.Context, m *Message) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.attempts = append(r.attempts, m.UID)
+	if m.UID == r.failUID && r.failTimes > 0 {
+		r.failTimes--
+		return errors.New("ledger busy")
+	}
+	r.handled = append(r.handled, m)
+	r.cursors[m.Folder] = [2]uint32{m.UIDValidity, m.UID}
+	return nil
+}
+
+func (r *recorder) UIDValidityChanged(ctx context.Context, folder string, old, new uint32) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.changes = append(r.changes, [3]uint32{old, new, 0})
+	r.cursors[folder] = [2]uint32{new, 0}
+	return nil
+}
+
+func (r *recorder) PendingActions(ctx context.Context, folder string, limit int) ([]Action, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []Action
+	for _, a := range r.pending {
+		if !r.done[a.ID] && len(out) < limit {
+			out = append(out, a)
+		}
+	}
+	return out, nil
+}
+
+func (r *recorder) ActionsDone(ctx context.Context, ids []int64) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, id := range ids {
+		r.done[id] = true
+	}
+	return nil
+}
+
+func (r *recorder) addActions(acts ...Action) {
+	r.mu.Lock()
+	r.pending = append(r.pending, acts...)
+	r.mu.Unlock()
+}
+
+func (r *recorder) doneCount() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.done)
+}
+
+func (r *recorder) handledCopy() []*Message {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Clone(r.handled)
+}
+
+func (r *recorder) attemptsCopy() []uint32 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Clone(r.attempts)
+}
+
+func (r *recorder) changesCopy() [][3]uint32 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Clone(r.changes)
+}
+
+// lockedBuffer is a bytes.Buffer safe for the concurrent writes of slog.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// baseOptions are fast-retrying options for ts and r.
+func baseOptions(ts *testServer, r *recorder) Options {
+	return Options{
+		Channel:      "support",
+		Address:      ts.address(),
+		Security:     SecurityNone,
+		Auth:         PasswordAuth{Username: testUser, Password: testPassword},
+		Folders:      []string{"INBOX"},
+		PollInterval: time.Hour,
+		IdleRefresh:  time.Hour,
+		MinBackoff:   10 * time.Millisecond,
+		MaxBackoff:   100 * time.Millisecond,
+		Cursors:      r,
+		Handler:      r,
+		Actions:      r,
+	}
+}
+
+// startWatcher runs a Watcher until the test ends.
+func startWatcher(t *testing.T, opts Options) *Watcher {
+	t.Helper()
+	w, err := NewWatcher(opts)
+	if err != nil {
+		t.Fatalf("NewWatcher: %v", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- w.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("Run returned %v after cancel, want nil", err)
+			}
+		case <-time.After(waitTimeout):
+			t.Errorf("Run did not return after cancel")
+		}
+	})
+	return w
+}
+
+// waitFor polls cond until it holds or the deadline passes.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(waitTimeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func waitHandled(t *testing.T, r *recorder, n int) []*Message {
+	t.Helper()
+	waitFor(t, fmt.Sprintf("%d handled messages", n), func() bool { return len(r.handledCopy()) >= n })
+	return r.handledCopy()
+}
+
+// testMail is a small message, different for each n.
+func testMail(n int) string {
+	return fmt.Sprintf("From: Customer %d <customer%d@example.test>\r\n"+
+		"To: support@example.test\r\n"+
+		"Subject: Order %d does not arrive\r\n"+
+		"Message-ID: <order-%d@example.test>\r\n"+
+		"Date: Mon, 03 Mar 2025 10:%02d:00 +0100\r\n"+
+		"Content-Type: text/plain; charset=utf-8\r\n"+
+		"\r\n"+
+		"Hello, my order %d has not arrived yet. Regards\r\n", n, n, n, n, n%60, n)
+}
+
+func hasFlag(flags []imap.Flag, f imap.Flag) bool {
+	return slices.ContainsFunc(flags, func(x imap.Flag) bool { return strings.EqualFold(string(x), string(f)) })
+}
+
+func uidsOf(msgs []*Message) []uint32 {
+	out := make([]uint32, len(msgs))
+	for i, m := range msgs {
+		out[i] = m.UID
+	}
+	return out
+}
+
+// (a) and (c): mail present at start is fetched in UID order, bodies with
+// BODY.PEEK (it stays unseen), and mail already \Seen is fetched too.
+func TestExistingMailFetchedUnseenInOrder(t *testing.T) {
+	ts := newTestServer(t, fullCaps)
+	r := newRecorder()
+	ts.appendMsg("INBOX", testMail(1))
+	ts.appendMsg("INBOX", testMail(2), imap.FlagSeen)
+	ts.appendMsg("INBOX", testMail(3))
+
+	w := startWatcher(t, baseOptions(ts, r))
+	got := waitHandled(t, r, 3)
+
+	if want := []uint32{1, 2, 3}; !slices.Equal(uidsOf(got), want) {
+		t.Fatalf("handled UIDs %v, want %v", uidsOf(got), want)
+	}
+	for i, m := range got {
+		if string(m.Raw) != testMail(i+1) {
+			t.Errorf("UID %d: Raw = %q, want %q", m.UID, m.Raw, testMail(i+1))
+		}
+		if m.Folder != "INBOX" || m.UIDValidity == 0 || m.TooLarge {
+			t.Errorf("UID %d: Folder %q UIDValidity %d TooLarge %v", m.UID, m.Folder, m.UIDValidity, m.TooLarge)
+		}
+		if m.Size != int64(len(testMail(i+1))) {
+			t.Errorf("UID %d: Size %d, want %d", m.UID, m.Size, len(testMail(i+1)))
+		}
+		if m.InternalDate.IsZero() {
+			t.Errorf("UID %d: zero InternalDate", m.UID)
+		}
+	}
+	if !hasFlag(got[1].Flags, imap.FlagSeen) {
+		t.Errorf("UID 2 flags %v, want \\Seen", got[1].Flags)
+	}
+	flags := ts.flags("INBOX")
+	for _, uid := range []uint32{1, 3} {
+		if hasFlag(flags[uid], imap.FlagSeen) {
+			t.Errorf("UID %d became \\Seen on the server: %v", uid, flags[uid])
+		}
+	}
+	waitFor(t, "state connected and synced", func() bool {
+		s := w.State()
+		return s.Connected && s.Attempted && !s.LastSync.IsZero() && s.LastError == ""
+	})
+}
+
+// (b): mail appended while the watcher idles is handled, with polling
+// effectively disabled.
+func TestIdleDelivery(t *testing.T) {
+	ts := newTestServer(t, fullCaps)
+	r := newRecorder()
+	w := startWatcher(t, baseOptions(ts, r))
+	waitFor(t, "first sync", func() bool { return !w.State().LastSync.IsZero() })
+
+	for i := 1; i <= 3; i++ {
+		ts.appendMsg("INBOX", testMail(i))
+		got := waitHandled(t, r, i)
+		if got[i-1].UID != uint32(i) || string(got[i-1].Raw) != testMail(i) {
+			t.Fatalf("message %d handled as UID %d %q", i, got[i-1].UID, got[i-1].Raw)
+		}
+	}
+}
+
+// (d): a burst of 500 messages is handled exactly once each, in order.
+func TestBurstExactlyOnceInOrder(t *testing.T) {
+	ts := newTestServer(t, fullCaps)
+	r := newRecorder()
+	w := startWatcher(t, baseOptions(ts, r))
+	waitFor(t, "first sync", func() bool { return !w.State().LastSync.IsZero() })
+
+	const n = 500
+	for i := 1; i <= n; i++ {
+		ts.appendMsg("INBOX", testMail(i))
+	}
+	waitHandled(t, r, n)
+	// A sentinel: had any UID been handed twice, the duplicate would show
+	// up before it in the strictly ordered Handle calls.
+	ts.appendMsg("INBOX", testMail(n+1))
+	waitHandled(t, r, n+1)
+	attempts := r.attemptsCopy()
+	if len(attempts) != n+1 {
+		t.Fatalf("%d Handle calls, want %d", len(attempts), n+1)
+	}
+	for i, uid := range attempts {
+		if uid != uint32(i+1) {
+			t.Fatalf("Handle call %d got UID %d, want %d", i, uid, i+1)
+		}
+	}
+}
+
+// (e): the server drops every connection mid-IDLE and comes back on the
+// same address; mail appended during the outage is caught up.
+func TestReconnectAfterServerDrop(t *testing.T) {
+	ts := newTestServer(t, fullCaps)
+	r := newRecorder()
+	w := startWatcher(t, baseOptions(ts, r))
+	ts.appendMsg("INBOX", testMail(1))
+	waitHandled(t, r, 1)
+	waitFor(t, "connected", func() bool { return w.State().Connected })
+
+	ts.stop()
+	waitFor(t, "disconnected", func() bool { return !w.State().Connected })
+	ts.appendMsg("INBOX", testMail(2))
+	ts.appendMsg("INBOX", testMail(3))
+	waitFor(t, "a failed reconnect", func() bool { return w.State().LastError != "" })
+	ts.restart()
+
+	got := waitHandled(t, r, 3)
+	if want := []uint32{1, 2, 3}; !slices.Equal(uidsOf(got), want) {
+		t.Fatalf("handled UIDs %v, want %v", uidsOf(got), want)
+	}
+	waitFor(t, "connected again", func() bool { s := w.State(); return s.Connected && s.LastError == "" })
+	ts.appendMsg("INBOX", testMail(4))
+	got = waitHandled(t, r, 4)
+	if got[3].UID != 4 {
+		t.Fatalf("after reconnect, handled UID %d, want 4", got[3].UID)
+	}
+}
+
+// (f): the folder is recreated with a new UIDVALIDITY; the handler is told
+// and the folder is rescanned from UID 1.
+func TestUIDValidityChange(t *testing.T) {
+	ts := newTestServer(t, fullCaps)
+	r := newRecorder()
+	opts := baseOptions(ts, r)
+	opts.PollInterval = 50 * time.Millisecond
+	startWatcher(t, opts)
+	ts.appendMsg("INBOX", testMail(1))
+	ts.appendMsg("INBOX", testMail(2))
+	before := waitHandled(t, r, 2)
+	oldValidity := before[0].UIDValidity
+
+	if err := ts.user.Delete("INBOX"); err != nil {
+		t.Fatal(err)
+	}
+	if err := ts.user.Create("INBOX", nil); err != nil {
+		t.Fatal(err)
+	}
+	for i := 1; i <= 3; i++ {
+		ts.appendMsg("INBOX", testMail(i))
+	}
+	got := waitHandled(t, r, 5)[2:]
+	newValidity := got[0].UIDValidity
+	if newValidity == oldValidity {
+		t.Fatalf("UIDVALIDITY unchanged (%d)", newValidity)
+	}
+	if want := []uint32{1, 2, 3}; !slices.Equal(uidsOf(got), want) {
+		t.Fatalf("rescanned UIDs %v, want %v", uidsOf(got), want)
+	}
+	for _, m := range got {
+		if m.UIDValidity != newValidity {
+			t.Errorf("UID %d handed with UIDVALIDITY %d, want %d", m.UID, m.UIDValidity, newValidity)
+		}
+	}
+	changes := r.changesCopy()
+	if want := [][3]uint32{{oldValidity, newValidity, 0}}; !slices.Equal(changes, want) {
+		t.Fatalf("UIDValidityChanged calls %v, want %v", changes, want)
+	}
+}
+
+// (g): seen, flag, move (destination created) and delete reach the right
+// UIDs, with and without MOVE/UIDPLUS; stale and unknown actions are
+// dropped.
+func TestActions(t *testing.T) {
+	tests := []struct {
+		name string
+		caps imap.CapSet
+	}{
+		{"move and uidplus", fullCaps},
+		{"copy store expunge", imap.CapSet{imap.CapIMAP4rev1: {}}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ts := newTestServer(t, tt.caps)
+			r := newRecorder()
+			for i := 1; i <= 6; i++ {
+				ts.appendMsg("INBOX", testMail(i))
+			}
+			opts := baseOptions(ts, r)
+			opts.QuarantineFolder = "Quarantine"
+			w := startWatcher(t, opts)
+			got := waitHandled(t, r, 6)
+			v := got[0].UIDValidity
+
+			r.addActions(
+				Action{ID: 1, UIDValidity: v, UID: 1, Kind: ActionSeen},
+				Action{ID: 2, UIDValidity: v, UID: 2, Kind: ActionFlag},
+				Action{ID: 3, UIDValidity: v, UID: 3, Kind: ActionMove, Dest: "Archive/Handled"},
+				Action{ID: 4, UIDValidity: v, UID: 4, Kind: ActionDelete},
+				Action{ID: 5, UIDValidity: v + 100, UID: 5, Kind: ActionDelete},
+				Action{ID: 6, UIDValidity: v, UID: 5, Kind: "bogus"},
+				Action{ID: 7, UIDValidity: v, UID: 6, Kind: ActionQuarantine},
+				Action{ID: 8, UIDValidity: v, UID: 1, Kind: ActionFlag},
+			)
+			w.Notify()
+			waitFor(t, "all actions done", func() bool { return r.doneCount() == 8 })
+
+			inbox := ts.flags("INBOX")
+			if len(inbox) != 3 {
+				t.Fatalf("INBOX holds UIDs %v, want 1, 2 and 5", inbox)
+			}
+			check := func(uid uint32, want, notWant []imap.Flag) {
+				t.Helper()
+				flags, ok := inbox[uid]
+				if !ok {
+					t.Errorf("UID %d missing from INBOX", uid)
+				}
+				for _, f := range want {
+					if !hasFlag(flags, f) {
+						t.Errorf("UID %d flags %v lack %s", uid, flags, f)
+					}
+				}
+				for _, f := range notWant {
+					if hasFlag(flags, f) {
+						t.Errorf("UID %d flags %v have %s", uid, flags, f)
+					}
+				}
+			}
+			check(1, []imap.Flag{imap.FlagSeen, imap.FlagFlagged}, []imap.Flag{imap.FlagDeleted})
+			check(2, []imap.Flag{imap.FlagFlagged}, []imap.Flag{imap.FlagSeen, imap.FlagDeleted})
+			check(5, nil, []imap.Flag{imap.FlagSeen, imap.FlagFlagged, imap.FlagDeleted})
+
+			if archived := ts.flags("Archive/Handled"); len(archived) != 1 {
+				t.Errorf("Archive/Handled holds %d messages, want 1", len(archived))
+			}
+			if quarantined := ts.flags("Quarantine"); len(quarantined) != 1 {
+				t.Errorf("Quarantine holds %d messages, want 1", len(quarantined))
+			}
+		})
+	}
+}
+
+// (h): a message over MaxMessageSize is handed as TooLarge, without body,
+// and the messages around it normally.
+func TestTooLargeMessage(t *testing.T) {
+	ts := newTestServer(t, fullCaps)
+	r := newRecorder()
+	big := testMail(2) + strings.Repeat("A long attachment line.\r\n", 200)
+	ts.appendMsg("INBOX", testMail(1))
+	ts.appendMsg("INBOX", big)
+	ts.appendMsg("INBOX", testMail(3))
+	opts := baseOptions(ts, r)
+	opts.MaxMessageSize = 2000
+	startWatcher(t, opts)
+
+	got := waitHandled(t, r, 3)
+	if !got[1].TooLarge || got[1].Raw != nil || got[1].Size != int64(len(big)) || got[1].UID != 2 {
+		t.Errorf("big message: UID %d TooLarge %v Raw len %d Size %d, want UID 2, TooLarge, no Raw, Size %d",
+			got[1].UID, got[1].TooLarge, len(got[1].Raw), got[1].Size, len(big))
+	}
+	for _, i := range []int{0, 2} {
+		if got[i].TooLarge || string(got[i].Raw) != testMail(i+1) {
+			t.Errorf("UID %d: TooLarge %v Raw %q", got[i].UID, got[i].TooLarge, got[i].Raw)
+		}
+	}
+}
+
+// (i): a Handler error for one UID makes the watcher hand the same UID
+// again later, never a later one first.
+func TestHandlerErrorRetriesSameUID(t *testing.T) {
+	ts := newTestServer(t, fullCaps)
+	r := newRecorder()
+	r.failUID, r.failTimes = 2, 2
+	for i := 1; i <= 3; i++ {
+		ts.appendMsg("INBOX", testMail(i))
+	}
+	w := startWatcher(t, baseOptions(ts, r))
+
+	got := waitHandled(t, r, 3)
+	if want := []uint32{1, 2, 3}; !slices.Equal(uidsOf(got), want) {
+		t.Fatalf("handled UIDs %v, want %v", uidsOf(got), want)
+	}
+	if want := []uint32{1, 2, 2, 2, 3}; !slices.Equal(r.attemptsCopy(), want) {
+		t.Fatalf("Handle calls %v, want %v", r.attemptsCopy(), want)
+	}
+	if !w.State().Connected {
+		t.Errorf("handler errors must not drop the connection")
+	}
+}
+
+// (j): a rejected password sets AuthFailed and logs one ERROR line over
+// many retries, and one INFO line when the login works again.
+func TestWrongPasswordLogsOnce(t *testing.T) {
+	ts := newTestServer(t, fullCaps)
+	r := newRecorder()
+	var logs lockedBuffer
+	var dials atomic.Int32
+	opts := baseOptions(ts, r)
+	const badPassword = "not-the-password-42"
+	opts.Auth = PasswordAuth{Username: testUser, Password: badPassword}
+	opts.Logger = slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	opts.MaxBackoff = 20 * time.Millisecond
+	opts.Dial = func(ctx context.Context, network, addr string) (net.Conn, error) {
+		dials.Add(1)
+		var d net.Dialer
+		return d.DialContext(ctx, network, addr)
+	}
+	w := startWatcher(t, opts)
+
+	waitFor(t, "several failed logins", func() bool { return w.State().AuthFailed && dials.Load() >= 5 })
+	s := w.State()
+	if !s.Attempted || s.Connected || s.LastError == "" {
+		t.Errorf("state %+v, want attempted, not connected, with an error", s)
+	}
+	countLines := func(substr string) int { return strings.Count(logs.String(), substr) }
+	if n := countLines("level=ERROR"); n != 1 {
+		t.Fatalf("%d ERROR lines, want 1:\n%s", n, logs.String())
+	}
+	if !strings.Contains(logs.String(), `imap: channel \"support\": login as \"alice\" failed: Authentication failed`) {
+		t.Errorf("ERROR line does not name channel, user and server text:\n%s", logs.String())
+	}
+	if strings.Contains(logs.String(), badPassword) || strings.Contains(s.LastError, badPassword) {
+		t.Fatalf("password leaked into logs or state")
+	}
+
+	// The operator fixes the password on the server side.
+	ts.addUser(badPassword)
+	waitFor(t, "login works again", func() bool { s := w.State(); return !s.AuthFailed && s.Connected })
+	if n := countLines("level=ERROR"); n != 1 {
+		t.Errorf("%d ERROR lines after recovery, want 1", n)
+	}
+	if n := countLines("succeeded again"); n != 1 {
+		t.Errorf("%d recovery lines, want 1:\n%s", n, logs.String())
+	}
+}
+
+// Several folders are watched at once, each on its own connection.
+func TestSeveralFolders(t *testing.T) {
+	ts := newTestServer(t, fullCaps)
+	if err := ts.user.Create("Support", nil); err != nil {
+		t.Fatal(err)
+	}
+	r := newRecorder()
+	opts := baseOptions(ts, r)
+	opts.Folders = []string{"INBOX", "Support"}
+	w := startWatcher(t, opts)
+	waitFor(t, "both folders synced", func() bool { s := w.State(); return s.Connected && !s.LastSync.IsZero() })
+
+	ts.appendMsg("Support", testMail(1))
+	ts.appendMsg("INBOX", testMail(2))
+	got := waitHandled(t, r, 2)
+	folders := map[string]string{}
+	for _, m := range got {
+		folders[m.Folder] = string(m.Raw)
+	}
+	if folders["Support"] != testMail(1) || folders["INBOX"] != testMail(2) {
+		t.Fatalf("handled %v", folders)
+	}
+}
+
+// Cancelling the context stops Run promptly with nil, even mid-IDLE.
+func TestRunStopsOnCancel(t *testing.T) {
+	ts := newTestServer(t, fullCaps)
+	r := newRecorder()
+	w, err := NewWatcher(baseOptions(ts, r))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- w.Run(ctx) }()
+	waitFor(t, "synced", func() bool { return !w.State().LastSync.IsZero() })
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("Run: %v", err)
+		}
+	case <-time.After(waitTimeout):
+		t.Fatal("Run did not return")
+	}
+	if w.State().Connected {
+		t.Errorf("still connected after Run returned")
+	}
+}
