@@ -1,0 +1,54 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"testing"
+)
+
+func BenchmarkRecordInbound(b *testing.B) {
+	db, _ := openTest(b)
+	ctx := context.Background()
+	body := []byte(`{"type":"message","text":"Hello, I have a question about my order."}`)
+	raw := make([]byte, 8<<10)
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		i++
+		in := &Inbound{Channel: "c", Folder: "INBOX", UIDValidity: 1, UID: uint32(i),
+			DedupeKey: fmt.Sprintf("<b%d@example.org>", i), MessageID: fmt.Sprintf("<b%d@example.org>", i),
+			Contact: fmt.Sprintf("u%d@example.org", i%50), Raw: raw, Posts: [][]byte{body}, After: Action{Kind: "seen"}}
+		if _, err := db.RecordInbound(ctx, in); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkDuePosts(b *testing.B) {
+	db, _ := openTest(b)
+	ctx := context.Background()
+	// 1000 pending rows over 200 contacts, plus settled history.
+	for i := range 2000 {
+		in := newInbound(uint32(i+1), fmt.Sprintf("u%d@example.org", i%200), 2)
+		res, err := db.RecordInbound(ctx, in)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if i < 1000 {
+			db.MarkPosting(ctx, res.ID)
+			db.PostDone(ctx, res.ID, 0)
+			db.PostDone(ctx, res.ID, 1)
+		}
+	}
+	skip := []string{"u1@example.org", "u2@example.org", "u3@example.org"}
+	b.ReportAllocs()
+	for b.Loop() {
+		due, err := db.DuePosts(ctx, "c", skip, 100)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if len(due) != 100 {
+			b.Fatalf("got %d due posts", len(due))
+		}
+	}
+}

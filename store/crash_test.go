@@ -1,0 +1,117 @@
+//go:build unix
+
+package store
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// childDBEnv names the database the crash child writes to.
+const childDBEnv = "MAILGATE_STORE_CRASH_CHILD_DB"
+
+// TestHelperChild is not a test: TestKill9KeepsCommits runs the test binary
+// again with it selected. It commits one ledger row, says so, and waits to
+// be killed.
+func TestHelperChild(t *testing.T) {
+	path := os.Getenv(childDBEnv)
+	if path == "" {
+		t.Skip("crash child only")
+	}
+	ctx := context.Background()
+	db, err := Open(ctx, path, Options{})
+	if err != nil {
+		fmt.Println("error:", err)
+		os.Exit(2)
+	}
+	if _, err := db.RecordInbound(ctx, newInbound(77, "crash@example.org", 2)); err != nil {
+		fmt.Println("error:", err)
+		os.Exit(2)
+	}
+	fmt.Println("committed")
+	// Never closes db: the WAL is not checkpointed before the kill.
+	time.Sleep(time.Minute)
+	os.Exit(3)
+}
+
+// TestKill9KeepsCommits kills a process right after it committed a write
+// and checks that the write is there.
+func TestKill9KeepsCommits(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs a child process")
+	}
+	path := filepath.Join(t.TempDir(), "crash.db")
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, os.Args[0], "-test.run=^TestHelperChild$", "-test.count=1")
+	cmd.Env = append(os.Environ(), childDBEnv+"="+path)
+	cmd.Stderr = os.Stderr
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	killed := false
+	defer func() {
+		if !killed {
+			cmd.Process.Kill()
+			cmd.Wait()
+		}
+	}()
+	sc := bufio.NewScanner(out)
+	committed := false
+	for sc.Scan() {
+		line := sc.Text()
+		if line == "committed" {
+			committed = true
+			break
+		}
+		t.Logf("child: %s", line)
+	}
+	if !committed {
+		t.Fatalf("child ended without committing (scan error %v)", sc.Err())
+	}
+	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	err = cmd.Wait()
+	killed = true
+	if ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus); !ok || !ws.Signaled() || ws.Signal() != syscall.SIGKILL {
+		t.Fatalf("child did not die of SIGKILL: %v", err)
+	}
+	if _, err := os.Stat(path + "-wal"); err != nil {
+		t.Logf("no WAL left behind: %v", err)
+	}
+
+	db, err := Open(context.Background(), path, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	list, err := db.ListInbound(context.Background(), InboundFilter{Channel: "c"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(list) != 1 || list[0].UID != 77 || list[0].State != StateFetched || list[0].Contact != "crash@example.org" {
+		t.Fatalf("after kill -9: ledger = %+v", list)
+	}
+	in, err := db.Inbound(context.Background(), list[0].ID)
+	if err != nil || len(in.Posts) != 2 || len(in.Raw) == 0 {
+		t.Fatalf("after kill -9: row = %+v, %v", in, err)
+	}
+	if c, err := db.Cursor(context.Background(), "c", "INBOX"); err != nil || c != (Cursor{1, 77}) {
+		t.Fatalf("after kill -9: cursor = %+v, %v", c, err)
+	}
+	if th, ok, err := db.Thread(context.Background(), "c", "crash@example.org"); err != nil || !ok || len(th.MessageIDs) != 1 {
+		t.Fatalf("after kill -9: thread = %+v, %v, %v", th, ok, err)
+	}
+}

@@ -1,0 +1,65 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+)
+
+// Cursor is how far the ledger has recorded a folder: the highest UID
+// recorded under the folder's UIDVALIDITY. The zero Cursor means nothing
+// has been recorded yet.
+type Cursor struct {
+	UIDValidity uint32
+	UID         uint32
+}
+
+// Cursor returns the cursor of (channel, folder), or the zero Cursor when
+// there is none.
+func (db *DB) Cursor(ctx context.Context, channel, folder string) (Cursor, error) {
+	var c Cursor
+	err := db.read.QueryRowContext(ctx,
+		`SELECT uidvalidity, uid FROM cursors WHERE channel = ? AND folder = ?`,
+		channel, folder).Scan(&c.UIDValidity, &c.UID)
+	if errors.Is(err, sql.ErrNoRows) {
+		return Cursor{}, nil
+	}
+	if err != nil {
+		return Cursor{}, fmt.Errorf("store: cursor %s/%s: %w", channel, folder, err)
+	}
+	return c, nil
+}
+
+// SetCursor sets the cursor of (channel, folder) to c, unconditionally (it
+// may go backwards). It is meant for a UIDVALIDITY change; RecordInbound
+// advances the cursor by itself.
+func (db *DB) SetCursor(ctx context.Context, channel, folder string, c Cursor) error {
+	_, err := db.write.ExecContext(ctx, `
+		INSERT INTO cursors (channel, folder, uidvalidity, uid, updated_at) VALUES (?, ?, ?, ?, ?)
+		ON CONFLICT (channel, folder) DO UPDATE SET
+			uidvalidity = excluded.uidvalidity, uid = excluded.uid, updated_at = excluded.updated_at`,
+		channel, folder, c.UIDValidity, c.UID, db.nowMS())
+	if err != nil {
+		return fmt.Errorf("store: set cursor %s/%s: %w", channel, folder, err)
+	}
+	return nil
+}
+
+// advanceCursor moves the cursor of (channel, folder) to (uidvalidity, uid):
+// under the same UIDVALIDITY the UID only grows; under a different one (or
+// when there is no cursor) both are replaced.
+func advanceCursor(ctx context.Context, tx *sql.Tx, channel, folder string, uidvalidity, uid uint32, now int64) error {
+	_, err := tx.ExecContext(ctx, `
+		INSERT INTO cursors (channel, folder, uidvalidity, uid, updated_at) VALUES (?, ?, ?, ?, ?)
+		ON CONFLICT (channel, folder) DO UPDATE SET
+			uid = CASE WHEN cursors.uidvalidity = excluded.uidvalidity
+				THEN max(cursors.uid, excluded.uid) ELSE excluded.uid END,
+			uidvalidity = excluded.uidvalidity,
+			updated_at = excluded.updated_at`,
+		channel, folder, uidvalidity, uid, now)
+	if err != nil {
+		return fmt.Errorf("advance cursor: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,723 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// The hot queries, named so that TestQueryPlans can check their indexes.
+const (
+	// qDedupe finds the original row of a dedupe key. The literal
+	// "dedupe_key != ''" lets SQLite use the partial index.
+	qDedupe = `SELECT min(id) FROM inbound
+		WHERE channel = ? AND dedupe_key = ? AND dedupe_key != ''`
+
+	// qDuePosts picks the oldest unfinished row per contact from the
+	// covering partial index, then its next post.
+	qDuePosts = `
+		SELECT i.id, i.contact, i.posts_done, i.posts_total, i.arrived_at, p.body
+		FROM (SELECT min(id) AS id FROM inbound INDEXED BY inbound_due
+			WHERE channel = ? AND state IN ('fetched', 'posting')
+				AND contact NOT IN (SELECT value FROM json_each(?))
+			GROUP BY contact) AS h
+		JOIN inbound AS i ON i.id = h.id
+		JOIN inbound_posts AS p ON p.ledger_id = i.id AND p.seq = i.posts_done
+		ORDER BY i.id
+		LIMIT ?`
+
+	// qPendingActions lists settled rows whose IMAP action is not done.
+	qPendingActions = `SELECT id, uidvalidity, uid, after_kind, after_dest FROM inbound
+		WHERE channel = ? AND folder = ? AND after_kind != '' AND after_done = 0
+			AND state IN ('skipped', 'quarantined', 'posted', 'dead')
+		ORDER BY id LIMIT ?`
+
+	// qCountFromContact counts a contact's recent rows.
+	qCountFromContact = `SELECT count(*) FROM inbound
+		WHERE channel = ? AND contact = ? AND arrived_at >= ?`
+)
+
+// InboundState is the state of a ledger row:
+//
+//	fetched -> (skipped | quarantined | posting -> posted | dead)
+type InboundState string
+
+// The ledger states.
+const (
+	// StateFetched: recorded, posts not started.
+	StateFetched InboundState = "fetched"
+	// StateSkipped: deliberately not posted (duplicate, auto-reply, ...).
+	StateSkipped InboundState = "skipped"
+	// StateQuarantined: held for a human (for example an unverified sender).
+	StateQuarantined InboundState = "quarantined"
+	// StatePosting: the first POST may have been sent; posted again after a
+	// crash.
+	StatePosting InboundState = "posting"
+	// StatePosted: every post was accepted by Userlike.
+	StatePosted InboundState = "posted"
+	// StateDead: given up after retries; Raw is kept for a requeue.
+	StateDead InboundState = "dead"
+)
+
+// valid reports whether s is one of the ledger states.
+func (s InboundState) valid() bool {
+	switch s {
+	case StateFetched, StateSkipped, StateQuarantined, StatePosting, StatePosted, StateDead:
+		return true
+	}
+	return false
+}
+
+// Action is an IMAP action to apply to a message once its ledger row is
+// settled. The zero Action means none.
+type Action struct {
+	Kind string // "", "seen", "move", "delete" or "flag"
+	Dest string // the destination folder of "move"
+}
+
+// Inbound is one row of the inbound ledger: one fetched IMAP message.
+type Inbound struct {
+	ID             int64
+	Channel        string
+	Folder         string
+	UIDValidity    uint32
+	UID            uint32
+	DedupeKey      string // Message-ID based or a content hash, chosen by the caller; "" disables dedupe
+	MessageID      string
+	Contact        string // lower-cased email; may be ""
+	ContactName    string
+	Subject        string
+	State          InboundState
+	Reason         string
+	Classification string
+	Verdict        []byte // JSON
+	FullText       string
+	Raw            []byte   // the message as fetched; nil once pruned and in lists
+	Posts          [][]byte // JSON bodies to POST, in order; nil in lists
+	PostsTotal     int      // len(Posts), also filled in lists
+	PostsDone      int      // posts accepted so far; the next one is Posts[PostsDone]
+	After          Action   // IMAP action to apply once settled
+	AfterDone      bool     // After has been applied
+	MediaIDs       []string // media rows to link to this row (RecordInbound only)
+	ArrivedAt      time.Time
+	CreatedAt      time.Time // when recorded
+	UpdatedAt      time.Time
+	ThreadSubject  string // subject for a new thread of the contact
+	NewThread      bool   // start a new thread even if the contact has one
+	Attempts       int    // POST rounds started (MarkPosting)
+	LastError      string
+}
+
+// RecordResult is what RecordInbound did.
+type RecordResult struct {
+	// ID is the ledger row: the new one, or the existing one when Existing.
+	ID int64
+	// Existing: (channel, folder, uidvalidity, uid) was already recorded;
+	// nothing was written except the cursor.
+	Existing bool
+	// DuplicateOf: the dedupe key matched row #DuplicateOf of the channel;
+	// this row was written as skipped with reason "duplicate of #N" and no
+	// posts (its After action is kept).
+	DuplicateOf int64
+}
+
+// RecordInbound records a fetched message in one transaction:
+//
+//  1. if (channel, folder, uidvalidity, uid) is already recorded, it
+//     writes nothing but the cursor and reports Existing;
+//  2. else if in.DedupeKey is set and another row of the channel has it,
+//     it records in as skipped ("duplicate of #N"), without posts;
+//  3. else it records in as given (State "" means fetched), with its posts.
+//
+// In the same transaction the cursor of (channel, folder) advances to
+// in.UID (see SetCursor for a UIDVALIDITY change), the media in in.MediaIDs
+// are linked to the row, and when the row is to be posted (fetched) and has
+// a contact, the customer's Message-ID joins the contact's thread (a new
+// thread with in.ThreadSubject when in.NewThread or when none exists).
+//
+// On success in.ID, in.State, in.Reason, in.CreatedAt and in.UpdatedAt
+// describe what was written.
+func (db *DB) RecordInbound(ctx context.Context, in *Inbound) (RecordResult, error) {
+	var res RecordResult
+	if err := checkInbound(in); err != nil {
+		return res, err
+	}
+	contact := normContact(in.Contact)
+	now := db.nowMS()
+	var (
+		state  InboundState
+		reason string
+		posts  [][]byte
+	)
+
+	err := db.tx(ctx, func(tx *sql.Tx) error {
+		res = RecordResult{}
+		state, reason, posts = in.State, in.Reason, in.Posts
+		if state == "" {
+			state = StateFetched
+		}
+		if err := advanceCursor(ctx, tx, in.Channel, in.Folder, in.UIDValidity, in.UID, now); err != nil {
+			return err
+		}
+		err := tx.QueryRowContext(ctx, `SELECT id FROM inbound
+			WHERE channel = ? AND folder = ? AND uidvalidity = ? AND uid = ?`,
+			in.Channel, in.Folder, in.UIDValidity, in.UID).Scan(&res.ID)
+		if err == nil {
+			res.Existing = true
+			return nil
+		}
+		if !errors.Is(err, sql.ErrNoRows) {
+			return err
+		}
+		if in.DedupeKey != "" {
+			var orig sql.NullInt64
+			err := tx.QueryRowContext(ctx, qDedupe, in.Channel, in.DedupeKey).Scan(&orig)
+			if err != nil {
+				return err
+			}
+			if orig.Valid {
+				res.DuplicateOf = orig.Int64
+				state = StateSkipped
+				reason = fmt.Sprintf("duplicate of #%d", orig.Int64)
+				posts = nil
+			}
+		}
+		r, err := tx.ExecContext(ctx, `INSERT INTO inbound (
+				channel, folder, uidvalidity, uid, dedupe_key, message_id, contact, contact_name,
+				subject, state, reason, classification, verdict, posts_total, posts_done,
+				after_kind, after_dest, after_done, thread_subject, new_thread, attempts, last_error,
+				arrived_at, created_at, updated_at, full_text)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+			in.Channel, in.Folder, in.UIDValidity, in.UID, in.DedupeKey, in.MessageID, contact, in.ContactName,
+			in.Subject, string(state), reason, in.Classification, in.Verdict, len(posts),
+			in.After.Kind, in.After.Dest, boolInt(in.AfterDone), in.ThreadSubject, boolInt(in.NewThread), in.Attempts, in.LastError,
+			ms(in.ArrivedAt), now, now, in.FullText)
+		if err != nil {
+			return err
+		}
+		if res.ID, err = r.LastInsertId(); err != nil {
+			return err
+		}
+		if in.Raw != nil {
+			if _, err := tx.ExecContext(ctx, `INSERT INTO inbound_raw (ledger_id, raw) VALUES (?, ?)`, res.ID, in.Raw); err != nil {
+				return err
+			}
+		}
+		for i, p := range posts {
+			if p == nil {
+				p = []byte{}
+			}
+			if _, err := tx.ExecContext(ctx, `INSERT INTO inbound_posts (ledger_id, seq, body) VALUES (?, ?, ?)`, res.ID, i, p); err != nil {
+				return err
+			}
+		}
+		if len(in.MediaIDs) > 0 {
+			ids, err := jsonArray(in.MediaIDs)
+			if err != nil {
+				return err
+			}
+			if _, err := tx.ExecContext(ctx, `UPDATE media SET ledger_id = ?
+				WHERE id IN (SELECT value FROM json_each(?))`, res.ID, ids); err != nil {
+				return err
+			}
+		}
+		if state == StateFetched && contact != "" {
+			if in.NewThread || in.MessageID != "" {
+				if err := addThreadMessage(ctx, tx, in.Channel, contact, in.MessageID, false, in.NewThread, in.ThreadSubject, now); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return RecordResult{}, fmt.Errorf("store: record inbound %s/%s uid %d/%d: %w", in.Channel, in.Folder, in.UIDValidity, in.UID, err)
+	}
+	if !res.Existing {
+		in.ID = res.ID
+		in.Contact = contact
+		in.State = state
+		in.Reason = reason
+		in.CreatedAt = fromMS(now)
+		in.UpdatedAt = fromMS(now)
+	}
+	return res, nil
+}
+
+// checkInbound rejects rows RecordInbound must not write.
+func checkInbound(in *Inbound) error {
+	bad := func(msg string) error {
+		return fmt.Errorf("store: record inbound %s/%s uid %d/%d: %s", in.Channel, in.Folder, in.UIDValidity, in.UID, msg)
+	}
+	switch {
+	case in.Channel == "" || in.Folder == "":
+		return bad("channel and folder are required")
+	case in.UIDValidity == 0 || in.UID == 0:
+		return bad("UIDVALIDITY and UID must be non-zero")
+	}
+	switch in.State {
+	case "", StateFetched:
+		if len(in.Posts) == 0 {
+			return bad("a fetched row needs at least one post")
+		}
+	case StateSkipped, StateQuarantined, StateDead:
+	default:
+		return bad(fmt.Sprintf("cannot record in state %q", in.State))
+	}
+	if in.PostsDone != 0 {
+		return bad("PostsDone must be 0")
+	}
+	switch in.After.Kind {
+	case "", "seen", "delete", "flag":
+	case "move":
+		if in.After.Dest == "" {
+			return bad("move action without destination")
+		}
+	default:
+		return bad(fmt.Sprintf("unknown action %q", in.After.Kind))
+	}
+	return nil
+}
+
+// inboundCols are the columns scanInbound reads, in order.
+const inboundCols = `id, channel, folder, uidvalidity, uid, dedupe_key, message_id, contact, contact_name,
+	subject, state, reason, classification, verdict, posts_total, posts_done,
+	after_kind, after_dest, after_done, thread_subject, new_thread, attempts, last_error,
+	arrived_at, created_at, updated_at, full_text`
+
+// scanInbound reads one row of inboundCols.
+func scanInbound(row interface{ Scan(...any) error }) (*Inbound, error) {
+	var in Inbound
+	var state string
+	var arrived, created, updated int64
+	err := row.Scan(&in.ID, &in.Channel, &in.Folder, &in.UIDValidity, &in.UID, &in.DedupeKey, &in.MessageID,
+		&in.Contact, &in.ContactName, &in.Subject, &state, &in.Reason, &in.Classification, &in.Verdict,
+		&in.PostsTotal, &in.PostsDone, &in.After.Kind, &in.After.Dest, &in.AfterDone, &in.ThreadSubject,
+		&in.NewThread, &in.Attempts, &in.LastError, &arrived, &created, &updated, &in.FullText)
+	if err != nil {
+		return nil, err
+	}
+	in.State = InboundState(state)
+	in.ArrivedAt, in.CreatedAt, in.UpdatedAt = fromMS(arrived), fromMS(created), fromMS(updated)
+	return &in, nil
+}
+
+// Inbound returns ledger row id with its Raw (nil when pruned) and Posts.
+func (db *DB) Inbound(ctx context.Context, id int64) (*Inbound, error) {
+	tx, err := db.read.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
+	if err != nil {
+		return nil, fmt.Errorf("store: inbound #%d: %w", id, err)
+	}
+	defer tx.Rollback()
+	in, err := scanInbound(tx.QueryRowContext(ctx, `SELECT `+inboundCols+` FROM inbound WHERE id = ?`, id))
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, fmt.Errorf("store: inbound #%d: %w", id, notFound{})
+	}
+	if err != nil {
+		return nil, fmt.Errorf("store: inbound #%d: %w", id, err)
+	}
+	err = tx.QueryRowContext(ctx, `SELECT raw FROM inbound_raw WHERE ledger_id = ?`, id).Scan(&in.Raw)
+	if err != nil && !errors.Is(err, sql.ErrNoRows) {
+		return nil, fmt.Errorf("store: inbound #%d raw: %w", id, err)
+	}
+	rows, err := tx.QueryContext(ctx, `SELECT body FROM inbound_posts WHERE ledger_id = ? ORDER BY seq`, id)
+	if err != nil {
+		return nil, fmt.Errorf("store: inbound #%d posts: %w", id, err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var b []byte
+		if err := rows.Scan(&b); err != nil {
+			return nil, fmt.Errorf("store: inbound #%d posts: %w", id, err)
+		}
+		in.Posts = append(in.Posts, b)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("store: inbound #%d posts: %w", id, err)
+	}
+	return in, nil
+}
+
+// InboundFilter selects ledger rows for ListInbound.
+type InboundFilter struct {
+	Channel  string         // "" = all channels
+	States   []InboundState // empty = all states
+	Limit    int            // <= 0 means 100
+	BeforeID int64          // > 0: only rows with a smaller id (paging)
+}
+
+// ListInbound returns ledger rows, newest first, without Raw and Posts
+// (PostsTotal is set).
+func (db *DB) ListInbound(ctx context.Context, f InboundFilter) ([]*Inbound, error) {
+	var where []string
+	var args []any
+	if f.Channel != "" {
+		where = append(where, "channel = ?")
+		args = append(args, f.Channel)
+	}
+	if len(f.States) > 0 {
+		ph := make([]string, len(f.States))
+		for i, s := range f.States {
+			ph[i] = "?"
+			args = append(args, string(s))
+		}
+		where = append(where, "state IN ("+strings.Join(ph, ", ")+")")
+	}
+	if f.BeforeID > 0 {
+		where = append(where, "id < ?")
+		args = append(args, f.BeforeID)
+	}
+	limit := f.Limit
+	if limit <= 0 {
+		limit = 100
+	}
+	q := `SELECT ` + inboundCols + ` FROM inbound`
+	if len(where) > 0 {
+		q += " WHERE " + strings.Join(where, " AND ")
+	}
+	q += " ORDER BY id DESC LIMIT ?"
+	args = append(args, limit)
+	rows, err := db.read.QueryContext(ctx, q, args...)
+	if err != nil {
+		return nil, fmt.Errorf("store: list inbound: %w", err)
+	}
+	defer rows.Close()
+	var list []*Inbound
+	for rows.Next() {
+		in, err := scanInbound(rows)
+		if err != nil {
+			return nil, fmt.Errorf("store: list inbound: %w", err)
+		}
+		list = append(list, in)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("store: list inbound: %w", err)
+	}
+	return list, nil
+}
+
+// DuePost is the next POST owed to Userlike for one contact.
+type DuePost struct {
+	LedgerID  int64
+	Channel   string
+	Contact   string
+	Seq       int    // index into the row's Posts
+	Body      []byte // the JSON body
+	Total     int    // len(Posts)
+	ArrivedAt time.Time
+}
+
+// DuePosts returns, for each contact of the channel, the next post of the
+// contact's oldest ledger row in state fetched or posting, so that a
+// contact's second email waits for its first. Contacts in skipContacts (in
+// backoff) are left out. The result is ordered by ledger id and has at most
+// limit entries (<= 0 means 100). Rows without a contact share one queue.
+func (db *DB) DuePosts(ctx context.Context, channel string, skipContacts []string, limit int) ([]DuePost, error) {
+	if limit <= 0 {
+		limit = 100
+	}
+	skip := make([]string, len(skipContacts))
+	for i, c := range skipContacts {
+		skip[i] = normContact(c)
+	}
+	skipJSON, err := jsonArray(skip)
+	if err != nil {
+		return nil, fmt.Errorf("store: due posts %s: %w", channel, err)
+	}
+	rows, err := db.read.QueryContext(ctx, qDuePosts, channel, skipJSON, limit)
+	if err != nil {
+		return nil, fmt.Errorf("store: due posts %s: %w", channel, err)
+	}
+	defer rows.Close()
+	var due []DuePost
+	for rows.Next() {
+		d := DuePost{Channel: channel}
+		var arrived int64
+		if err := rows.Scan(&d.LedgerID, &d.Contact, &d.Seq, &d.Total, &arrived, &d.Body); err != nil {
+			return nil, fmt.Errorf("store: due posts %s: %w", channel, err)
+		}
+		d.ArrivedAt = fromMS(arrived)
+		due = append(due, d)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("store: due posts %s: %w", channel, err)
+	}
+	return due, nil
+}
+
+// inboundState reads the state of row id inside tx.
+func inboundState(ctx context.Context, tx *sql.Tx, id int64) (InboundState, error) {
+	var s string
+	err := tx.QueryRowContext(ctx, `SELECT state FROM inbound WHERE id = ?`, id).Scan(&s)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", ErrNotFound
+	}
+	return InboundState(s), err
+}
+
+// MarkPosting moves row id from fetched to posting (posting stays posting)
+// and counts an attempt. Call it before each POST round.
+func (db *DB) MarkPosting(ctx context.Context, id int64) error {
+	err := db.tx(ctx, func(tx *sql.Tx) error {
+		st, err := inboundState(ctx, tx, id)
+		if err != nil {
+			return err
+		}
+		if st != StateFetched && st != StatePosting {
+			return &StateError{Table: "inbound", ID: id, State: string(st), Op: "mark posting"}
+		}
+		_, err = tx.ExecContext(ctx, `UPDATE inbound SET state = 'posting', attempts = attempts + 1, updated_at = ?
+			WHERE id = ?`, db.nowMS(), id)
+		return err
+	})
+	return wrapErr("mark posting", id, err)
+}
+
+// PostDone records that post seq of row id was accepted. It only moves
+// forward from seq (a repeated call for an earlier seq is a no-op); after
+// the last post the row becomes posted and finished is true.
+func (db *DB) PostDone(ctx context.Context, id int64, seq int) (finished bool, err error) {
+	err = db.tx(ctx, func(tx *sql.Tx) error {
+		var st string
+		var done, total int
+		err := tx.QueryRowContext(ctx, `SELECT state, posts_done, posts_total FROM inbound WHERE id = ?`, id).
+			Scan(&st, &done, &total)
+		if errors.Is(err, sql.ErrNoRows) {
+			return ErrNotFound
+		}
+		if err != nil {
+			return err
+		}
+		switch {
+		case seq < done:
+			// Already recorded.
+			finished = InboundState(st) == StatePosted
+			return nil
+		case seq > done || seq >= total:
+			return fmt.Errorf("post %d done out of order (%d of %d done)", seq, done, total)
+		case InboundState(st) != StateFetched && InboundState(st) != StatePosting:
+			return &StateError{Table: "inbound", ID: id, State: st, Op: "post done"}
+		}
+		newState := InboundState(st)
+		if seq+1 == total {
+			newState = StatePosted
+			finished = true
+		}
+		_, err = tx.ExecContext(ctx, `UPDATE inbound SET posts_done = ?, state = ?, updated_at = ? WHERE id = ?`,
+			seq+1, string(newState), db.nowMS(), id)
+		return err
+	})
+	if err != nil {
+		return false, wrapErr("post done seq "+strconv.Itoa(seq)+" of", id, err)
+	}
+	return finished, nil
+}
+
+// MarkDead gives row id up with reason: fetched, posting and quarantined
+// rows become dead; a dead row stays dead (keeping its first reason). Raw
+// and the posts are kept for Requeue.
+func (db *DB) MarkDead(ctx context.Context, id int64, reason string) error {
+	err := db.tx(ctx, func(tx *sql.Tx) error {
+		st, err := inboundState(ctx, tx, id)
+		if err != nil {
+			return err
+		}
+		switch st {
+		case StateDead:
+			return nil
+		case StateFetched, StatePosting, StateQuarantined:
+		default:
+			return &StateError{Table: "inbound", ID: id, State: string(st), Op: "mark dead"}
+		}
+		_, err = tx.ExecContext(ctx, `UPDATE inbound SET state = 'dead', reason = ?, updated_at = ? WHERE id = ?`,
+			reason, db.nowMS(), id)
+		return err
+	})
+	return wrapErr("mark dead", id, err)
+}
+
+// SetLastError records the last error met while processing row id.
+func (db *DB) SetLastError(ctx context.Context, id int64, msg string) error {
+	r, err := db.write.ExecContext(ctx, `UPDATE inbound SET last_error = ?, updated_at = ? WHERE id = ?`,
+		msg, db.nowMS(), id)
+	if err == nil {
+		err = mustAffect(r)
+	}
+	return wrapErr("set last error", id, err)
+}
+
+// Requeue moves a dead row back to fetched so that its remaining posts
+// are sent again (posts already done stay done). Attempts and the last
+// error are reset. It fails for a row that is not dead or has no posts
+// left.
+func (db *DB) Requeue(ctx context.Context, id int64) error {
+	err := db.tx(ctx, func(tx *sql.Tx) error {
+		var st string
+		var done, total int
+		err := tx.QueryRowContext(ctx, `SELECT state, posts_done, posts_total FROM inbound WHERE id = ?`, id).
+			Scan(&st, &done, &total)
+		if errors.Is(err, sql.ErrNoRows) {
+			return ErrNotFound
+		}
+		if err != nil {
+			return err
+		}
+		if InboundState(st) != StateDead {
+			return &StateError{Table: "inbound", ID: id, State: st, Op: "requeue"}
+		}
+		if done >= total {
+			return fmt.Errorf("no posts left to send (%d of %d done)", done, total)
+		}
+		_, err = tx.ExecContext(ctx, `UPDATE inbound SET state = 'fetched', reason = '', attempts = 0,
+			last_error = '', updated_at = ? WHERE id = ?`, db.nowMS(), id)
+		return err
+	})
+	return wrapErr("requeue", id, err)
+}
+
+// CountFromContact counts the ledger rows of the channel from contact that
+// arrived (ArrivedAt) at or after since, in any state. It serves a
+// per-sender rate limit.
+func (db *DB) CountFromContact(ctx context.Context, channel, contact string, since time.Time) (int, error) {
+	var n int
+	err := db.read.QueryRowContext(ctx, qCountFromContact,
+		channel, normContact(contact), ms(since)).Scan(&n)
+	if err != nil {
+		return 0, fmt.Errorf("store: count from contact %s: %w", channel, err)
+	}
+	return n, nil
+}
+
+// PendingAction is an IMAP action still to apply to a settled message.
+type PendingAction struct {
+	ID          int64 // the ledger row
+	UIDValidity uint32
+	UID         uint32
+	Action      Action
+}
+
+// PendingActions returns, oldest first, at most limit (<= 0 means 100)
+// rows of (channel, folder) that are settled (skipped, quarantined, posted
+// or dead) and whose IMAP action is not done yet. Rows recorded under an
+// older UIDVALIDITY are included; the caller decides what to do with them.
+func (db *DB) PendingActions(ctx context.Context, channel, folder string, limit int) ([]PendingAction, error) {
+	if limit <= 0 {
+		limit = 100
+	}
+	rows, err := db.read.QueryContext(ctx, qPendingActions, channel, folder, limit)
+	if err != nil {
+		return nil, fmt.Errorf("store: pending actions %s/%s: %w", channel, folder, err)
+	}
+	defer rows.Close()
+	var list []PendingAction
+	for rows.Next() {
+		var p PendingAction
+		if err := rows.Scan(&p.ID, &p.UIDValidity, &p.UID, &p.Action.Kind, &p.Action.Dest); err != nil {
+			return nil, fmt.Errorf("store: pending actions %s/%s: %w", channel, folder, err)
+		}
+		list = append(list, p)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("store: pending actions %s/%s: %w", channel, folder, err)
+	}
+	return list, nil
+}
+
+// ActionsDone marks the IMAP actions of the given rows as applied.
+func (db *DB) ActionsDone(ctx context.Context, ids []int64) error {
+	if len(ids) == 0 {
+		return nil
+	}
+	j, err := jsonArray(ids)
+	if err != nil {
+		return fmt.Errorf("store: actions done: %w", err)
+	}
+	_, err = db.write.ExecContext(ctx, `UPDATE inbound SET after_done = 1, updated_at = ?
+		WHERE id IN (SELECT value FROM json_each(?))`, db.nowMS(), j)
+	if err != nil {
+		return fmt.Errorf("store: actions done: %w", err)
+	}
+	return nil
+}
+
+// Counts returns the number of ledger rows per state of the channel ("" =
+// all channels). States without rows are absent.
+func (db *DB) Counts(ctx context.Context, channel string) (map[InboundState]int, error) {
+	rows, err := db.read.QueryContext(ctx, `SELECT state, count(*) FROM inbound
+		WHERE ? = '' OR channel = ? GROUP BY state`, channel, channel)
+	if err != nil {
+		return nil, fmt.Errorf("store: counts %s: %w", channel, err)
+	}
+	defer rows.Close()
+	m := make(map[InboundState]int)
+	for rows.Next() {
+		var s string
+		var n int
+		if err := rows.Scan(&s, &n); err != nil {
+			return nil, fmt.Errorf("store: counts %s: %w", channel, err)
+		}
+		m[InboundState(s)] = n
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("store: counts %s: %w", channel, err)
+	}
+	return m, nil
+}
+
+// PruneRaw drops the raw message of posted and skipped rows created before
+// olderThan and returns how many were dropped. Dead and quarantined rows
+// keep theirs.
+func (db *DB) PruneRaw(ctx context.Context, olderThan time.Time) (int, error) {
+	r, err := db.write.ExecContext(ctx, `DELETE FROM inbound_raw WHERE ledger_id IN (
+		SELECT id FROM inbound WHERE state IN ('posted', 'skipped') AND created_at < ?)`, ms(olderThan))
+	if err != nil {
+		return 0, fmt.Errorf("store: prune raw: %w", err)
+	}
+	n, err := r.RowsAffected()
+	if err != nil {
+		return 0, fmt.Errorf("store: prune raw: %w", err)
+	}
+	return int(n), nil
+}
+
+// mustAffect turns "no row changed" into ErrNotFound.
+func mustAffect(r sql.Result) error {
+	n, err := r.RowsAffected()
+	if err != nil {
+		return err
+	}
+	if n == 0 {
+		return ErrNotFound
+	}
+	return nil
+}
+
+// wrapErr prefixes err (if any) with the operation and row.
+func wrapErr(op string, id int64, err error) error {
+	if err == nil {
+		return nil
+	}
+	var se *StateError
+	if errors.As(err, &se) {
+		return err
+	}
+	return fmt.Errorf("store: %s #%d: %w", op, id, unwrapStore(err))
+}
+
+// unwrapStore keeps ErrNotFound from reading "store: ... store: not found".
+func unwrapStore(err error) error {
+	if err == ErrNotFound {
+		return notFound{}
+	}
+	return err
+}
+
+// notFound prints as "not found" and matches ErrNotFound with errors.Is.
+type notFound struct{}
+
+func (notFound) Error() string        { return "not found" }
+func (notFound) Is(target error) bool { return target == ErrNotFound }

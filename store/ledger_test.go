@@ -1,0 +1,837 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"reflect"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// newInbound returns a fetched ledger row for channel "c", folder INBOX,
+// UIDVALIDITY 1 with n posts.
+func newInbound(uid uint32, contact string, n int) *Inbound {
+	in := &Inbound{
+		Channel:     "c",
+		Folder:      "INBOX",
+		UIDValidity: 1,
+		UID:         uid,
+		DedupeKey:   fmt.Sprintf("<m%d@example.org>", uid),
+		MessageID:   fmt.Sprintf("<m%d@example.org>", uid),
+		Contact:     contact,
+		Subject:     "Question",
+		Raw:         []byte("Subject: Question\r\n\r\nHello\r\n"),
+		After:       Action{Kind: "seen"},
+		ArrivedAt:   time.UnixMilli(1_600_000_000_000 + int64(uid)*1000),
+	}
+	for i := range n {
+		in.Posts = append(in.Posts, fmt.Appendf(nil, `{"uid":%d,"part":%d}`, uid, i))
+	}
+	return in
+}
+
+func mustRecord(t testing.TB, db *DB, in *Inbound) RecordResult {
+	t.Helper()
+	res, err := db.RecordInbound(context.Background(), in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return res
+}
+
+func TestCursorAdvance(t *testing.T) {
+	for _, c := range []struct {
+		name  string
+		start *Cursor // nil: no cursor
+		rec   Cursor  // the recorded message
+		want  Cursor
+	}{
+		{"none", nil, Cursor{5, 10}, Cursor{5, 10}},
+		{"forward", &Cursor{5, 10}, Cursor{5, 12}, Cursor{5, 12}},
+		{"older uid keeps max", &Cursor{5, 10}, Cursor{5, 3}, Cursor{5, 10}},
+		{"same uid", &Cursor{5, 10}, Cursor{5, 10}, Cursor{5, 10}},
+		{"new uidvalidity lower uid", &Cursor{5, 10}, Cursor{6, 2}, Cursor{6, 2}},
+		{"new uidvalidity higher uid", &Cursor{5, 10}, Cursor{4, 20}, Cursor{4, 20}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			db, _ := openTest(t)
+			ctx := context.Background()
+			if got, err := db.Cursor(ctx, "c", "INBOX"); err != nil || got != (Cursor{}) {
+				t.Fatalf("initial cursor = %+v, %v", got, err)
+			}
+			if c.start != nil {
+				if err := db.SetCursor(ctx, "c", "INBOX", *c.start); err != nil {
+					t.Fatal(err)
+				}
+			}
+			in := newInbound(c.rec.UID, "a@example.org", 1)
+			in.UIDValidity = c.rec.UIDValidity
+			mustRecord(t, db, in)
+			got, err := db.Cursor(ctx, "c", "INBOX")
+			if err != nil || got != c.want {
+				t.Fatalf("cursor = %+v, %v; want %+v", got, err, c.want)
+			}
+			// Other folders and channels are untouched.
+			if got, _ := db.Cursor(ctx, "c", "Other"); got != (Cursor{}) {
+				t.Errorf("other folder cursor = %+v", got)
+			}
+			if got, _ := db.Cursor(ctx, "d", "INBOX"); got != (Cursor{}) {
+				t.Errorf("other channel cursor = %+v", got)
+			}
+		})
+	}
+
+	// SetCursor goes backwards when told to.
+	db, _ := openTest(t)
+	ctx := context.Background()
+	for _, c := range []Cursor{{7, 100}, {7, 3}, {2, 1}} {
+		if err := db.SetCursor(ctx, "c", "INBOX", c); err != nil {
+			t.Fatal(err)
+		}
+		if got, _ := db.Cursor(ctx, "c", "INBOX"); got != c {
+			t.Fatalf("after SetCursor(%+v) cursor = %+v", c, got)
+		}
+	}
+}
+
+func TestRecordInbound(t *testing.T) {
+	db, clk := openTest(t)
+	ctx := context.Background()
+
+	first := newInbound(10, "Alice@Example.ORG", 2)
+	first.ThreadSubject = "Question"
+	first.Verdict = []byte(`{"dkim":"pass"}`)
+	first.FullText = "Hello"
+	res := mustRecord(t, db, first)
+	if res.Existing || res.DuplicateOf != 0 || res.ID == 0 || first.ID != res.ID {
+		t.Fatalf("first: %+v, ID %d", res, first.ID)
+	}
+	if first.State != StateFetched || first.Contact != "alice@example.org" || !first.CreatedAt.Equal(clk.Now()) {
+		t.Fatalf("first after record: state %q contact %q created %v", first.State, first.Contact, first.CreatedAt)
+	}
+
+	got, err := db.Inbound(ctx, res.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := *first
+	want.PostsTotal = 2
+	want.MediaIDs = nil
+	if !reflect.DeepEqual(got, &want) {
+		t.Fatalf("Inbound =\n%+v\nwant\n%+v", got, &want)
+	}
+
+	// The customer's Message-ID started the contact's thread.
+	th, ok, err := db.Thread(ctx, "c", "alice@example.org")
+	if err != nil || !ok {
+		t.Fatalf("Thread: %v, %v", ok, err)
+	}
+	if th.Subject != "Question" || !reflect.DeepEqual(th.MessageIDs, []string{first.MessageID}) || th.LastCustomerID != first.MessageID {
+		t.Fatalf("thread = %+v", th)
+	}
+
+	// Same UID again: nothing written, even with other content.
+	again := newInbound(10, "mallory@example.org", 1)
+	again.DedupeKey = "other"
+	res2 := mustRecord(t, db, again)
+	if !res2.Existing || res2.ID != res.ID || again.ID != 0 {
+		t.Fatalf("again: %+v, ID %d", res2, again.ID)
+	}
+
+	// Another UID with the same dedupe key: a skipped duplicate.
+	dup := newInbound(11, "alice@example.org", 3)
+	dup.DedupeKey = first.DedupeKey
+	dup.MessageID = "<dup@example.org>"
+	dup.After = Action{Kind: "move", Dest: "Archive"}
+	res3 := mustRecord(t, db, dup)
+	if res3.Existing || res3.DuplicateOf != res.ID || res3.ID == res.ID {
+		t.Fatalf("dup: %+v", res3)
+	}
+	gotDup, err := db.Inbound(ctx, res3.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if gotDup.State != StateSkipped || gotDup.Reason != fmt.Sprintf("duplicate of #%d", res.ID) ||
+		len(gotDup.Posts) != 0 || gotDup.PostsTotal != 0 || gotDup.After != dup.After {
+		t.Fatalf("duplicate row = %+v", gotDup)
+	}
+	// A duplicate of the duplicate still points at the original.
+	dup2 := newInbound(12, "alice@example.org", 1)
+	dup2.DedupeKey = first.DedupeKey
+	if r := mustRecord(t, db, dup2); r.DuplicateOf != res.ID {
+		t.Fatalf("dup2: %+v", r)
+	}
+	// Skipped rows do not join the thread.
+	th, _, _ = db.Thread(ctx, "c", "alice@example.org")
+	if len(th.MessageIDs) != 1 {
+		t.Fatalf("thread after duplicates = %v", th.MessageIDs)
+	}
+	// The same dedupe key in another channel is no duplicate.
+	other := newInbound(10, "alice@example.org", 1)
+	other.Channel = "other"
+	other.DedupeKey = first.DedupeKey
+	if r := mustRecord(t, db, other); r.DuplicateOf != 0 || r.Existing {
+		t.Fatalf("other channel: %+v", r)
+	}
+	if c, _ := db.Cursor(ctx, "c", "INBOX"); c != (Cursor{1, 12}) {
+		t.Fatalf("cursor = %+v", c)
+	}
+
+	// NewThread starts a new thread; the old Message-IDs stay known.
+	nt := newInbound(13, "alice@example.org", 1)
+	nt.NewThread = true
+	nt.ThreadSubject = "Another topic"
+	mustRecord(t, db, nt)
+	th, _, _ = db.Thread(ctx, "c", "alice@example.org")
+	if th.Subject != "Another topic" || !reflect.DeepEqual(th.MessageIDs, []string{nt.MessageID}) {
+		t.Fatalf("new thread = %+v", th)
+	}
+	if ok, err := db.KnowsMessageID(ctx, "c", "alice@example.org", []string{"<x@y>", first.MessageID}); err != nil || !ok {
+		t.Fatalf("KnowsMessageID(old thread) = %v, %v", ok, err)
+	}
+
+	// Quarantined and contact-less rows do not touch threads.
+	q := newInbound(14, "bob@example.org", 0)
+	q.State = StateQuarantined
+	q.Reason = "unverified sender"
+	mustRecord(t, db, q)
+	if _, ok, _ := db.Thread(ctx, "c", "bob@example.org"); ok {
+		t.Fatal("quarantined row created a thread")
+	}
+}
+
+func TestRecordInboundRejects(t *testing.T) {
+	db, _ := openTest(t)
+	for _, c := range []struct {
+		name string
+		mod  func(in *Inbound)
+	}{
+		{"no channel", func(in *Inbound) { in.Channel = "" }},
+		{"no folder", func(in *Inbound) { in.Folder = "" }},
+		{"zero uid", func(in *Inbound) { in.UID = 0 }},
+		{"zero uidvalidity", func(in *Inbound) { in.UIDValidity = 0 }},
+		{"fetched without posts", func(in *Inbound) { in.Posts = nil }},
+		{"posted", func(in *Inbound) { in.State = StatePosted }},
+		{"posting", func(in *Inbound) { in.State = StatePosting }},
+		{"unknown state", func(in *Inbound) { in.State = "weird" }},
+		{"posts done", func(in *Inbound) { in.PostsDone = 1 }},
+		{"move without dest", func(in *Inbound) { in.After = Action{Kind: "move"} }},
+		{"unknown action", func(in *Inbound) { in.After = Action{Kind: "burn"} }},
+	} {
+		in := newInbound(1, "a@example.org", 1)
+		c.mod(in)
+		if _, err := db.RecordInbound(context.Background(), in); err == nil {
+			t.Errorf("%s: accepted", c.name)
+		}
+	}
+	// Nothing was written, not even the cursor.
+	if c, _ := db.Cursor(context.Background(), "c", "INBOX"); c != (Cursor{}) {
+		t.Fatalf("cursor = %+v", c)
+	}
+}
+
+func duePairs(t *testing.T, d []DuePost) []string {
+	t.Helper()
+	var s []string
+	for _, p := range d {
+		s = append(s, fmt.Sprintf("%d/%d:%s", p.LedgerID, p.Seq, p.Contact))
+	}
+	return s
+}
+
+func TestDuePostsOrder(t *testing.T) {
+	db, _ := openTest(t)
+	ctx := context.Background()
+
+	a1 := mustRecord(t, db, newInbound(1, "a@example.org", 2)).ID
+	b1 := mustRecord(t, db, newInbound(2, "b@example.org", 1)).ID
+	a2 := mustRecord(t, db, newInbound(3, "a@example.org", 1)).ID
+	c1 := mustRecord(t, db, newInbound(4, "c@example.org", 1)).ID
+	skipped := newInbound(5, "d@example.org", 0)
+	skipped.State = StateSkipped
+	mustRecord(t, db, skipped)
+	other := newInbound(6, "e@example.org", 1)
+	other.Channel = "other"
+	mustRecord(t, db, other)
+
+	check := func(skip []string, limit int, want ...string) {
+		t.Helper()
+		due, err := db.DuePosts(ctx, "c", skip, limit)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := duePairs(t, due); !reflect.DeepEqual(got, want) {
+			t.Fatalf("DuePosts(skip %v, limit %d) = %v, want %v", skip, limit, got, want)
+		}
+	}
+	f := func(id int64, seq int, c string) string { return fmt.Sprintf("%d/%d:%s", id, seq, c) }
+
+	check(nil, 0, f(a1, 0, "a@example.org"), f(b1, 0, "b@example.org"), f(c1, 0, "c@example.org"))
+	check(nil, 2, f(a1, 0, "a@example.org"), f(b1, 0, "b@example.org"))
+	check([]string{"A@example.org", "c@example.org"}, 0, f(b1, 0, "b@example.org"))
+
+	due, _ := db.DuePosts(ctx, "c", nil, 1)
+	if d := due[0]; d.Total != 2 || d.Channel != "c" || string(d.Body) != `{"uid":1,"part":0}` ||
+		!d.ArrivedAt.Equal(time.UnixMilli(1_600_000_001_000)) {
+		t.Fatalf("due post = %+v", d)
+	}
+
+	// a1 posts its first part: its second is next, a2 still waits.
+	if err := db.MarkPosting(ctx, a1); err != nil {
+		t.Fatal(err)
+	}
+	if fin, err := db.PostDone(ctx, a1, 0); err != nil || fin {
+		t.Fatalf("PostDone(a1, 0) = %v, %v", fin, err)
+	}
+	check(nil, 0, f(a1, 1, "a@example.org"), f(b1, 0, "b@example.org"), f(c1, 0, "c@example.org"))
+	if fin, err := db.PostDone(ctx, a1, 1); err != nil || !fin {
+		t.Fatalf("PostDone(a1, 1) = %v, %v", fin, err)
+	}
+	check(nil, 0, f(b1, 0, "b@example.org"), f(a2, 0, "a@example.org"), f(c1, 0, "c@example.org"))
+
+	// A dead row does not block its contact.
+	if err := db.MarkDead(ctx, b1, "HTTP 400"); err != nil {
+		t.Fatal(err)
+	}
+	b2 := mustRecord(t, db, newInbound(7, "b@example.org", 1)).ID
+	check(nil, 0, f(a2, 0, "a@example.org"), f(c1, 0, "c@example.org"), f(b2, 0, "b@example.org"))
+
+	// Requeued, the old row goes first again.
+	if err := db.Requeue(ctx, b1); err != nil {
+		t.Fatal(err)
+	}
+	check(nil, 0, f(b1, 0, "b@example.org"), f(a2, 0, "a@example.org"), f(c1, 0, "c@example.org"))
+}
+
+func TestPostDoneProgression(t *testing.T) {
+	db, _ := openTest(t)
+	ctx := context.Background()
+	id := mustRecord(t, db, newInbound(1, "a@example.org", 3)).ID
+
+	if _, err := db.PostDone(ctx, id, 1); err == nil {
+		t.Fatal("PostDone out of order accepted")
+	}
+	steps := []struct {
+		seq      int
+		finished bool
+		state    InboundState
+		done     int
+		wantErr  bool
+	}{
+		{0, false, StateFetched, 1, false},
+		{0, false, StateFetched, 1, false}, // repeated: no-op
+		{2, false, StateFetched, 1, true},  // skips seq 1
+		{1, false, StateFetched, 2, false},
+		{2, true, StatePosted, 3, false},
+		{2, true, StatePosted, 3, false}, // repeated after finishing
+		{3, false, StatePosted, 3, true}, // beyond the end
+	}
+	for i, s := range steps {
+		fin, err := db.PostDone(ctx, id, s.seq)
+		if (err != nil) != s.wantErr || fin != s.finished {
+			t.Fatalf("step %d: PostDone(%d) = %v, %v", i, s.seq, fin, err)
+		}
+		in, err := db.Inbound(ctx, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if in.State != s.state || in.PostsDone != s.done {
+			t.Fatalf("step %d: state %s done %d; want %s %d", i, in.State, in.PostsDone, s.state, s.done)
+		}
+	}
+	var se *StateError
+	if err := db.MarkPosting(ctx, id); !errors.As(err, &se) || se.State != "posted" {
+		t.Fatalf("MarkPosting(posted) = %v", err)
+	}
+}
+
+func TestMarkPostingAttempts(t *testing.T) {
+	db, _ := openTest(t)
+	ctx := context.Background()
+	id := mustRecord(t, db, newInbound(1, "a@example.org", 1)).ID
+	for range 3 {
+		if err := db.MarkPosting(ctx, id); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := db.SetLastError(ctx, id, "HTTP 503"); err != nil {
+		t.Fatal(err)
+	}
+	in, _ := db.Inbound(ctx, id)
+	if in.State != StatePosting || in.Attempts != 3 || in.LastError != "HTTP 503" {
+		t.Fatalf("row = state %s attempts %d last error %q", in.State, in.Attempts, in.LastError)
+	}
+}
+
+func TestMarkDeadRequeue(t *testing.T) {
+	db, _ := openTest(t)
+	ctx := context.Background()
+
+	id := mustRecord(t, db, newInbound(1, "a@example.org", 2)).ID
+	var se *StateError
+	if err := db.Requeue(ctx, id); !errors.As(err, &se) || se.Op != "requeue" || se.State != "fetched" {
+		t.Fatalf("Requeue(fetched) = %v", err)
+	}
+	db.MarkPosting(ctx, id)
+	db.PostDone(ctx, id, 0)
+	db.SetLastError(ctx, id, "HTTP 400: bad body")
+	if err := db.MarkDead(ctx, id, "rejected by Userlike"); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.MarkDead(ctx, id, "second reason"); err != nil {
+		t.Fatalf("MarkDead(dead) = %v", err)
+	}
+	in, _ := db.Inbound(ctx, id)
+	if in.State != StateDead || in.Reason != "rejected by Userlike" || len(in.Raw) == 0 || in.PostsDone != 1 {
+		t.Fatalf("dead row = %+v", in)
+	}
+	if err := db.Requeue(ctx, id); err != nil {
+		t.Fatal(err)
+	}
+	in, _ = db.Inbound(ctx, id)
+	if in.State != StateFetched || in.PostsDone != 1 || in.Attempts != 0 || in.LastError != "" || in.Reason != "" {
+		t.Fatalf("requeued row = %+v", in)
+	}
+	due, _ := db.DuePosts(ctx, "c", nil, 0)
+	if len(due) != 1 || due[0].Seq != 1 {
+		t.Fatalf("due after requeue = %v", duePairs(t, due))
+	}
+
+	// Quarantined rows can be given up; posted and skipped cannot.
+	q := newInbound(2, "b@example.org", 0)
+	q.State = StateQuarantined
+	qid := mustRecord(t, db, q).ID
+	if err := db.MarkDead(ctx, qid, "operator"); err != nil {
+		t.Fatal(err)
+	}
+	// A dead row without posts cannot be requeued (it would block its contact).
+	if err := db.Requeue(ctx, qid); err == nil || !strings.Contains(err.Error(), "no posts left") {
+		t.Fatalf("Requeue(no posts) = %v", err)
+	}
+	s := newInbound(3, "c@example.org", 0)
+	s.State = StateSkipped
+	sid := mustRecord(t, db, s).ID
+	if err := db.MarkDead(ctx, sid, "x"); !errors.As(err, &se) || se.State != "skipped" {
+		t.Fatalf("MarkDead(skipped) = %v", err)
+	}
+}
+
+func TestPendingActions(t *testing.T) {
+	db, _ := openTest(t)
+	ctx := context.Background()
+
+	fetched := mustRecord(t, db, newInbound(1, "a@example.org", 1)).ID
+	posted := mustRecord(t, db, newInbound(2, "b@example.org", 1)).ID
+	db.MarkPosting(ctx, posted)
+	db.PostDone(ctx, posted, 0)
+	sk := newInbound(3, "c@example.org", 0)
+	sk.State = StateSkipped
+	sk.After = Action{Kind: "move", Dest: "Junk"}
+	skipped := mustRecord(t, db, sk).ID
+	none := newInbound(4, "d@example.org", 0)
+	none.State = StateSkipped
+	none.After = Action{}
+	mustRecord(t, db, none)
+	q := newInbound(5, "e@example.org", 0)
+	q.State = StateQuarantined
+	q.After = Action{Kind: "flag"}
+	quarantined := mustRecord(t, db, q).ID
+	dead := mustRecord(t, db, newInbound(6, "f@example.org", 1)).ID
+	db.MarkDead(ctx, dead, "x")
+	otherFolder := newInbound(7, "g@example.org", 0)
+	otherFolder.State = StateSkipped
+	otherFolder.Folder = "Other"
+	mustRecord(t, db, otherFolder)
+
+	got, err := db.PendingActions(ctx, "c", "INBOX", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []PendingAction{
+		{posted, 1, 2, Action{Kind: "seen"}},
+		{skipped, 1, 3, Action{Kind: "move", Dest: "Junk"}},
+		{quarantined, 1, 5, Action{Kind: "flag"}},
+		{dead, 1, 6, Action{Kind: "seen"}},
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("PendingActions = %+v\nwant %+v", got, want)
+	}
+	if got, _ := db.PendingActions(ctx, "c", "INBOX", 2); len(got) != 2 || got[1].ID != skipped {
+		t.Fatalf("PendingActions limit 2 = %+v", got)
+	}
+	if err := db.ActionsDone(ctx, []int64{posted, quarantined}); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.ActionsDone(ctx, nil); err != nil {
+		t.Fatal(err)
+	}
+	got, _ = db.PendingActions(ctx, "c", "INBOX", 0)
+	if len(got) != 2 || got[0].ID != skipped || got[1].ID != dead {
+		t.Fatalf("PendingActions after done = %+v", got)
+	}
+	// The fetched row's action appears once it is settled.
+	db.MarkPosting(ctx, fetched)
+	db.PostDone(ctx, fetched, 0)
+	got, _ = db.PendingActions(ctx, "c", "INBOX", 0)
+	if len(got) != 3 || got[0].ID != fetched {
+		t.Fatalf("PendingActions after posting = %+v", got)
+	}
+	in, _ := db.Inbound(ctx, posted)
+	if !in.AfterDone {
+		t.Fatal("AfterDone not set")
+	}
+}
+
+func TestCountsListPrune(t *testing.T) {
+	db, clk := openTest(t)
+	ctx := context.Background()
+
+	posted := mustRecord(t, db, newInbound(1, "a@example.org", 1)).ID
+	db.MarkPosting(ctx, posted)
+	db.PostDone(ctx, posted, 0)
+	sk := newInbound(2, "a@example.org", 0)
+	sk.State = StateSkipped
+	skipped := mustRecord(t, db, sk).ID
+	dead := mustRecord(t, db, newInbound(3, "b@example.org", 1)).ID
+	db.MarkDead(ctx, dead, "x")
+	fetched := mustRecord(t, db, newInbound(4, "a@example.org", 1)).ID
+	o := newInbound(1, "a@example.org", 1)
+	o.Channel = "other"
+	mustRecord(t, db, o)
+
+	counts, err := db.Counts(ctx, "c")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := map[InboundState]int{StatePosted: 1, StateSkipped: 1, StateDead: 1, StateFetched: 1}; !reflect.DeepEqual(counts, want) {
+		t.Fatalf("Counts = %v, want %v", counts, want)
+	}
+	if all, _ := db.Counts(ctx, ""); all[StateFetched] != 2 {
+		t.Fatalf("Counts(all) = %v", all)
+	}
+
+	list, err := db.ListInbound(ctx, InboundFilter{Channel: "c"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ids []int64
+	for _, in := range list {
+		ids = append(ids, in.ID)
+		if in.Raw != nil || in.Posts != nil {
+			t.Fatalf("list row %d has Raw or Posts", in.ID)
+		}
+	}
+	if !reflect.DeepEqual(ids, []int64{fetched, dead, skipped, posted}) {
+		t.Fatalf("ListInbound ids = %v", ids)
+	}
+	if list[0].PostsTotal != 1 {
+		t.Fatalf("PostsTotal = %d", list[0].PostsTotal)
+	}
+	for _, c := range []struct {
+		f    InboundFilter
+		want []int64
+	}{
+		{InboundFilter{Channel: "c", States: []InboundState{StateDead, StatePosted}}, []int64{dead, posted}},
+		{InboundFilter{Channel: "c", Limit: 2}, []int64{fetched, dead}},
+		{InboundFilter{Channel: "c", Limit: 2, BeforeID: dead}, []int64{skipped, posted}},
+		{InboundFilter{States: []InboundState{StateFetched}}, []int64{fetched + 1, fetched}},
+	} {
+		list, err := db.ListInbound(ctx, c.f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var ids []int64
+		for _, in := range list {
+			ids = append(ids, in.ID)
+		}
+		if !reflect.DeepEqual(ids, c.want) {
+			t.Errorf("ListInbound(%+v) = %v, want %v", c.f, ids, c.want)
+		}
+	}
+
+	// CountFromContact counts by arrival time.
+	for _, c := range []struct {
+		contact string
+		since   time.Time
+		want    int
+	}{
+		{"a@example.org", time.Time{}, 3},
+		{"A@EXAMPLE.ORG", time.UnixMilli(1_600_000_002_000), 2},
+		{"a@example.org", time.UnixMilli(1_600_000_004_001), 0},
+		{"b@example.org", time.Time{}, 1},
+		{"z@example.org", time.Time{}, 0},
+	} {
+		n, err := db.CountFromContact(ctx, "c", c.contact, c.since)
+		if err != nil || n != c.want {
+			t.Errorf("CountFromContact(%s, %v) = %d, %v; want %d", c.contact, c.since, n, err, c.want)
+		}
+	}
+
+	// Prune: only posted and skipped rows older than the cut lose Raw.
+	if n, err := db.PruneRaw(ctx, clk.Now()); err != nil || n != 0 {
+		t.Fatalf("PruneRaw(now) = %d, %v", n, err)
+	}
+	clk.Add(time.Hour)
+	if n, err := db.PruneRaw(ctx, clk.Now()); err != nil || n != 2 { // posted and skipped
+		t.Fatalf("PruneRaw(later) = %d, %v", n, err)
+	}
+	for id, keep := range map[int64]bool{posted: false, skipped: false, dead: true, fetched: true} {
+		in, _ := db.Inbound(ctx, id)
+		if (in.Raw != nil) != keep {
+			t.Errorf("row %d (%s): raw kept = %v, want %v", id, in.State, in.Raw != nil, keep)
+		}
+	}
+}
+
+func TestThreads(t *testing.T) {
+	db, _ := openTest(t)
+	ctx := context.Background()
+
+	if _, ok, err := db.Thread(ctx, "c", "a@example.org"); ok || err != nil {
+		t.Fatalf("Thread(none) = %v, %v", ok, err)
+	}
+	steps := []struct {
+		id   string
+		ours bool
+	}{{"<c1@x>", false}, {"<o1@mailgate>", true}, {"<c2@x>", false}, {"<c1@x>", false}}
+	for _, s := range steps {
+		if err := db.AddThreadMessage(ctx, "c", "A@example.org", s.id, s.ours); err != nil {
+			t.Fatal(err)
+		}
+	}
+	th, ok, err := db.Thread(ctx, "c", "a@example.org")
+	if err != nil || !ok {
+		t.Fatal(ok, err)
+	}
+	if !reflect.DeepEqual(th.MessageIDs, []string{"<c1@x>", "<o1@mailgate>", "<c2@x>"}) ||
+		th.LastOurID != "<o1@mailgate>" || th.LastCustomerID != "<c1@x>" || th.Contact != "a@example.org" {
+		t.Fatalf("thread = %+v", th)
+	}
+	for _, c := range []struct {
+		channel, contact string
+		ids              []string
+		want             bool
+	}{
+		{"c", "a@example.org", []string{"<o1@mailgate>"}, true},
+		{"c", "a@example.org", []string{"<nope@x>", "<c2@x>"}, true},
+		{"c", "a@example.org", []string{"<nope@x>"}, false},
+		{"c", "a@example.org", nil, false},
+		{"c", "b@example.org", []string{"<o1@mailgate>"}, false},
+		{"d", "a@example.org", []string{"<o1@mailgate>"}, false},
+	} {
+		got, err := db.KnowsMessageID(ctx, c.channel, c.contact, c.ids)
+		if err != nil || got != c.want {
+			t.Errorf("KnowsMessageID(%s, %s, %v) = %v, %v", c.channel, c.contact, c.ids, got, err)
+		}
+	}
+	if err := db.AddThreadMessage(ctx, "c", "a@example.org", "", true); err == nil {
+		t.Error("empty message id accepted")
+	}
+
+	// A recorded message for a thread without subject fills it in.
+	in := newInbound(1, "a@example.org", 1)
+	in.ThreadSubject = "Re: Order"
+	mustRecord(t, db, in)
+	th, _, _ = db.Thread(ctx, "c", "a@example.org")
+	if th.Subject != "Re: Order" || th.LastCustomerID != in.MessageID || len(th.MessageIDs) != 4 {
+		t.Fatalf("thread after record = %+v", th)
+	}
+}
+
+func TestOutbox(t *testing.T) {
+	db, _ := openTest(t)
+	ctx := context.Background()
+
+	it := &OutboxItem{Channel: "c", Contact: "A@example.org", UserlikeID: "ul-1", Operator: "Olga", Text: "Hi",
+		SendAfter: time.UnixMilli(1_700_000_060_000)}
+	id, dup, err := db.Enqueue(ctx, it)
+	if err != nil || dup || id == 0 || it.ID != id || it.State != OutboxQueued {
+		t.Fatalf("Enqueue = %d, %v, %v; item %+v", id, dup, err, it)
+	}
+	got, err := db.Outbox(ctx, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(got, it) {
+		t.Fatalf("Outbox =\n%+v\nwant\n%+v", got, it)
+	}
+	id2, dup, err := db.Enqueue(ctx, &OutboxItem{Channel: "c", Contact: "a@example.org", UserlikeID: "ul-1", Text: "again"})
+	if err != nil || !dup || id2 != id {
+		t.Fatalf("Enqueue(duplicate) = %d, %v, %v", id2, dup, err)
+	}
+	// Same Userlike id in another channel; and items without one never collide.
+	for _, it := range []*OutboxItem{
+		{Channel: "d", Contact: "a@example.org", UserlikeID: "ul-1"},
+		{Channel: "c", Contact: "a@example.org"},
+		{Channel: "c", Contact: "a@example.org"},
+	} {
+		if _, dup, err := db.Enqueue(ctx, it); err != nil || dup {
+			t.Fatalf("Enqueue(%+v) = %v, %v", it, dup, err)
+		}
+	}
+	for _, bad := range []*OutboxItem{
+		{Contact: "a@example.org", UserlikeID: "x"},
+		{Channel: "c", UserlikeID: "x"},
+		{Channel: "c", Contact: "a@example.org", UserlikeID: "x", State: OutboxSent},
+	} {
+		if _, _, err := db.Enqueue(ctx, bad); err == nil {
+			t.Errorf("Enqueue(%+v) accepted", bad)
+		}
+	}
+
+	if c, err := db.OutboxCounts(ctx, "c"); err != nil || !reflect.DeepEqual(c, map[string]int{"queued": 3}) {
+		t.Fatalf("OutboxCounts = %v, %v", c, err)
+	}
+	cancelled, state, err := db.CancelOutbox(ctx, "c", "ul-1")
+	if err != nil || !cancelled || state != OutboxCancelled {
+		t.Fatalf("CancelOutbox = %v, %q, %v", cancelled, state, err)
+	}
+	cancelled, state, err = db.CancelOutbox(ctx, "c", "ul-1")
+	if err != nil || !cancelled || state != OutboxCancelled {
+		t.Fatalf("CancelOutbox again = %v, %q, %v", cancelled, state, err)
+	}
+	// An item already being sent cannot be cancelled.
+	if _, err := db.write.ExecContext(ctx, `UPDATE outbox SET state = 'sending' WHERE channel = 'd'`); err != nil {
+		t.Fatal(err)
+	}
+	cancelled, state, err = db.CancelOutbox(ctx, "d", "ul-1")
+	if err != nil || cancelled || state != OutboxSending {
+		t.Fatalf("CancelOutbox(sending) = %v, %q, %v", cancelled, state, err)
+	}
+	if c, _ := db.OutboxCounts(ctx, ""); !reflect.DeepEqual(c, map[string]int{"queued": 2, "cancelled": 1, "sending": 1}) {
+		t.Fatalf("OutboxCounts(all) = %v", c)
+	}
+}
+
+func TestMedia(t *testing.T) {
+	db, clk := openTest(t)
+	ctx := context.Background()
+
+	m := &Media{SHA256: "aa", Size: 3, ContentType: "image/png", Filename: "a.png", Channel: "c"}
+	if err := db.PutMedia(ctx, m); err != nil {
+		t.Fatal(err)
+	}
+	if len(m.ID) != 22 || strings.ContainsAny(m.ID, "+/=") || !m.CreatedAt.Equal(clk.Now()) {
+		t.Fatalf("PutMedia filled in %+v", m)
+	}
+	got, err := db.Media(ctx, m.ID)
+	if err != nil || !reflect.DeepEqual(got, m) {
+		t.Fatalf("Media = %+v, %v; want %+v", got, err, m)
+	}
+	if err := db.PutMedia(ctx, &Media{ID: m.ID, SHA256: "bb"}); err == nil {
+		t.Fatal("duplicate id accepted")
+	}
+	if err := db.PutMedia(ctx, &Media{SHA256: "bb", LedgerID: 999}); err == nil {
+		t.Fatal("unknown ledger row accepted")
+	}
+
+	// Media linked to a row being posted do not expire; the same file
+	// shared with a second entry counts two references.
+	shared := &Media{SHA256: "aa", Size: 3, Channel: "c"}
+	if err := db.PutMedia(ctx, shared); err != nil {
+		t.Fatal(err)
+	}
+	orphan := &Media{SHA256: "cc", Size: 1, Channel: "c"}
+	if err := db.PutMedia(ctx, orphan); err != nil {
+		t.Fatal(err)
+	}
+	in := newInbound(1, "a@example.org", 1)
+	in.MediaIDs = []string{m.ID, shared.ID}
+	id := mustRecord(t, db, in).ID
+	if got, _ := db.Media(ctx, m.ID); got.LedgerID != id {
+		t.Fatalf("LedgerID = %d, want %d", got.LedgerID, id)
+	}
+	if n, err := db.MediaRefs(ctx, "aa"); err != nil || n != 2 {
+		t.Fatalf("MediaRefs = %d, %v", n, err)
+	}
+
+	expired := func(before time.Time) []string {
+		t.Helper()
+		list, err := db.ExpiredMedia(ctx, before)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var ids []string
+		for _, m := range list {
+			ids = append(ids, m.ID)
+		}
+		return ids
+	}
+	if got := expired(clk.Now()); got != nil {
+		t.Fatalf("expired now = %v", got)
+	}
+	clk.Add(time.Hour)
+	if got := expired(clk.Now()); !reflect.DeepEqual(got, []string{orphan.ID}) {
+		t.Fatalf("expired while posting = %v", got)
+	}
+	db.MarkPosting(ctx, id)
+	db.PostDone(ctx, id, 0)
+	if got := expired(clk.Now()); len(got) != 3 {
+		t.Fatalf("expired after posting = %v", got)
+	}
+	if err := db.DeleteMedia(ctx, []string{m.ID, "unknown"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Media(ctx, m.ID); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("Media(deleted) = %v", err)
+	}
+	if n, _ := db.MediaRefs(ctx, "aa"); n != 1 {
+		t.Fatalf("MediaRefs after delete = %d", n)
+	}
+}
+
+// TestConcurrentWriters hammers the store from 16 goroutines: every write
+// must succeed (no SQLITE_BUSY) and nothing may be lost.
+func TestConcurrentWriters(t *testing.T) {
+	db, _ := openTest(t)
+	ctx := context.Background()
+	const workers, each = 16, 20
+	var wg sync.WaitGroup
+	errs := make(chan error, workers*each*4)
+	for w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			contact := fmt.Sprintf("w%d@example.org", w)
+			for i := range each {
+				in := newInbound(uint32(w*1000+i+1), contact, 1)
+				in.Folder = fmt.Sprintf("F%d", w%4)
+				res, err := db.RecordInbound(ctx, in)
+				if err != nil {
+					errs <- err
+					continue
+				}
+				if err := db.MarkPosting(ctx, res.ID); err != nil {
+					errs <- err
+				}
+				if _, err := db.PostDone(ctx, res.ID, 0); err != nil {
+					errs <- err
+				}
+				if _, _, err := db.Enqueue(ctx, &OutboxItem{Channel: "c", Contact: contact, UserlikeID: fmt.Sprint(w, "-", i)}); err != nil {
+					errs <- err
+				}
+				if _, err := db.DuePosts(ctx, "c", nil, 10); err != nil {
+					errs <- err
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	counts, err := db.Counts(ctx, "c")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if counts[StatePosted] != workers*each || len(counts) != 1 {
+		t.Fatalf("Counts = %v", counts)
+	}
+	if oc, _ := db.OutboxCounts(ctx, "c"); oc[OutboxQueued] != workers*each {
+		t.Fatalf("OutboxCounts = %v", oc)
+	}
+}

@@ -1,0 +1,329 @@
+// Package store keeps mailgate's state in one SQLite database: the IMAP
+// cursors, the inbound ledger and the posts it still owes Userlike, the
+// outbox of operator replies, the conversation threads, the media index and
+// the installation secrets.
+//
+// A DB holds two connection pools on the same file. All writes and all
+// transactions go through a single writer connection, so writers queue in
+// database/sql instead of fighting for the SQLite write lock (no
+// SQLITE_BUSY inside one process). Reads go through a separate pool of
+// query-only connections that, thanks to WAL mode, never wait for the
+// writer.
+//
+// Durability: the database runs in WAL mode with synchronous=FULL. WAL with
+// synchronous=NORMAL already keeps every committed transaction when the
+// process dies (kill -9, panic, OOM kill), because the commit has reached
+// the WAL file in the kernel's page cache before COMMIT returns. It does
+// not survive a power cut or kernel crash, which may roll back the last
+// commits. mailgate acknowledges a message to the outside world (IMAP
+// move/flag, webhook 200) right after committing it, so a rolled-back
+// commit would lose or double a message; FULL syncs the WAL on every
+// commit and closes that window. Commits are few (one per email), so the
+// fsync is cheap here.
+//
+// All times are stored as unix milliseconds.
+package store
+
+import (
+	"context"
+	"database/sql"
+	"embed"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net/url"
+	"os"
+	"path"
+	"path/filepath"
+	"runtime"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	_ "modernc.org/sqlite" // registers the "sqlite" database/sql driver
+)
+
+// ErrNotFound is returned (possibly wrapped) when a looked-up row does not
+// exist.
+var ErrNotFound = errors.New("store: not found")
+
+//go:embed schema/*.sql
+var schemaFS embed.FS
+
+// Options tunes Open. The zero value is ready to use.
+type Options struct {
+	// BusyTimeout is how long a connection waits for a lock held by
+	// another process (for example a mailgate CLI command running beside
+	// the daemon) before failing with SQLITE_BUSY. Default 5s.
+	BusyTimeout time.Duration
+	// MaxReaders caps the read pool. Default: max(4, GOMAXPROCS).
+	MaxReaders int
+	// Now returns the current time; tests set it. Default time.Now.
+	Now func() time.Time
+}
+
+// DB is an open mailgate database. It is safe for concurrent use.
+type DB struct {
+	path  string
+	write *sql.DB // exactly one connection: every write and transaction
+	read  *sql.DB // query-only pool
+	now   func() time.Time
+}
+
+// StateError reports that a ledger or outbox row is not in a state that
+// allows the requested change.
+type StateError struct {
+	Table string // "inbound" or "outbox"
+	ID    int64
+	State string // the row's current state
+	Op    string // what was attempted, e.g. "requeue"
+}
+
+// Error implements error.
+func (e *StateError) Error() string {
+	return fmt.Sprintf("store: %s %s #%d: not allowed in state %q", e.Op, e.Table, e.ID, e.State)
+}
+
+// Open opens (creating when needed) the database at path and brings its
+// schema up to date. The parent directory is created with mode 0700 and
+// the database file with mode 0600.
+func Open(ctx context.Context, path string, opts Options) (*DB, error) {
+	if path == "" {
+		return nil, errors.New("store: open: empty database path")
+	}
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return nil, fmt.Errorf("store: open %q: %w", path, err)
+	}
+	if err := os.MkdirAll(filepath.Dir(abs), 0o700); err != nil {
+		return nil, fmt.Errorf("store: open %q: %w", path, err)
+	}
+	// Create the file ourselves so that it gets 0600; SQLite then gives the
+	// -wal and -shm files the same mode. An existing file keeps its mode.
+	f, err := os.OpenFile(abs, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("store: open %q: %w", path, err)
+	}
+	if err := f.Close(); err != nil {
+		return nil, fmt.Errorf("store: open %q: %w", path, err)
+	}
+
+	busy := opts.BusyTimeout
+	if busy <= 0 {
+		busy = 5 * time.Second
+	}
+	maxReaders := opts.MaxReaders
+	if maxReaders <= 0 {
+		maxReaders = max(4, runtime.GOMAXPROCS(0))
+	}
+	now := opts.Now
+	if now == nil {
+		now = time.Now
+	}
+
+	write, err := sql.Open("sqlite", dsn(abs, busy, false))
+	if err != nil {
+		return nil, fmt.Errorf("store: open %q: %w", path, err)
+	}
+	write.SetMaxOpenConns(1)
+	write.SetMaxIdleConns(1)
+	write.SetConnMaxLifetime(0)
+	write.SetConnMaxIdleTime(0)
+
+	db := &DB{path: abs, write: write, now: now}
+	if err := db.migrate(ctx); err != nil {
+		write.Close()
+		return nil, err
+	}
+
+	read, err := sql.Open("sqlite", dsn(abs, busy, true))
+	if err != nil {
+		write.Close()
+		return nil, fmt.Errorf("store: open %q: %w", path, err)
+	}
+	read.SetMaxOpenConns(maxReaders)
+	read.SetMaxIdleConns(maxReaders)
+	if err := read.PingContext(ctx); err != nil {
+		write.Close()
+		read.Close()
+		return nil, fmt.Errorf("store: open %q: %w", path, err)
+	}
+	db.read = read
+	return db, nil
+}
+
+// dsn builds the connection string. The pragmas ride in the DSN so that
+// every connection database/sql opens gets them, not just the first.
+func dsn(abs string, busy time.Duration, readOnly bool) string {
+	q := url.Values{}
+	q.Add("_pragma", "busy_timeout("+strconv.FormatInt(busy.Milliseconds(), 10)+")")
+	q.Add("_pragma", "journal_mode(WAL)")
+	q.Add("_pragma", "synchronous(FULL)")
+	q.Add("_pragma", "foreign_keys(1)")
+	if readOnly {
+		// Applied after the other pragmas (the driver sorts them).
+		q.Add("_pragma", "query_only(1)")
+	} else {
+		// Take the write lock at BEGIN: a deferred transaction that
+		// upgrades from read to write can fail with SQLITE_BUSY at
+		// once, without waiting for busy_timeout.
+		q.Set("_txlock", "immediate")
+	}
+	u := url.URL{Scheme: "file", Path: abs, RawQuery: q.Encode()}
+	return u.String()
+}
+
+// Path returns the absolute path of the database file.
+func (db *DB) Path() string { return db.path }
+
+// Close closes both connection pools.
+func (db *DB) Close() error {
+	err := db.read.Close()
+	if werr := db.write.Close(); err == nil {
+		err = werr
+	}
+	if err != nil {
+		return fmt.Errorf("store: close %q: %w", db.path, err)
+	}
+	return nil
+}
+
+// migration is one numbered schema file.
+type migration struct {
+	version int
+	name    string
+	sql     string
+}
+
+// migrations returns the embedded schema files ordered by number. Files are
+// named NNN_what.sql and numbered 1, 2, 3, ... without gaps.
+func migrations() ([]migration, error) {
+	entries, err := fs.ReadDir(schemaFS, "schema")
+	if err != nil {
+		return nil, fmt.Errorf("store: read schema: %w", err)
+	}
+	var ms []migration
+	for _, e := range entries {
+		n, err := migrationVersion(e.Name())
+		if err != nil {
+			return nil, err
+		}
+		b, err := fs.ReadFile(schemaFS, path.Join("schema", e.Name()))
+		if err != nil {
+			return nil, fmt.Errorf("store: read schema %s: %w", e.Name(), err)
+		}
+		ms = append(ms, migration{version: n, name: e.Name(), sql: string(b)})
+	}
+	sort.Slice(ms, func(i, j int) bool { return ms[i].version < ms[j].version })
+	for i, m := range ms {
+		if m.version != i+1 {
+			return nil, fmt.Errorf("store: schema %s: expected version %d", m.name, i+1)
+		}
+	}
+	return ms, nil
+}
+
+// migrationVersion parses the number in front of "NNN_name.sql".
+func migrationVersion(name string) (int, error) {
+	num, _, ok := strings.Cut(name, "_")
+	if !ok || !strings.HasSuffix(name, ".sql") {
+		return 0, fmt.Errorf("store: schema file %q: want NNN_name.sql", name)
+	}
+	n, err := strconv.Atoi(num)
+	if err != nil || n <= 0 {
+		return 0, fmt.Errorf("store: schema file %q: bad version number", name)
+	}
+	return n, nil
+}
+
+// migrate brings the schema to the newest version. Each migration runs in
+// its own transaction together with the user_version bump, so a failed
+// migration leaves the database at the previous version.
+func (db *DB) migrate(ctx context.Context) error {
+	ms, err := migrations()
+	if err != nil {
+		return err
+	}
+	var cur int
+	if err := db.write.QueryRowContext(ctx, "PRAGMA user_version").Scan(&cur); err != nil {
+		return fmt.Errorf("store: open %q: read schema version: %w", db.path, err)
+	}
+	if cur > len(ms) {
+		return fmt.Errorf("store: %s has schema version %d, but this mailgate knows only up to %d; upgrade mailgate or restore a backup", db.path, cur, len(ms))
+	}
+	for _, m := range ms[cur:] {
+		err := db.tx(ctx, func(tx *sql.Tx) error {
+			if _, err := tx.ExecContext(ctx, m.sql); err != nil {
+				return err
+			}
+			_, err := tx.ExecContext(ctx, fmt.Sprintf("PRAGMA user_version = %d", m.version))
+			return err
+		})
+		if err != nil {
+			return fmt.Errorf("store: open %q: migration %s: %w", db.path, m.name, err)
+		}
+	}
+	return nil
+}
+
+// SchemaVersion returns the database's schema version (PRAGMA user_version).
+func (db *DB) SchemaVersion(ctx context.Context) (int, error) {
+	var v int
+	if err := db.read.QueryRowContext(ctx, "PRAGMA user_version").Scan(&v); err != nil {
+		return 0, fmt.Errorf("store: schema version: %w", err)
+	}
+	return v, nil
+}
+
+// tx runs fn in a transaction on the writer connection and commits when fn
+// returns nil. fn must use tx only, never db.write: the writer has a single
+// connection and tx holds it.
+func (db *DB) tx(ctx context.Context, fn func(tx *sql.Tx) error) error {
+	tx, err := db.write.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	if err := fn(tx); err != nil {
+		tx.Rollback()
+		return err
+	}
+	return tx.Commit()
+}
+
+// ms converts t to unix milliseconds; the zero time is 0.
+func ms(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.UnixMilli()
+}
+
+// fromMS converts unix milliseconds back; 0 is the zero time.
+func fromMS(v int64) time.Time {
+	if v == 0 {
+		return time.Time{}
+	}
+	return time.UnixMilli(v)
+}
+
+// nowMS is the current time in unix milliseconds.
+func (db *DB) nowMS() int64 { return db.now().UnixMilli() }
+
+// normContact is the key a contact (an email address) is stored under.
+func normContact(c string) string { return strings.ToLower(strings.TrimSpace(c)) }
+
+// boolInt converts a bool to SQLite's 0/1.
+func boolInt(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// jsonArray encodes a slice as a JSON array for json_each(?).
+func jsonArray(v any) (string, error) {
+	b, err := json.Marshal(v)
+	return string(b), err
+}

@@ -1,0 +1,144 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Thread is the current conversation with one contact of a channel: the
+// subject replies go out under and the Message-IDs to reference.
+type Thread struct {
+	Channel        string
+	Contact        string
+	Subject        string
+	MessageIDs     []string // the customer's and ours, in order
+	LastCustomerID string
+	LastOurID      string
+	UpdatedAt      time.Time
+}
+
+// Thread returns the current (newest) thread of the contact; ok is false
+// when the contact has none.
+func (db *DB) Thread(ctx context.Context, channel, contact string) (t *Thread, ok bool, err error) {
+	contact = normContact(contact)
+	tx, err := db.read.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
+	if err != nil {
+		return nil, false, fmt.Errorf("store: thread %s: %w", channel, err)
+	}
+	defer tx.Rollback()
+	t = &Thread{Channel: channel, Contact: contact}
+	var id, updated int64
+	err = tx.QueryRowContext(ctx, `SELECT id, subject, last_customer_id, last_our_id, updated_at FROM threads
+		WHERE channel = ? AND contact = ? ORDER BY id DESC LIMIT 1`, channel, contact).
+		Scan(&id, &t.Subject, &t.LastCustomerID, &t.LastOurID, &updated)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, false, nil
+	}
+	if err != nil {
+		return nil, false, fmt.Errorf("store: thread %s: %w", channel, err)
+	}
+	t.UpdatedAt = fromMS(updated)
+	rows, err := tx.QueryContext(ctx, `SELECT message_id FROM thread_messages WHERE thread_id = ? ORDER BY id`, id)
+	if err != nil {
+		return nil, false, fmt.Errorf("store: thread %s: %w", channel, err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var m string
+		if err := rows.Scan(&m); err != nil {
+			return nil, false, fmt.Errorf("store: thread %s: %w", channel, err)
+		}
+		t.MessageIDs = append(t.MessageIDs, m)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, false, fmt.Errorf("store: thread %s: %w", channel, err)
+	}
+	return t, true, nil
+}
+
+// AddThreadMessage appends messageID (ours: sent by mailgate, else the
+// customer's) to the contact's current thread, creating a thread without
+// subject when there is none. A Message-ID already in the thread is not
+// added twice.
+func (db *DB) AddThreadMessage(ctx context.Context, channel, contact, messageID string, ours bool) error {
+	contact = normContact(contact)
+	if channel == "" || contact == "" || messageID == "" {
+		return errors.New("store: add thread message: channel, contact and message id are required")
+	}
+	err := db.tx(ctx, func(tx *sql.Tx) error {
+		return addThreadMessage(ctx, tx, channel, contact, messageID, ours, false, "", db.nowMS())
+	})
+	if err != nil {
+		return fmt.Errorf("store: add thread message %s: %w", channel, err)
+	}
+	return nil
+}
+
+// addThreadMessage adds messageID (when not "") to the contact's current
+// thread. A new thread with subject is started when newThread is set or the
+// contact has none; an existing thread without subject takes subject.
+func addThreadMessage(ctx context.Context, tx *sql.Tx, channel, contact, messageID string, ours, newThread bool, subject string, now int64) error {
+	var id int64
+	if !newThread {
+		err := tx.QueryRowContext(ctx, `SELECT id FROM threads WHERE channel = ? AND contact = ?
+			ORDER BY id DESC LIMIT 1`, channel, contact).Scan(&id)
+		switch {
+		case errors.Is(err, sql.ErrNoRows):
+			newThread = true
+		case err != nil:
+			return err
+		}
+	}
+	if newThread {
+		r, err := tx.ExecContext(ctx, `INSERT INTO threads (channel, contact, subject, created_at, updated_at)
+			VALUES (?, ?, ?, ?, ?)`, channel, contact, subject, now, now)
+		if err != nil {
+			return err
+		}
+		if id, err = r.LastInsertId(); err != nil {
+			return err
+		}
+	} else if subject != "" {
+		if _, err := tx.ExecContext(ctx, `UPDATE threads SET subject = ? WHERE id = ? AND subject = ''`, subject, id); err != nil {
+			return err
+		}
+	}
+	if messageID == "" {
+		return nil
+	}
+	if _, err := tx.ExecContext(ctx, `INSERT INTO thread_messages (thread_id, message_id, ours, created_at)
+		VALUES (?, ?, ?, ?) ON CONFLICT (thread_id, message_id) DO NOTHING`,
+		id, messageID, boolInt(ours), now); err != nil {
+		return err
+	}
+	col := "last_customer_id"
+	if ours {
+		col = "last_our_id"
+	}
+	_, err := tx.ExecContext(ctx, `UPDATE threads SET `+col+` = ?, updated_at = ? WHERE id = ?`, messageID, now, id)
+	return err
+}
+
+// KnowsMessageID reports whether any of ids belongs to one of the contact's
+// threads (the current one or an earlier one).
+func (db *DB) KnowsMessageID(ctx context.Context, channel, contact string, ids []string) (bool, error) {
+	if len(ids) == 0 {
+		return false, nil
+	}
+	j, err := jsonArray(ids)
+	if err != nil {
+		return false, fmt.Errorf("store: knows message id %s: %w", channel, err)
+	}
+	var n int
+	err = db.read.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM thread_messages AS m
+		JOIN threads AS t ON t.id = m.thread_id
+		WHERE m.message_id IN (SELECT value FROM json_each(?)) AND t.channel = ? AND t.contact = ?)`,
+		j, channel, normContact(contact)).Scan(&n)
+	if err != nil {
+		return false, fmt.Errorf("store: knows message id %s: %w", channel, err)
+	}
+	return n == 1, nil
+}
