@@ -1,0 +1,100 @@
+package mailparse
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"io"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"unicode/utf8"
+)
+
+// hashSink remembers the SHA-256 of what it read for each attachment.
+type hashSink struct {
+	mu   sync.Mutex
+	sums map[int]string
+}
+
+// Put implements AttachmentSink.
+func (s *hashSink) Put(_ context.Context, a *Attachment, r io.Reader) (string, error) {
+	h := sha256.New()
+	if _, err := io.Copy(h, r); err != nil {
+		return "", err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.sums[a.Index] = hex.EncodeToString(h.Sum(nil))
+	return strconv.Itoa(a.Index), nil
+}
+
+// startsWithField reports whether the first line of b is a header field.
+func startsWithField(b []byte) bool {
+	line, _, _ := bytes.Cut(b, []byte("\n"))
+	return isFieldLine(line)
+}
+
+func FuzzParse(f *testing.F) {
+	files, err := filepath.Glob(filepath.Join("testdata", "*.eml"))
+	if err != nil || len(files) == 0 {
+		f.Fatalf("no seeds: %v", err)
+	}
+	for _, name := range files {
+		b, err := os.ReadFile(name)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(b)
+	}
+	f.Add([]byte(nestingBomb(60)))
+	f.Add([]byte(attachmentsMail(seq(300, 1), seq(5, 2))))
+	f.Add([]byte("From: a@b\n\n"))
+	f.Add([]byte("Content-Type: multipart/mixed; boundary=x\n\n--x\n--x--\n"))
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		s := &hashSink{sums: map[int]string{}}
+		opts := Options{MaxAttachmentSize: 512, MaxAttachments: 3, MaxTextSize: 4096, MaxDepth: 8, Sink: s}
+		e, err := Parse(context.Background(), bytes.NewReader(raw), opts)
+		if err != nil {
+			if !errors.Is(err, ErrNoHeader) {
+				t.Fatalf("unexpected error: %v", err)
+			}
+			if startsWithField(raw) {
+				t.Fatalf("error for input starting with a header field: %v", err)
+			}
+			return
+		}
+		if e.Size != int64(len(raw)) {
+			t.Errorf("Size = %d, input %d", e.Size, len(raw))
+		}
+		for name, v := range map[string]string{"Text": e.Text, "HTML": e.HTML, "Subject": e.Subject} {
+			if !utf8.ValidString(v) {
+				t.Errorf("%s is not valid UTF-8: %q", name, v)
+			}
+			if strings.IndexByte(v, 0) >= 0 {
+				t.Errorf("%s contains NUL", name)
+			}
+		}
+		if int64(len(e.Text)) > opts.MaxTextSize || int64(len(e.HTML)) > opts.MaxTextSize {
+			t.Errorf("text over limit: %d, %d", len(e.Text), len(e.HTML))
+		}
+		if len(e.Problems) > maxProblems+2 {
+			t.Errorf("%d problems", len(e.Problems))
+		}
+		for i, a := range e.Attachments {
+			if a.Index != i+1 || a.Filename == "" || len(a.Filename) > maxFilename || strings.ContainsAny(a.Filename, "/\\\x00") || strings.HasPrefix(a.Filename, ".") {
+				t.Errorf("bad attachment %+v", a)
+			}
+			if a.Ref != "" {
+				if a.Skipped != "" || a.Size > opts.MaxAttachmentSize || s.sums[a.Index] != a.SHA256 {
+					t.Errorf("stored attachment %+v, sink saw %s", a, s.sums[a.Index])
+				}
+			}
+		}
+	})
+}
