@@ -1,0 +1,296 @@
+// Package bridge is mailgate's domain: it turns customer emails into
+// Userlike messages (parse, classify, verify, trim, extract media) and keeps
+// the inbound ledger moving, and it turns operator replies from the webhook
+// into outbox items.
+//
+// The wire format of the Userlike Custom Channel lives in bridge/userlike;
+// the MIME parsing in bridge/mailparse; the reply trimmer in bridge/mailtext;
+// the auto-reply/bounce/list rules in bridge/classify; sender verification in
+// bridge/verify. This package composes them and owns the state transitions.
+package bridge
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"strings"
+
+	"mailgate/bridge/classify"
+	"mailgate/bridge/mailparse"
+	"mailgate/bridge/mailtext"
+	"mailgate/bridge/verify"
+)
+
+// Action is what mailgate does with one inbound email.
+type Action string
+
+// The actions of a Decision.
+const (
+	ActionPost       Action = "post"
+	ActionSkip       Action = "skip"
+	ActionQuarantine Action = "quarantine"
+	ActionDead       Action = "dead"
+)
+
+// Contact is the Userlike contact an email is posted under.
+type Contact struct {
+	Email string `json:"email"`
+	Name  string `json:"name,omitempty"`
+}
+
+// AttachmentInfo describes one attachment and what happens to it.
+type AttachmentInfo struct {
+	Name   string `json:"name"`
+	Type   string `json:"type"`
+	Size   int64  `json:"size"`
+	Inline bool   `json:"inline,omitempty"`
+	// Action is "post" or "leave out".
+	Action string `json:"action"`
+	// Reason says why an attachment is left out.
+	Reason string `json:"reason,omitempty"`
+	// MediaID is the media library id of a stored attachment.
+	MediaID string `json:"-"`
+	SHA256  string `json:"sha256,omitempty"`
+}
+
+// Decision is everything mailgate decides about one email. `mailgate
+// inspect` prints it as JSON.
+type Decision struct {
+	Action         Action           `json:"action"`
+	Reason         string           `json:"reason"`
+	Contact        Contact          `json:"contact"`
+	Subject        string           `json:"subject"`
+	MessageID      string           `json:"message_id,omitempty"`
+	Text           string           `json:"text"`
+	FullText       string           `json:"full_text"`
+	Trimmed        bool             `json:"trimmed"`
+	NewThread      bool             `json:"new_thread"`
+	Classification classify.Result  `json:"classification"`
+	Verification   verify.Verdict   `json:"verification"`
+	Attachments    []AttachmentInfo `json:"attachments"`
+	Problems       []string         `json:"problems,omitempty"`
+
+	// NewText is the trimmed text without the subject line.
+	NewText string `json:"-"`
+	// DedupeKey identifies the email across folders and UIDVALIDITY
+	// changes.
+	DedupeKey string `json:"-"`
+	// References are the Message-IDs the email replies to (In-Reply-To
+	// first, then References).
+	References []string `json:"-"`
+	// CharsetFallbacks counts parts decoded with a guessed charset.
+	CharsetFallbacks int `json:"-"`
+}
+
+// AnalyzerOptions configures an Analyzer.
+type AnalyzerOptions struct {
+	// Verifier checks the sender. It must not be nil.
+	Verifier *verify.Verifier
+	// Parse limits attachments and holds the sink that stores them; a nil
+	// Parse.Sink measures attachments without keeping them.
+	Parse mailparse.Options
+	// PostMailingLists posts mail from mailing lists instead of skipping it.
+	PostMailingLists bool
+	// SubjectLine puts the subject as the first line of the text of the
+	// first message of a new conversation.
+	SubjectLine bool
+	// IsOwnMessageID recognises Message-IDs that mailgate made.
+	IsOwnMessageID func(id string) bool
+}
+
+// Analyzer turns raw emails into Decisions. It keeps no state; the only I/O
+// it does is DNS through the verifier and writes through the parse sink.
+type Analyzer struct {
+	opts AnalyzerOptions
+}
+
+// OwnHeader is the header mailgate puts on the mail it sends, naming the
+// channel. Mail that carries it is mailgate's own and is never posted.
+const OwnHeader = "X-Mailgate-Channel"
+
+// NewAnalyzer returns an Analyzer.
+func NewAnalyzer(opts AnalyzerOptions) (*Analyzer, error) {
+	if opts.Verifier == nil {
+		return nil, fmt.Errorf("bridge: analyzer needs a verifier")
+	}
+	return &Analyzer{opts: opts}, nil
+}
+
+// Analyze decides what to do with raw. The email is taken to start a new
+// conversation when it replies to nothing; callers that know the thread
+// history call SetThread afterwards.
+func (a *Analyzer) Analyze(ctx context.Context, raw []byte) *Decision {
+	d := &Decision{Attachments: []AttachmentInfo{}}
+	email, err := mailparse.Parse(ctx, bytes.NewReader(raw), a.opts.Parse)
+	if err != nil {
+		d.Action = ActionDead
+		d.Reason = "unparseable email: " + err.Error()
+		d.DedupeKey = "raw:" + hashHex(raw)
+		return d
+	}
+	d.Problems = email.Problems
+	d.CharsetFallbacks = email.CharsetFallbacks
+	d.Subject = email.Subject
+	d.MessageID = email.MessageID
+	d.References = append(append([]string(nil), email.InReplyTo...), email.References...)
+
+	d.Verification = a.opts.Verifier.Verify(ctx, raw)
+	d.Contact = Contact{Email: d.Verification.From, Name: d.Verification.FromName}
+	if d.Contact.Name == "" && len(email.From) == 1 {
+		d.Contact.Name = email.From[0].Name
+	}
+	d.Contact.Name = cleanName(d.Contact.Name, d.Contact.Email)
+
+	var from string
+	if len(email.From) == 1 {
+		from = strings.ToLower(email.From[0].Address)
+	}
+	d.Classification = classify.Classify(classify.Input{
+		Header:      &email.Header,
+		Subject:     email.Subject,
+		From:        from,
+		ReturnPath:  email.Header.Get("Return-Path"),
+		ContentType: mediaType(email.Header.Get("Content-Type")),
+	}, classify.Options{IsOwnMessageID: a.opts.IsOwnMessageID, OwnHeader: OwnHeader})
+
+	d.FullText, d.NewText, d.Trimmed = bodyText(email)
+	for _, att := range email.Attachments {
+		info := AttachmentInfo{Name: att.Filename, Type: att.ContentType, Size: att.Size, Inline: att.Inline, MediaID: att.Ref, SHA256: att.SHA256, Action: "post"}
+		if att.Skipped != "" {
+			info.Action = "leave out"
+			info.Reason = att.Skipped
+			d.NewText = appendLine(d.NewText, fmt.Sprintf("[mailgate] The attachment %q was left out: %s. The email stays in the mailbox.", att.Filename, att.Skipped))
+		}
+		d.Attachments = append(d.Attachments, info)
+	}
+	d.DedupeKey = dedupeKey(email, d.FullText)
+	d.decide(a.opts.PostMailingLists)
+	d.SetThread(len(d.References) == 0, a.opts.SubjectLine)
+	return d
+}
+
+// SetThread records whether the email starts a new conversation and
+// recomputes the posted text: the subject goes first on a new conversation
+// when subjectLine is set.
+func (d *Decision) SetThread(newThread, subjectLine bool) {
+	d.NewThread = newThread
+	d.Text = d.NewText
+	if newThread && subjectLine && d.Subject != "" {
+		d.Text = "Subject: " + d.Subject
+		if d.NewText != "" {
+			d.Text += "\n\n" + d.NewText
+		}
+	}
+	if d.Text == "" && !d.hasMedia() {
+		d.Text = "[mailgate] The email had no text."
+	}
+}
+
+func (d *Decision) hasMedia() bool {
+	for _, a := range d.Attachments {
+		if a.Action == "post" {
+			return true
+		}
+	}
+	return false
+}
+
+// decide sets Action and Reason from the classification and the verdict.
+func (d *Decision) decide(postLists bool) {
+	switch d.Classification.Class {
+	case classify.ClassOwn, classify.ClassAutoReply, classify.ClassBounce:
+		d.Action, d.Reason = ActionSkip, string(d.Classification.Class)+": "+d.Classification.Reason
+		return
+	case classify.ClassList:
+		if !postLists {
+			d.Action, d.Reason = ActionSkip, "mailing list: "+d.Classification.Reason
+			return
+		}
+	}
+	v := d.Verification
+	switch {
+	case v.Passed():
+		d.Action, d.Reason = ActionPost, "sender verified: "+v.Reason
+	case v.Result == "none":
+		if d.Contact.Email == "" {
+			d.Action, d.Reason = ActionQuarantine, "no usable From address: "+v.Reason
+			return
+		}
+		d.Action, d.Reason = ActionPost, v.Reason
+	default:
+		d.Action, d.Reason = ActionQuarantine, "sender not verified: "+v.Reason
+	}
+}
+
+// bodyText returns the full text of the email and its new part.
+func bodyText(email *mailparse.Email) (full, trimmed string, wasTrimmed bool) {
+	switch {
+	case strings.TrimSpace(email.Text) != "":
+		full = email.Text
+		if email.TextFormat.Flowed {
+			full = mailtext.DecodeFlowed(full, email.TextFormat.DelSp)
+		}
+	case email.HTML != "":
+		text, quoteCut, err := mailtext.HTMLToTextTrimmed(email.HTML)
+		if err == nil {
+			all, err2 := mailtext.HTMLToText(email.HTML)
+			if err2 != nil {
+				all = text
+			}
+			r := mailtext.Trim(text)
+			if strings.TrimSpace(r.Text) == "" {
+				r = mailtext.Trim(all)
+			}
+			return strings.TrimSpace(all), r.Text, r.Trimmed || quoteCut
+		}
+	}
+	r := mailtext.Trim(full)
+	return strings.TrimSpace(full), r.Text, r.Trimmed
+}
+
+func dedupeKey(email *mailparse.Email, text string) string {
+	var from string
+	if len(email.From) > 0 {
+		from = strings.ToLower(email.From[0].Address)
+	}
+	// Two different emails can carry the same Message-ID (broken or hostile
+	// senders); the sender, date and subject tell them apart, while a copy of
+	// the same email delivered twice agrees on all of them.
+	sum := hashHex([]byte(from + "\x00" + email.Header.Get("Date") + "\x00" + email.Subject))[:16]
+	if email.MessageID != "" {
+		return "mid:" + email.MessageID + ":" + sum
+	}
+	return "sum:" + hashHex([]byte(from+"\x00"+email.Header.Get("Date")+"\x00"+email.Subject+"\x00"+text))
+}
+
+func hashHex(b []byte) string {
+	s := sha256.Sum256(b)
+	return hex.EncodeToString(s[:])
+}
+
+func appendLine(text, line string) string {
+	if text == "" {
+		return line
+	}
+	return text + "\n\n" + line
+}
+
+func mediaType(ct string) string {
+	t, _, _ := strings.Cut(ct, ";")
+	return strings.ToLower(strings.TrimSpace(t))
+}
+
+// cleanName drops a display name that is just the address again, or that
+// contains an address other than the sender's: it would mislead operators.
+func cleanName(name, addr string) string {
+	name = strings.TrimSpace(strings.Join(strings.Fields(name), " "))
+	if strings.EqualFold(strings.Trim(name, `"'<> `), addr) {
+		return ""
+	}
+	if strings.Contains(name, "@") {
+		return ""
+	}
+	return name
+}

@@ -1,0 +1,499 @@
+package bridge
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"strings"
+	"sync"
+	"time"
+
+	"mailgate/bridge/userlike"
+	"mailgate/imapsync"
+	"mailgate/store"
+)
+
+// InboundOptions configures the inbound side of one channel.
+type InboundOptions struct {
+	// Channel is the channel name, the key of every store row.
+	Channel string
+	DB      *store.DB
+	// Analyzer decides about each email; its parse sink stores media.
+	Analyzer *Analyzer
+	// Client posts to the channel's Inbound URL.
+	Client *userlike.Client
+	// MediaURL turns a media id into the signed URL that Userlike fetches.
+	MediaURL func(ctx context.Context, id string) (string, error)
+	// After is the IMAP action for posted and skipped mail.
+	After store.Action
+	// Quarantine is the IMAP action for mail whose sender failed
+	// verification: a move to the quarantine folder, or a flag.
+	Quarantine store.Action
+	// RateLimit and RateWindow bound how many emails one sender gets posted
+	// (default 20 in 10 minutes); more are skipped.
+	RateLimit  int
+	RateWindow time.Duration
+	// SubjectLine puts the subject first in a new conversation's text.
+	SubjectLine bool
+	// Workers bounds concurrent POSTs (to different contacts); default 4.
+	Workers int
+	// Notify tells the mailbox watcher that IMAP actions are pending.
+	Notify func()
+	// Observe, when set, is told the outcome of every email.
+	Observe func(Outcome)
+	Logger  *slog.Logger
+	Now     func() time.Time
+}
+
+// Outcome is reported to InboundOptions.Observe, for metrics.
+type Outcome struct {
+	// Kind is "posted", "skipped", "quarantined", "dead" or "retried".
+	Kind string
+	// Reason is a short label (for skips, the classification).
+	Reason string
+	// Latency is the time from the email's arrival in the mailbox to the
+	// end of its last POST (posted only).
+	Latency time.Duration
+	// CharsetFallbacks counts parts decoded with a guessed charset.
+	CharsetFallbacks int
+}
+
+// Inbound moves customer emails of one channel from the mailbox into
+// Userlike. It is the imapsync.Handler, CursorStore and ActionSource of the
+// channel's Watcher, and its Run method posts the ledger's due messages.
+type Inbound struct {
+	opts InboundOptions
+	log  *slog.Logger
+	wake chan struct{}
+}
+
+// NewInbound returns the inbound side of a channel.
+func NewInbound(opts InboundOptions) (*Inbound, error) {
+	if opts.Channel == "" || opts.DB == nil || opts.Analyzer == nil || opts.Client == nil {
+		return nil, errors.New("bridge: inbound needs a channel, a store, an analyzer and a client")
+	}
+	if opts.RateLimit == 0 {
+		opts.RateLimit = 20
+	}
+	if opts.RateWindow == 0 {
+		opts.RateWindow = 10 * time.Minute
+	}
+	if opts.Workers <= 0 {
+		opts.Workers = 4
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.Notify == nil {
+		opts.Notify = func() {}
+	}
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Inbound{opts: opts, log: log.With("channel", opts.Channel), wake: make(chan struct{}, 1)}, nil
+}
+
+// postItem is one queued chat message as kept in the ledger. The Userlike
+// body is built at POST time, so that media URLs are signed then and stay
+// valid for the whole url_ttl even after a long outage.
+type postItem struct {
+	Text    string `json:"text,omitempty"`
+	MediaID string `json:"media,omitempty"`
+}
+
+// Cursor implements imapsync.CursorStore.
+func (in *Inbound) Cursor(ctx context.Context, folder string) (uidValidity, uid uint32, err error) {
+	c, err := in.opts.DB.Cursor(ctx, in.opts.Channel, folder)
+	return c.UIDValidity, c.UID, err
+}
+
+// UIDValidityChanged implements imapsync.Handler. The folder is rescanned;
+// the ledger's dedupe keys keep already-posted mail from being posted again.
+func (in *Inbound) UIDValidityChanged(ctx context.Context, folder string, old, new uint32) error {
+	in.log.Warn("imap: UIDVALIDITY changed, rescanning the folder; already posted mail is recognised by its Message-ID",
+		"folder", folder, "old", old, "new", new)
+	return nil
+}
+
+// PendingActions implements imapsync.ActionSource.
+func (in *Inbound) PendingActions(ctx context.Context, folder string, limit int) ([]imapsync.Action, error) {
+	pending, err := in.opts.DB.PendingActions(ctx, in.opts.Channel, folder, limit)
+	if err != nil {
+		return nil, err
+	}
+	actions := make([]imapsync.Action, len(pending))
+	for i, p := range pending {
+		actions[i] = imapsync.Action{ID: p.ID, UIDValidity: p.UIDValidity, UID: p.UID, Kind: p.Action.Kind, Dest: p.Action.Dest}
+	}
+	return actions, nil
+}
+
+// ActionsDone implements imapsync.ActionSource.
+func (in *Inbound) ActionsDone(ctx context.Context, ids []int64) error {
+	return in.opts.DB.ActionsDone(ctx, ids)
+}
+
+// Handle implements imapsync.Handler: it decides about one email and
+// records the decision, its queued posts and the folder cursor in one
+// transaction. It returns an error only for temporary failures (the store,
+// the media directory); a bad email is dead-lettered, never returned.
+func (in *Inbound) Handle(ctx context.Context, m *imapsync.Message) error {
+	row := &store.Inbound{
+		Channel:     in.opts.Channel,
+		Folder:      m.Folder,
+		UIDValidity: m.UIDValidity,
+		UID:         m.UID,
+		ArrivedAt:   m.InternalDate,
+		Raw:         m.Raw,
+	}
+	if row.ArrivedAt.IsZero() {
+		row.ArrivedAt = in.opts.Now()
+	}
+	if m.TooLarge {
+		row.State = store.StateDead
+		row.Reason = fmt.Sprintf("the email is %d bytes, over media.max_message_size; it stays in the mailbox", m.Size)
+		return in.record(ctx, row, nil)
+	}
+	d := in.opts.Analyzer.Analyze(ctx, m.Raw)
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if d.Action == ActionPost {
+		if err := in.applyState(ctx, d); err != nil {
+			return err
+		}
+	}
+	row.DedupeKey = d.DedupeKey
+	row.MessageID = d.MessageID
+	row.Contact = d.Contact.Email
+	row.ContactName = d.Contact.Name
+	row.Subject = d.Subject
+	row.Reason = d.Reason
+	row.Classification = string(d.Classification.Class)
+	row.FullText = d.FullText
+	row.ThreadSubject = NormalizeSubject(d.Subject)
+	row.NewThread = d.NewThread
+	if v, err := json.Marshal(d.Verification); err == nil {
+		row.Verdict = v
+	}
+	switch d.Action {
+	case ActionPost:
+		row.State = store.StateFetched
+		row.After = in.opts.After
+		posts, err := buildPosts(d)
+		if err != nil {
+			return err
+		}
+		row.Posts = posts
+	case ActionSkip:
+		row.State = store.StateSkipped
+		row.After = in.opts.After
+	case ActionQuarantine:
+		row.State = store.StateQuarantined
+		row.After = in.opts.Quarantine
+		in.log.Warn("inbound: sender not verified, email quarantined",
+			"from", d.Contact.Email, "verdict", d.Verification.Result, "reason", d.Verification.Reason, "uid", m.UID, "folder", m.Folder)
+	default:
+		row.State = store.StateDead
+	}
+	return in.record(ctx, row, d)
+}
+
+// applyState applies what needs the ledger: the per-sender rate limit and
+// whether the email continues a known conversation.
+func (in *Inbound) applyState(ctx context.Context, d *Decision) error {
+	since := in.opts.Now().Add(-in.opts.RateWindow)
+	n, err := in.opts.DB.CountFromContact(ctx, in.opts.Channel, d.Contact.Email, since)
+	if err != nil {
+		return err
+	}
+	if n >= in.opts.RateLimit {
+		d.Action = ActionSkip
+		d.Reason = fmt.Sprintf("rate limit: %d emails from %s within %s", n, d.Contact.Email, in.opts.RateWindow)
+		return nil
+	}
+	known, err := in.opts.DB.KnowsMessageID(ctx, in.opts.Channel, d.Contact.Email, d.References)
+	if err != nil {
+		return err
+	}
+	newThread := !known
+	if newThread {
+		th, ok, err := in.opts.DB.Thread(ctx, in.opts.Channel, d.Contact.Email)
+		if err != nil {
+			return err
+		}
+		if ok && th.Subject != "" && th.Subject == NormalizeSubject(d.Subject) {
+			newThread = false
+		}
+	}
+	d.SetThread(newThread, in.opts.SubjectLine)
+	return nil
+}
+
+func buildPosts(d *Decision) ([][]byte, error) {
+	var items []postItem
+	if d.Text != "" {
+		items = append(items, postItem{Text: d.Text})
+	}
+	for _, a := range d.Attachments {
+		if a.Action == "post" && a.MediaID != "" {
+			items = append(items, postItem{MediaID: a.MediaID})
+		}
+	}
+	posts := make([][]byte, len(items))
+	for i, it := range items {
+		b, err := json.Marshal(it)
+		if err != nil {
+			return nil, fmt.Errorf("bridge: encode post: %w", err)
+		}
+		posts[i] = b
+	}
+	return posts, nil
+}
+
+func (in *Inbound) record(ctx context.Context, row *store.Inbound, d *Decision) error {
+	if d != nil {
+		for _, a := range d.Attachments {
+			if a.MediaID != "" {
+				row.MediaIDs = append(row.MediaIDs, a.MediaID)
+			}
+		}
+	}
+	res, err := in.opts.DB.RecordInbound(ctx, row)
+	if err != nil {
+		return fmt.Errorf("bridge: record %s uid %d: %w", row.Folder, row.UID, err)
+	}
+	if res.Existing {
+		return nil
+	}
+	state := row.State
+	if res.DuplicateOf != 0 {
+		state = store.StateSkipped
+		in.log.Info("inbound: duplicate email skipped", "uid", row.UID, "folder", row.Folder, "duplicate_of", res.DuplicateOf)
+	}
+	switch state {
+	case store.StateFetched:
+		in.poke()
+	case store.StateDead:
+		in.log.Error("inbound: email dead-lettered", "ledger_id", res.ID, "uid", row.UID, "folder", row.Folder, "reason", row.Reason)
+		in.observe(Outcome{Kind: "dead"})
+	case store.StateSkipped:
+		in.observe(Outcome{Kind: "skipped", Reason: skipLabel(row)})
+		in.opts.Notify()
+	case store.StateQuarantined:
+		in.observe(Outcome{Kind: "quarantined"})
+		in.opts.Notify()
+	}
+	if d != nil && d.CharsetFallbacks > 0 {
+		in.observe(Outcome{Kind: "charset-fallback", CharsetFallbacks: d.CharsetFallbacks})
+	}
+	return nil
+}
+
+func skipLabel(row *store.Inbound) string {
+	switch {
+	case strings.HasPrefix(row.Reason, "rate limit"):
+		return "rate-limit"
+	case row.Classification != "" && row.Classification != "normal":
+		return row.Classification
+	}
+	return "duplicate"
+}
+
+func (in *Inbound) observe(o Outcome) {
+	if in.opts.Observe != nil {
+		in.opts.Observe(o)
+	}
+}
+
+// poke wakes the poster without blocking.
+func (in *Inbound) poke() {
+	select {
+	case in.wake <- struct{}{}:
+	default:
+	}
+}
+
+// drainTimeout bounds how long in-flight POSTs may run after shutdown
+// begins.
+const drainTimeout = 30 * time.Second
+
+// contactBackoff is the retry state of one contact whose POST failed
+// temporarily.
+type contactBackoff struct {
+	until time.Time
+	delay time.Duration
+}
+
+// postResult is what a POST goroutine reports back to the poster loop.
+type postResult struct {
+	contact string
+	err     error
+	retry   time.Duration
+}
+
+// Run posts due ledger messages until ctx is cancelled, then waits (at most
+// 30 s) for the POSTs in flight. Messages of one contact are posted one at a
+// time, in order; different contacts are posted concurrently, up to
+// Workers. A contact whose POST fails temporarily is backed off without
+// holding up the others.
+func (in *Inbound) Run(ctx context.Context) error {
+	var wg sync.WaitGroup
+	postCtx, cancelPosts := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelPosts()
+	results := make(chan postResult, in.opts.Workers)
+	inflight := map[string]bool{}
+	backoff := map[string]*contactBackoff{}
+	timer := time.NewTimer(0)
+	defer timer.Stop()
+
+	for {
+		now := in.opts.Now()
+		var skip []string
+		next := now.Add(time.Minute)
+		for c := range inflight {
+			skip = append(skip, c)
+		}
+		for c, b := range backoff {
+			if b.until.After(now) {
+				skip = append(skip, c)
+				if b.until.Before(next) {
+					next = b.until
+				}
+			}
+		}
+		if free := in.opts.Workers - len(inflight); free > 0 && ctx.Err() == nil {
+			due, err := in.opts.DB.DuePosts(ctx, in.opts.Channel, skip, free)
+			if err != nil && ctx.Err() == nil {
+				in.log.Error("inbound: reading due posts failed", "err", err)
+				next = now.Add(5 * time.Second)
+			}
+			for _, p := range due {
+				inflight[p.Contact] = true
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					results <- in.post(postCtx, p)
+				}()
+			}
+		}
+		timer.Reset(max(next.Sub(now), time.Millisecond))
+		select {
+		case <-ctx.Done():
+			done := make(chan struct{})
+			go func() { wg.Wait(); close(done) }()
+			go func() {
+				for range results {
+				}
+			}()
+			select {
+			case <-done:
+			case <-time.After(drainTimeout):
+				in.log.Warn("inbound: posts still in flight after the drain timeout; they will be retried after restart")
+				cancelPosts()
+				<-done
+			}
+			close(results)
+			return nil
+		case <-in.wake:
+		case <-timer.C:
+		case r := <-results:
+			delete(inflight, r.contact)
+			if r.err != nil {
+				b := backoff[r.contact]
+				if b == nil {
+					b = &contactBackoff{delay: time.Second}
+					backoff[r.contact] = b
+				} else {
+					b.delay = min(b.delay*2, 5*time.Minute)
+				}
+				d := b.delay/2 + rand.N(b.delay/2+1)
+				if r.retry > d {
+					d = min(r.retry, 5*time.Minute)
+				}
+				b.until = in.opts.Now().Add(d)
+			} else {
+				delete(backoff, r.contact)
+			}
+		}
+	}
+}
+
+// post sends one queued chat message. A temporary failure is returned so the
+// contact is backed off; a permanent one dead-letters the email.
+func (in *Inbound) post(ctx context.Context, p store.DuePost) postResult {
+	res := postResult{contact: p.Contact}
+	if p.Seq == 0 {
+		if err := in.opts.DB.MarkPosting(ctx, p.LedgerID); err != nil {
+			res.err = err
+			return res
+		}
+	}
+	row, err := in.opts.DB.Inbound(ctx, p.LedgerID)
+	if err != nil {
+		res.err = err
+		return res
+	}
+	var item postItem
+	if err := json.Unmarshal(p.Body, &item); err != nil {
+		in.dead(ctx, p.LedgerID, "corrupt queued post: "+err.Error())
+		return res
+	}
+	msg := userlike.InboundMessage{Email: row.Contact, Name: row.ContactName, Text: item.Text}
+	if item.MediaID != "" {
+		msg.URL, err = in.opts.MediaURL(ctx, item.MediaID)
+		if err != nil {
+			res.err = err
+			return res
+		}
+	}
+	body, err := msg.Marshal()
+	if err != nil {
+		in.dead(ctx, p.LedgerID, "cannot encode the Userlike message: "+err.Error())
+		return res
+	}
+	err = in.opts.Client.PostOnce(ctx, body)
+	var perm *userlike.PermanentError
+	var temp *userlike.TemporaryError
+	switch {
+	case err == nil:
+	case errors.As(err, &perm):
+		in.dead(ctx, p.LedgerID, fmt.Sprintf("Userlike refused the message: %v", err))
+		return res
+	case errors.As(err, &temp):
+		in.log.Warn("inbound: post failed, will retry", "ledger_id", p.LedgerID, "contact", p.Contact, "err", err)
+		_ = in.opts.DB.SetLastError(ctx, p.LedgerID, err.Error())
+		in.observe(Outcome{Kind: "retried"})
+		res.err, res.retry = err, temp.RetryAfter
+		return res
+	default:
+		res.err = err
+		return res
+	}
+	finished, err := in.opts.DB.PostDone(ctx, p.LedgerID, p.Seq)
+	if err != nil {
+		res.err = err
+		return res
+	}
+	if finished {
+		in.observe(Outcome{Kind: "posted", Latency: in.opts.Now().Sub(p.ArrivedAt)})
+		in.opts.Notify()
+	}
+	in.poke()
+	return res
+}
+
+func (in *Inbound) dead(ctx context.Context, id int64, reason string) {
+	if err := in.opts.DB.MarkDead(ctx, id, reason); err != nil {
+		in.log.Error("inbound: dead-lettering failed", "ledger_id", id, "err", err)
+		return
+	}
+	in.log.Error("inbound: email dead-lettered", "ledger_id", id, "reason", reason)
+	in.observe(Outcome{Kind: "dead"})
+	in.opts.Notify()
+	in.poke()
+}

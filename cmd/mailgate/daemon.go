@@ -1,0 +1,352 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"mailgate/bridge"
+	"mailgate/bridge/mailparse"
+	"mailgate/bridge/msgid"
+	"mailgate/bridge/userlike"
+	"mailgate/bridge/verify"
+	"mailgate/config"
+	"mailgate/imapsync"
+	"mailgate/media"
+	"mailgate/store"
+)
+
+// daemonOptions configures startDaemon.
+type daemonOptions struct {
+	Config     *config.Config
+	ConfigPath string
+	Logger     *slog.Logger
+	Getenv     func(string) string
+	// Resolver replaces DNS for self DKIM checks (tests).
+	Resolver verify.Resolver
+}
+
+// daemon is one running mailgate: the store, the HTTP listener and one set
+// of goroutines per channel.
+type daemon struct {
+	opts  daemonOptions
+	log   *slog.Logger
+	db    *store.DB
+	media *media.Library
+	msgid *msgid.Generator
+	ln    net.Listener
+	srv   *http.Server
+
+	mu       sync.Mutex
+	channels map[string]*channelRun
+	wg       sync.WaitGroup
+	errc     chan error
+}
+
+// channelRun is the running state of one channel.
+type channelRun struct {
+	cfg     config.Channel
+	cancel  context.CancelFunc
+	done    chan struct{}
+	watcher *imapsync.Watcher
+	inbound *bridge.Inbound
+}
+
+// startDaemon opens the store, binds the HTTP listener and starts every
+// channel. It returns once all of that is under way; wait blocks until ctx
+// is cancelled and everything has stopped.
+func startDaemon(ctx context.Context, opts daemonOptions) (*daemon, error) {
+	cfg := opts.Config
+	d := &daemon{opts: opts, log: opts.Logger, channels: map[string]*channelRun{}, errc: make(chan error, 1)}
+	db, err := store.Open(ctx, cfg.Store.Path, store.Options{})
+	if err != nil {
+		return nil, err
+	}
+	d.db = db
+	if err := d.openMedia(ctx); err != nil {
+		db.Close()
+		return nil, err
+	}
+	idKey, err := db.InstallationKey(ctx, "message-id", 32)
+	if err != nil {
+		db.Close()
+		return nil, err
+	}
+	domain := "mailgate.invalid"
+	if len(cfg.Channels) > 0 {
+		if _, dom, ok := strings.Cut(cfg.Channels[0].SMTP.From.Address, "@"); ok {
+			domain = dom
+		}
+	}
+	if d.msgid, err = msgid.NewGenerator(idKey, domain); err != nil {
+		db.Close()
+		return nil, err
+	}
+
+	mux := http.NewServeMux()
+	mux.Handle("/media/", d.media)
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		fmt.Fprintln(w, `{"status":"ok"}`)
+	})
+	d.ln, err = net.Listen("tcp", cfg.Server.Listen)
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("server: listen on %s: %w", cfg.Server.Listen, err)
+	}
+	d.srv = &http.Server{
+		Handler:           mux,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       time.Minute,
+		IdleTimeout:       2 * time.Minute,
+		ErrorLog:          slog.NewLogLogger(d.log.Handler(), slog.LevelWarn),
+	}
+	d.wg.Add(1)
+	go func() {
+		defer d.wg.Done()
+		if err := d.srv.Serve(d.ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			d.log.Error("server: HTTP listener failed", "err", err)
+		}
+	}()
+
+	for _, ch := range cfg.Channels {
+		if err := d.startChannel(ctx, ch); err != nil {
+			d.shutdown()
+			return nil, err
+		}
+	}
+	d.wg.Add(1)
+	go func() {
+		defer d.wg.Done()
+		d.housekeeping(ctx)
+	}()
+	go func() {
+		<-ctx.Done()
+		d.shutdown()
+	}()
+	return d, nil
+}
+
+func (d *daemon) openMedia(ctx context.Context) error {
+	cfg := d.opts.Config
+	key := []byte(cfg.Media.Key.Reveal())
+	if len(key) == 0 {
+		var err error
+		if key, err = d.db.InstallationKey(ctx, "media-url", 32); err != nil {
+			return err
+		}
+	}
+	lib, err := media.New(media.Options{
+		Dir:       cfg.Media.Dir,
+		Key:       key,
+		PublicURL: cfg.Server.PublicURL,
+		URLTTL:    cfg.Media.URLTTL.Duration,
+		MaxSize:   int64(cfg.Media.MaxSize),
+		Index:     mediaIndex{d.db},
+		Logger:    d.log,
+	})
+	if err != nil {
+		return err
+	}
+	d.media = lib
+	return nil
+}
+
+// httpAddr is the bound address of the HTTP listener.
+func (d *daemon) httpAddr() string { return d.ln.Addr().String() }
+
+// startChannel builds and starts the goroutines of one channel.
+func (d *daemon) startChannel(parent context.Context, ch config.Channel) error {
+	log := d.log.With("channel", ch.Name)
+	if ch.Verify.Require == "none" {
+		log.Warn("verify.require = \"none\": senders are NOT verified, so anyone can post under any address and read that contact's earlier conversations")
+	}
+	resolver := d.opts.Resolver
+	if resolver == nil {
+		resolver = verify.NewCachingResolver(verify.NetResolver(), 10*time.Minute, 1024)
+	}
+	v, err := verify.New(verify.Options{
+		TrustedAuthservIDs: ch.Verify.TrustedAuthservIDs,
+		Require:            ch.Verify.Require,
+		Allow:              ch.Verify.Allow,
+		SelfDKIM:           ch.Verify.DKIM,
+		Resolver:           resolver,
+	})
+	if err != nil {
+		return fmt.Errorf("channel %q: %w", ch.Name, err)
+	}
+	cfg := d.opts.Config
+	analyzer, err := bridge.NewAnalyzer(bridge.AnalyzerOptions{
+		Verifier: v,
+		Parse: mailparse.Options{
+			MaxAttachmentSize: int64(cfg.Media.MaxSize),
+			MaxAttachments:    cfg.Media.MaxCount,
+			Sink:              mediaSink{lib: d.media, channel: ch.Name},
+		},
+		PostMailingLists: ch.Inbound.MailingLists == "post",
+		SubjectLine:      ch.Inbound.Subject == "first-line",
+		IsOwnMessageID:   d.msgid.IsOwn,
+	})
+	if err != nil {
+		return err
+	}
+	client := userlike.NewClient(userlike.ClientOptions{
+		InboundURL: ch.Userlike.InboundURL,
+		Token:      ch.Userlike.InboundToken.Reveal(),
+		UserAgent:  "mailgate/" + versionString(),
+	})
+	run := &channelRun{cfg: ch, done: make(chan struct{})}
+	after := store.Action{Kind: ch.IMAP.After, Dest: ch.IMAP.MoveTo}
+	if ch.IMAP.After == "none" {
+		after = store.Action{}
+	}
+	quarantine := store.Action{Kind: "move", Dest: ch.IMAP.QuarantineFolder}
+	if ch.Verify.OnFail == "reject" {
+		quarantine = store.Action{Kind: "flag"}
+	}
+	inbound, err := bridge.NewInbound(bridge.InboundOptions{
+		Channel:     ch.Name,
+		DB:          d.db,
+		Analyzer:    analyzer,
+		Client:      client,
+		MediaURL:    d.mediaURL,
+		After:       after,
+		Quarantine:  quarantine,
+		RateLimit:   ch.Inbound.RateLimit,
+		RateWindow:  ch.Inbound.RateWindow.Duration,
+		SubjectLine: ch.Inbound.Subject == "first-line",
+		Notify:      func() { run.watcher.Notify() },
+		Logger:      d.log,
+	})
+	if err != nil {
+		return err
+	}
+	var tlsConfig *tls.Config
+	if ch.IMAP.TLSServerName != "" || ch.IMAP.InsecureSkipVerify {
+		tlsConfig = &tls.Config{ServerName: ch.IMAP.TLSServerName, InsecureSkipVerify: ch.IMAP.InsecureSkipVerify}
+	}
+	w, err := imapsync.NewWatcher(imapsync.Options{
+		Channel:          ch.Name,
+		Address:          ch.IMAP.Address,
+		Security:         ch.IMAP.Security,
+		TLSConfig:        tlsConfig,
+		Auth:             imapsync.PasswordAuth{Username: ch.IMAP.Username, Password: ch.IMAP.Password.Reveal()},
+		Folders:          ch.IMAP.Folders,
+		QuarantineFolder: ch.IMAP.QuarantineFolder,
+		MoveTo:           ch.IMAP.MoveTo,
+		PollInterval:     ch.IMAP.PollInterval.Duration,
+		IdleRefresh:      ch.IMAP.IdleRefresh.Duration,
+		MaxMessageSize:   int64(cfg.Media.MaxMessageSize),
+		Cursors:          inbound,
+		Handler:          inbound,
+		Actions:          inbound,
+		Logger:           d.log,
+	})
+	if err != nil {
+		return fmt.Errorf("channel %q: %w", ch.Name, err)
+	}
+	run.watcher, run.inbound = w, inbound
+	ctx, cancel := context.WithCancel(context.WithoutCancel(parent))
+	run.cancel = cancel
+
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		if err := w.Run(ctx); err != nil {
+			log.Error("imap: watcher stopped", "err", err)
+		}
+	}()
+	go func() {
+		defer wg.Done()
+		if err := inbound.Run(ctx); err != nil {
+			log.Error("inbound: poster stopped", "err", err)
+		}
+	}()
+	go func() {
+		wg.Wait()
+		close(run.done)
+	}()
+	d.mu.Lock()
+	d.channels[ch.Name] = run
+	d.mu.Unlock()
+	log.Info("channel started", "imap", ch.IMAP.Address, "folders", strings.Join(ch.IMAP.Folders, ","))
+	return nil
+}
+
+// mediaURL signs the URL of a stored media file.
+func (d *daemon) mediaURL(ctx context.Context, id string) (string, error) {
+	m, err := d.db.Media(ctx, id)
+	if err != nil {
+		return "", fmt.Errorf("media %s: %w", id, err)
+	}
+	return d.media.URL(mediaRecord(m)), nil
+}
+
+// housekeeping runs the periodic sweeps: media retention and raw email
+// pruning.
+func (d *daemon) housekeeping(ctx context.Context) {
+	cfg := d.opts.Config
+	t := time.NewTicker(time.Hour)
+	defer t.Stop()
+	for {
+		before := time.Now().Add(-cfg.Media.Retention.Duration)
+		if _, err := d.media.Sweep(ctx, before); err != nil && ctx.Err() == nil {
+			d.log.Error("media: sweep failed", "err", err)
+		}
+		if n, err := d.db.PruneRaw(ctx, before); err != nil && ctx.Err() == nil {
+			d.log.Error("store: pruning raw emails failed", "err", err)
+		} else if n > 0 {
+			d.log.Info("store: pruned raw copies of handled emails", "count", n)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// shutdown stops the channels (letting in-flight work finish), the HTTP
+// server and the store. It is safe to call more than once.
+func (d *daemon) shutdown() {
+	d.mu.Lock()
+	runs := make([]*channelRun, 0, len(d.channels))
+	for name, r := range d.channels {
+		runs = append(runs, r)
+		delete(d.channels, name)
+	}
+	d.mu.Unlock()
+	for _, r := range runs {
+		r.cancel()
+	}
+	for _, r := range runs {
+		<-r.done
+	}
+	if d.srv != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		_ = d.srv.Shutdown(ctx)
+		cancel()
+	}
+	select {
+	case d.errc <- nil:
+	default:
+	}
+}
+
+// wait blocks until the daemon has stopped, then closes the store.
+func (d *daemon) wait() error {
+	err := <-d.errc
+	d.wg.Wait()
+	if cerr := d.db.Close(); cerr != nil && err == nil {
+		err = cerr
+	}
+	return err
+}

@@ -1,0 +1,250 @@
+package main
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"fmt"
+	"net/http"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/emersion/go-imap/v2"
+	"github.com/emersion/go-imap/v2/imapclient"
+
+	"mailgate/bridge/userlike"
+)
+
+func TestDaemonPostsNewMailOnce(t *testing.T) {
+	e := newTestEnv(t, "")
+	// Mail that is already there, and already read by a human, is posted.
+	uid := e.deliver(customerMail("jane@example.test", "Jane Doe", "m1@example.test", "Order 1234", "Hello, my order 1234 has not arrived."))
+	e.setSeen(uid)
+	e.start()
+	posts := e.ul.waitPosts(1)
+	want := userlike.InboundMessage{Email: "jane@example.test", Name: "Jane Doe", Text: "Subject: Order 1234\n\nHello, my order 1234 has not arrived."}
+	if posts[0] != want {
+		t.Errorf("post = %+v\nwant %+v", posts[0], want)
+	}
+
+	// New mail while idling: a reply with quoted history is trimmed and
+	// carries no subject line.
+	e.deliver(customerMail("jane@example.test", "Jane Doe", "m2@example.test", "Re: Order 1234", "It arrived now, thanks!\n\nOn Tue, 24 Nov 2026 at 09:00, Support <support@example.test> wrote:\n> Where is it?\n> Regards",
+		"In-Reply-To: <m1@example.test>"))
+	posts = e.ul.waitPosts(2)
+	if got := posts[1].Text; got != "It arrived now, thanks!" {
+		t.Errorf("reply text = %q", got)
+	}
+	// After posting, the mail is flagged \Seen (after = "seen").
+	e.waitFlag("INBOX", 2, imap.FlagSeen)
+	time.Sleep(300 * time.Millisecond)
+	if n := len(e.ul.received()); n != 2 {
+		t.Errorf("%d posts, want exactly 2", n)
+	}
+}
+
+func TestDaemonAttachmentsBecomeMediaURLs(t *testing.T) {
+	e := newTestEnv(t, "")
+	pdf := bytes.Repeat([]byte("%PDF-1.4 fake pdf body\n"), 2000)
+	raw := "Authentication-Results: mx.example.test; dmarc=pass header.from=example.test\n" +
+		"From: Jane Doe <jane@example.test>\nTo: support@example.test\nSubject: Invoice\nMessage-ID: <att@example.test>\n" +
+		"MIME-Version: 1.0\nContent-Type: multipart/mixed; boundary=b1\n\n" +
+		"--b1\nContent-Type: text/plain; charset=utf-8\n\nSee the attached invoice.\n" +
+		"--b1\nContent-Type: application/pdf\nContent-Disposition: attachment; filename*=utf-8''Rechnung%20M%C3%A4rz.pdf\nContent-Transfer-Encoding: base64\n\n" +
+		wrap(base64.StdEncoding.EncodeToString(pdf)) + "\n--b1--\n"
+	e.deliver(raw)
+	e.start()
+	posts := e.ul.waitPosts(2)
+	if posts[0].Text != "Subject: Invoice\n\nSee the attached invoice." || posts[0].URL != "" {
+		t.Errorf("first post = %+v, want the text", posts[0])
+	}
+	url := posts[1].URL
+	if !strings.Contains(url, "/media/") || !strings.Contains(url, "sig=") || posts[1].Text != "" {
+		t.Fatalf("second post = %+v, want a signed media URL", posts[1])
+	}
+	sum, resp := download(t, url)
+	want := sha256.Sum256(pdf)
+	if resp.StatusCode != 200 || sum != hex.EncodeToString(want[:]) {
+		t.Errorf("download: status %d, sha256 %s, want 200 and %x", resp.StatusCode, sum, want)
+	}
+	if cd := resp.Header.Get("Content-Disposition"); !strings.Contains(cd, "Rechnung%20M%C3%A4rz.pdf") {
+		t.Errorf("Content-Disposition = %q", cd)
+	}
+	// A tampered signature is refused.
+	bad := strings.Replace(url, "sig=", "sig=A", 1)
+	if _, resp := download(t, bad); resp.StatusCode != http.StatusForbidden {
+		t.Errorf("tampered URL: status %d, want 403", resp.StatusCode)
+	}
+}
+
+func TestDaemonBurstOncePerMessageInOrder(t *testing.T) {
+	e := newTestEnv(t, "\n[channel.inbound]\nrate_limit = 1000\n")
+	const senders, perSender = 10, 50
+	e.start()
+	for i := range perSender {
+		for s := range senders {
+			from := fmt.Sprintf("cust%d@example.test", s)
+			e.deliver(customerMail(from, fmt.Sprintf("Customer %d", s), fmt.Sprintf("b%d-%d@example.test", s, i), fmt.Sprintf("Burst %d", s), fmt.Sprintf("message %d", i), fmt.Sprintf("In-Reply-To: <b%d-0@example.test>", s)))
+		}
+	}
+	posts := e.ul.waitPosts(senders * perSender)
+	time.Sleep(500 * time.Millisecond)
+	posts = e.ul.received()
+	if len(posts) != senders*perSender {
+		t.Fatalf("%d posts, want %d", len(posts), senders*perSender)
+	}
+	next := map[string]int{}
+	for _, p := range posts {
+		text := p.Text
+		if i := strings.LastIndex(text, "message "); i >= 0 {
+			text = text[i:]
+		}
+		var n int
+		fmt.Sscanf(text, "message %d", &n)
+		if n != next[p.Email] {
+			t.Fatalf("%s: got message %d, want %d (order per sender broken)", p.Email, n, next[p.Email])
+		}
+		next[p.Email]++
+	}
+}
+
+func TestDaemonUserlikeErrors(t *testing.T) {
+	e := newTestEnv(t, "")
+	e.ul.respond = func(m userlike.InboundMessage, attempt int) int {
+		switch {
+		case strings.Contains(m.Text, "flaky") && attempt == 1:
+			return http.StatusServiceUnavailable
+		case strings.Contains(m.Text, "refused"):
+			return http.StatusBadRequest
+		}
+		return 0
+	}
+	e.deliver(customerMail("ann@example.test", "Ann", "u1@example.test", "A", "refused by Userlike"))
+	e.deliver(customerMail("bob@example.test", "Bob", "u2@example.test", "B", "flaky first time"))
+	e.deliver(customerMail("cid@example.test", "Cid", "u3@example.test", "C", "goes through"))
+	e.start()
+	posts := e.ul.waitPosts(2)
+	time.Sleep(300 * time.Millisecond)
+	var emails []string
+	for _, p := range e.ul.received() {
+		emails = append(emails, p.Email)
+	}
+	slices.Sort(emails)
+	if !slices.Equal(emails, []string{"bob@example.test", "cid@example.test"}) {
+		t.Errorf("posted for %v, want bob and cid once each (posts %+v)", emails, posts)
+	}
+	e.waitLedger(func(s string) bool { return strings.Contains(s, "dead") })
+}
+
+func TestDaemonQuarantinesUnverifiedSender(t *testing.T) {
+	e := newTestEnv(t, "")
+	forged := "Authentication-Results: evil.example; dmarc=pass header.from=example.test\n" +
+		"From: Jane Doe <jane@example.test>\nTo: support@example.test\nSubject: Please reset\nMessage-ID: <forged@evil.example>\n\nGive me the history.\n"
+	e.deliver(forged)
+	e.deliver(customerMail("real@example.test", "Real", "r1@example.test", "Hi", "genuine"))
+	e.start()
+	posts := e.ul.waitPosts(1)
+	e.waitMailbox("Quarantine", 1)
+	time.Sleep(300 * time.Millisecond)
+	if got := e.ul.received(); len(got) != 1 || got[0].Email != "real@example.test" {
+		t.Errorf("posts = %+v, want only the genuine one", posts)
+	}
+}
+
+// setSeen flags a message \Seen, as a human reading the mailbox would.
+func (e *testEnv) setSeen(uid uint32) {
+	c := e.imap()
+	defer c.Close()
+	if _, err := c.Select("INBOX", nil).Wait(); err != nil {
+		e.t.Fatal(err)
+	}
+	set := imap.UIDSetNum(imap.UID(uid))
+	if err := c.Store(set, &imap.StoreFlags{Op: imap.StoreFlagsAdd, Silent: true, Flags: []imap.Flag{imap.FlagSeen}}, nil).Close(); err != nil {
+		e.t.Fatal(err)
+	}
+}
+
+func (e *testEnv) imap() *imapclient.Client {
+	e.t.Helper()
+	c, err := imapclient.DialInsecure(e.mail.IMAPAddr(), nil)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	if err := c.Login(supportUser, supportPass).Wait(); err != nil {
+		e.t.Fatal(err)
+	}
+	return c
+}
+
+// waitFlag waits until the message uid of mailbox has flag.
+func (e *testEnv) waitFlag(mailbox string, uid uint32, flag imap.Flag) {
+	e.t.Helper()
+	deadline := time.Now().Add(waitLimit)
+	for {
+		c := e.imap()
+		_, err := c.Select(mailbox, &imap.SelectOptions{ReadOnly: true}).Wait()
+		var flags []imap.Flag
+		if err == nil {
+			bufs, _ := c.Fetch(imap.UIDSetNum(imap.UID(uid)), &imap.FetchOptions{Flags: true}).Collect()
+			if len(bufs) == 1 {
+				flags = bufs[0].Flags
+			}
+		}
+		c.Close()
+		if slices.Contains(flags, flag) {
+			return
+		}
+		if time.Now().After(deadline) {
+			e.t.Fatalf("%s uid %d: flags %v, want %s", mailbox, uid, flags, flag)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// waitMailbox waits until mailbox holds n messages.
+func (e *testEnv) waitMailbox(mailbox string, n uint32) {
+	e.t.Helper()
+	deadline := time.Now().Add(waitLimit)
+	for {
+		c := e.imap()
+		st, err := c.Status(mailbox, &imap.StatusOptions{NumMessages: true}).Wait()
+		c.Close()
+		if err == nil && st.NumMessages != nil && *st.NumMessages == n {
+			return
+		}
+		if time.Now().After(deadline) {
+			e.t.Fatalf("mailbox %s: status %+v, err %v; want %d messages", mailbox, st, err, n)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// waitLedger waits until `mailgate status`-like output of the ledger
+// satisfies ok. It reads the store directly.
+func (e *testEnv) waitLedger(ok func(string) bool) {
+	e.t.Helper()
+	deadline := time.Now().Add(waitLimit)
+	for {
+		s := ledgerSummary(e.t, e.cfgPath)
+		if ok(s) {
+			return
+		}
+		if time.Now().After(deadline) {
+			e.t.Fatalf("ledger: %s", s)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func wrap(s string) string {
+	var b strings.Builder
+	for len(s) > 76 {
+		b.WriteString(s[:76] + "\n")
+		s = s[76:]
+	}
+	b.WriteString(s)
+	return b.String()
+}

@@ -1,0 +1,271 @@
+package main
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"mailgate/bridge/userlike"
+	"mailgate/config"
+	"mailgate/devmail"
+	"mailgate/store"
+)
+
+const (
+	supportUser  = "support@example.test"
+	supportPass  = "imap-secret-1"
+	inboundToken = "inbound-token-abc"
+	waitLimit    = 30 * time.Second
+)
+
+// fakeUserlike is an httptest Userlike Message Center that records every
+// inbound POST.
+type fakeUserlike struct {
+	t   *testing.T
+	srv *httptest.Server
+
+	mu    sync.Mutex
+	posts []userlike.InboundMessage
+	// respond, when set, picks the status for a request (0 = 200).
+	respond func(m userlike.InboundMessage, attempt int) int
+	tries   map[string]int
+}
+
+func newFakeUserlike(t *testing.T) *fakeUserlike {
+	f := &fakeUserlike{t: t, tries: map[string]int{}}
+	f.srv = httptest.NewServer(http.HandlerFunc(f.serve))
+	t.Cleanup(f.srv.Close)
+	return f
+}
+
+func (f *fakeUserlike) serve(w http.ResponseWriter, r *http.Request) {
+	if r.Header.Get("API-SECURITY-TOKEN") != inboundToken {
+		http.Error(w, `{"error":"bad token"}`, http.StatusUnauthorized)
+		return
+	}
+	var m userlike.InboundMessage
+	if err := json.NewDecoder(r.Body).Decode(&m); err != nil {
+		http.Error(w, `{"error":"bad json"}`, http.StatusBadRequest)
+		return
+	}
+	f.mu.Lock()
+	key := m.Email + "\x00" + m.Text + "\x00" + m.URL
+	f.tries[key]++
+	attempt := f.tries[key]
+	respond := f.respond
+	f.mu.Unlock()
+	if respond != nil {
+		if code := respond(m, attempt); code != 0 && code != http.StatusOK {
+			w.WriteHeader(code)
+			fmt.Fprintf(w, `{"error":"status %d"}`, code)
+			return
+		}
+	}
+	f.mu.Lock()
+	f.posts = append(f.posts, m)
+	f.mu.Unlock()
+	fmt.Fprintln(w, `{"status":"ok"}`)
+}
+
+// received returns a copy of the accepted posts.
+func (f *fakeUserlike) received() []userlike.InboundMessage {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]userlike.InboundMessage(nil), f.posts...)
+}
+
+// waitPosts waits until at least n posts were accepted.
+func (f *fakeUserlike) waitPosts(n int) []userlike.InboundMessage {
+	f.t.Helper()
+	deadline := time.Now().Add(waitLimit)
+	for {
+		got := f.received()
+		if len(got) >= n {
+			return got
+		}
+		if time.Now().After(deadline) {
+			f.t.Fatalf("got %d posts, want %d: %+v", len(got), n, got)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// testEnv is one mailgate under test with its mail system and Userlike.
+type testEnv struct {
+	t        *testing.T
+	mail     *devmail.Server
+	ul       *fakeUserlike
+	dir      string
+	cfgPath  string
+	httpAddr string
+}
+
+func newTestEnv(t *testing.T, extraTOML string) *testEnv {
+	t.Helper()
+	dm, err := devmail.Start(devmail.Options{Users: map[string]string{supportUser: supportPass, "jane@example.test": "jane-pass"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { dm.Close() })
+	e := &testEnv{t: t, mail: dm, ul: newFakeUserlike(t), dir: t.TempDir(), httpAddr: freeAddr(t)}
+	e.cfgPath = filepath.Join(e.dir, "config.toml")
+	cfg := fmt.Sprintf(`
+[server]
+listen = %[1]q
+public_url = "http://%[1]s"
+
+[metrics]
+listen = ""
+
+[store]
+path = %[2]q
+
+[log]
+level = "debug"
+
+[[channel]]
+name = "support"
+
+[channel.userlike]
+inbound_url = %[3]q
+inbound_token = %[4]q
+outbound_token = "outbound-token-xyz"
+
+[channel.imap]
+address = %[5]q
+security = "none"
+username = %[6]q
+password = %[7]q
+poll_interval = "10s"
+
+[channel.smtp]
+address = %[8]q
+security = "none"
+from = "Example Support <support@example.test>"
+
+[channel.verify]
+trusted_authserv_ids = ["mx.example.test"]
+%[9]s
+`, e.httpAddr, filepath.Join(e.dir, "state", "mailgate.db"), e.ul.srv.URL, inboundToken, dm.IMAPAddr(), supportUser, supportPass, dm.SMTPAddr(), extraTOML)
+	if err := os.WriteFile(e.cfgPath, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return e
+}
+
+func freeAddr(t *testing.T) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// start runs the daemon in-process until the test ends.
+func (e *testEnv) start() (stop func()) {
+	e.t.Helper()
+	cfg, err := config.Load(e.cfgPath, config.Options{Getenv: func(string) string { return "" }})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	log := slog.New(slog.NewTextHandler(testWriter{e.t}, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	d, err := startDaemon(ctx, daemonOptions{Config: cfg, ConfigPath: e.cfgPath, Logger: log})
+	if err != nil {
+		cancel()
+		e.t.Fatal(err)
+	}
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			cancel()
+			if err := d.wait(); err != nil {
+				e.t.Errorf("daemon stopped with %v", err)
+			}
+		})
+	}
+	e.t.Cleanup(stop)
+	return stop
+}
+
+// deliver puts a customer email into the support INBOX.
+func (e *testEnv) deliver(raw string) uint32 {
+	e.t.Helper()
+	uid, err := e.mail.Deliver(supportUser, "INBOX", []byte(strings.ReplaceAll(raw, "\n", "\r\n")))
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return uid
+}
+
+type testWriter struct{ t *testing.T }
+
+func (w testWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimRight(string(p), "\n"))
+	return len(p), nil
+}
+
+// customerMail builds a plain text email that the trusted MX says passed
+// DMARC.
+func customerMail(from, name, msgID, subject, body string, extraHeaders ...string) string {
+	domain := from[strings.IndexByte(from, '@')+1:]
+	var b strings.Builder
+	fmt.Fprintf(&b, "Authentication-Results: mx.example.test; dmarc=pass header.from=%s\n", domain)
+	for _, h := range extraHeaders {
+		b.WriteString(h + "\n")
+	}
+	fmt.Fprintf(&b, "From: %s <%s>\nTo: support@example.test\nSubject: %s\nMessage-ID: <%s>\nDate: Tue, 24 Nov 2026 10:00:00 +0000\nMIME-Version: 1.0\nContent-Type: text/plain; charset=utf-8\n\n%s\n", name, from, subject, msgID, body)
+	return b.String()
+}
+
+func download(t *testing.T, url string) (sum string, resp *http.Response) {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	h := sha256.New()
+	io.Copy(h, resp.Body)
+	return hex.EncodeToString(h.Sum(nil)), resp
+}
+
+// ledgerSummary opens the store read-only-ish and summarizes the ledger
+// states, e.g. "posted=2 dead=1".
+func ledgerSummary(t *testing.T, cfgPath string) string {
+	t.Helper()
+	cfg, err := config.Load(cfgPath, config.Options{Getenv: func(string) string { return "" }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	db, err := store.Open(context.Background(), cfg.Store.Path, store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	counts, err := db.Counts(context.Background(), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var parts []string
+	for state, n := range counts {
+		parts = append(parts, fmt.Sprintf("%s=%d", state, n))
+	}
+	slices.Sort(parts)
+	return strings.Join(parts, " ")
+}

@@ -1,0 +1,59 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os/signal"
+	"syscall"
+	"time"
+)
+
+// stopTimeout bounds the shutdown after SIGTERM: in-flight POSTs and SMTP
+// sends get this long to finish before the process exits anyway.
+const stopTimeout = 30 * time.Second
+
+func cmdRun(ctx context.Context, env *environment, args []string) error {
+	fs := newFlagSet(env, "run", "[-c FILE]", "run the daemon")
+	path := configFlag(env, fs)
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return usageError{fmt.Errorf("mailgate run: unexpected argument %q", fs.Arg(0))}
+	}
+	cfg, err := loadConfig(env, *path)
+	if err != nil {
+		return err
+	}
+	log, err := newLogger(env.stderr, cfg.Log.Level, cfg.Log.Format)
+	if err != nil {
+		return usageError{fmt.Errorf("%s: %w", *path, err)}
+	}
+	for _, w := range cfg.Warnings {
+		log.Warn("config: " + w)
+	}
+
+	ctx, stop := signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+
+	d, err := startDaemon(ctx, daemonOptions{Config: cfg, ConfigPath: *path, Logger: log, Getenv: env.getenv})
+	if err != nil {
+		return err
+	}
+	log.Info("mailgate started", "version", versionString(), "channels", len(cfg.Channels), "listen", d.httpAddr())
+	<-ctx.Done()
+	log.Info("mailgate stopping")
+	done := make(chan error, 1)
+	go func() { done <- d.wait() }()
+	select {
+	case err := <-done:
+		if err != nil && !errors.Is(err, context.Canceled) {
+			return err
+		}
+		log.Info("mailgate stopped")
+		return nil
+	case <-time.After(stopTimeout + 5*time.Second):
+		return fmt.Errorf("shutdown did not finish within %s", stopTimeout)
+	}
+}
