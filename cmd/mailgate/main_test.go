@@ -1,0 +1,116 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func runCLI(t *testing.T, stdin string, args ...string) (code int, stdout, stderr string) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	env := &environment{stdin: strings.NewReader(stdin), stdout: &out, stderr: &errb, getenv: func(string) string { return "" }}
+	code = execute(context.Background(), env, args)
+	return code, out.String(), errb.String()
+}
+
+func TestCheckConfigExample(t *testing.T) {
+	code, out, errOut := runCLI(t, "", "check-config", "-c", "../../config.example.toml")
+	if code != 0 {
+		t.Fatalf("exit %d, stderr %s", code, errOut)
+	}
+	if !strings.Contains(out, `channel "support"`) {
+		t.Errorf("summary %q does not name the channel", out)
+	}
+	if strings.Contains(out, "change-me") {
+		t.Errorf("summary shows a secret: %q", out)
+	}
+}
+
+func TestCheckConfigErrors(t *testing.T) {
+	example, err := os.ReadFile("../../config.example.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	base := string(example)
+	tests := []struct {
+		name string
+		edit func(string) string
+		want string // substring of stderr: file:line: ... key
+	}{
+		{"unknown key", func(s string) string {
+			return strings.Replace(s, "[channel.imap]\n", "[channel.imap]\nfolderz = [\"INBOX\"]\n", 1)
+		}, "folderz"},
+		{"missing port", func(s string) string {
+			return strings.Replace(s, `address = "imap.example.com:993"`, `address = "imap.example.com"`, 1)
+		}, `channel "support": imap.address: missing port`},
+		{"duplicate channel", func(s string) string {
+			i := strings.Index(s, "[[channel]]")
+			return s + "\n" + s[i:]
+		}, `duplicate`},
+		{"bad duration", func(s string) string {
+			return strings.Replace(s, "[channel.imap]\n", "[channel.imap]\npoll_interval = \"5 minutes\"\n", 1)
+		}, "imap.poll_interval"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "config.toml")
+			if err := os.WriteFile(path, []byte(tt.edit(base)), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			code, _, errOut := runCLI(t, "", "check-config", "-c", path)
+			if code != 2 {
+				t.Errorf("exit %d, want 2; stderr %s", code, errOut)
+			}
+			if !strings.Contains(errOut, "config.toml:") || !strings.Contains(errOut, tt.want) {
+				t.Errorf("stderr %q: want file:line and %q", errOut, tt.want)
+			}
+		})
+	}
+}
+
+func TestHelpAndVersion(t *testing.T) {
+	code, out, _ := runCLI(t, "", "help")
+	if code != 0 || !strings.Contains(out, "check-config") || !strings.Contains(out, "inspect") {
+		t.Errorf("help: exit %d, output %q", code, out)
+	}
+	for _, cmd := range []string{"run", "check-config", "version", "inspect", "help"} {
+		code, _, errOut := runCLI(t, "", cmd, "-h")
+		if code != 0 || !strings.Contains(errOut, "Usage: mailgate "+cmd) {
+			t.Errorf("%s -h: exit %d, output %q", cmd, code, errOut)
+		}
+	}
+	code, out, _ = runCLI(t, "", "version")
+	if code != 0 || !strings.HasPrefix(out, "mailgate ") {
+		t.Errorf("version: exit %d, output %q", code, out)
+	}
+	if code, _, _ := runCLI(t, "", "frobnicate"); code != 2 {
+		t.Errorf("unknown command: exit %d, want 2", code)
+	}
+}
+
+func TestInspect(t *testing.T) {
+	raw := customerMail("jane@example.test", "Jane Doe", "i1@example.test", "Where is my order?", "Hi,\n\nwhere is order 99?\n\nJane\n-- \nJane Doe, ACME", "In-Reply-To: <x@y>")
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "c.toml")
+	example, _ := os.ReadFile("../../config.example.toml")
+	os.WriteFile(cfg, []byte(strings.Replace(string(example), `trusted_authserv_ids = ["mx.example.com"]`, `trusted_authserv_ids = ["mx.example.test"]`, 1)), 0o600)
+	code, out, errOut := runCLI(t, raw, "inspect", "-c", cfg, "-")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	for _, want := range []string{`"action": "post"`, `"email": "jane@example.test"`, `"text": "Hi,\n\nwhere is order 99?\n\nJane"`, `"method": "authres-dmarc"`, `"full_text"`, `"classification"`} {
+		if !strings.Contains(out, want) {
+			t.Errorf("inspect output lacks %s:\n%s", want, out)
+		}
+	}
+	// Without a config the defaults apply: no trusted authserv-id, so the
+	// sender cannot be verified and the mail would be quarantined.
+	code, out, _ = runCLI(t, raw, "inspect", "-")
+	if code != 0 || !strings.Contains(out, `"action": "quarantine"`) {
+		t.Errorf("inspect on defaults: exit %d\n%s", code, out)
+	}
+}
