@@ -9,6 +9,7 @@ import (
 	"math/rand/v2"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"mailgate/bridge/userlike"
@@ -68,7 +69,12 @@ type Inbound struct {
 	opts InboundOptions
 	log  *slog.Logger
 	wake chan struct{}
+	beat atomic.Int64 // unix nanoseconds of the poster loop's last turn
 }
+
+// Heartbeat is when the poster loop last went round; it goes round at
+// least once a minute while Run is alive. The daemon's watchdog uses it.
+func (in *Inbound) Heartbeat() time.Time { return time.Unix(0, in.beat.Load()) }
 
 // NewInbound returns the inbound side of a channel.
 func NewInbound(opts InboundOptions) (*Inbound, error) {
@@ -353,6 +359,7 @@ func (in *Inbound) Run(ctx context.Context) error {
 
 	for {
 		now := in.opts.Now()
+		in.beat.Store(time.Now().UnixNano())
 		var skip []string
 		next := now.Add(time.Minute)
 		for c := range inflight {

@@ -44,6 +44,7 @@ type daemon struct {
 	ln    net.Listener
 	srv   *http.Server
 
+	reloadMu sync.Mutex // serialises reloads
 	mu       sync.Mutex
 	channels map[string]*channelRun
 	wg       sync.WaitGroup

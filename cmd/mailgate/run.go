@@ -4,9 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
+
+	"mailgate/config"
 )
 
 // stopTimeout bounds the shutdown after SIGTERM: in-flight POSTs and SMTP
@@ -36,14 +40,48 @@ func cmdRun(ctx context.Context, env *environment, args []string) error {
 
 	ctx, stop := signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
 
+	notify := notifier{log: log}
+	notify.status("starting")
 	d, err := startDaemon(ctx, daemonOptions{Config: cfg, ConfigPath: *path, Logger: log, Getenv: env.getenv})
 	if err != nil {
 		return err
 	}
+	d.waitAttempted(ctx)
 	log.Info("mailgate started", "version", versionString(), "channels", len(cfg.Channels), "listen", d.httpAddr())
-	<-ctx.Done()
+	notify.ready(d.statusLine())
+	go notify.watchdog(ctx, d.alive)
+
+	status := time.NewTicker(30 * time.Second)
+	defer status.Stop()
+loop:
+	for {
+		select {
+		case <-ctx.Done():
+			break loop
+		case <-status.C:
+			notify.status(d.statusLine())
+		case <-hup:
+			notify.reloading()
+			next, err := config.Load(*path, config.Options{Getenv: env.getenv})
+			if err != nil {
+				log.Error("config: reload refused, the running configuration stays: " + strings.ReplaceAll(err.Error(), "\n", "; "))
+			} else {
+				for _, w := range next.Warnings {
+					log.Warn("config: " + w)
+				}
+				if err := d.reload(ctx, next); err != nil {
+					log.Error("config: reload failed", "err", err)
+				}
+			}
+			notify.ready(d.statusLine())
+		}
+	}
 	log.Info("mailgate stopping")
+	notify.stopping()
 	done := make(chan error, 1)
 	go func() { done <- d.wait() }()
 	select {
