@@ -39,6 +39,12 @@ type InboundOptions struct {
 	RateWindow time.Duration
 	// SubjectLine puts the subject first in a new conversation's text.
 	SubjectLine bool
+	// AttachOriginal is "never", "when-trimmed" or "always": whether the
+	// untrimmed email is posted too, as an .eml media message.
+	AttachOriginal string
+	// StoreOriginal stores a raw email as media and returns its id; it is
+	// needed unless AttachOriginal is "never".
+	StoreOriginal func(ctx context.Context, raw []byte) (mediaID string, err error)
 	// Workers bounds concurrent POSTs (to different contacts); default 4.
 	Workers int
 	// Notify tells the mailbox watcher that IMAP actions are pending.
@@ -190,6 +196,13 @@ func (in *Inbound) Handle(ctx context.Context, m *imapsync.Message) error {
 	case ActionPost:
 		row.State = store.StateFetched
 		row.After = in.opts.After
+		if in.attachOriginal(d) {
+			id, err := in.opts.StoreOriginal(ctx, m.Raw)
+			if err != nil {
+				return fmt.Errorf("bridge: store the original email of uid %d: %w", m.UID, err)
+			}
+			d.Attachments = append(d.Attachments, AttachmentInfo{Name: "original-message.eml", Type: "message/rfc822", Size: int64(len(m.Raw)), Action: "post", MediaID: id})
+		}
 		posts, err := buildPosts(d)
 		if err != nil {
 			return err
@@ -207,6 +220,20 @@ func (in *Inbound) Handle(ctx context.Context, m *imapsync.Message) error {
 		row.State = store.StateDead
 	}
 	return in.record(ctx, row, d)
+}
+
+// attachOriginal reports whether the untrimmed email goes along as media.
+func (in *Inbound) attachOriginal(d *Decision) bool {
+	if in.opts.StoreOriginal == nil {
+		return false
+	}
+	switch in.opts.AttachOriginal {
+	case "always":
+		return true
+	case "when-trimmed":
+		return d.Trimmed
+	}
+	return false
 }
 
 // applyState applies what needs the ledger: the per-sender rate limit and

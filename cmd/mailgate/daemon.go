@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -166,6 +167,9 @@ func (d *daemon) httpAddr() string { return d.ln.Addr().String() }
 // startChannel builds and starts the goroutines of one channel.
 func (d *daemon) startChannel(parent context.Context, ch config.Channel) error {
 	log := d.log.With("channel", ch.Name)
+	if ch.Verify.Require != "none" && len(ch.Verify.TrustedAuthservIDs) == 0 && !ch.Verify.DKIM && len(ch.Verify.Allow) == 0 {
+		log.Warn("verify: no trusted_authserv_ids, no dkim and no allow list: no sender can be verified, so every email will be quarantined; see doc/verification.md")
+	}
 	if ch.Verify.Require == "none" {
 		log.Warn("verify.require = \"none\": senders are NOT verified, so anyone can post under any address and read that contact's earlier conversations")
 	}
@@ -213,18 +217,26 @@ func (d *daemon) startChannel(parent context.Context, ch config.Channel) error {
 		quarantine = store.Action{Kind: "flag"}
 	}
 	inbound, err := bridge.NewInbound(bridge.InboundOptions{
-		Channel:     ch.Name,
-		DB:          d.db,
-		Analyzer:    analyzer,
-		Client:      client,
-		MediaURL:    d.mediaURL,
-		After:       after,
-		Quarantine:  quarantine,
-		RateLimit:   ch.Inbound.RateLimit,
-		RateWindow:  ch.Inbound.RateWindow.Duration,
-		SubjectLine: ch.Inbound.Subject == "first-line",
-		Notify:      func() { run.watcher.Notify() },
-		Logger:      d.log,
+		Channel:        ch.Name,
+		DB:             d.db,
+		Analyzer:       analyzer,
+		Client:         client,
+		MediaURL:       d.mediaURL,
+		After:          after,
+		Quarantine:     quarantine,
+		RateLimit:      ch.Inbound.RateLimit,
+		RateWindow:     ch.Inbound.RateWindow.Duration,
+		SubjectLine:    ch.Inbound.Subject == "first-line",
+		AttachOriginal: ch.Inbound.AttachOriginal,
+		StoreOriginal: func(ctx context.Context, raw []byte) (string, error) {
+			rec, err := d.media.Put(ctx, media.PutMeta{Filename: "original-message.eml", ContentType: "message/rfc822", Channel: ch.Name}, bytes.NewReader(raw))
+			if err != nil {
+				return "", err
+			}
+			return rec.ID, nil
+		},
+		Notify: func() { run.watcher.Notify() },
+		Logger: d.log,
 	})
 	if err != nil {
 		return err

@@ -248,3 +248,30 @@ func wrap(s string) string {
 	b.WriteString(s)
 	return b.String()
 }
+
+func TestDaemonAttachesOriginalWhenTrimmed(t *testing.T) {
+	e := newTestEnv(t, "\n[channel.inbound]\nattach_original = \"when-trimmed\"\n")
+	raw := customerMail("jane@example.test", "Jane", "o1@example.test", "Re: Order", "New words.\n\n> old quoted words\n> more", "In-Reply-To: <x@example.test>")
+	e.deliver(customerMail("bob@example.test", "Bob", "o2@example.test", "Hi", "Nothing to trim here.", "In-Reply-To: <y@example.test>"))
+	e.deliver(raw)
+	e.start()
+	e.ul.waitPosts(3)
+	time.Sleep(200 * time.Millisecond)
+	var urls []string
+	for _, p := range e.ul.received() {
+		if p.URL != "" {
+			urls = append(urls, p.URL)
+			if p.Email != "jane@example.test" {
+				t.Errorf("original attached for %s, whose mail was not trimmed", p.Email)
+			}
+		}
+	}
+	if len(urls) != 1 || !strings.Contains(urls[0], "original-message.eml") {
+		t.Fatalf("media posts %v, want one original-message.eml", urls)
+	}
+	sum, resp := download(t, urls[0])
+	want := sha256.Sum256([]byte(strings.ReplaceAll(raw, "\n", "\r\n")))
+	if resp.StatusCode != 200 || sum != hex.EncodeToString(want[:]) {
+		t.Errorf("original: status %d sha %s, want the raw email", resp.StatusCode, sum)
+	}
+}
