@@ -79,7 +79,7 @@ type Inbound struct {
 }
 
 // Heartbeat is when the poster loop last went round; it goes round at
-// least once a minute while Run is alive. The daemon's watchdog uses it.
+// least every few seconds while Run is alive. The daemon's watchdog uses it.
 func (in *Inbound) Heartbeat() time.Time { return time.Unix(0, in.beat.Load()) }
 
 // NewInbound returns the inbound side of a channel.
@@ -351,6 +351,10 @@ func (in *Inbound) poke() {
 	}
 }
 
+// idleRecheck is how often the poster looks for due posts when nothing
+// woke it.
+const idleRecheck = 3 * time.Second
+
 // drainTimeout bounds how long in-flight POSTs may run after shutdown
 // begins.
 const drainTimeout = 30 * time.Second
@@ -388,7 +392,10 @@ func (in *Inbound) Run(ctx context.Context) error {
 		now := in.opts.Now()
 		in.beat.Store(time.Now().UnixNano())
 		var skip []string
-		next := now.Add(time.Minute)
+		// Look again every few seconds even when nothing is due, so that
+		// rows requeued by `mailgate dead retry` from another process are
+		// picked up.
+		next := now.Add(idleRecheck)
 		for c := range inflight {
 			skip = append(skip, c)
 		}

@@ -137,6 +137,29 @@ func TestDaemonUserlikeErrors(t *testing.T) {
 		t.Errorf("posted for %v, want bob and cid once each (posts %+v)", emails, posts)
 	}
 	e.waitLedger(func(s string) bool { return strings.Contains(s, "dead") })
+
+	// The admin commands work against the live daemon: the dead letter is
+	// listed with its reason, and a retry posts it once Userlike accepts.
+	code, out, errOut := runCLI(t, "", "dead", "-c", e.cfgPath, "list")
+	if code != 0 || !strings.Contains(out, "ann@example.test") || !strings.Contains(out, "400") {
+		t.Fatalf("dead list: exit %d\n%s%s", code, out, errOut)
+	}
+	id := strings.Fields(strings.Split(out, "\n")[1])[0]
+	code, out, _ = runCLI(t, "", "status", "-c", e.cfgPath, "-json")
+	if code != 0 || !strings.Contains(out, `"dead": 1`) {
+		t.Errorf("status -json: exit %d\n%s", code, out)
+	}
+	e.ul.mu.Lock()
+	e.ul.respond = nil
+	e.ul.mu.Unlock()
+	if code, out, errOut := runCLI(t, "", "dead", "-c", e.cfgPath, "retry", id); code != 0 {
+		t.Fatalf("dead retry: exit %d\n%s%s", code, out, errOut)
+	}
+	e.ul.waitPosts(3)
+	code, out, _ = runCLI(t, "", "status", "-c", e.cfgPath)
+	if code != 0 || !strings.Contains(out, "3 posted") {
+		t.Errorf("status after retry: exit %d\n%s", code, out)
+	}
 }
 
 func TestDaemonQuarantinesUnverifiedSender(t *testing.T) {

@@ -49,6 +49,8 @@ func commands() []command {
 		{"run", "run the daemon", cmdRun},
 		{"check-config", "load and validate the configuration, print one line per channel", cmdCheckConfig},
 		{"inspect", "print as JSON what mailgate would do with an email, without network or state changes", cmdInspect},
+		{"status", "show per channel the cursors, queue depths, oldest pending item, last error and dead letters", cmdStatus},
+		{"dead", "list, show, retry or drop dead letters", cmdDead},
 		{"version", "print the version", cmdVersion},
 		{"help", "list the commands, or describe one", cmdHelp},
 	}

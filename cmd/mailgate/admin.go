@@ -1,0 +1,196 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"mailgate/config"
+	"mailgate/store"
+)
+
+// openStore opens the store named by the configuration. The admin
+// commands use it while the daemon runs: SQLite's WAL lets them read
+// alongside it, and their rare writes wait on the busy timeout.
+func openStore(ctx context.Context, env *environment, path string) (*config.Config, *store.DB, error) {
+	cfg, err := loadConfig(env, path)
+	if err != nil {
+		return nil, nil, err
+	}
+	db, err := store.Open(ctx, cfg.Store.Path, store.Options{})
+	if err != nil {
+		return nil, nil, err
+	}
+	return cfg, db, nil
+}
+
+func cmdStatus(ctx context.Context, env *environment, args []string) error {
+	fs := newFlagSet(env, "status", "[-c FILE] [-json]", "show per channel the cursors, queue depths, oldest pending item, last error and dead letters")
+	path := configFlag(env, fs)
+	asJSON := fs.Bool("json", false, "print JSON, for scripts")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	cfg, db, err := openStore(ctx, env, *path)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	var all []*store.ChannelStatus
+	for _, ch := range cfg.Channels {
+		st, err := db.Status(ctx, ch.Name)
+		if err != nil {
+			return err
+		}
+		all = append(all, st)
+	}
+	if *asJSON {
+		enc := json.NewEncoder(env.stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(all)
+	}
+	for i, st := range all {
+		if i > 0 {
+			fmt.Fprintln(env.stdout)
+		}
+		printStatus(env.stdout, st)
+	}
+	return nil
+}
+
+func printStatus(w io.Writer, st *store.ChannelStatus) {
+	fmt.Fprintf(w, "channel %q\n", st.Channel)
+	for _, c := range st.Cursors {
+		fmt.Fprintf(w, "  folder %-20s uidvalidity %d, last uid %d (%s)\n", c.Folder, c.UIDValidity, c.UID, ago(c.UpdatedAt))
+	}
+	if len(st.Cursors) == 0 {
+		fmt.Fprintln(w, "  no folder synced yet")
+	}
+	fmt.Fprintf(w, "  inbound: %d waiting to post, %d posted, %d skipped, %d quarantined, %d dead\n",
+		st.Inbound[store.StateFetched]+st.Inbound[store.StatePosting], st.Inbound[store.StatePosted],
+		st.Inbound[store.StateSkipped], st.Inbound[store.StateQuarantined], st.Inbound[store.StateDead])
+	fmt.Fprintf(w, "  outbox:  %d queued, %d sending, %d sent, %d failed, %d cancelled\n",
+		st.Outbox[store.OutboxQueued], st.Outbox[store.OutboxSending], st.Outbox[store.OutboxSent],
+		st.Outbox[store.OutboxFailed], st.Outbox[store.OutboxCancelled])
+	if !st.OldestPending.IsZero() {
+		fmt.Fprintf(w, "  oldest pending item: %s\n", ago(st.OldestPending))
+	}
+	if st.LastError != "" {
+		fmt.Fprintf(w, "  last error (%s): %s\n", ago(st.LastErrorAt), st.LastError)
+	}
+}
+
+func ago(t time.Time) string {
+	if t.IsZero() {
+		return "never"
+	}
+	return time.Since(t).Round(time.Second).String() + " ago"
+}
+
+func cmdDead(ctx context.Context, env *environment, args []string) error {
+	fs := newFlagSet(env, "dead", "[-c FILE] list|show ID|retry ID|drop ID", "list, show, retry or drop dead letters")
+	path := configFlag(env, fs)
+	channel := fs.String("channel", "", "only this channel (list)")
+	raw := fs.Bool("raw", false, "show: print the raw email instead of JSON")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	verb := fs.Arg(0)
+	var id int64
+	switch verb {
+	case "list":
+		if fs.NArg() != 1 {
+			return usageError{fmt.Errorf("mailgate dead list takes no arguments")}
+		}
+	case "show", "retry", "drop":
+		if fs.NArg() != 2 {
+			return usageError{fmt.Errorf("mailgate dead %s: want one ID", verb)}
+		}
+		var err error
+		if id, err = strconv.ParseInt(fs.Arg(1), 10, 64); err != nil || id <= 0 {
+			return usageError{fmt.Errorf("mailgate dead %s: invalid ID %q", verb, fs.Arg(1))}
+		}
+	default:
+		fs.Usage()
+		return usageError{fmt.Errorf("mailgate dead: want list, show, retry or drop")}
+	}
+	_, db, err := openStore(ctx, env, *path)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	switch verb {
+	case "list":
+		rows, err := db.ListInbound(ctx, store.InboundFilter{Channel: *channel, States: []store.InboundState{store.StateDead}, Limit: 1000})
+		if err != nil {
+			return err
+		}
+		tw := tabwriter.NewWriter(env.stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "ID\tCHANNEL\tWHEN\tFROM\tSUBJECT\tREASON")
+		for _, r := range rows {
+			fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\n", r.ID, r.Channel, r.UpdatedAt.Local().Format(time.DateTime), r.Contact, clip(r.Subject, 40), clip(r.Reason, 100))
+		}
+		return tw.Flush()
+	case "show":
+		r, err := db.Inbound(ctx, id)
+		if err != nil {
+			return err
+		}
+		if *raw {
+			_, err := env.stdout.Write(r.Raw)
+			return err
+		}
+		enc := json.NewEncoder(env.stdout)
+		enc.SetIndent("", "  ")
+		enc.SetEscapeHTML(false)
+		return enc.Encode(deadView(r))
+	case "retry":
+		if err := db.Requeue(ctx, id); err != nil {
+			return fmt.Errorf("retry %d: %w (an email with nothing to post cannot be retried; save it with `mailgate dead show -raw %d`, fix the cause and deliver it again)", id, err, id)
+		}
+		fmt.Fprintf(env.stdout, "dead letter %d is queued again; the daemon posts it on its next round\n", id)
+	case "drop":
+		if err := db.DropDead(ctx, id); err != nil {
+			return err
+		}
+		fmt.Fprintf(env.stdout, "dead letter %d dropped\n", id)
+	}
+	return nil
+}
+
+func clip(s string, n int) string {
+	s = strings.Join(strings.Fields(s), " ")
+	if r := []rune(s); len(r) > n {
+		return string(r[:n-1]) + "…"
+	}
+	return s
+}
+
+// deadView is the JSON shape of `mailgate dead show`.
+func deadView(r *store.Inbound) any {
+	return struct {
+		ID             int64           `json:"id"`
+		Channel        string          `json:"channel"`
+		Folder         string          `json:"folder"`
+		UID            uint32          `json:"uid"`
+		State          string          `json:"state"`
+		Reason         string          `json:"reason"`
+		LastError      string          `json:"last_error,omitempty"`
+		Contact        string          `json:"contact"`
+		Subject        string          `json:"subject"`
+		MessageID      string          `json:"message_id"`
+		Classification string          `json:"classification"`
+		Verdict        json.RawMessage `json:"verification,omitempty"`
+		PostsDone      int             `json:"posts_done"`
+		PostsTotal     int             `json:"posts_total"`
+		RawSize        int             `json:"raw_size"`
+		ArrivedAt      time.Time       `json:"arrived_at"`
+		UpdatedAt      time.Time       `json:"updated_at"`
+	}{r.ID, r.Channel, r.Folder, r.UID, string(r.State), r.Reason, r.LastError, r.Contact, r.Subject, r.MessageID,
+		r.Classification, json.RawMessage(r.Verdict), r.PostsDone, len(r.Posts), len(r.Raw), r.ArrivedAt, r.UpdatedAt}
+}
