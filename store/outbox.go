@@ -5,6 +5,8 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 	"time"
 )
 
@@ -36,10 +38,28 @@ type OutboxItem struct {
 	UpdatedAt  time.Time
 }
 
+// OutboxCoalesceLimit caps coalescing: the queued items of one contact
+// are due at the latest this long after the first of them was queued, however
+// often new items extend the wait.
+const OutboxCoalesceLimit = 60 * time.Second
+
 // Enqueue adds it to the outbox as queued. When the channel already has an
 // item with the same UserlikeID, nothing is written and the existing id is
 // returned with duplicate set. On a fresh insert it.ID, it.State,
-// it.CreatedAt and it.UpdatedAt are filled in.
+// it.SendAfter, it.CreatedAt and it.UpdatedAt are filled in.
+//
+// it.SendAfter is when the caller wants the contact's queued items sent at
+// the earliest (now plus the coalescing wait; the zero time means now). In
+// the same transaction every queued item of (channel, contact) gets the
+// send_after
+//
+//	min(it.SendAfter, first + OutboxCoalesceLimit)
+//
+// where first is when the oldest queued item not yet tried was queued, so
+// that a burst of operator messages leaves as one email: each new message
+// extends the wait, up to the limit. An item waiting for a retry joins the
+// new schedule (a new message is a good moment to try again, and the
+// contact's items stay in order).
 func (db *DB) Enqueue(ctx context.Context, it *OutboxItem) (id int64, duplicate bool, err error) {
 	if it.Channel == "" || normContact(it.Contact) == "" {
 		return 0, false, fmt.Errorf("store: enqueue %q: channel and contact are required", it.UserlikeID)
@@ -49,12 +69,18 @@ func (db *DB) Enqueue(ctx context.Context, it *OutboxItem) (id int64, duplicate 
 	}
 	contact := normContact(it.Contact)
 	now := db.nowMS()
+	want := ms(it.SendAfter)
+	if want == 0 {
+		want = now
+	}
+	var sendAfter int64
 	err = db.tx(ctx, func(tx *sql.Tx) error {
+		duplicate = false
 		r, err := tx.ExecContext(ctx, `INSERT INTO outbox (channel, contact, userlike_id, operator, text,
 				media_url, state, send_after, attempts, last_error, message_id, created_at, updated_at)
 			VALUES (?, ?, ?, ?, ?, ?, 'queued', ?, 0, '', '', ?, ?)
 			ON CONFLICT (channel, userlike_id) WHERE userlike_id != '' DO NOTHING`,
-			it.Channel, contact, it.UserlikeID, it.Operator, it.Text, it.MediaURL, ms(it.SendAfter), now, now)
+			it.Channel, contact, it.UserlikeID, it.Operator, it.Text, it.MediaURL, want, now, now)
 		if err != nil {
 			return err
 		}
@@ -62,19 +88,31 @@ func (db *DB) Enqueue(ctx context.Context, it *OutboxItem) (id int64, duplicate 
 		if err != nil {
 			return err
 		}
-		if n == 1 {
-			id, err = r.LastInsertId()
+		if n == 0 {
+			duplicate = true
+			return tx.QueryRowContext(ctx, `SELECT id FROM outbox WHERE channel = ? AND userlike_id = ?`,
+				it.Channel, it.UserlikeID).Scan(&id)
+		}
+		if id, err = r.LastInsertId(); err != nil {
 			return err
 		}
-		duplicate = true
-		return tx.QueryRowContext(ctx, `SELECT id FROM outbox WHERE channel = ? AND userlike_id = ?`,
-			it.Channel, it.UserlikeID).Scan(&id)
+		var first int64
+		if err := tx.QueryRowContext(ctx, `SELECT min(created_at) FROM outbox
+			WHERE channel = ? AND contact = ? AND state = 'queued' AND attempts = 0`,
+			it.Channel, contact).Scan(&first); err != nil {
+			return err
+		}
+		sendAfter = min(want, first+OutboxCoalesceLimit.Milliseconds())
+		_, err = tx.ExecContext(ctx, `UPDATE outbox SET send_after = ?
+			WHERE channel = ? AND contact = ? AND state = 'queued'`, sendAfter, it.Channel, contact)
+		return err
 	})
 	if err != nil {
 		return 0, false, fmt.Errorf("store: enqueue %s %q: %w", it.Channel, it.UserlikeID, err)
 	}
 	if !duplicate {
 		it.ID, it.Contact, it.State = id, contact, OutboxQueued
+		it.SendAfter = fromMS(sendAfter)
 		it.CreatedAt, it.UpdatedAt = fromMS(now), fromMS(now)
 	}
 	return id, duplicate, nil
@@ -82,20 +120,14 @@ func (db *DB) Enqueue(ctx context.Context, it *OutboxItem) (id int64, duplicate 
 
 // Outbox returns outbox item id.
 func (db *DB) Outbox(ctx context.Context, id int64) (*OutboxItem, error) {
-	var it OutboxItem
-	var sendAfter, created, updated int64
-	err := db.read.QueryRowContext(ctx, `SELECT id, channel, contact, userlike_id, operator, text, media_url,
-			state, send_after, attempts, last_error, message_id, created_at, updated_at
-		FROM outbox WHERE id = ?`, id).Scan(&it.ID, &it.Channel, &it.Contact, &it.UserlikeID, &it.Operator,
-		&it.Text, &it.MediaURL, &it.State, &sendAfter, &it.Attempts, &it.LastError, &it.MessageID, &created, &updated)
+	it, err := scanOutbox(db.read.QueryRowContext(ctx, `SELECT `+outboxColumns+` FROM outbox WHERE id = ?`, id))
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, fmt.Errorf("store: outbox #%d: %w", id, notFound{})
 	}
 	if err != nil {
 		return nil, fmt.Errorf("store: outbox #%d: %w", id, err)
 	}
-	it.SendAfter, it.CreatedAt, it.UpdatedAt = fromMS(sendAfter), fromMS(created), fromMS(updated)
-	return &it, nil
+	return it, nil
 }
 
 // CancelOutbox cancels the channel's item with userlikeID if it is still
@@ -151,4 +183,279 @@ func (db *DB) OutboxCounts(ctx context.Context, channel string) (map[string]int,
 		return nil, fmt.Errorf("store: outbox counts %s: %w", channel, err)
 	}
 	return m, nil
+}
+
+// outboxColumns are the columns scanOutbox reads, in order.
+const outboxColumns = `id, channel, contact, userlike_id, operator, text, media_url,
+	state, send_after, attempts, last_error, message_id, created_at, updated_at`
+
+// scanOutbox reads one row of outboxColumns.
+func scanOutbox(row interface{ Scan(...any) error }) (*OutboxItem, error) {
+	var it OutboxItem
+	var sendAfter, created, updated int64
+	if err := row.Scan(&it.ID, &it.Channel, &it.Contact, &it.UserlikeID, &it.Operator, &it.Text, &it.MediaURL,
+		&it.State, &sendAfter, &it.Attempts, &it.LastError, &it.MessageID, &created, &updated); err != nil {
+		return nil, err
+	}
+	it.SendAfter, it.CreatedAt, it.UpdatedAt = fromMS(sendAfter), fromMS(created), fromMS(updated)
+	return &it, nil
+}
+
+// OutboxBatch is the due queued items of one contact, to be sent as one
+// email.
+type OutboxBatch struct {
+	Channel string
+	Contact string
+	// Items are the contact's queued items, oldest (lowest id) first.
+	Items []*OutboxItem
+	// Thread is the contact's current thread; nil when there is none.
+	Thread *Thread
+}
+
+// IDs returns the ids of the batch's items.
+func (b *OutboxBatch) IDs() []int64 {
+	ids := make([]int64, len(b.Items))
+	for i, it := range b.Items {
+		ids[i] = it.ID
+	}
+	return ids
+}
+
+// qDueGroups finds the (channel, contact) groups whose queued items are all
+// due and that have no item being sent, from the partial index.
+const qDueGroups = `SELECT channel, contact FROM outbox INDEXED BY outbox_pending
+	WHERE state IN ('queued', 'sending')
+	GROUP BY channel, contact
+	HAVING max(state = 'sending') = 0 AND max(send_after) <= ?
+	ORDER BY min(id)`
+
+// DueOutbox returns, per (channel, contact), the queued items that are due
+// at now, with the contact's current thread. A group is due when every
+// queued item of it is due (Enqueue gives them one send_after; a retry
+// holds back the items queued after it, so the contact's replies stay in
+// order); a group with an item in state sending is left alone until that
+// delivery settles. Batches come oldest first.
+func (db *DB) DueOutbox(ctx context.Context, now time.Time) ([]OutboxBatch, error) {
+	tx, err := db.read.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
+	if err != nil {
+		return nil, fmt.Errorf("store: due outbox: %w", err)
+	}
+	defer tx.Rollback()
+	batches, err := dueOutbox(ctx, tx, ms(now))
+	if err != nil {
+		return nil, fmt.Errorf("store: due outbox: %w", err)
+	}
+	return batches, nil
+}
+
+func dueOutbox(ctx context.Context, tx *sql.Tx, now int64) ([]OutboxBatch, error) {
+	rows, err := tx.QueryContext(ctx, qDueGroups, now)
+	if err != nil {
+		return nil, err
+	}
+	var batches []OutboxBatch
+	for rows.Next() {
+		var b OutboxBatch
+		if err := rows.Scan(&b.Channel, &b.Contact); err != nil {
+			rows.Close()
+			return nil, err
+		}
+		batches = append(batches, b)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	for i := range batches {
+		b := &batches[i]
+		rows, err := tx.QueryContext(ctx, `SELECT `+outboxColumns+` FROM outbox
+			WHERE channel = ? AND contact = ? AND state = 'queued' ORDER BY id`, b.Channel, b.Contact)
+		if err != nil {
+			return nil, err
+		}
+		for rows.Next() {
+			it, err := scanOutbox(rows)
+			if err != nil {
+				rows.Close()
+				return nil, err
+			}
+			b.Items = append(b.Items, it)
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return nil, err
+		}
+		if b.Thread, err = currentThread(ctx, tx, b.Channel, b.Contact); err != nil {
+			return nil, err
+		}
+	}
+	return batches, nil
+}
+
+// MarkOutboxSending moves the items of ids that are still queued to
+// sending, counts an attempt and records messageID, the Message-ID the
+// email is about to carry. It returns the ids it moved, in id order; the
+// others were cancelled (or changed) since they were read and must not be
+// sent.
+func (db *DB) MarkOutboxSending(ctx context.Context, ids []int64, messageID string) (moved []int64, err error) {
+	j, err := jsonArray(ids)
+	if err != nil {
+		return nil, fmt.Errorf("store: mark outbox sending: %w", err)
+	}
+	err = db.tx(ctx, func(tx *sql.Tx) error {
+		moved = moved[:0]
+		rows, err := tx.QueryContext(ctx, `UPDATE outbox SET state = 'sending', attempts = attempts + 1,
+				message_id = ?, updated_at = ?
+			WHERE id IN (SELECT value FROM json_each(?)) AND state = 'queued' RETURNING id`,
+			messageID, db.nowMS(), j)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var id int64
+			if err := rows.Scan(&id); err != nil {
+				return err
+			}
+			moved = append(moved, id)
+		}
+		return rows.Err()
+	})
+	if err != nil {
+		return nil, fmt.Errorf("store: mark outbox sending %v: %w", ids, err)
+	}
+	slices.Sort(moved)
+	return moved, nil
+}
+
+// MarkOutboxSent records that the relay accepted the email with messageID
+// for the items of ids (all in state sending, of one contact): they become
+// sent, and messageID joins the contact's current thread as ours (a thread
+// is created when the contact has none), in one transaction.
+func (db *DB) MarkOutboxSent(ctx context.Context, ids []int64, messageID string) error {
+	if len(ids) == 0 {
+		return nil
+	}
+	if messageID == "" {
+		return fmt.Errorf("store: mark outbox sent %v: empty message id", ids)
+	}
+	err := db.tx(ctx, func(tx *sql.Tx) error {
+		now := db.nowMS()
+		var channel, contact string
+		for _, id := range ids {
+			var ch, c, state string
+			err := tx.QueryRowContext(ctx, `SELECT channel, contact, state FROM outbox WHERE id = ?`, id).Scan(&ch, &c, &state)
+			if errors.Is(err, sql.ErrNoRows) {
+				return fmt.Errorf("#%d: %w", id, notFound{})
+			}
+			if err != nil {
+				return err
+			}
+			if state != OutboxSending {
+				return &StateError{Table: "outbox", ID: id, State: state, Op: "mark sent"}
+			}
+			if channel == "" {
+				channel, contact = ch, c
+			} else if ch != channel || c != contact {
+				return fmt.Errorf("#%d belongs to another contact than #%d", id, ids[0])
+			}
+			if _, err := tx.ExecContext(ctx, `UPDATE outbox SET state = 'sent', message_id = ?, last_error = '',
+				updated_at = ? WHERE id = ?`, messageID, now, id); err != nil {
+				return err
+			}
+		}
+		return addThreadMessage(ctx, tx, channel, contact, messageID, true, false, "", now)
+	})
+	if err != nil {
+		var se *StateError
+		if errors.As(err, &se) {
+			return err
+		}
+		return fmt.Errorf("store: mark outbox sent %v: %w", ids, err)
+	}
+	return nil
+}
+
+// MarkOutboxRetry puts the items of ids that are being sent back in the
+// queue until sendAfter, noting lastErr. Items in another state are left
+// alone.
+func (db *DB) MarkOutboxRetry(ctx context.Context, ids []int64, sendAfter time.Time, lastErr string) error {
+	return db.updateOutbox(ctx, "mark outbox retry", ids, `UPDATE outbox SET state = 'queued', send_after = ?,
+			last_error = ?, updated_at = ?
+		WHERE id IN (SELECT value FROM json_each(?)) AND state = 'sending'`, ms(sendAfter), lastErr, db.nowMS())
+}
+
+// MarkOutboxFailed gives up on the items of ids with reason: queued and
+// sending items, and sent items that bounced, become failed. Cancelled
+// items are left alone.
+func (db *DB) MarkOutboxFailed(ctx context.Context, ids []int64, reason string) error {
+	return db.updateOutbox(ctx, "mark outbox failed", ids, `UPDATE outbox SET state = 'failed', last_error = ?,
+			updated_at = ?
+		WHERE id IN (SELECT value FROM json_each(?)) AND state IN ('queued', 'sending', 'sent', 'failed')`,
+		reason, db.nowMS())
+}
+
+// updateOutbox runs query with args and the ids as a JSON array last.
+func (db *DB) updateOutbox(ctx context.Context, op string, ids []int64, query string, args ...any) error {
+	if len(ids) == 0 {
+		return nil
+	}
+	j, err := jsonArray(ids)
+	if err != nil {
+		return fmt.Errorf("store: %s %v: %w", op, ids, err)
+	}
+	if _, err := db.write.ExecContext(ctx, query, append(args, j)...); err != nil {
+		return fmt.Errorf("store: %s %v: %w", op, ids, err)
+	}
+	return nil
+}
+
+// OutboxByMessageID returns the items that went out (or are going out) in
+// the email with messageID (angle brackets optional), in id order; none when
+// the id is not ours or unknown. Bounces are matched this way.
+func (db *DB) OutboxByMessageID(ctx context.Context, messageID string) ([]*OutboxItem, error) {
+	messageID = strings.TrimSuffix(strings.TrimPrefix(strings.TrimSpace(messageID), "<"), ">")
+	if messageID == "" {
+		return nil, nil
+	}
+	rows, err := db.read.QueryContext(ctx, `SELECT `+outboxColumns+` FROM outbox
+		WHERE message_id = ? AND message_id != '' ORDER BY id`, messageID)
+	if err != nil {
+		return nil, fmt.Errorf("store: outbox by message id %q: %w", messageID, err)
+	}
+	defer rows.Close()
+	var items []*OutboxItem
+	for rows.Next() {
+		it, err := scanOutbox(rows)
+		if err != nil {
+			return nil, fmt.Errorf("store: outbox by message id %q: %w", messageID, err)
+		}
+		items = append(items, it)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("store: outbox by message id %q: %w", messageID, err)
+	}
+	return items, nil
+}
+
+// RequeueSending puts every item left in state sending (by a process that
+// died while delivering) back in the queue, due at once, and returns how
+// many there were. Call it once at startup, before the outbox worker runs.
+//
+// Delivery is therefore at-least-once: when the relay accepted an email but
+// the process died before MarkOutboxSent, the email is sent again. It
+// keeps its Message-ID (see MarkOutboxSending), so the recipient's mail
+// system can recognise the duplicate.
+func (db *DB) RequeueSending(ctx context.Context) (int, error) {
+	now := db.nowMS()
+	r, err := db.write.ExecContext(ctx, `UPDATE outbox SET state = 'queued', send_after = ?, updated_at = ?
+		WHERE state = 'sending'`, now, now)
+	if err != nil {
+		return 0, fmt.Errorf("store: requeue sending outbox items: %w", err)
+	}
+	n, err := r.RowsAffected()
+	if err != nil {
+		return 0, fmt.Errorf("store: requeue sending outbox items: %w", err)
+	}
+	return int(n), nil
 }

@@ -17,7 +17,18 @@ type Thread struct {
 	MessageIDs     []string // the customer's and ours, in order
 	LastCustomerID string
 	LastOurID      string
-	UpdatedAt      time.Time
+	// Messages are MessageIDs with who wrote them and when they joined
+	// the thread, in the same order.
+	Messages  []ThreadMessage
+	CreatedAt time.Time
+	UpdatedAt time.Time
+}
+
+// ThreadMessage is one Message-ID of a thread.
+type ThreadMessage struct {
+	MessageID string
+	Ours      bool // sent by mailgate, else the customer's
+	AddedAt   time.Time
 }
 
 // Thread returns the current (newest) thread of the contact; ok is false
@@ -29,34 +40,78 @@ func (db *DB) Thread(ctx context.Context, channel, contact string) (t *Thread, o
 		return nil, false, fmt.Errorf("store: thread %s: %w", channel, err)
 	}
 	defer tx.Rollback()
-	t = &Thread{Channel: channel, Contact: contact}
-	var id, updated int64
-	err = tx.QueryRowContext(ctx, `SELECT id, subject, last_customer_id, last_our_id, updated_at FROM threads
+	t, err = currentThread(ctx, tx, channel, contact)
+	if err != nil {
+		return nil, false, fmt.Errorf("store: thread %s: %w", channel, err)
+	}
+	return t, t != nil, nil
+}
+
+// querier is what *sql.Tx and *sql.DB have in common.
+type querier interface {
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+}
+
+// currentThread reads the contact's newest thread; nil when none.
+func currentThread(ctx context.Context, q querier, channel, contact string) (*Thread, error) {
+	t := &Thread{Channel: channel, Contact: contact}
+	var id, created, updated int64
+	err := q.QueryRowContext(ctx, `SELECT id, subject, last_customer_id, last_our_id, created_at, updated_at FROM threads
 		WHERE channel = ? AND contact = ? ORDER BY id DESC LIMIT 1`, channel, contact).
-		Scan(&id, &t.Subject, &t.LastCustomerID, &t.LastOurID, &updated)
+		Scan(&id, &t.Subject, &t.LastCustomerID, &t.LastOurID, &created, &updated)
 	if errors.Is(err, sql.ErrNoRows) {
-		return nil, false, nil
+		return nil, nil
 	}
 	if err != nil {
-		return nil, false, fmt.Errorf("store: thread %s: %w", channel, err)
+		return nil, err
 	}
-	t.UpdatedAt = fromMS(updated)
-	rows, err := tx.QueryContext(ctx, `SELECT message_id FROM thread_messages WHERE thread_id = ? ORDER BY id`, id)
+	t.CreatedAt, t.UpdatedAt = fromMS(created), fromMS(updated)
+	rows, err := q.QueryContext(ctx, `SELECT message_id, ours, created_at FROM thread_messages
+		WHERE thread_id = ? ORDER BY id`, id)
 	if err != nil {
-		return nil, false, fmt.Errorf("store: thread %s: %w", channel, err)
+		return nil, err
 	}
 	defer rows.Close()
 	for rows.Next() {
-		var m string
-		if err := rows.Scan(&m); err != nil {
-			return nil, false, fmt.Errorf("store: thread %s: %w", channel, err)
+		var m ThreadMessage
+		var ours int
+		var added int64
+		if err := rows.Scan(&m.MessageID, &ours, &added); err != nil {
+			return nil, err
 		}
-		t.MessageIDs = append(t.MessageIDs, m)
+		m.Ours, m.AddedAt = ours == 1, fromMS(added)
+		t.Messages = append(t.Messages, m)
+		t.MessageIDs = append(t.MessageIDs, m.MessageID)
 	}
 	if err := rows.Err(); err != nil {
-		return nil, false, fmt.Errorf("store: thread %s: %w", channel, err)
+		return nil, err
 	}
-	return t, true, nil
+	return t, nil
+}
+
+// EnsureThread returns the contact's current thread, creating one with
+// subject when the contact has none, and giving subject to a current thread
+// that has none. The outbox worker calls it before the first reply to a
+// contact, so that later replies keep the subject of the first.
+func (db *DB) EnsureThread(ctx context.Context, channel, contact, subject string) (*Thread, error) {
+	contact = normContact(contact)
+	if channel == "" || contact == "" {
+		return nil, errors.New("store: ensure thread: channel and contact are required")
+	}
+	var t *Thread
+	err := db.tx(ctx, func(tx *sql.Tx) error {
+		if err := addThreadMessage(ctx, tx, channel, contact, "", false, false, subject, db.nowMS()); err != nil {
+			return err
+		}
+		var err error
+		t, err = currentThread(ctx, tx, channel, contact)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("store: ensure thread %s: %w", channel, err)
+	}
+	return t, nil
 }
 
 // AddThreadMessage appends messageID (ours: sent by mailgate, else the

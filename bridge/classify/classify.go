@@ -71,12 +71,12 @@ const (
 // Result is the outcome of Classify.
 type Result struct {
 	// Class is the kind of message.
-	Class Class
+	Class Class `json:"class"`
 	// Reason names the header and value that decided, such as
 	// "Auto-Submitted: auto-replied"; "" for ClassNormal. Header values in
 	// it are shortened and stripped of control characters, so it is safe
 	// to log.
-	Reason string
+	Reason string `json:"reason,omitempty"`
 }
 
 // Options tells Classify how to recognise mailgate's own messages.
