@@ -51,6 +51,7 @@ func commands() []command {
 		{"inspect", "print as JSON what mailgate would do with an email, without network or state changes", cmdInspect},
 		{"status", "show per channel the cursors, queue depths, oldest pending item, last error and dead letters", cmdStatus},
 		{"dead", "list, show, retry or drop dead letters", cmdDead},
+		{"simulate-userlike", "run a simulated Userlike Message Center to try a real mailbox before connecting Userlike", cmdSimulateUserlike},
 		{"version", "print the version", cmdVersion},
 		{"help", "list the commands, or describe one", cmdHelp},
 	}
