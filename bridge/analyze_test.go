@@ -1,0 +1,155 @@
+package bridge
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"unicode/utf8"
+
+	"mailgate/bridge/verify"
+)
+
+func newTestAnalyzer(t testing.TB) *Analyzer {
+	v, err := verify.New(verify.Options{TrustedAuthservIDs: []string{"mx.example.test"}, Resolver: noDNS{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := NewAnalyzer(AnalyzerOptions{Verifier: v, SubjectLine: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return a
+}
+
+type noDNS struct{}
+
+func (noDNS) LookupTXT(ctx context.Context, name string) ([]string, error) { return nil, nil }
+
+func TestAnalyze(t *testing.T) {
+	const ar = "Authentication-Results: mx.example.test; dmarc=pass header.from=example.test\r\n"
+	tests := []struct {
+		name       string
+		raw        string
+		action     Action
+		text       string
+		class      string
+		newThread  bool
+		wantReason string
+	}{
+		{
+			name:      "new conversation",
+			raw:       ar + "From: Jane <jane@example.test>\r\nSubject: Broken\r\nMessage-ID: <a@x>\r\n\r\nIt is broken.\r\n",
+			action:    ActionPost,
+			text:      "Subject: Broken\n\nIt is broken.",
+			newThread: true,
+		},
+		{
+			name:   "reply is trimmed, no subject line",
+			raw:    ar + "From: Jane <jane@example.test>\r\nSubject: Re: Broken\r\nIn-Reply-To: <b@x>\r\n\r\nStill broken.\r\n\r\nOn Mon, 1 Jan 2026, Support <s@example.test> wrote:\r\n> Try again\r\n",
+			action: ActionPost,
+			text:   "Still broken.",
+		},
+		{
+			name:   "auto reply skipped",
+			raw:    ar + "From: Jane <jane@example.test>\r\nAuto-Submitted: auto-replied\r\nSubject: Out of office\r\n\r\nAway.\r\n",
+			action: ActionSkip,
+			class:  "auto-reply",
+		},
+		{
+			name:   "bounce skipped",
+			raw:    "From: MAILER-DAEMON@example.test\r\nSubject: Undelivered\r\nContent-Type: multipart/report; report-type=delivery-status; boundary=b\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\nfailed\r\n--b--\r\n",
+			action: ActionSkip,
+			class:  "bounce",
+		},
+		{
+			name:   "list mail skipped",
+			raw:    ar + "From: News <news@example.test>\r\nList-Id: <news.example.test>\r\nSubject: Weekly\r\n\r\nNews.\r\n",
+			action: ActionSkip,
+			class:  "list",
+		},
+		{
+			name:       "unverified sender quarantined",
+			raw:        "From: Jane <jane@example.test>\r\nSubject: Hi\r\n\r\nHi.\r\n",
+			action:     ActionQuarantine,
+			wantReason: "sender not verified",
+		},
+		{
+			name:       "garbage is dead",
+			raw:        "\x00\x01\x02 no header at all",
+			action:     ActionDead,
+			wantReason: "unparseable",
+		},
+		{
+			name:   "empty body still posts something",
+			raw:    ar + "From: Jane <jane@example.test>\r\nIn-Reply-To: <q@x>\r\n\r\n",
+			action: ActionPost,
+			text:   "[mailgate] The email had no text.",
+		},
+	}
+	a := newTestAnalyzer(t)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			d := a.Analyze(context.Background(), []byte(tt.raw))
+			if d.Action != tt.action {
+				t.Errorf("action %s (%s), want %s", d.Action, d.Reason, tt.action)
+			}
+			if tt.text != "" && d.Text != tt.text {
+				t.Errorf("text %q, want %q", d.Text, tt.text)
+			}
+			if tt.class != "" && string(d.Classification.Class) != tt.class {
+				t.Errorf("class %q, want %q", d.Classification.Class, tt.class)
+			}
+			if tt.action == ActionPost && d.NewThread != tt.newThread {
+				t.Errorf("new thread %v, want %v", d.NewThread, tt.newThread)
+			}
+			if !strings.Contains(d.Reason, tt.wantReason) {
+				t.Errorf("reason %q, want it to contain %q", d.Reason, tt.wantReason)
+			}
+		})
+	}
+}
+
+func FuzzAnalyze(f *testing.F) {
+	files, _ := filepath.Glob("mailparse/testdata/*.eml")
+	for _, name := range files {
+		if b, err := os.ReadFile(name); err == nil {
+			f.Add(b)
+		}
+	}
+	f.Add([]byte("From: a@b\r\n\r\nhi"))
+	a := newTestAnalyzer(f)
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		d := a.Analyze(context.Background(), raw)
+		switch d.Action {
+		case ActionPost, ActionSkip, ActionQuarantine, ActionDead:
+		default:
+			t.Fatalf("action %q", d.Action)
+		}
+		if d.Action == ActionPost {
+			if d.Contact.Email == "" {
+				t.Fatal("post without a contact")
+			}
+			if d.Text == "" && !d.hasMedia() {
+				t.Fatal("post with nothing to post")
+			}
+		}
+		if !utf8.ValidString(d.Text) || !utf8.ValidString(d.Contact.Name) {
+			t.Fatalf("invalid UTF-8 in %q / %q", d.Text, d.Contact.Name)
+		}
+		if d.DedupeKey == "" {
+			t.Fatal("no dedupe key")
+		}
+	})
+}
+
+func BenchmarkAnalyze(b *testing.B) {
+	raw := []byte("Authentication-Results: mx.example.test; dmarc=pass header.from=example.test\r\nFrom: Jane <jane@example.test>\r\nSubject: Re: Broken\r\nIn-Reply-To: <b@x>\r\n\r\n" +
+		strings.Repeat("Still broken, here is what I did.\r\n", 100) + "\r\nOn Mon, 1 Jan 2026, Support <s@example.test> wrote:\r\n" + strings.Repeat("> Try again\r\n", 100))
+	a := newTestAnalyzer(b)
+	b.ReportAllocs()
+	for b.Loop() {
+		a.Analyze(context.Background(), raw)
+	}
+}
