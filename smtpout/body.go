@@ -1,0 +1,245 @@
+package smtpout
+
+import (
+	"html"
+	"net/url"
+	"regexp"
+	"strings"
+)
+
+// urlPattern finds http and https URLs in operator text. The match is
+// trimmed of trailing punctuation by trimURL before it becomes a link.
+var urlPattern = regexp.MustCompile(`(?i)\bhttps?://[^\s<>"'\x60]+`)
+
+// normalizeBody makes text safe for a body part: valid UTF-8, LF line
+// endings, and no control characters other than LF and tab.
+func normalizeBody(s string) string {
+	s = strings.ToValidUTF8(s, "\uFFFD")
+	s = strings.ReplaceAll(s, "\r\n", "\n")
+	s = strings.ReplaceAll(s, "\r", "\n")
+	return strings.Map(func(r rune) rune {
+		if (r < 0x20 && r != '\n' && r != '\t') || r == 0x7f {
+			return -1
+		}
+		return r
+	}, s)
+}
+
+// quoteIntro is the line above a quoted message.
+func quoteIntro(q *Quote) string {
+	name := cleanHeaderText(q.Name)
+	if name == "" {
+		name = "you"
+	}
+	if q.Date.IsZero() {
+		return name + " wrote:"
+	}
+	return "On " + q.Date.Format("Mon, 2 Jan 2006 at 15:04") + ", " + name + " wrote:"
+}
+
+// plainBody renders the text/plain part: the operator's text, the links,
+// the footer and the quote, separated by blank lines.
+func plainBody(r *Reply) string {
+	var sections []string
+	if t := strings.TrimRight(normalizeBody(r.Text), " \t\n"); t != "" {
+		sections = append(sections, t)
+	}
+	if links := usableLinks(r.Links); len(links) > 0 {
+		var b strings.Builder
+		b.WriteString(linksHeading(r))
+		for _, l := range links {
+			b.WriteString("\n- ")
+			u := cleanHeaderText(l.URL)
+			if label := cleanHeaderText(l.Label); label != "" && label != u {
+				b.WriteString(label)
+				b.WriteString(": ")
+			}
+			b.WriteString(u)
+			if reason := cleanHeaderText(l.Reason); reason != "" {
+				b.WriteString(" (" + reason + ")")
+			}
+		}
+		sections = append(sections, b.String())
+	}
+	if f := strings.TrimRight(normalizeBody(r.FooterText), " \t\n"); f != "" {
+		sections = append(sections, f)
+	}
+	if hasQuote(r) {
+		var b strings.Builder
+		b.WriteString(quoteIntro(r.Quote))
+		for line := range strings.SplitSeq(strings.TrimRight(normalizeBody(r.Quote.Text), " \t\n"), "\n") {
+			switch {
+			case line == "":
+				b.WriteString("\n>")
+			case strings.HasPrefix(line, ">"):
+				b.WriteString("\n>" + line)
+			default:
+				b.WriteString("\n> " + line)
+			}
+		}
+		sections = append(sections, b.String())
+	}
+	return strings.Join(sections, "\n\n") + "\n"
+}
+
+// usableLinks returns the links that have a URL.
+func usableLinks(links []Link) []Link {
+	var out []Link
+	for _, l := range links {
+		if cleanHeaderText(l.URL) != "" {
+			out = append(out, l)
+		}
+	}
+	return out
+}
+
+// hasQuote reports whether r has a quote with text.
+func hasQuote(r *Reply) bool {
+	return r.Quote != nil && strings.TrimSpace(normalizeBody(r.Quote.Text)) != ""
+}
+
+func linksHeading(r *Reply) string {
+	if h := cleanHeaderText(r.LinksHeading); h != "" {
+		return h
+	}
+	return defaultLinksHeading
+}
+
+// htmlBody renders the text/html part. Everything but FooterHTML is
+// escaped.
+func htmlBody(r *Reply) string {
+	var b strings.Builder
+	b.WriteString("<!DOCTYPE html>\n<html>\n<head>\n<meta http-equiv=\"Content-Type\" content=\"text/html; charset=utf-8\">\n</head>\n<body>\n")
+	if p := htmlParagraphs(normalizeBody(r.Text)); p != "" {
+		b.WriteString("<div class=\"reply\">\n")
+		b.WriteString(p)
+		b.WriteString("</div>\n")
+	}
+	if links := usableLinks(r.Links); len(links) > 0 {
+		b.WriteString("<div class=\"links\">\n<p>")
+		b.WriteString(html.EscapeString(linksHeading(r)))
+		b.WriteString("</p>\n<ul>\n")
+		for _, l := range links {
+			u := cleanHeaderText(l.URL)
+			label := cleanHeaderText(l.Label)
+			if label == "" {
+				label = u
+			}
+			b.WriteString("<li>")
+			if linkable(u) {
+				b.WriteString(`<a href="` + html.EscapeString(u) + `">` + html.EscapeString(label) + `</a>`)
+			} else {
+				b.WriteString(html.EscapeString(label))
+				if label != u {
+					b.WriteString(": " + html.EscapeString(u))
+				}
+			}
+			if reason := cleanHeaderText(l.Reason); reason != "" {
+				b.WriteString(" (" + html.EscapeString(reason) + ")")
+			}
+			b.WriteString("</li>\n")
+		}
+		b.WriteString("</ul>\n</div>\n")
+	}
+	switch {
+	case r.FooterHTML != "":
+		b.WriteString("<div class=\"footer\">\n")
+		b.WriteString(strings.ToValidUTF8(r.FooterHTML, "\uFFFD"))
+		b.WriteString("\n</div>\n")
+	case strings.TrimSpace(r.FooterText) != "":
+		b.WriteString("<div class=\"footer\">\n")
+		b.WriteString(htmlParagraphs(normalizeBody(r.FooterText)))
+		b.WriteString("</div>\n")
+	}
+	if hasQuote(r) {
+		b.WriteString("<div class=\"quote\">\n<p>")
+		b.WriteString(html.EscapeString(quoteIntro(r.Quote)))
+		b.WriteString("</p>\n<blockquote type=\"cite\" style=\"margin:0 0 0 .8ex;border-left:1px solid #ccc;padding-left:1ex\">\n")
+		b.WriteString(htmlParagraphs(normalizeBody(r.Quote.Text)))
+		b.WriteString("</blockquote>\n</div>\n")
+	}
+	b.WriteString("</body>\n</html>\n")
+	return b.String()
+}
+
+// htmlParagraphs renders normalized text as <p> paragraphs: a blank line
+// starts a new paragraph, a single newline becomes <br>.
+func htmlParagraphs(text string) string {
+	var b strings.Builder
+	var para []string
+	flush := func() {
+		if len(para) == 0 {
+			return
+		}
+		b.WriteString("<p>")
+		for i, line := range para {
+			if i > 0 {
+				b.WriteString("<br>\n")
+			}
+			b.WriteString(linkify(line))
+		}
+		b.WriteString("</p>\n")
+		para = para[:0]
+	}
+	for line := range strings.SplitSeq(text, "\n") {
+		if strings.TrimSpace(line) == "" {
+			flush()
+			continue
+		}
+		para = append(para, line)
+	}
+	flush()
+	return b.String()
+}
+
+// linkify escapes line for HTML and turns the http and https URLs in it
+// into links.
+func linkify(line string) string {
+	var b strings.Builder
+	last := 0
+	for _, m := range urlPattern.FindAllStringIndex(line, -1) {
+		u := trimURL(line[m[0]:m[1]])
+		if !linkable(u) {
+			continue
+		}
+		end := m[0] + len(u)
+		b.WriteString(html.EscapeString(line[last:m[0]]))
+		e := html.EscapeString(u)
+		b.WriteString(`<a href="` + e + `">` + e + `</a>`)
+		last = end
+	}
+	b.WriteString(html.EscapeString(line[last:]))
+	return b.String()
+}
+
+// trimURL drops trailing punctuation that belongs to the sentence rather
+// than the URL, and closing brackets that have no opening one in the URL.
+func trimURL(u string) string {
+	open := map[byte]int{')': strings.Count(u, "("), ']': strings.Count(u, "["), '}': strings.Count(u, "{")}
+	closed := map[byte]int{')': strings.Count(u, ")"), ']': strings.Count(u, "]"), '}': strings.Count(u, "}")}
+	for len(u) > 0 {
+		c := u[len(u)-1]
+		switch c {
+		case '.', ',', ';', ':', '!', '?', '*':
+		case ')', ']', '}':
+			if open[c] >= closed[c] {
+				return u
+			}
+			closed[c]--
+		default:
+			return u
+		}
+		u = u[:len(u)-1]
+	}
+	return u
+}
+
+// linkable reports whether u is an absolute http or https URL with a host.
+func linkable(u string) bool {
+	p, err := url.Parse(u)
+	if err != nil || p.Host == "" {
+		return false
+	}
+	s := strings.ToLower(p.Scheme)
+	return s == "http" || s == "https"
+}
