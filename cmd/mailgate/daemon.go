@@ -21,6 +21,7 @@ import (
 	"mailgate/config"
 	"mailgate/imapsync"
 	"mailgate/media"
+	"mailgate/metrics"
 	"mailgate/store"
 )
 
@@ -45,6 +46,9 @@ type daemon struct {
 	ln    net.Listener
 	srv   *http.Server
 
+	metrics    *metrics.Metrics
+	metricsSrv *http.Server
+
 	reloadMu sync.Mutex // serialises reloads
 	mu       sync.Mutex
 	channels map[string]*channelRun
@@ -66,7 +70,7 @@ type channelRun struct {
 // is cancelled and everything has stopped.
 func startDaemon(ctx context.Context, opts daemonOptions) (*daemon, error) {
 	cfg := opts.Config
-	d := &daemon{opts: opts, log: opts.Logger, channels: map[string]*channelRun{}, errc: make(chan error, 1)}
+	d := &daemon{opts: opts, log: opts.Logger, channels: map[string]*channelRun{}, errc: make(chan error, 1), metrics: metrics.New()}
 	db, err := store.Open(ctx, cfg.Store.Path, store.Options{})
 	if err != nil {
 		return nil, err
@@ -118,6 +122,10 @@ func startDaemon(ctx context.Context, opts daemonOptions) (*daemon, error) {
 		}
 	}()
 
+	if err := d.startMetrics(); err != nil {
+		d.shutdown()
+		return nil, err
+	}
 	for _, ch := range cfg.Channels {
 		if err := d.startChannel(ctx, ch); err != nil {
 			d.shutdown()
@@ -208,6 +216,7 @@ func (d *daemon) startChannel(parent context.Context, ch config.Channel) error {
 		UserAgent:  "mailgate/" + versionString(),
 	})
 	run := &channelRun{cfg: ch, done: make(chan struct{})}
+	d.metrics.InitChannel(ch.Name)
 	after := store.Action{Kind: ch.IMAP.After, Dest: ch.IMAP.MoveTo}
 	if ch.IMAP.After == "none" {
 		after = store.Action{}
@@ -235,8 +244,9 @@ func (d *daemon) startChannel(parent context.Context, ch config.Channel) error {
 			}
 			return rec.ID, nil
 		},
-		Notify: func() { run.watcher.Notify() },
-		Logger: d.log,
+		Notify:  func() { run.watcher.Notify() },
+		Observe: d.observer(ch.Name),
+		Logger:  d.log,
 	})
 	if err != nil {
 		return err
@@ -343,10 +353,12 @@ func (d *daemon) shutdown() {
 	for _, r := range runs {
 		<-r.done
 	}
-	if d.srv != nil {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		_ = d.srv.Shutdown(ctx)
-		cancel()
+	for _, srv := range []*http.Server{d.srv, d.metricsSrv} {
+		if srv != nil {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			_ = srv.Shutdown(ctx)
+			cancel()
+		}
 	}
 	select {
 	case d.errc <- nil:

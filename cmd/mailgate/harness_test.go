@@ -112,6 +112,8 @@ type testEnv struct {
 	dir      string
 	cfgPath  string
 	httpAddr string
+	// metricsAddr serves /metrics, /healthz and /readyz.
+	metricsAddr string
 }
 
 func newTestEnv(t *testing.T, extraTOML string) *testEnv {
@@ -121,7 +123,7 @@ func newTestEnv(t *testing.T, extraTOML string) *testEnv {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { dm.Close() })
-	e := &testEnv{t: t, mail: dm, ul: newFakeUserlike(t), dir: t.TempDir(), httpAddr: freeAddr(t)}
+	e := &testEnv{t: t, mail: dm, ul: newFakeUserlike(t), dir: t.TempDir(), httpAddr: freeAddr(t), metricsAddr: freeAddr(t)}
 	e.cfgPath = filepath.Join(e.dir, "config.toml")
 	cfg := fmt.Sprintf(`
 [server]
@@ -129,7 +131,7 @@ listen = %[1]q
 public_url = "http://%[1]s"
 
 [metrics]
-listen = ""
+listen = %[10]q
 
 [store]
 path = %[2]q
@@ -160,7 +162,7 @@ from = "Example Support <support@example.test>"
 [channel.verify]
 trusted_authserv_ids = ["mx.example.test"]
 %[9]s
-`, e.httpAddr, filepath.Join(e.dir, "state", "mailgate.db"), e.ul.srv.URL, inboundToken, dm.IMAPAddr(), supportUser, supportPass, dm.SMTPAddr(), extraTOML)
+`, e.httpAddr, filepath.Join(e.dir, "state", "mailgate.db"), e.ul.srv.URL, inboundToken, dm.IMAPAddr(), supportUser, supportPass, dm.SMTPAddr(), extraTOML, e.metricsAddr)
 	if err := os.WriteFile(e.cfgPath, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -206,7 +208,7 @@ func (e *testEnv) start() (stop func()) {
 // deliver puts a customer email into the support INBOX.
 func (e *testEnv) deliver(raw string) uint32 {
 	e.t.Helper()
-	uid, err := e.mail.Deliver(supportUser, "INBOX", []byte(strings.ReplaceAll(raw, "\n", "\r\n")))
+	uid, err := e.mail.Deliver(supportUser, "INBOX", []byte(strings.ReplaceAll(strings.ReplaceAll(raw, "\r\n", "\n"), "\n", "\r\n")))
 	if err != nil {
 		e.t.Fatal(err)
 	}
@@ -268,4 +270,20 @@ func ledgerSummary(t *testing.T, cfgPath string) string {
 	}
 	slices.Sort(parts)
 	return strings.Join(parts, " ")
+}
+
+func readFile(t *testing.T, path string) string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+func writeFile(t *testing.T, path, content string) {
+	t.Helper()
+	if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
 }

@@ -1,0 +1,120 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"time"
+
+	"mailgate/bridge"
+	"mailgate/metrics"
+	"mailgate/store"
+)
+
+// startMetrics serves /metrics, /healthz and /readyz on [metrics] listen
+// (nothing when it is empty).
+func (d *daemon) startMetrics() error {
+	d.metrics.SetStateFunc(d.channelStates)
+	addr := d.opts.Config.Metrics.Listen
+	if addr == "" {
+		return nil
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("metrics: listen on %s: %w", addr, err)
+	}
+	d.metricsSrv = &http.Server{Handler: d.metrics.Handler(d.ready), ReadHeaderTimeout: 10 * time.Second}
+	d.wg.Add(1)
+	go func() {
+		defer d.wg.Done()
+		if err := d.metricsSrv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			d.log.Error("metrics: listener failed", "err", err)
+		}
+	}()
+	return nil
+}
+
+// observer turns inbound outcomes of a channel into metrics.
+func (d *daemon) observer(channel string) func(bridge.Outcome) {
+	return func(o bridge.Outcome) {
+		switch o.Kind {
+		case "posted":
+			d.metrics.Inbound(channel, metrics.InboundPosted)
+			d.metrics.InboundLatency(channel, o.Latency)
+		case "skipped":
+			d.metrics.Inbound(channel, metrics.InboundSkipped)
+			d.metrics.SkipReason(channel, skipReasonLabel(o.Reason))
+		case "quarantined":
+			d.metrics.Inbound(channel, metrics.InboundQuarantined)
+		case "dead":
+			d.metrics.Inbound(channel, metrics.InboundDead)
+		case "retried":
+			d.metrics.Inbound(channel, metrics.InboundRetried)
+		case "charset-fallback":
+			d.metrics.CharsetFallbacks(channel, o.CharsetFallbacks)
+		}
+	}
+}
+
+// skipReasonLabel maps a skip reason to a short metric label.
+func skipReasonLabel(reason string) string {
+	switch reason {
+	case "auto-reply":
+		return "auto_reply"
+	case "rate-limit":
+		return "rate_limit"
+	case "bounce", "list", "own", "duplicate":
+		return reason
+	}
+	return "other"
+}
+
+// channelStates reads the gauges of every channel for a scrape.
+func (d *daemon) channelStates() []metrics.ChannelState {
+	d.mu.Lock()
+	runs := make([]*channelRun, 0, len(d.channels))
+	for _, r := range d.channels {
+		runs = append(runs, r)
+	}
+	d.mu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	var out []metrics.ChannelState
+	for _, r := range runs {
+		ws := r.watcher.State()
+		cs := metrics.ChannelState{Channel: r.cfg.Name, IMAPConnected: ws.Connected, LastSync: ws.LastSync}
+		if st, err := d.db.Status(ctx, r.cfg.Name); err == nil {
+			cs.InboundQueue = st.Inbound[store.StateFetched] + st.Inbound[store.StatePosting]
+			cs.OutboxQueue = st.Outbox[store.OutboxQueued] + st.Outbox[store.OutboxSending]
+			cs.DeadLetters = st.Inbound[store.StateDead]
+			if !st.OldestPending.IsZero() {
+				cs.OldestPendingAge = time.Since(st.OldestPending)
+			}
+		}
+		out = append(out, cs)
+	}
+	return out
+}
+
+// ready is /readyz: the store answers and every channel is connected to
+// IMAP or waiting out a reconnect backoff (not refused by the server).
+func (d *daemon) ready(ctx context.Context) error {
+	if _, err := d.db.SchemaVersion(ctx); err != nil {
+		return fmt.Errorf("store: %v", err)
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	var errs []error
+	for name, r := range d.channels {
+		ws := r.watcher.State()
+		switch {
+		case ws.AuthFailed:
+			errs = append(errs, fmt.Errorf("channel %q: IMAP login refused", name))
+		case !ws.Connected && ws.Backoff == 0:
+			errs = append(errs, fmt.Errorf("channel %q: IMAP not connected", name))
+		}
+	}
+	return errors.Join(errs...)
+}
