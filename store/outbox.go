@@ -11,7 +11,8 @@ import (
 )
 
 // The outbox states: queued (until SendAfter) -> sending -> sent | failed,
-// or cancelled while still queued.
+// or cancelled while still queued. A temporary failure puts a sending item
+// back to queued (MarkOutboxRetry); a bounce turns a sent item failed.
 const (
 	OutboxQueued    = "queued"    // waiting for SendAfter
 	OutboxSending   = "sending"   // being delivered
@@ -30,10 +31,10 @@ type OutboxItem struct {
 	Text       string
 	MediaURL   string
 	State      string
-	SendAfter  time.Time
-	Attempts   int
+	SendAfter  time.Time // not sent before; see Enqueue for coalescing
+	Attempts   int       // delivery attempts started (MarkOutboxSending)
 	LastError  string
-	MessageID  string // the Message-ID of the mail sent
+	MessageID  string // the Message-ID (no angle brackets) of the mail it goes or went out in
 	CreatedAt  time.Time
 	UpdatedAt  time.Time
 }
@@ -458,4 +459,24 @@ func (db *DB) RequeueSending(ctx context.Context) (int, error) {
 		return 0, fmt.Errorf("store: requeue sending outbox items: %w", err)
 	}
 	return int(n), nil
+}
+
+// qNextDue is when the next group of qDueGroups becomes due.
+const qNextDue = `SELECT min(due) FROM (SELECT max(send_after) AS due FROM outbox INDEXED BY outbox_pending
+	WHERE state IN ('queued', 'sending')
+	GROUP BY channel, contact
+	HAVING max(state = 'sending') = 0)`
+
+// NextOutboxDue returns when the next (channel, contact) group becomes due
+// (see DueOutbox); ok is false when nothing is queued outside a delivery
+// in progress. The time may be in the past.
+func (db *DB) NextOutboxDue(ctx context.Context) (next time.Time, ok bool, err error) {
+	var v sql.NullInt64
+	if err := db.read.QueryRowContext(ctx, qNextDue).Scan(&v); err != nil {
+		return time.Time{}, false, fmt.Errorf("store: next outbox due: %w", err)
+	}
+	if !v.Valid {
+		return time.Time{}, false, nil
+	}
+	return time.UnixMilli(v.Int64), true, nil
 }

@@ -1,0 +1,714 @@
+package bridge
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/mail"
+	"net/url"
+	"os"
+	"path"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"time"
+	"unicode"
+
+	"mailgate/bridge/mailparse"
+	"mailgate/bridge/msgid"
+	"mailgate/bridge/userlike"
+	"mailgate/smtpout"
+	"mailgate/smtpout/safefetch"
+	"mailgate/store"
+)
+
+// DefaultFromTemplate is the display name of a reply's From when the
+// channel sets none: the operator's name and the channel's.
+const DefaultFromTemplate = "{operator} ({channel})"
+
+// DefaultMaxAge is how long a reply is retried before it fails.
+const DefaultMaxAge = 72 * time.Hour
+
+// retrySchedule is the wait after the n-th failed attempt (n from 1); the
+// last entry repeats until the item is older than the channel's MaxAge.
+var retrySchedule = [...]time.Duration{time.Minute, 5 * time.Minute, 15 * time.Minute, time.Hour, 2 * time.Hour}
+
+// RetryDelay returns how long a reply waits after its attempts-th failed
+// delivery attempt: 1m, 5m, 15m, 1h, then 2h each time.
+func RetryDelay(attempts int) time.Duration {
+	return retrySchedule[min(max(attempts, 1), len(retrySchedule))-1]
+}
+
+// MailSender delivers a burst of messages over one SMTP connection and
+// returns one error per message; *smtpout.Sender implements it.
+type MailSender interface {
+	Send(ctx context.Context, msgs []*smtpout.Envelope) []error
+}
+
+// SentAppender keeps a copy of a sent reply, for example by IMAP APPEND to
+// the mailbox's Sent folder.
+type SentAppender interface {
+	AppendSent(ctx context.Context, raw []byte) error
+}
+
+// OutboundChannel is what the outbox worker needs to know about one channel.
+type OutboundChannel struct {
+	// Name is the channel name (the X-Mailgate-Channel header).
+	Name string
+	// From is the sender of replies. Its display name is the {channel} of
+	// FromTemplate (the channel name when it has none).
+	From mail.Address
+	// ReplyTo is the mailbox address customers answer to; "" leaves the
+	// header out (answers go to From).
+	ReplyTo string
+	// EnvelopeFrom is the SMTP MAIL FROM; "" means From.Address.
+	EnvelopeFrom string
+	// FromTemplate makes the From display name from {operator} and
+	// {channel}; "" means DefaultFromTemplate. Without an operator name
+	// the display name is {channel}.
+	FromTemplate string
+	// NewSubject is the subject of a reply to a contact without a thread;
+	// "" means DefaultNewSubject of the {channel} name.
+	NewSubject string
+	// Sender delivers the channel's mail.
+	Sender MailSender
+	// Notify posts failure notices into the contact's conversation when
+	// NotifyFailures is set.
+	Notify         *userlike.Client
+	NotifyFailures bool
+	// MaxAge is how long temporary failures are retried, counted from the
+	// oldest item of the email; 0 means DefaultMaxAge.
+	MaxAge time.Duration
+	// SentFolder, if not nil, gets a copy of every sent reply.
+	SentFolder SentAppender
+}
+
+// OutboundOutcome is reported to OutboundOptions.Observe, for metrics.
+type OutboundOutcome struct {
+	Channel string
+	// Kind is "sent", "retried", "failed" or "bounced".
+	Kind string
+	// Items is how many operator messages the email carried.
+	Items int
+}
+
+// OutboundOptions configures the outbox worker.
+type OutboundOptions struct {
+	DB *store.DB
+	// Channels looks a channel up by name.
+	Channels func(name string) (OutboundChannel, bool)
+	// Fetcher downloads operator media; nil turns every media URL into a
+	// link.
+	Fetcher *safefetch.Fetcher
+	// MsgID makes the replies' Message-IDs and recognises them in bounces.
+	MsgID *msgid.Generator
+	// MaxMediaSize caps the attachments of one email together; media over
+	// it become links. 0 means safefetch.DefaultMaxSize.
+	MaxMediaSize int64
+	// TempDir holds fetched media while an email is rendered; "" means
+	// os.TempDir().
+	TempDir string
+	// IdlePoll is the longest the worker sleeps without a Wake; 0 means 1m.
+	IdlePoll time.Duration
+	// Observe, when set, is told the outcome of every email.
+	Observe func(OutboundOutcome)
+	Logger  *slog.Logger
+	// Now returns the current time; tests step it to skip backoffs.
+	Now func() time.Time
+}
+
+// Outbound is the outbox worker: it mails the operators' queued replies,
+// each contact's burst as one threaded email, with retries, failure notices
+// and bounce matching.
+//
+// Delivery is at-least-once: an email whose acceptance by the relay was not
+// yet recorded when the process died is sent again after the restart (call
+// store.RequeueSending before Run), under the same Message-ID.
+type Outbound struct {
+	opts OutboundOptions
+	log  *slog.Logger
+	wake chan struct{}
+	beat atomic.Int64
+}
+
+// NewOutbound returns the outbox worker.
+func NewOutbound(opts OutboundOptions) (*Outbound, error) {
+	if opts.DB == nil || opts.Channels == nil || opts.MsgID == nil {
+		return nil, errors.New("bridge: outbound needs a store, a channel lookup and a Message-ID generator")
+	}
+	if opts.MaxMediaSize <= 0 {
+		opts.MaxMediaSize = safefetch.DefaultMaxSize
+	}
+	if opts.IdlePoll <= 0 {
+		opts.IdlePoll = time.Minute
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.Observe == nil {
+		opts.Observe = func(OutboundOutcome) {}
+	}
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	o := &Outbound{opts: opts, log: log, wake: make(chan struct{}, 1)}
+	o.beat.Store(time.Now().UnixNano())
+	return o, nil
+}
+
+// Wake tells the worker that channel has new or cancelled items. It never
+// blocks.
+func (o *Outbound) Wake(channel string) {
+	select {
+	case o.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Heartbeat is when the worker loop last went round.
+func (o *Outbound) Heartbeat() time.Time { return time.Unix(0, o.beat.Load()) }
+
+// Run mails due replies until ctx is done, then returns nil. It sleeps
+// until the next item is due, a Wake, or IdlePoll.
+func (o *Outbound) Run(ctx context.Context) error {
+	timer := time.NewTimer(0)
+	defer timer.Stop()
+	for {
+		o.beat.Store(time.Now().UnixNano())
+		if err := o.Flush(ctx); err != nil && ctx.Err() == nil {
+			o.log.Error("outbound: sending due replies failed", "err", err)
+		}
+		wait := o.opts.IdlePoll
+		if next, ok, err := o.opts.DB.NextOutboxDue(ctx); err != nil && ctx.Err() == nil {
+			o.log.Error("outbound: reading the outbox failed", "err", err)
+			wait = 5 * time.Second
+		} else if ok {
+			wait = min(wait, max(next.Sub(o.opts.Now()), 10*time.Millisecond))
+		}
+		timer.Reset(wait)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-o.wake:
+		case <-timer.C:
+		}
+	}
+}
+
+// job is one email in the making: a due batch and what became of it.
+type job struct {
+	ch    OutboundChannel
+	batch store.OutboxBatch
+	ids   []int64 // the items marked sending
+	msgID string
+	raw   []byte
+	env   *smtpout.Envelope
+}
+
+// Flush mails every batch that is due now, each channel's over one SMTP
+// connection, and records the outcomes. It returns an error only when the
+// outbox cannot be read.
+func (o *Outbound) Flush(ctx context.Context) error {
+	batches, err := o.opts.DB.DueOutbox(ctx, o.opts.Now())
+	if err != nil {
+		return err
+	}
+	var order []string
+	byChannel := map[string][]*job{}
+	for _, b := range batches {
+		ch, ok := o.opts.Channels(b.Channel)
+		if !ok || ch.Sender == nil {
+			o.fail(ctx, OutboundChannel{Name: b.Channel}, b.Contact, b.IDs(), len(b.Items),
+				"the channel is not configured (or has no SMTP sender)", false)
+			continue
+		}
+		if _, seen := byChannel[b.Channel]; !seen {
+			order = append(order, b.Channel)
+		}
+		byChannel[b.Channel] = append(byChannel[b.Channel], &job{ch: ch, batch: b})
+	}
+	for _, name := range order {
+		if ctx.Err() != nil {
+			return nil
+		}
+		o.sendChannel(ctx, byChannel[name])
+	}
+	return nil
+}
+
+// sendChannel prepares the jobs of one channel, sends them in one burst and
+// settles each.
+func (o *Outbound) sendChannel(ctx context.Context, jobs []*job) {
+	var ready []*job
+	for _, j := range jobs {
+		if o.prepare(ctx, j) {
+			ready = append(ready, j)
+		}
+	}
+	if len(ready) == 0 {
+		return
+	}
+	envs := make([]*smtpout.Envelope, len(ready))
+	for i, j := range ready {
+		envs[i] = j.env
+	}
+	errs := ready[0].ch.Sender.Send(ctx, envs)
+	// The outcome is recorded even when ctx ended during the burst.
+	settleCtx := context.WithoutCancel(ctx)
+	for i, j := range ready {
+		var err error
+		if i < len(errs) {
+			err = errs[i]
+		} else {
+			err = errors.New("the sender returned no result for this message")
+		}
+		o.settle(settleCtx, j, err)
+	}
+}
+
+// prepare marks the job's items sending and renders its email. It returns
+// false when there is nothing to send (all cancelled) or the email cannot
+// be built (then the items have failed).
+func (o *Outbound) prepare(ctx context.Context, j *job) bool {
+	b := &j.batch
+	j.msgID = reuseMessageID(b.Items)
+	if j.msgID == "" {
+		j.msgID = o.opts.MsgID.New()
+	}
+	moved, err := o.opts.DB.MarkOutboxSending(ctx, b.IDs(), j.msgID)
+	if err != nil {
+		o.log.Error("outbound: cannot mark replies as sending", "channel", j.ch.Name, "contact", b.Contact, "err", err)
+		return false
+	}
+	if len(moved) == 0 {
+		return false
+	}
+	if len(moved) < len(b.Items) {
+		keep := b.Items[:0]
+		for _, it := range b.Items {
+			for _, id := range moved {
+				if it.ID == id {
+					keep = append(keep, it)
+				}
+			}
+		}
+		b.Items = keep
+	}
+	j.ids = moved
+	th, opens := b.Thread, false
+	if th == nil || th.Subject == "" {
+		opens = th == nil || len(th.Messages) == 0
+		subject := j.ch.NewSubject
+		if subject == "" {
+			subject = DefaultNewSubject(channelDisplayName(j.ch))
+		}
+		if th, err = o.opts.DB.EnsureThread(ctx, j.ch.Name, b.Contact, NormalizeSubject(subject)); err != nil {
+			o.retry(context.WithoutCancel(ctx), j, fmt.Errorf("cannot start the thread: %w", err))
+			return false
+		}
+	}
+	raw, err := o.render(ctx, j, th, opens)
+	if err != nil {
+		if ctx.Err() != nil {
+			o.retry(context.WithoutCancel(ctx), j, err)
+			return false
+		}
+		o.fail(ctx, j.ch, b.Contact, j.ids, len(b.Items), "the email could not be built: "+err.Error(), true)
+		return false
+	}
+	j.raw = raw
+	from := j.ch.EnvelopeFrom
+	if from == "" {
+		from = j.ch.From.Address
+	}
+	j.env = &smtpout.Envelope{From: from, To: []string{b.Contact}, Data: raw}
+	return true
+}
+
+// reuseMessageID returns the Message-ID of an earlier attempt when every
+// item was part of it, so that a retried email keeps its id.
+func reuseMessageID(items []*store.OutboxItem) string {
+	if len(items) == 0 {
+		return ""
+	}
+	id := items[0].MessageID
+	for _, it := range items[1:] {
+		if it.MessageID != id {
+			return ""
+		}
+	}
+	return id
+}
+
+// render builds the email of j's items as a reply in th; opens says that
+// th was started for this email.
+func (o *Outbound) render(ctx context.Context, j *job, th *store.Thread, opens bool) ([]byte, error) {
+	b := &j.batch
+	newest := b.Items[len(b.Items)-1]
+	h := ReplyHeaders(th, ReplyThreadOptions{MessageID: j.msgID, Written: newest.CreatedAt, Opens: opens})
+	r := &smtpout.Reply{
+		From:        mail.Address{Name: FromDisplayName(j.ch, operatorOf(b.Items)), Address: j.ch.From.Address},
+		To:          mail.Address{Address: b.Contact},
+		ReplyTo:     j.ch.ReplyTo,
+		Subject:     h.Subject,
+		MessageID:   h.MessageID,
+		InReplyTo:   h.InReplyTo,
+		References:  h.References,
+		ThreadTopic: h.ThreadTopic,
+		ThreadIndex: h.ThreadIndex,
+		Date:        o.opts.Now(),
+		Headers:     map[string]string{OwnHeader: j.ch.Name},
+	}
+	var texts []string
+	for _, it := range b.Items {
+		if t := strings.TrimSpace(it.Text); t != "" {
+			texts = append(texts, t)
+		}
+	}
+	r.Text = strings.Join(texts, "\n\n")
+
+	dir, err := os.MkdirTemp(o.opts.TempDir, "mailgate-media-")
+	if err != nil {
+		return nil, fmt.Errorf("media directory: %w", err)
+	}
+	defer os.RemoveAll(dir)
+	budget := o.opts.MaxMediaSize
+	for i, it := range b.Items {
+		if it.MediaURL == "" {
+			continue
+		}
+		att, link := o.fetchMedia(ctx, j, it.MediaURL, dir, i, budget)
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		if link != nil {
+			r.Links = append(r.Links, *link)
+			continue
+		}
+		budget -= att.size
+		r.Attachments = append(r.Attachments, att.Attachment)
+	}
+	return smtpout.Render(r)
+}
+
+// fetchedMedia is an attachment with its size.
+type fetchedMedia struct {
+	smtpout.Attachment
+	size int64
+}
+
+// fetchMedia downloads rawURL into dir. When that is not possible (no
+// fetcher, refused address, error, over budget) it returns a link instead.
+func (o *Outbound) fetchMedia(ctx context.Context, j *job, rawURL, dir string, n int, budget int64) (fetchedMedia, *smtpout.Link) {
+	link := &smtpout.Link{URL: rawURL, Label: urlFilename(rawURL)}
+	if u, err := url.Parse(rawURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") {
+		link.URL, link.Reason = "", "not an http(s) link"
+		link.Label = rawURL
+		return fetchedMedia{}, link
+	}
+	if o.opts.Fetcher == nil {
+		link.Reason = "media are not downloaded"
+		return fetchedMedia{}, link
+	}
+	if budget <= 0 {
+		link.Reason = "the email would be too large"
+		return fetchedMedia{}, link
+	}
+	p := filepath.Join(dir, fmt.Sprintf("media-%d", n))
+	f, err := os.OpenFile(p, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
+	if err != nil {
+		link.Reason = "could not be downloaded"
+		o.log.Error("outbound: cannot create a media file", "channel", j.ch.Name, "err", err)
+		return fetchedMedia{}, link
+	}
+	res, err := o.opts.Fetcher.Fetch(ctx, rawURL, &limitWriter{w: f, left: budget})
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		var refused *safefetch.RefusedError
+		switch {
+		case errors.As(err, &refused):
+			link.Reason = "not downloaded from this address"
+		case errors.Is(err, safefetch.ErrTooLarge) || errors.Is(err, errMediaBudget):
+			link.Reason = "too large to attach"
+		default:
+			link.Reason = "could not be downloaded"
+		}
+		o.log.Warn("outbound: media sent as a link", "channel", j.ch.Name, "contact", j.batch.Contact,
+			"reason", link.Reason, "err", err)
+		return fetchedMedia{}, link
+	}
+	name := res.Filename
+	if name == "" {
+		name = link.Label
+	}
+	return fetchedMedia{Attachment: smtpout.Attachment{Filename: name, ContentType: res.ContentType, Path: p}, size: res.Size}, nil
+}
+
+// errMediaBudget is returned by limitWriter when the email's attachments
+// would exceed MaxMediaSize.
+var errMediaBudget = errors.New("bridge: attachments over the size limit")
+
+// limitWriter fails once more than left bytes are written.
+type limitWriter struct {
+	w    io.Writer
+	left int64
+}
+
+func (l *limitWriter) Write(p []byte) (int, error) {
+	if int64(len(p)) > l.left {
+		return 0, errMediaBudget
+	}
+	n, err := l.w.Write(p)
+	l.left -= int64(n)
+	return n, err
+}
+
+// urlFilename is the last segment of rawURL's path, for a link's label.
+func urlFilename(rawURL string) string {
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		return ""
+	}
+	name := path.Base(u.Path)
+	if name == "." || name == "/" {
+		return ""
+	}
+	return name
+}
+
+// operatorOf is the name of the operator who wrote the newest message that
+// has one.
+func operatorOf(items []*store.OutboxItem) string {
+	for i := len(items) - 1; i >= 0; i-- {
+		if n := oneLine(items[i].Operator); n != "" {
+			return n
+		}
+	}
+	return ""
+}
+
+// channelDisplayName is the channel's From display name, else its name.
+func channelDisplayName(ch OutboundChannel) string {
+	if n := oneLine(ch.From.Name); n != "" {
+		return n
+	}
+	return ch.Name
+}
+
+// FromDisplayName fills the channel's FromTemplate with the operator's
+// name and the channel's display name. Control characters (CR, LF, ...) in
+// either become spaces, so that a name can never start a header line.
+// Without an operator name it is the channel's display name.
+func FromDisplayName(ch OutboundChannel, operator string) string {
+	operator = oneLine(operator)
+	display := channelDisplayName(ch)
+	if operator == "" {
+		return display
+	}
+	tmpl := ch.FromTemplate
+	if tmpl == "" {
+		tmpl = DefaultFromTemplate
+	}
+	return oneLine(strings.NewReplacer("{operator}", operator, "{channel}", display).Replace(tmpl))
+}
+
+// oneLine replaces control characters with spaces and collapses white
+// space.
+func oneLine(s string) string {
+	s = strings.Map(func(r rune) rune {
+		if unicode.IsControl(r) || r == '\u2028' || r == '\u2029' {
+			return ' '
+		}
+		return r
+	}, strings.ToValidUTF8(s, "\uFFFD"))
+	return strings.Join(strings.Fields(s), " ")
+}
+
+// settle records what the relay said about j's email.
+func (o *Outbound) settle(ctx context.Context, j *job, err error) {
+	b := &j.batch
+	log := o.log.With("channel", j.ch.Name, "contact", b.Contact, "message_id", j.msgID, "items", len(j.ids))
+	switch {
+	case err == nil:
+		if err := o.opts.DB.MarkOutboxSent(ctx, j.ids, j.msgID); err != nil {
+			// The email went out; the items stay "sending" and are sent
+			// again after a restart (at-least-once).
+			log.Error("outbound: reply sent but not recorded as sent", "err", err)
+		} else {
+			log.Info("outbound: reply sent")
+		}
+		o.opts.Observe(OutboundOutcome{Channel: j.ch.Name, Kind: "sent", Items: len(j.ids)})
+		if j.ch.SentFolder != nil {
+			if err := j.ch.SentFolder.AppendSent(ctx, j.raw); err != nil {
+				log.Error("outbound: reply sent, but copying it to the Sent folder failed; not retried", "err", err)
+			}
+		}
+	case smtpout.IsPermanent(err):
+		o.fail(ctx, j.ch, b.Contact, j.ids, len(j.ids), smtpReason(err), true)
+	default:
+		o.retry(ctx, j, err)
+	}
+}
+
+// retry schedules j's items again, or fails them when they are older than
+// the channel's MaxAge.
+func (o *Outbound) retry(ctx context.Context, j *job, err error) {
+	b := &j.batch
+	now := o.opts.Now()
+	attempts, oldest := 0, now
+	for _, it := range b.Items {
+		attempts = max(attempts, it.Attempts+1) // MarkOutboxSending counted one more
+		if it.CreatedAt.Before(oldest) {
+			oldest = it.CreatedAt
+		}
+	}
+	maxAge := j.ch.MaxAge
+	if maxAge <= 0 {
+		maxAge = DefaultMaxAge
+	}
+	reason := smtpReason(err)
+	next := now.Add(RetryDelay(attempts))
+	if next.Sub(oldest) > maxAge {
+		o.fail(ctx, j.ch, b.Contact, j.ids, len(j.ids),
+			fmt.Sprintf("%s (gave up after %d attempts)", reason, attempts), true)
+		return
+	}
+	if err := o.opts.DB.MarkOutboxRetry(ctx, j.ids, next, reason); err != nil {
+		o.log.Error("outbound: cannot schedule a retry", "channel", j.ch.Name, "contact", b.Contact, "err", err)
+		return
+	}
+	o.log.Warn("outbound: delivery failed, will retry", "channel", j.ch.Name, "contact", b.Contact,
+		"attempt", attempts, "retry_at", next, "err", reason)
+	o.opts.Observe(OutboundOutcome{Channel: j.ch.Name, Kind: "retried", Items: len(j.ids)})
+}
+
+// fail marks ids failed with reason, logs it at ERROR and, when the
+// channel wants it, posts a notice into the contact's conversation.
+func (o *Outbound) fail(ctx context.Context, ch OutboundChannel, contact string, ids []int64, items int, reason string, notify bool) {
+	ctx = context.WithoutCancel(ctx)
+	if err := o.opts.DB.MarkOutboxFailed(ctx, ids, reason); err != nil {
+		o.log.Error("outbound: cannot mark replies as failed", "channel", ch.Name, "contact", contact, "err", err)
+	}
+	o.log.Error("outbound: reply could not be delivered", "channel", ch.Name, "contact", contact,
+		"items", items, "reason", reason)
+	o.opts.Observe(OutboundOutcome{Channel: ch.Name, Kind: "failed", Items: items})
+	if notify {
+		o.notify(ctx, ch, contact, contact, reason)
+	}
+}
+
+// notify posts a failure notice into contact's conversation, about a
+// failure at recipient (the contact, unless a forward of it bounced), when
+// the channel wants notices. A notice that cannot be posted is logged.
+func (o *Outbound) notify(ctx context.Context, ch OutboundChannel, contact, recipient, reason string) {
+	if !ch.NotifyFailures || ch.Notify == nil {
+		return
+	}
+	body, err := userlike.InboundMessage{
+		Email: strings.ToLower(contact),
+		Text:  fmt.Sprintf("[mailgate] Your reply could not be delivered to %s: %s", recipient, reason),
+	}.Marshal()
+	if err == nil {
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+		defer cancel()
+		err = ch.Notify.PostOnce(ctx, body)
+	}
+	if err != nil {
+		o.log.Error("outbound: cannot post the failure notice to Userlike", "channel", ch.Name, "contact", contact, "err", err)
+	}
+}
+
+// smtpReason is the short form of a delivery error for notices: the
+// relay's "550 5.1.1 text" when it answered, else the error.
+func smtpReason(err error) string {
+	var se *smtpout.SMTPError
+	if errors.As(err, &se) {
+		parts := []string{fmt.Sprint(se.Code)}
+		if se.Enhanced != "" {
+			parts = append(parts, se.Enhanced)
+		}
+		if m := oneLine(se.Message); m != "" {
+			parts = append(parts, m)
+		}
+		return strings.Join(parts, " ")
+	}
+	return oneLine(strings.TrimPrefix(err.Error(), "smtpout: "))
+}
+
+// HandleBounce matches a delivery status report about one of our replies
+// (report.OriginalMessageID is the Message-ID we sent) to its outbox items.
+// A failure report marks them failed and posts a notice; delayed and
+// success reports and read receipts are only logged. matched is false when
+// the report is not about a reply of channel that mailgate sent. raw is the
+// report as received; it is not kept.
+func (o *Outbound) HandleBounce(ctx context.Context, channel string, report *mailparse.Report, raw []byte) (matched bool, err error) {
+	if report == nil || report.OriginalMessageID == "" || !o.opts.MsgID.IsOwn(report.OriginalMessageID) {
+		return false, nil
+	}
+	items, err := o.opts.DB.OutboxByMessageID(ctx, report.OriginalMessageID)
+	if err != nil {
+		return false, err
+	}
+	var ids []int64
+	var contact string
+	settled := true
+	for _, it := range items {
+		if it.Channel != channel {
+			continue
+		}
+		ids = append(ids, it.ID)
+		contact = it.Contact
+		if it.State != store.OutboxFailed {
+			settled = false
+		}
+	}
+	if len(ids) == 0 {
+		return false, nil
+	}
+	log := o.log.With("channel", channel, "contact", contact, "message_id", report.OriginalMessageID)
+	if !bounceIsFailure(report) {
+		log.Info("outbound: delivery report about a reply", "action", report.Action, "status", report.Status,
+			"report_type", report.ReportType, "bytes", len(raw))
+		return true, nil
+	}
+	if settled {
+		log.Info("outbound: another bounce of a reply already failed")
+		return true, nil
+	}
+	reason := oneLine(report.DiagnosticCode)
+	if reason == "" {
+		reason = strings.TrimSpace(report.Status + " " + report.Action)
+	}
+	if reason == "" {
+		reason = "the message bounced"
+	}
+	recipient := oneLine(report.FinalRecipient)
+	if recipient == "" {
+		recipient = contact
+	}
+	ch, ok := o.opts.Channels(channel)
+	if !ok {
+		ch = OutboundChannel{Name: channel}
+	}
+	o.fail(ctx, ch, contact, ids, len(ids), "bounced: "+reason, false)
+	o.opts.Observe(OutboundOutcome{Channel: channel, Kind: "bounced", Items: len(ids)})
+	o.notify(ctx, ch, contact, recipient, reason)
+	return true, nil
+}
+
+// bounceIsFailure reports whether a delivery report says the message was
+// not delivered: Action "failed", or a 5.x.x status without an action.
+func bounceIsFailure(r *mailparse.Report) bool {
+	switch r.Action {
+	case "failed":
+		return true
+	case "":
+		return strings.HasPrefix(r.Status, "5.")
+	}
+	return false
+}

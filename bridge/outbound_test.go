@@ -1,0 +1,936 @@
+package bridge
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/mail"
+	"net/netip"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+	"unicode/utf8"
+
+	"github.com/emersion/go-message"
+	"github.com/emersion/go-smtp"
+
+	"mailgate/bridge/mailparse"
+	"mailgate/bridge/msgid"
+	"mailgate/bridge/userlike"
+	"mailgate/smtpout"
+	"mailgate/smtpout/safefetch"
+	"mailgate/store"
+)
+
+// ---- the SMTP relay ----
+
+// relayMsg is one message the test relay accepted.
+type relayMsg struct {
+	from string
+	to   []string
+	data []byte
+}
+
+// testRelay is a go-smtp server on 127.0.0.1. rcpt, when set, decides the
+// answer to each RCPT TO (n counts them from 1).
+type testRelay struct {
+	addr string
+
+	mu    sync.Mutex
+	rcpt  func(n int, to string) error
+	conns int
+	rcpts int
+	msgs  []relayMsg
+}
+
+func startRelay(t *testing.T) *testRelay {
+	t.Helper()
+	r := &testRelay{}
+	srv := smtp.NewServer(smtp.BackendFunc(func(c *smtp.Conn) (smtp.Session, error) {
+		r.mu.Lock()
+		r.conns++
+		r.mu.Unlock()
+		return &relaySession{r: r}, nil
+	}))
+	srv.Domain = "relay.test"
+	srv.AllowInsecureAuth = true
+	srv.ReadTimeout = 10 * time.Second
+	srv.WriteTimeout = 10 * time.Second
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.addr = l.Addr().String()
+	go srv.Serve(l)
+	t.Cleanup(func() { srv.Close() })
+	return r
+}
+
+func (r *testRelay) setRcpt(f func(n int, to string) error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.rcpt = f
+}
+
+func (r *testRelay) delivered() []relayMsg {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]relayMsg(nil), r.msgs...)
+}
+
+func (r *testRelay) counts() (conns, rcpts int) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.conns, r.rcpts
+}
+
+type relaySession struct {
+	r   *testRelay
+	cur relayMsg
+}
+
+func (s *relaySession) Reset()        { s.cur = relayMsg{} }
+func (s *relaySession) Logout() error { return nil }
+func (s *relaySession) Mail(from string, _ *smtp.MailOptions) error {
+	s.cur = relayMsg{from: from}
+	return nil
+}
+
+func (s *relaySession) Rcpt(to string, _ *smtp.RcptOptions) error {
+	s.r.mu.Lock()
+	s.r.rcpts++
+	n, hook := s.r.rcpts, s.r.rcpt
+	s.r.mu.Unlock()
+	if hook != nil {
+		if err := hook(n, to); err != nil {
+			return err
+		}
+	}
+	s.cur.to = append(s.cur.to, to)
+	return nil
+}
+
+func (s *relaySession) Data(r io.Reader) error {
+	b, err := io.ReadAll(r)
+	if err != nil {
+		return err
+	}
+	s.cur.data = b
+	s.r.mu.Lock()
+	s.r.msgs = append(s.r.msgs, s.cur)
+	s.r.mu.Unlock()
+	return nil
+}
+
+// ---- the fake Userlike and the media server ----
+
+// fakeUserlike records the inbound POSTs (failure notices) it gets.
+type fakeUserlike struct {
+	srv   *httptest.Server
+	mu    sync.Mutex
+	posts []userlike.InboundMessage
+}
+
+func startUserlike(t *testing.T) *fakeUserlike {
+	f := &fakeUserlike{}
+	f.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get(userlike.TokenHeader) != "inbound-token" {
+			http.Error(w, "bad token", http.StatusUnauthorized)
+			return
+		}
+		var m userlike.InboundMessage
+		if err := json.NewDecoder(r.Body).Decode(&m); err != nil {
+			http.Error(w, "bad json", http.StatusBadRequest)
+			return
+		}
+		f.mu.Lock()
+		f.posts = append(f.posts, m)
+		f.mu.Unlock()
+		w.Write([]byte(`{"ok":true}`))
+	}))
+	t.Cleanup(f.srv.Close)
+	return f
+}
+
+func (f *fakeUserlike) notices() []userlike.InboundMessage {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]userlike.InboundMessage(nil), f.posts...)
+}
+
+// ---- the fixture ----
+
+// testClock is a settable clock shared by the store, webhook and worker.
+type testClock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *testClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *testClock) Add(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.t = c.t.Add(d)
+}
+
+var testMsgIDKey = []byte("0123456789abcdef0123456789abcdef")
+
+// outboundFixture wires a webhook and an outbox worker for channel
+// "support" to a real store, a go-smtp relay and a fake Userlike.
+type outboundFixture struct {
+	t       *testing.T
+	clk     *testClock
+	dbPath  string
+	db      *store.DB
+	relay   *testRelay
+	ul      *fakeUserlike
+	sent    *sentFolder
+	logs    *syncBuffer
+	hook    *Webhook
+	out     *Outbound
+	gen     *msgid.Generator
+	fetcher *safefetch.Fetcher
+	maxSize int64
+}
+
+// sentFolder records AppendSent calls.
+type sentFolder struct {
+	mu   sync.Mutex
+	msgs [][]byte
+	err  error
+}
+
+func (s *sentFolder) AppendSent(_ context.Context, raw []byte) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.msgs = append(s.msgs, raw)
+	return s.err
+}
+
+func (s *sentFolder) count() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.msgs)
+}
+
+func newOutboundFixture(t *testing.T) *outboundFixture {
+	t.Helper()
+	f := &outboundFixture{
+		t:      t,
+		clk:    &testClock{t: time.Date(2026, 3, 2, 9, 0, 0, 0, time.UTC)},
+		dbPath: filepath.Join(t.TempDir(), "mailgate.db"),
+		relay:  startRelay(t),
+		ul:     startUserlike(t),
+		sent:   &sentFolder{},
+		logs:   &syncBuffer{},
+	}
+	var err error
+	if f.gen, err = msgid.NewGenerator(testMsgIDKey, "mailgate.test"); err != nil {
+		t.Fatal(err)
+	}
+	f.fetcher = safefetch.New(safefetch.Options{AllowCIDRs: []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}, Timeout: 10 * time.Second})
+	f.open()
+	return f
+}
+
+// open (re)opens the store and builds a fresh webhook and worker, as a
+// restarted daemon would.
+func (f *outboundFixture) open() {
+	t := f.t
+	db, err := store.Open(context.Background(), f.dbPath, store.Options{Now: f.clk.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	f.db = db
+	if _, err := db.RequeueSending(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	logger := slog.New(slog.NewTextHandler(f.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	sender, err := smtpout.NewSender(smtpout.SenderOptions{Address: f.relay.addr, Security: smtpout.SecurityNone,
+		HELO: "mailgate.test", Timeout: 10 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	client := userlike.NewClient(userlike.ClientOptions{InboundURL: f.ul.srv.URL, Token: "inbound-token"})
+	channel := OutboundChannel{
+		Name:           "support",
+		From:           mail.Address{Name: "ACME Support", Address: "support@acme.test"},
+		ReplyTo:        "support@acme.test",
+		Sender:         sender,
+		Notify:         client,
+		NotifyFailures: true,
+		SentFolder:     f.sent,
+	}
+	f.out, err = NewOutbound(OutboundOptions{
+		DB: db,
+		Channels: func(name string) (OutboundChannel, bool) {
+			return channel, name == "support"
+		},
+		Fetcher:      f.fetcher,
+		MsgID:        f.gen,
+		MaxMediaSize: f.maxSize,
+		TempDir:      t.TempDir(),
+		Logger:       logger,
+		Now:          f.clk.Now,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.hook = NewWebhook(WebhookOptions{
+		Channels: func(name string) (WebhookChannel, bool) {
+			return WebhookChannel{Name: "support", OutboundToken: testOutboundToken}, name == "support"
+		},
+		DB:     db,
+		Wake:   f.out.Wake,
+		Logger: logger,
+		Now:    f.clk.Now,
+	})
+}
+
+// post sends one operator message through the webhook.
+func (f *outboundFixture) post(payload map[string]any) map[string]any {
+	f.t.Helper()
+	b, _ := json.Marshal(payload)
+	req := httptest.NewRequest("POST", "/userlike/support", bytes.NewReader(b))
+	req.Header.Set(userlike.TokenHeader, testOutboundToken)
+	rec := httptest.NewRecorder()
+	f.hook.ServeHTTP(rec, req)
+	if rec.Code != 200 {
+		f.t.Fatalf("webhook %s: %d %s", b, rec.Code, rec.Body)
+	}
+	var m map[string]any
+	json.Unmarshal(rec.Body.Bytes(), &m)
+	return m
+}
+
+// flush runs one round of the worker.
+func (f *outboundFixture) flush() {
+	f.t.Helper()
+	if err := f.out.Flush(context.Background()); err != nil {
+		f.t.Fatal(err)
+	}
+}
+
+// customerMail records an email from contact as the inbound side does.
+func (f *outboundFixture) customerMail(uid uint32, contact, messageID, subject string) {
+	f.t.Helper()
+	_, err := f.db.RecordInbound(context.Background(), &store.Inbound{
+		Channel: "support", Folder: "INBOX", UIDValidity: 1, UID: uid, DedupeKey: "mid:" + messageID,
+		MessageID: messageID, Contact: contact, Subject: subject, ThreadSubject: NormalizeSubject(subject),
+		Posts: [][]byte{[]byte(`{"text":"x"}`)}, ArrivedAt: f.clk.Now(),
+	})
+	if err != nil {
+		f.t.Fatal(err)
+	}
+}
+
+// parsed is a delivered email, taken apart.
+type parsed struct {
+	header      message.Header
+	text        string
+	attachments map[string][]byte // filename -> content
+}
+
+func parseMail(t *testing.T, raw []byte) parsed {
+	t.Helper()
+	e, err := message.Read(bytes.NewReader(raw))
+	if err != nil {
+		t.Fatalf("delivered mail does not parse: %v\n%s", err, raw)
+	}
+	p := parsed{header: e.Header, attachments: map[string][]byte{}}
+	var walk func(e *message.Entity)
+	walk = func(e *message.Entity) {
+		if mr := e.MultipartReader(); mr != nil {
+			for {
+				part, err := mr.NextPart()
+				if err == io.EOF {
+					return
+				}
+				if err != nil {
+					t.Fatal(err)
+				}
+				walk(part)
+			}
+		}
+		body, err := io.ReadAll(e.Body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		disp, dparams, _ := e.Header.ContentDisposition()
+		ct, _, _ := e.Header.ContentType()
+		switch {
+		case disp == "attachment":
+			p.attachments[dparams["filename"]] = body
+		case ct == "text/plain" && p.text == "":
+			p.text = strings.ReplaceAll(string(body), "\r\n", "\n")
+		}
+	}
+	walk(e)
+	return p
+}
+
+// ---- tests ----
+
+func TestOutboundCoalescesAndThreads(t *testing.T) {
+	f := newOutboundFixture(t)
+	const jane = "jane@example.com"
+	f.customerMail(1, jane, "c1@mail.example.com", "Order 1234")
+
+	// Three quick operator messages become one email.
+	for i, text := range []string{"Hello Jane,", "your order has shipped.", "Kind regards"} {
+		if i > 0 {
+			f.clk.Add(3 * time.Second)
+		}
+		f.post(map[string]any{"email": jane, "text": text, "operator_name": "Olga", "id": fmt.Sprint("op-", i)})
+	}
+	f.clk.Add(9 * time.Second) // the last one still waits
+	f.flush()
+	if n := len(f.relay.delivered()); n != 0 {
+		t.Fatalf("%d emails sent before the coalescing wait ended", n)
+	}
+	f.clk.Add(2 * time.Second)
+	f.flush()
+	msgs := f.relay.delivered()
+	if len(msgs) != 1 {
+		t.Fatalf("%d emails sent, want 1", len(msgs))
+	}
+	m := msgs[0]
+	if m.from != "support@acme.test" || fmt.Sprint(m.to) != "["+jane+"]" {
+		t.Fatalf("envelope %s -> %v", m.from, m.to)
+	}
+	p := parseMail(t, m.data)
+	h := p.header
+	if want := "Hello Jane,\n\nyour order has shipped.\n\nKind regards"; !strings.Contains(p.text, want) {
+		t.Fatalf("text %q does not hold %q", p.text, want)
+	}
+	from, _ := mail.ParseAddress(h.Get("From"))
+	if from == nil || from.Name != "Olga (ACME Support)" || from.Address != "support@acme.test" {
+		t.Fatalf("From = %q", h.Get("From"))
+	}
+	mid1 := strings.Trim(h.Get("Message-Id"), "<>")
+	for name, want := range map[string]string{
+		"Subject":            "Re: Order 1234",
+		"In-Reply-To":        "<c1@mail.example.com>",
+		"References":         "<c1@mail.example.com>",
+		"Reply-To":           "<support@acme.test>",
+		"X-Mailgate-Channel": "support",
+		"Thread-Topic":       "Order 1234",
+		"Auto-Submitted":     "",
+	} {
+		if got := h.Get(name); got != want {
+			t.Errorf("%s = %q, want %q", name, got, want)
+		}
+	}
+	if !f.gen.IsOwn(mid1) {
+		t.Errorf("Message-ID %q is not ours", mid1)
+	}
+	if h.Get("Thread-Index") == "" {
+		t.Error("no Thread-Index")
+	}
+	th, _, _ := f.db.Thread(context.Background(), "support", jane)
+	if th.LastOurID != mid1 {
+		t.Fatalf("thread's last id = %q, want %q", th.LastOurID, mid1)
+	}
+	if f.sent.count() != 1 {
+		t.Fatalf("Sent folder got %d copies", f.sent.count())
+	}
+	counts, _ := f.db.OutboxCounts(context.Background(), "support")
+	if fmt.Sprint(counts) != "map[sent:3]" {
+		t.Fatalf("outbox = %v", counts)
+	}
+
+	// Jane answers; the next reply continues the thread.
+	f.clk.Add(time.Hour)
+	f.customerMail(2, jane, "c2@mail.example.com", "Re: Re: Order 1234")
+	f.post(map[string]any{"email": jane, "text": "You're welcome!", "operator_name": "Piet", "id": "op-9"})
+	f.clk.Add(15 * time.Second)
+	f.flush()
+	msgs = f.relay.delivered()
+	if len(msgs) != 2 {
+		t.Fatalf("%d emails, want 2", len(msgs))
+	}
+	h2 := parseMail(t, msgs[1].data).header
+	if h2.Get("Subject") != "Re: Order 1234" || h2.Get("In-Reply-To") != "<c2@mail.example.com>" ||
+		h2.Get("References") != fmt.Sprintf("<c1@mail.example.com> <%s> <c2@mail.example.com>", mid1) {
+		t.Fatalf("second reply: Subject %q In-Reply-To %q References %q", h2.Get("Subject"), h2.Get("In-Reply-To"), h2.Get("References"))
+	}
+	if from, _ := mail.ParseAddress(h2.Get("From")); from == nil || from.Name != "Piet (ACME Support)" {
+		t.Fatalf("second From = %q", h2.Get("From"))
+	}
+	if ti := h.Get("Thread-Index"); !strings.HasPrefix(h2.Get("Thread-Index"), ti[:28]) {
+		t.Errorf("Thread-Index %q does not continue %q", h2.Get("Thread-Index"), ti)
+	}
+}
+
+func TestOutboundNewContactSubject(t *testing.T) {
+	f := newOutboundFixture(t)
+	f.post(map[string]any{"email": "new@example.com", "text": "Hi, following up on your call."})
+	f.clk.Add(11 * time.Second)
+	f.flush()
+	msgs := f.relay.delivered()
+	if len(msgs) != 1 {
+		t.Fatalf("%d emails", len(msgs))
+	}
+	h := parseMail(t, msgs[0].data).header
+	if h.Get("Subject") != "Your message to ACME Support" || h.Get("In-Reply-To") != "" {
+		t.Fatalf("Subject %q, In-Reply-To %q", h.Get("Subject"), h.Get("In-Reply-To"))
+	}
+	// Without an operator name the From is the channel's name.
+	if from, _ := mail.ParseAddress(h.Get("From")); from == nil || from.Name != "ACME Support" {
+		t.Fatalf("From = %q", h.Get("From"))
+	}
+	// The next reply keeps the subject, as a reply.
+	f.post(map[string]any{"email": "new@example.com", "text": "Another thing."})
+	f.clk.Add(11 * time.Second)
+	f.flush()
+	msgs = f.relay.delivered()
+	h2 := parseMail(t, msgs[1].data).header
+	if h2.Get("Subject") != "Re: Your message to ACME Support" || h2.Get("In-Reply-To") != h.Get("Message-Id") {
+		t.Fatalf("second: Subject %q, In-Reply-To %q", h2.Get("Subject"), h2.Get("In-Reply-To"))
+	}
+}
+
+func TestOutboundCoalesceAcrossRestart(t *testing.T) {
+	f := newOutboundFixture(t)
+	const jane = "jane@example.com"
+	f.post(map[string]any{"email": jane, "text": "one", "id": "r-1"})
+	f.clk.Add(2 * time.Second)
+	f.post(map[string]any{"email": jane, "text": "two", "id": "r-2"})
+	f.db.Close()
+
+	f.clk.Add(2 * time.Second)
+	f.open() // a new daemon on the same database
+	f.post(map[string]any{"email": jane, "text": "three", "id": "r-3"})
+	// Userlike retries an id it already delivered: still queued once.
+	if got := f.post(map[string]any{"email": jane, "text": "two", "id": "r-2"}); got["status"] != "duplicate" {
+		t.Fatalf("retried delivery = %v", got)
+	}
+	f.clk.Add(11 * time.Second)
+	f.flush()
+	msgs := f.relay.delivered()
+	if len(msgs) != 1 {
+		t.Fatalf("%d emails, want 1", len(msgs))
+	}
+	if text := parseMail(t, msgs[0].data).text; !strings.Contains(text, "one\n\ntwo\n\nthree") {
+		t.Fatalf("text = %q", text)
+	}
+}
+
+func TestOutboundCoalesceCap(t *testing.T) {
+	f := newOutboundFixture(t)
+	start := f.clk.Now()
+	for i := range 8 {
+		f.post(map[string]any{"email": "jane@example.com", "text": fmt.Sprint("part ", i), "id": fmt.Sprint("cap-", i)})
+		f.clk.Add(8 * time.Second)
+		f.flush()
+	}
+	// 64s after the first message, the cap (60s) has sent everything.
+	if f.clk.Now().Sub(start) != 64*time.Second {
+		t.Fatal("test arithmetic")
+	}
+	msgs := f.relay.delivered()
+	if len(msgs) != 1 {
+		t.Fatalf("%d emails, want one sent at the 60s cap", len(msgs))
+	}
+	if text := parseMail(t, msgs[0].data).text; !strings.Contains(text, "part 0") || !strings.Contains(text, "part 7") {
+		t.Fatalf("text = %q", text)
+	}
+}
+
+func TestOutboundDeletedNeverSent(t *testing.T) {
+	f := newOutboundFixture(t)
+	const jane = "jane@example.com"
+	f.post(map[string]any{"email": jane, "text": "wrong customer!", "id": "d-1"})
+	f.post(map[string]any{"email": jane, "text": "the real answer", "id": "d-2"})
+	f.post(map[string]any{"email": "bob@example.com", "text": "for bob only", "id": "d-3"})
+	if got := f.post(map[string]any{"email": jane, "message": map[string]any{"id": "d-1", "is_deleted": true}}); got["status"] != "cancelled" {
+		t.Fatalf("delete = %v", got)
+	}
+	if got := f.post(map[string]any{"email": "bob@example.com", "id": "d-3", "is_deleted": true}); got["status"] != "cancelled" {
+		t.Fatalf("delete = %v", got)
+	}
+	f.clk.Add(time.Minute)
+	f.flush()
+	msgs := f.relay.delivered()
+	if len(msgs) != 1 || fmt.Sprint(msgs[0].to) != "["+jane+"]" {
+		t.Fatalf("delivered %d emails: %+v", len(msgs), msgs)
+	}
+	if text := parseMail(t, msgs[0].data).text; strings.Contains(text, "wrong customer") || !strings.Contains(text, "the real answer") {
+		t.Fatalf("text = %q", text)
+	}
+}
+
+func TestOutboundRetryThenSent(t *testing.T) {
+	f := newOutboundFixture(t)
+	f.relay.setRcpt(func(n int, to string) error {
+		if n == 1 {
+			return &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "try again later"}
+		}
+		return nil
+	})
+	f.post(map[string]any{"email": "jane@example.com", "text": "hello", "id": "t-1"})
+	f.clk.Add(11 * time.Second)
+	f.flush()
+	if len(f.relay.delivered()) != 0 {
+		t.Fatal("delivered despite 451")
+	}
+	it, _ := f.db.Outbox(context.Background(), 1)
+	if it.State != store.OutboxQueued || it.Attempts != 1 || !it.SendAfter.Equal(f.clk.Now().Add(time.Minute)) ||
+		!strings.Contains(it.LastError, "451 4.3.0 try again later") {
+		t.Fatalf("after 451: %+v", it)
+	}
+	firstID := it.MessageID
+	// Before the backoff ends nothing is tried.
+	f.clk.Add(30 * time.Second)
+	f.flush()
+	if _, rcpts := f.relay.counts(); rcpts != 1 {
+		t.Fatalf("retried before the backoff: %d RCPTs", rcpts)
+	}
+	f.clk.Add(30 * time.Second)
+	f.flush()
+	msgs := f.relay.delivered()
+	if len(msgs) != 1 {
+		t.Fatalf("%d emails after the retry", len(msgs))
+	}
+	retried := parseMail(t, msgs[0].data)
+	if got := strings.Trim(retried.header.Get("Message-Id"), "<>"); got != firstID {
+		t.Errorf("retry changed the Message-ID: %q, first attempt %q", got, firstID)
+	}
+	if it, _ := f.db.Outbox(context.Background(), 1); it.State != store.OutboxSent || it.Attempts != 2 {
+		t.Fatalf("after the retry: %+v", it)
+	}
+	if len(f.ul.notices()) != 0 {
+		t.Fatalf("notice posted for a temporary failure: %v", f.ul.notices())
+	}
+}
+
+func TestOutboundPermanentFailureNotifies(t *testing.T) {
+	f := newOutboundFixture(t)
+	f.relay.setRcpt(func(n int, to string) error {
+		if to == "jane@example.com" {
+			return &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 1}, Message: "user unknown"}
+		}
+		return nil
+	})
+	f.post(map[string]any{"email": "jane@example.com", "text": "hello", "id": "p-1"})
+	f.post(map[string]any{"email": "bob@example.com", "text": "hello bob", "id": "p-2"})
+	f.clk.Add(11 * time.Second)
+	f.flush()
+	// One connection for the burst; bob's email still goes out.
+	if conns, _ := f.relay.counts(); conns != 1 {
+		t.Errorf("%d SMTP connections for one burst", conns)
+	}
+	if msgs := f.relay.delivered(); len(msgs) != 1 || msgs[0].to[0] != "bob@example.com" {
+		t.Fatalf("delivered %+v", msgs)
+	}
+	it, _ := f.db.Outbox(context.Background(), 1)
+	if it.State != store.OutboxFailed || it.LastError != "550 5.1.1 user unknown" {
+		t.Fatalf("after 550: %+v", it)
+	}
+	notices := f.ul.notices()
+	want := userlike.InboundMessage{Email: "jane@example.com",
+		Text: "[mailgate] Your reply could not be delivered to jane@example.com: 550 5.1.1 user unknown"}
+	if len(notices) != 1 || notices[0] != want {
+		t.Fatalf("notices = %+v, want %+v", notices, want)
+	}
+	if !strings.Contains(f.logs.String(), "level=ERROR") {
+		t.Error("the failure was not logged at ERROR")
+	}
+	// Never tried again.
+	f.clk.Add(3 * time.Hour)
+	f.flush()
+	if _, rcpts := f.relay.counts(); rcpts != 2 {
+		t.Fatalf("failed item tried again: %d RCPTs", rcpts)
+	}
+}
+
+func TestOutboundGivesUpAfterMaxAge(t *testing.T) {
+	f := newOutboundFixture(t)
+	f.relay.setRcpt(func(int, string) error {
+		return &smtp.SMTPError{Code: 450, EnhancedCode: smtp.EnhancedCode{4, 7, 0}, Message: "greylisted"}
+	})
+	f.post(map[string]any{"email": "jane@example.com", "text": "hello", "id": "g-1"})
+	start := f.clk.Now()
+	f.clk.Add(11 * time.Second)
+	var waits []time.Duration
+	for range 100 {
+		f.flush()
+		it, _ := f.db.Outbox(context.Background(), 1)
+		if it.State == store.OutboxFailed {
+			break
+		}
+		waits = append(waits, it.SendAfter.Sub(f.clk.Now()))
+		f.clk.Add(it.SendAfter.Sub(f.clk.Now()))
+	}
+	want := []time.Duration{time.Minute, 5 * time.Minute, 15 * time.Minute, time.Hour, 2 * time.Hour}
+	if len(waits) < len(want) || fmt.Sprint(waits[:len(want)]) != fmt.Sprint(want) {
+		t.Fatalf("waits = %v, want %v then 2h", waits, want)
+	}
+	if age := f.clk.Now().Sub(start); age < DefaultMaxAge-2*time.Hour || age > DefaultMaxAge {
+		t.Fatalf("gave up after %v", age)
+	}
+	it, _ := f.db.Outbox(context.Background(), 1)
+	if it.State != store.OutboxFailed || !strings.Contains(it.LastError, "greylisted") {
+		t.Fatalf("item = %+v", it)
+	}
+	if n := f.ul.notices(); len(n) != 1 || !strings.Contains(n[0].Text, "450 4.7.0 greylisted") {
+		t.Fatalf("notices = %+v", n)
+	}
+}
+
+// dsnTemplate is a bounce of one of our replies; %s is its Message-ID.
+const dsnTemplate = "From: Mail Delivery System <MAILER-DAEMON@mx.acme.test>\r\n" +
+	"To: support@acme.test\r\n" +
+	"Subject: Undelivered Mail Returned to Sender\r\n" +
+	"Message-ID: <bounce-1@mx.acme.test>\r\n" +
+	"MIME-Version: 1.0\r\n" +
+	"Content-Type: multipart/report; report-type=delivery-status; boundary=\"B\"\r\n" +
+	"\r\n" +
+	"--B\r\n" +
+	"Content-Type: text/plain\r\n" +
+	"\r\n" +
+	"Your message could not be delivered.\r\n" +
+	"--B\r\n" +
+	"Content-Type: message/delivery-status\r\n" +
+	"\r\n" +
+	"Reporting-MTA: dns; mx.acme.test\r\n" +
+	"\r\n" +
+	"Final-Recipient: rfc822; jane@example.com\r\n" +
+	"Action: %s\r\n" +
+	"Status: 5.1.1\r\n" +
+	"Diagnostic-Code: smtp; 550 5.1.1 user unknown\r\n" +
+	"\r\n" +
+	"--B\r\n" +
+	"Content-Type: text/rfc822-headers\r\n" +
+	"\r\n" +
+	"From: Olga (ACME Support) <support@acme.test>\r\n" +
+	"To: jane@example.com\r\n" +
+	"Message-ID: <%s>\r\n" +
+	"\r\n" +
+	"--B--\r\n"
+
+func parseReport(t *testing.T, raw string) *mailparse.Report {
+	t.Helper()
+	e, err := mailparse.Parse(context.Background(), strings.NewReader(raw), mailparse.Options{})
+	if err != nil || e.Report == nil {
+		t.Fatalf("DSN does not parse as a report: %v", err)
+	}
+	return e.Report
+}
+
+func TestHandleBounce(t *testing.T) {
+	f := newOutboundFixture(t)
+	ctx := context.Background()
+	f.post(map[string]any{"email": "jane@example.com", "text": "hello", "id": "b-1"})
+	f.clk.Add(11 * time.Second)
+	f.flush()
+	it, _ := f.db.Outbox(ctx, 1)
+	if it.State != store.OutboxSent {
+		t.Fatalf("not sent: %+v", it)
+	}
+
+	// A delay notice is matched but changes nothing.
+	delayed := fmt.Sprintf(dsnTemplate, "delayed", it.MessageID)
+	if matched, err := f.out.HandleBounce(ctx, "support", parseReport(t, delayed), []byte(delayed)); !matched || err != nil {
+		t.Fatalf("HandleBounce(delayed) = %v, %v", matched, err)
+	}
+	if got, _ := f.db.Outbox(ctx, 1); got.State != store.OutboxSent {
+		t.Fatalf("a delay failed the item: %+v", got)
+	}
+	// Reports about mail we did not send, or of another channel, do not match.
+	foreign := fmt.Sprintf(dsnTemplate, "failed", "someone-else@example.org")
+	if matched, err := f.out.HandleBounce(ctx, "support", parseReport(t, foreign), nil); matched || err != nil {
+		t.Fatalf("HandleBounce(foreign) = %v, %v", matched, err)
+	}
+	bounce := fmt.Sprintf(dsnTemplate, "failed", it.MessageID)
+	if matched, err := f.out.HandleBounce(ctx, "other", parseReport(t, bounce), nil); matched || err != nil {
+		t.Fatalf("HandleBounce(other channel) = %v, %v", matched, err)
+	}
+	if matched, err := f.out.HandleBounce(ctx, "support", nil, nil); matched || err != nil {
+		t.Fatalf("HandleBounce(nil) = %v, %v", matched, err)
+	}
+
+	matched, err := f.out.HandleBounce(ctx, "support", parseReport(t, bounce), []byte(bounce))
+	if !matched || err != nil {
+		t.Fatalf("HandleBounce = %v, %v", matched, err)
+	}
+	got, _ := f.db.Outbox(ctx, 1)
+	if got.State != store.OutboxFailed || !strings.Contains(got.LastError, "550 5.1.1 user unknown") {
+		t.Fatalf("bounced item = %+v", got)
+	}
+	want := "[mailgate] Your reply could not be delivered to jane@example.com: 550 5.1.1 user unknown"
+	if n := f.ul.notices(); len(n) != 1 || n[0].Text != want || n[0].Email != "jane@example.com" {
+		t.Fatalf("notices = %+v", n)
+	}
+	// The same bounce again: matched, no second notice.
+	if matched, _ := f.out.HandleBounce(ctx, "support", parseReport(t, bounce), nil); !matched || len(f.ul.notices()) != 1 {
+		t.Fatalf("second bounce: matched %v, %d notices", matched, len(f.ul.notices()))
+	}
+}
+
+func TestOutboundMedia(t *testing.T) {
+	pdf := bytes.Repeat([]byte("%PDF-1.4 fake "), 100)
+	var mediaHits sync.Map
+	media := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mediaHits.Store(r.URL.Path, true)
+		switch r.URL.Path {
+		case "/files/invoice.pdf":
+			w.Header().Set("Content-Type", "application/pdf")
+			w.Write(pdf)
+		case "/files/huge.bin":
+			w.Header().Set("Content-Type", "application/octet-stream")
+			w.Write(make([]byte, 64<<10))
+		default:
+			http.NotFound(w, r)
+		}
+	}))
+	defer media.Close()
+
+	f := newOutboundFixture(t)
+	f.maxSize = 32 << 10
+	f.open()
+	f.post(map[string]any{"email": "jane@example.com", "text": "Here is your invoice.", "id": "m-1"})
+	f.post(map[string]any{"email": "jane@example.com", "url": media.URL + "/files/invoice.pdf", "id": "m-2"})
+	f.post(map[string]any{"email": "jane@example.com", "url": "http://169.254.169.254/latest/meta-data/secret.txt", "id": "m-3"})
+	f.post(map[string]any{"email": "jane@example.com", "url": media.URL + "/files/huge.bin", "id": "m-4"})
+	f.post(map[string]any{"email": "jane@example.com", "url": media.URL + "/files/gone.png", "id": "m-5"})
+	f.clk.Add(11 * time.Second)
+	f.flush()
+	msgs := f.relay.delivered()
+	if len(msgs) != 1 {
+		t.Fatalf("%d emails", len(msgs))
+	}
+	p := parseMail(t, msgs[0].data)
+	if !bytes.Equal(p.attachments["invoice.pdf"], pdf) || len(p.attachments) != 1 {
+		t.Fatalf("attachments: %d, invoice %d bytes", len(p.attachments), len(p.attachments["invoice.pdf"]))
+	}
+	for _, link := range []string{"http://169.254.169.254/latest/meta-data/secret.txt", media.URL + "/files/huge.bin", media.URL + "/files/gone.png"} {
+		if !strings.Contains(p.text, link) {
+			t.Errorf("text does not link %s:\n%s", link, p.text)
+		}
+	}
+	if !strings.Contains(p.text, "Here is your invoice.") {
+		t.Errorf("text = %q", p.text)
+	}
+	if _, ok := mediaHits.Load("/files/invoice.pdf"); !ok {
+		t.Error("the invoice was never fetched")
+	}
+	if !strings.Contains(f.logs.String(), "169.254.169.254") || !strings.Contains(f.logs.String(), "not downloaded from this address") {
+		t.Errorf("the refused metadata URL was not logged as refused:\n%s", f.logs.String())
+	}
+}
+
+func TestOutboundHeaderInjection(t *testing.T) {
+	f := newOutboundFixture(t)
+	f.post(map[string]any{"email": "jane@example.com", "text": "hi",
+		"operator_name": "Olga\r\nBcc: evil@example.net\r\nX-Evil: 1", "id": "h-1"})
+	f.clk.Add(11 * time.Second)
+	f.flush()
+	msgs := f.relay.delivered()
+	if len(msgs) != 1 || len(msgs[0].to) != 1 || msgs[0].to[0] != "jane@example.com" {
+		t.Fatalf("delivered %+v", msgs)
+	}
+	h := parseMail(t, msgs[0].data).header
+	if h.Get("Bcc") != "" || h.Get("X-Evil") != "" {
+		t.Fatalf("injected header survived: Bcc %q X-Evil %q", h.Get("Bcc"), h.Get("X-Evil"))
+	}
+	from, err := mail.ParseAddress(h.Get("From"))
+	if err != nil || from.Address != "support@acme.test" || strings.ContainsAny(from.Name, "\r\n") {
+		t.Fatalf("From = %q (%v)", h.Get("From"), err)
+	}
+}
+
+func TestFromDisplayName(t *testing.T) {
+	ch := OutboundChannel{Name: "support", From: mail.Address{Name: "ACME\nSupport", Address: "s@acme.test"}}
+	for _, c := range []struct {
+		tmpl, operator, want string
+	}{
+		{"", "Olga", "Olga (ACME Support)"},
+		{"", "", "ACME Support"},
+		{"", " \r\n ", "ACME Support"},
+		{"{operator} from {channel}", "Olga\r\nBcc: x@y", "Olga Bcc: x@y from ACME Support"},
+		{"{channel}", "Olga", "ACME Support"},
+	} {
+		ch.FromTemplate = c.tmpl
+		if got := FromDisplayName(ch, c.operator); got != c.want {
+			t.Errorf("FromDisplayName(%q, %q) = %q, want %q", c.tmpl, c.operator, got, c.want)
+		}
+	}
+	if got := FromDisplayName(OutboundChannel{Name: "support"}, ""); got != "support" {
+		t.Errorf("without a display name: %q", got)
+	}
+}
+
+func TestRetryDelay(t *testing.T) {
+	for n, want := range map[int]time.Duration{0: time.Minute, 1: time.Minute, 2: 5 * time.Minute, 3: 15 * time.Minute,
+		4: time.Hour, 5: 2 * time.Hour, 50: 2 * time.Hour} {
+		if got := RetryDelay(n); got != want {
+			t.Errorf("RetryDelay(%d) = %v, want %v", n, got, want)
+		}
+	}
+}
+
+func TestOutboundRun(t *testing.T) {
+	f := newOutboundFixture(t)
+	// Real time for this one: Run sleeps on real timers.
+	f.clk.mu.Lock()
+	f.clk.t = time.Now()
+	f.clk.mu.Unlock()
+	realNow := time.Now
+	f.out.opts.Now = realNow
+	f.hook.opts.Now = realNow
+	f.hook.opts.Channels = func(name string) (WebhookChannel, bool) {
+		return WebhookChannel{Name: "support", OutboundToken: testOutboundToken, Coalesce: -1}, name == "support"
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- f.out.Run(ctx) }()
+
+	f.post(map[string]any{"email": "jane@example.com", "text": "sent by the loop", "id": "run-1"})
+	deadline := time.Now().Add(20 * time.Second)
+	for len(f.relay.delivered()) == 0 && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("Run = %v", err)
+	}
+	if len(f.relay.delivered()) != 1 {
+		t.Fatalf("the loop did not send the reply")
+	}
+	if f.out.Heartbeat().IsZero() {
+		t.Error("no heartbeat")
+	}
+}
+
+// FuzzFromDisplayName checks that whatever the operator is called, the
+// display name is one line of valid UTF-8.
+func FuzzFromDisplayName(f *testing.F) {
+	for _, s := range []string{"Olga", "Olga\r\nBcc: x@y", "\u2028", "\xff\xfe", "{channel}{operator}", ""} {
+		f.Add(s, "{operator} ({channel})")
+	}
+	f.Fuzz(func(t *testing.T, operator, tmpl string) {
+		ch := OutboundChannel{Name: "support", From: mail.Address{Name: "ACME", Address: "s@acme.test"}, FromTemplate: tmpl}
+		got := FromDisplayName(ch, operator)
+		if strings.ContainsFunc(got, func(r rune) bool { return r < 0x20 || r == 0x7f || r == '\u2028' || r == '\u2029' }) {
+			t.Fatalf("FromDisplayName(%q, %q) = %q has a control character", operator, tmpl, got)
+		}
+		if !utf8.ValidString(got) || got != strings.TrimSpace(got) {
+			t.Fatalf("FromDisplayName(%q, %q) = %q", operator, tmpl, got)
+		}
+	})
+}

@@ -1,0 +1,327 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+)
+
+// enqueueText queues one message for contact on channel "c", wanting it
+// sent wait after the clock's now.
+func enqueueText(t *testing.T, db *DB, clk *clock, contact, ulID, text string, wait time.Duration) *OutboxItem {
+	t.Helper()
+	it := &OutboxItem{Channel: "c", Contact: contact, UserlikeID: ulID, Operator: "Olga", Text: text,
+		SendAfter: clk.Now().Add(wait)}
+	if _, dup, err := db.Enqueue(context.Background(), it); err != nil || dup {
+		t.Fatalf("Enqueue(%s) = %v, %v", ulID, dup, err)
+	}
+	return it
+}
+
+// sendAfters returns the send_after of the items of ids.
+func sendAfters(t *testing.T, db *DB, ids ...int64) []time.Time {
+	t.Helper()
+	var out []time.Time
+	for _, id := range ids {
+		it, err := db.Outbox(context.Background(), id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, it.SendAfter)
+	}
+	return out
+}
+
+func TestEnqueueCoalesces(t *testing.T) {
+	db, clk := openTest(t)
+	start := clk.Now()
+	const wait = 10 * time.Second
+
+	a := enqueueText(t, db, clk, "a@example.org", "1", "one", wait)
+	if !a.SendAfter.Equal(start.Add(wait)) {
+		t.Fatalf("first SendAfter = %v, want %v", a.SendAfter, start.Add(wait))
+	}
+	clk.Add(4 * time.Second)
+	b := enqueueText(t, db, clk, "A@example.org", "2", "two", wait)
+	// Another contact is not affected, nor does it affect a's group.
+	other := enqueueText(t, db, clk, "b@example.org", "x", "other", wait)
+	want := start.Add(14 * time.Second)
+	if got := sendAfters(t, db, a.ID, b.ID); !got[0].Equal(want) || !got[1].Equal(want) {
+		t.Fatalf("after the second message: send_after %v, want both %v", got, want)
+	}
+	// Keep extending: the wait is capped 60s after the first message.
+	for i := range 20 {
+		clk.Add(5 * time.Second)
+		enqueueText(t, db, clk, "a@example.org", fmt.Sprint("more-", i), "more", wait)
+	}
+	capAt := start.Add(OutboxCoalesceLimit)
+	for i, got := range sendAfters(t, db, a.ID, b.ID) {
+		if !got.Equal(capAt) {
+			t.Fatalf("item %d: send_after %v, want the cap %v", i, got, capAt)
+		}
+	}
+	if got := sendAfters(t, db, other.ID)[0]; !got.Equal(start.Add(4*time.Second + wait)) {
+		t.Fatalf("other contact's send_after = %v", got)
+	}
+	// A duplicate changes nothing.
+	clk.Add(time.Second)
+	if _, dup, err := db.Enqueue(context.Background(), &OutboxItem{Channel: "c", Contact: "b@example.org",
+		UserlikeID: "x", SendAfter: clk.Now().Add(time.Hour)}); err != nil || !dup {
+		t.Fatalf("duplicate Enqueue = %v, %v", dup, err)
+	}
+	if got := sendAfters(t, db, other.ID)[0]; !got.Equal(start.Add(4*time.Second + wait)) {
+		t.Fatalf("duplicate moved send_after to %v", got)
+	}
+	// The zero SendAfter means now.
+	z := &OutboxItem{Channel: "c", Contact: "z@example.org", Text: "now"}
+	if _, _, err := db.Enqueue(context.Background(), z); err != nil || !z.SendAfter.Equal(clk.Now()) {
+		t.Fatalf("Enqueue(zero SendAfter) = %v, SendAfter %v, want %v", err, z.SendAfter, clk.Now())
+	}
+}
+
+func TestDueOutboxGroups(t *testing.T) {
+	db, clk := openTest(t)
+	ctx := context.Background()
+	start := clk.Now()
+	if err := db.AddThreadMessage(ctx, "c", "a@example.org", "cust-1@example.org", false); err != nil {
+		t.Fatal(err)
+	}
+	a1 := enqueueText(t, db, clk, "a@example.org", "a1", "one", 10*time.Second)
+	clk.Add(2 * time.Second)
+	b1 := enqueueText(t, db, clk, "b@example.org", "b1", "bee", 30*time.Second)
+	enqueueText(t, db, clk, "a@example.org", "a2", "two", 10*time.Second)
+	a3 := enqueueText(t, db, clk, "a@example.org", "a3", "three", 10*time.Second)
+	if _, _, err := db.CancelOutbox(ctx, "c", "a2"); err != nil {
+		t.Fatal(err)
+	}
+
+	due, err := db.DueOutbox(ctx, start.Add(11*time.Second))
+	if err != nil || len(due) != 0 {
+		t.Fatalf("DueOutbox before the wait = %+v, %v", due, err)
+	}
+	due, err = db.DueOutbox(ctx, start.Add(12*time.Second))
+	if err != nil || len(due) != 1 {
+		t.Fatalf("DueOutbox = %+v, %v; want one batch", due, err)
+	}
+	b := due[0]
+	if b.Channel != "c" || b.Contact != "a@example.org" || !reflect.DeepEqual(b.IDs(), []int64{a1.ID, a3.ID}) {
+		t.Fatalf("batch = %s %s %v", b.Channel, b.Contact, b.IDs())
+	}
+	if b.Thread == nil || !reflect.DeepEqual(b.Thread.MessageIDs, []string{"cust-1@example.org"}) ||
+		len(b.Thread.Messages) != 1 || b.Thread.Messages[0].Ours || b.Thread.CreatedAt.IsZero() {
+		t.Fatalf("batch thread = %+v", b.Thread)
+	}
+	if b.Items[1].Text != "three" || b.Items[0].Operator != "Olga" {
+		t.Fatalf("batch items = %+v %+v", b.Items[0], b.Items[1])
+	}
+
+	// While a is being sent, its new messages wait.
+	moved, err := db.MarkOutboxSending(ctx, b.IDs(), "m1@mailgate.test")
+	if err != nil || !reflect.DeepEqual(moved, b.IDs()) {
+		t.Fatalf("MarkOutboxSending = %v, %v", moved, err)
+	}
+	clk.Add(time.Second)
+	a4 := enqueueText(t, db, clk, "a@example.org", "a4", "four", 0)
+	due, err = db.DueOutbox(ctx, start.Add(time.Hour))
+	if err != nil || len(due) != 1 || due[0].Contact != "b@example.org" || !reflect.DeepEqual(due[0].IDs(), []int64{b1.ID}) {
+		t.Fatalf("DueOutbox while a is sending = %+v, %v", due, err)
+	}
+	if due[0].Thread != nil {
+		t.Fatalf("b has no thread, got %+v", due[0].Thread)
+	}
+
+	// A retry holds back what came later: a's group is due when all are.
+	retryAt := start.Add(5 * time.Minute)
+	if err := db.MarkOutboxRetry(ctx, b.IDs(), retryAt, "451 try later"); err != nil {
+		t.Fatal(err)
+	}
+	due, _ = db.DueOutbox(ctx, start.Add(time.Minute))
+	for _, d := range due {
+		if d.Contact == "a@example.org" {
+			t.Fatalf("a due before its retry: %v", d.IDs())
+		}
+	}
+	due, _ = db.DueOutbox(ctx, retryAt)
+	var got []int64
+	for _, d := range due {
+		if d.Contact == "a@example.org" {
+			got = d.IDs()
+			if d.Items[0].Attempts != 1 || d.Items[0].LastError != "451 try later" || d.Items[0].MessageID != "m1@mailgate.test" {
+				t.Fatalf("retried item = %+v", d.Items[0])
+			}
+		}
+	}
+	if !reflect.DeepEqual(got, []int64{a1.ID, a3.ID, a4.ID}) {
+		t.Fatalf("a's batch after the retry = %v", got)
+	}
+}
+
+func TestNextOutboxDue(t *testing.T) {
+	db, clk := openTest(t)
+	ctx := context.Background()
+	if _, ok, err := db.NextOutboxDue(ctx); ok || err != nil {
+		t.Fatalf("NextOutboxDue(empty) = %v, %v", ok, err)
+	}
+	start := clk.Now()
+	a := enqueueText(t, db, clk, "a@example.org", "a1", "one", 20*time.Second)
+	enqueueText(t, db, clk, "b@example.org", "b1", "one", 30*time.Second)
+	if next, ok, err := db.NextOutboxDue(ctx); !ok || err != nil || !next.Equal(start.Add(20*time.Second)) {
+		t.Fatalf("NextOutboxDue = %v, %v, %v", next, ok, err)
+	}
+	// A group being sent is not waited for.
+	if _, err := db.MarkOutboxSending(ctx, []int64{a.ID}, "m@x"); err != nil {
+		t.Fatal(err)
+	}
+	if next, ok, err := db.NextOutboxDue(ctx); !ok || err != nil || !next.Equal(start.Add(30*time.Second)) {
+		t.Fatalf("NextOutboxDue while a is sending = %v, %v, %v", next, ok, err)
+	}
+}
+
+func TestOutboxLifecycle(t *testing.T) {
+	db, clk := openTest(t)
+	ctx := context.Background()
+	a1 := enqueueText(t, db, clk, "a@example.org", "a1", "one", 0)
+	a2 := enqueueText(t, db, clk, "a@example.org", "a2", "two", 0)
+	ids := []int64{a1.ID, a2.ID}
+
+	// Cancelled between DueOutbox and MarkOutboxSending: not moved.
+	if _, _, err := db.CancelOutbox(ctx, "c", "a2"); err != nil {
+		t.Fatal(err)
+	}
+	moved, err := db.MarkOutboxSending(ctx, ids, "m1@mailgate.test")
+	if err != nil || !reflect.DeepEqual(moved, []int64{a1.ID}) {
+		t.Fatalf("MarkOutboxSending = %v, %v", moved, err)
+	}
+	if _, _, err := db.CancelOutbox(ctx, "c", "a1"); err != nil {
+		t.Fatal(err)
+	}
+	if it, _ := db.Outbox(ctx, a1.ID); it.State != OutboxSending || it.Attempts != 1 {
+		t.Fatalf("a sending item was cancelled: %+v", it)
+	}
+	if err := db.MarkOutboxSent(ctx, moved, "m1@mailgate.test"); err != nil {
+		t.Fatal(err)
+	}
+	th, ok, err := db.Thread(ctx, "c", "a@example.org")
+	if err != nil || !ok || th.LastOurID != "m1@mailgate.test" || len(th.Messages) != 1 || !th.Messages[0].Ours {
+		t.Fatalf("thread after sent = %+v, %v, %v", th, ok, err)
+	}
+	// Sent twice is a state error.
+	var se *StateError
+	if err := db.MarkOutboxSent(ctx, moved, "m1@mailgate.test"); !errors.As(err, &se) || se.State != OutboxSent {
+		t.Fatalf("MarkOutboxSent again = %v", err)
+	}
+	if err := db.MarkOutboxSent(ctx, []int64{999}, "x@y"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("MarkOutboxSent(unknown) = %v", err)
+	}
+
+	// A bounce finds the item by Message-ID, with or without brackets.
+	for _, id := range []string{"m1@mailgate.test", "<m1@mailgate.test>"} {
+		items, err := db.OutboxByMessageID(ctx, id)
+		if err != nil || len(items) != 1 || items[0].ID != a1.ID || items[0].State != OutboxSent {
+			t.Fatalf("OutboxByMessageID(%s) = %+v, %v", id, items, err)
+		}
+	}
+	if items, err := db.OutboxByMessageID(ctx, "nope@x"); err != nil || len(items) != 0 {
+		t.Fatalf("OutboxByMessageID(unknown) = %v, %v", items, err)
+	}
+	if items, err := db.OutboxByMessageID(ctx, ""); err != nil || len(items) != 0 {
+		t.Fatalf("OutboxByMessageID(empty) = %v, %v", items, err)
+	}
+	if err := db.MarkOutboxFailed(ctx, []int64{a1.ID, a2.ID}, "550 5.1.1 user unknown"); err != nil {
+		t.Fatal(err)
+	}
+	if it, _ := db.Outbox(ctx, a1.ID); it.State != OutboxFailed || it.LastError != "550 5.1.1 user unknown" {
+		t.Fatalf("bounced item = %+v", it)
+	}
+	if it, _ := db.Outbox(ctx, a2.ID); it.State != OutboxCancelled {
+		t.Fatalf("MarkOutboxFailed changed a cancelled item: %+v", it)
+	}
+	if c, _ := db.OutboxCounts(ctx, "c"); !reflect.DeepEqual(c, map[string]int{"failed": 1, "cancelled": 1}) {
+		t.Fatalf("OutboxCounts = %v", c)
+	}
+}
+
+func TestRequeueSending(t *testing.T) {
+	db, clk := openTest(t)
+	ctx := context.Background()
+	a := enqueueText(t, db, clk, "a@example.org", "a1", "one", 0)
+	b := enqueueText(t, db, clk, "b@example.org", "b1", "one", time.Hour)
+	if _, err := db.MarkOutboxSending(ctx, []int64{a.ID}, "m1@mailgate.test"); err != nil {
+		t.Fatal(err)
+	}
+	clk.Add(time.Minute)
+	n, err := db.RequeueSending(ctx)
+	if err != nil || n != 1 {
+		t.Fatalf("RequeueSending = %d, %v", n, err)
+	}
+	it, _ := db.Outbox(ctx, a.ID)
+	if it.State != OutboxQueued || !it.SendAfter.Equal(clk.Now()) || it.MessageID != "m1@mailgate.test" || it.Attempts != 1 {
+		t.Fatalf("requeued item = %+v", it)
+	}
+	if it, _ := db.Outbox(ctx, b.ID); it.State != OutboxQueued || it.Attempts != 0 {
+		t.Fatalf("queued item changed: %+v", it)
+	}
+	if n, err := db.RequeueSending(ctx); err != nil || n != 0 {
+		t.Fatalf("RequeueSending again = %d, %v", n, err)
+	}
+}
+
+func TestEnsureThread(t *testing.T) {
+	db, _ := openTest(t)
+	ctx := context.Background()
+	th, err := db.EnsureThread(ctx, "c", "A@example.org", "Your message to Support")
+	if err != nil || th.Subject != "Your message to Support" || th.Contact != "a@example.org" || len(th.Messages) != 0 {
+		t.Fatalf("EnsureThread(new) = %+v, %v", th, err)
+	}
+	// The subject is kept; a second call does not start another thread.
+	th2, err := db.EnsureThread(ctx, "c", "a@example.org", "Other")
+	if err != nil || th2.Subject != "Your message to Support" || !th2.CreatedAt.Equal(th.CreatedAt) {
+		t.Fatalf("EnsureThread(again) = %+v, %v", th2, err)
+	}
+	// A thread without subject takes one.
+	if err := db.AddThreadMessage(ctx, "c", "b@example.org", "x@y", false); err != nil {
+		t.Fatal(err)
+	}
+	th3, err := db.EnsureThread(ctx, "c", "b@example.org", "Hello")
+	if err != nil || th3.Subject != "Hello" || !reflect.DeepEqual(th3.MessageIDs, []string{"x@y"}) {
+		t.Fatalf("EnsureThread(no subject) = %+v, %v", th3, err)
+	}
+	if _, err := db.EnsureThread(ctx, "", "b@example.org", "x"); err == nil {
+		t.Fatal("EnsureThread without channel accepted")
+	}
+}
+
+func TestOutboxQueryPlans(t *testing.T) {
+	db, _ := openTest(t)
+	for _, c := range []struct {
+		query string
+		args  []any
+		index string
+	}{
+		{qDueGroups, []any{0}, "outbox_pending"},
+		{qNextDue, nil, "outbox_pending"},
+		{`SELECT id FROM outbox WHERE message_id = ? AND message_id != ''`, []any{"x"}, "outbox_message_id"},
+	} {
+		rows, err := db.read.QueryContext(context.Background(), "EXPLAIN QUERY PLAN "+c.query, c.args...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var plan []string
+		for rows.Next() {
+			var id, parent, unused int
+			var detail string
+			if err := rows.Scan(&id, &parent, &unused, &detail); err != nil {
+				t.Fatal(err)
+			}
+			plan = append(plan, detail)
+		}
+		rows.Close()
+		if all := strings.Join(plan, "\n"); !strings.Contains(all, c.index) {
+			t.Errorf("plan does not use %s:\n%s", c.index, all)
+		}
+	}
+}
