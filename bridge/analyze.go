@@ -82,6 +82,8 @@ type Decision struct {
 	References []string `json:"-"`
 	// CharsetFallbacks counts parts decoded with a guessed charset.
 	CharsetFallbacks int `json:"-"`
+	// Report is the delivery report of a bounce, if it carried one.
+	Report *mailparse.Report `json:"-"`
 }
 
 // AnalyzerOptions configures an Analyzer.
@@ -131,6 +133,7 @@ func (a *Analyzer) Analyze(ctx context.Context, raw []byte) *Decision {
 		return d
 	}
 	d.Problems = email.Problems
+	d.Report = email.Report
 	d.CharsetFallbacks = email.CharsetFallbacks
 	d.Subject = email.Subject
 	d.MessageID = email.MessageID

@@ -12,6 +12,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"mailgate/bridge/classify"
+	"mailgate/bridge/mailparse"
 	"mailgate/bridge/userlike"
 	"mailgate/imapsync"
 	"mailgate/store"
@@ -49,6 +51,9 @@ type InboundOptions struct {
 	Workers int
 	// Notify tells the mailbox watcher that IMAP actions are pending.
 	Notify func()
+	// OnBounce, when set, gets every bounce that carries a delivery
+	// report, so that the outbox can match it to the reply it concerns.
+	OnBounce func(ctx context.Context, report *mailparse.Report, raw []byte)
 	// Observe, when set, is told the outcome of every email.
 	Observe func(Outcome)
 	Logger  *slog.Logger
@@ -211,6 +216,9 @@ func (in *Inbound) Handle(ctx context.Context, m *imapsync.Message) error {
 	case ActionSkip:
 		row.State = store.StateSkipped
 		row.After = in.opts.After
+		if d.Classification.Class == classify.ClassBounce && d.Report != nil && in.opts.OnBounce != nil {
+			in.opts.OnBounce(ctx, d.Report, m.Raw)
+		}
 	case ActionQuarantine:
 		row.State = store.StateQuarantined
 		row.After = in.opts.Quarantine

@@ -83,6 +83,10 @@ type OutboundChannel struct {
 	MaxAge time.Duration
 	// SentFolder, if not nil, gets a copy of every sent reply.
 	SentFolder SentAppender
+	// FooterText and FooterHTML are appended to every reply.
+	FooterText, FooterHTML string
+	// Quote quotes the customer's last email below the reply.
+	Quote bool
 }
 
 // OutboundOutcome is reported to OutboundOptions.Observe, for metrics.
@@ -92,6 +96,9 @@ type OutboundOutcome struct {
 	Kind string
 	// Items is how many operator messages the email carried.
 	Items int
+	// Latency is, for "sent", the time from the oldest item's arrival on
+	// the webhook to the relay's acceptance.
+	Latency time.Duration
 }
 
 // OutboundOptions configures the outbox worker.
@@ -369,6 +376,12 @@ func (o *Outbound) render(ctx context.Context, j *job, th *store.Thread, opens b
 		}
 	}
 	r.Text = strings.Join(texts, "\n\n")
+	r.FooterText, r.FooterHTML = j.ch.FooterText, j.ch.FooterHTML
+	if j.ch.Quote {
+		if last, err := o.opts.DB.LatestFromContact(ctx, j.ch.Name, b.Contact); err == nil && last.FullText != "" {
+			r.Quote = &smtpout.Quote{Date: last.ArrivedAt, Name: last.ContactName, Text: last.FullText}
+		}
+	}
 
 	dir, err := os.MkdirTemp(o.opts.TempDir, "mailgate-media-")
 	if err != nil {
@@ -542,7 +555,11 @@ func (o *Outbound) settle(ctx context.Context, j *job, err error) {
 		} else {
 			log.Info("outbound: reply sent")
 		}
-		o.opts.Observe(OutboundOutcome{Channel: j.ch.Name, Kind: "sent", Items: len(j.ids)})
+		var latency time.Duration
+		for _, it := range b.Items {
+			latency = max(latency, o.opts.Now().Sub(it.CreatedAt))
+		}
+		o.opts.Observe(OutboundOutcome{Channel: j.ch.Name, Kind: "sent", Items: len(j.ids), Latency: latency})
 		if j.ch.SentFolder != nil {
 			if err := j.ch.SentFolder.AppendSent(ctx, j.raw); err != nil {
 				log.Error("outbound: reply sent, but copying it to the Sent folder failed; not retried", "err", err)

@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/mail"
+	"net/netip"
 	"net/url"
 	"os"
 	"slices"
@@ -83,6 +84,11 @@ type Media struct {
 	// Key is the HMAC key for media URLs. Zero means: generate one and keep
 	// it in the store.
 	Key Secret
+	// FetchAllow lists the networks that the fetcher of operator media may
+	// reach although they are private or loopback: exceptions to its SSRF
+	// guard, for tests and internal media servers (default none). Entries
+	// are masked ("10.1.2.3/16" becomes "10.1.0.0/16").
+	FetchAllow []netip.Prefix
 }
 
 // Log is the [log] table.
@@ -177,6 +183,36 @@ type SMTP struct {
 	// SentFolder is the IMAP folder that sent replies are appended to:
 	// "auto" (default: the folder marked \Sent) or a name; "" turns it off.
 	SentFolder string
+	// NewSubject is the subject of a reply to a contact who never mailed
+	// (a new thread). Empty (default) lets the daemon derive it: "Your
+	// message to " + From's display name, or the channel name.
+	NewSubject string
+	// FromTemplate makes the display name of a reply's From out of the
+	// placeholders {operator} and {channel}, the only ones allowed (default
+	// "{operator} ({channel})"); never empty.
+	FromTemplate string
+	// ReplyTo is one RFC 5322 address that customers answer to; empty
+	// (default) means the From address.
+	ReplyTo string
+	// NotifyFailures posts a "[mailgate] Your reply could not be delivered"
+	// line into the Userlike conversation when a reply fails (default true).
+	NotifyFailures bool
+	// MaxAge is how long a failing reply is retried (default 72h, at least
+	// 1m).
+	MaxAge Duration
+	// Coalesce is how long an operator message waits for more messages to
+	// the same contact, to send them as one email; each new message extends
+	// the wait, up to 60s after the first (default 10s, 0 to 60s; 0 sends
+	// each message at once).
+	Coalesce Duration
+	// FooterText is appended to the plain-text body of every reply.
+	FooterText string
+	// FooterHTML is appended to the HTML body of every reply, as is; empty
+	// means FooterText, escaped.
+	FooterHTML string
+	// Quote quotes the customer's last message below the reply (default
+	// false).
+	Quote bool
 }
 
 // Verify is [channel.verify]: how a sender's address is trusted.
@@ -193,6 +229,10 @@ type Verify struct {
 	DKIM bool
 	// OnFail is "quarantine" (default) or "reject".
 	OnFail string
+	// StrictAlignment requires the authenticated domain to equal the From
+	// domain exactly, instead of sharing its organizational domain
+	// (default false).
+	StrictAlignment bool
 }
 
 // Inbound is [channel.inbound]: how customer mail is posted to Userlike.
@@ -250,11 +290,15 @@ func (c *Config) Summary() []string {
 			b.WriteString(ch.SMTP.Username + "@")
 		}
 		fmt.Fprintf(&b, "%s (%s) from %s", ch.SMTP.Address, ch.SMTP.Security, formatFrom(ch.SMTP.From))
+		if ch.SMTP.ReplyTo != "" {
+			fmt.Fprintf(&b, " reply_to=%s", ch.SMTP.ReplyTo)
+		}
 		if ch.SMTP.SentFolder == "" {
 			b.WriteString(" sent_folder=off")
 		} else {
 			fmt.Fprintf(&b, " sent_folder=%s", ch.SMTP.SentFolder)
 		}
+		fmt.Fprintf(&b, " coalesce=%s max_age=%s", shortDuration(ch.SMTP.Coalesce), shortDuration(ch.SMTP.MaxAge))
 		fmt.Fprintf(&b, "; userlike %s", redactURL(ch.Userlike.InboundURL))
 		if ch.Userlike.Debug {
 			b.WriteString(" debug")
@@ -262,6 +306,9 @@ func (c *Config) Summary() []string {
 		fmt.Fprintf(&b, "; verify require=%s on_fail=%s", ch.Verify.Require, ch.Verify.OnFail)
 		if ch.Verify.DKIM {
 			b.WriteString(" dkim")
+		}
+		if ch.Verify.StrictAlignment {
+			b.WriteString(" strict_alignment")
 		}
 		if len(ch.Verify.TrustedAuthservIDs) > 0 {
 			fmt.Fprintf(&b, " trusted=%s", strings.Join(ch.Verify.TrustedAuthservIDs, ","))
@@ -272,6 +319,19 @@ func (c *Config) Summary() []string {
 		lines = append(lines, b.String())
 	}
 	return lines
+}
+
+// shortDuration formats d without zero trailing units: "72h", "1h30m",
+// "10s".
+func shortDuration(d Duration) string {
+	s := d.String()
+	if strings.HasSuffix(s, "m0s") {
+		s = strings.TrimSuffix(s, "0s")
+		if strings.HasSuffix(s, "h0m") {
+			s = strings.TrimSuffix(s, "0m")
+		}
+	}
+	return s
 }
 
 // formatFrom writes an address as `Name <a@b>` or `a@b`.
@@ -325,5 +385,6 @@ func (a IMAP) equal(b IMAP) bool {
 func (a Verify) equal(b Verify) bool {
 	return slices.Equal(a.TrustedAuthservIDs, b.TrustedAuthservIDs) &&
 		slices.Equal(a.Allow, b.Allow) &&
-		a.Require == b.Require && a.DKIM == b.DKIM && a.OnFail == b.OnFail
+		a.Require == b.Require && a.DKIM == b.DKIM && a.OnFail == b.OnFail &&
+		a.StrictAlignment == b.StrictAlignment
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/mail"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -228,6 +229,91 @@ func TestParseErrors(t *testing.T) {
 		src:  "server = 5\n" + minimal,
 		want: []string{`c.toml:1: server: must be a table`},
 	}, {
+		name: "from_template empty",
+		src:  minimal + "from_template = \" \"\n",
+		want: []string{`c.toml:14: channel "support": smtp.from_template: must not be empty (default "{operator} ({channel})")`},
+	}, {
+		name: "from_template of the wrong type",
+		src:  minimal + "from_template = 5\n",
+		want: []string{`c.toml:14: channel "support": smtp.from_template: must be a string, not an integer`},
+	}, {
+		name: "from_template placeholders",
+		src:  minimal + "from_template = \"{agent} for {channel} {Operator}\"\n",
+		want: []string{
+			`c.toml:14: channel "support": smtp.from_template: unknown placeholder "{agent}" in "{agent} for {channel} {Operator}" (placeholders: {operator}, {channel})`,
+			`c.toml:14: channel "support": smtp.from_template: unknown placeholder "{Operator}" in "{agent} for {channel} {Operator}" (placeholders: {operator}, {channel})`,
+		},
+	}, {
+		name: "from_template unclosed brace",
+		src:  minimal + "from_template = \"{operator ({channel})\"\n",
+		want: []string{`c.toml:14: channel "support": smtp.from_template: unclosed "{" in "{operator ({channel})" (placeholders: {operator}, {channel})`},
+	}, {
+		name: "from_template brace at the end",
+		src:  minimal + "from_template = \"{operator} {\"\n",
+		want: []string{`c.toml:14: channel "support": smtp.from_template: unclosed "{" in "{operator} {" (placeholders: {operator}, {channel})`},
+	}, {
+		name: "reply_to with two addresses",
+		src:  minimal + "reply_to = \"a@example.com, b@example.com\"\n",
+		want: []string{`c.toml:14: channel "support": smtp.reply_to: invalid address "a@example.com, b@example.com": mail: expected single address, got ", b@example.com"`},
+	}, {
+		name: "reply_to not an address",
+		src:  minimal + "reply_to = \"support desk\"\n",
+		want: []string{`c.toml:14: channel "support": smtp.reply_to: invalid address "support desk": mail: no angle-addr`},
+	}, {
+		name: "reply_to of the wrong type",
+		src:  minimal + "reply_to = [\"a@example.com\"]\n",
+		want: []string{`c.toml:14: channel "support": smtp.reply_to: must be a string, not an array`},
+	}, {
+		name: "max_age and coalesce out of range",
+		src:  minimal + "max_age = \"59s\"\ncoalesce = \"61s\"\n",
+		want: []string{
+			`c.toml:14: channel "support": smtp.max_age: 59s is too short (at least 1m0s)`,
+			`c.toml:15: channel "support": smtp.coalesce: 1m1s is too long (at most 1m0s)`,
+		},
+	}, {
+		name: "negative coalesce",
+		src:  minimal + "coalesce = \"-1s\"\n",
+		want: []string{`c.toml:14: channel "support": smtp.coalesce: -1s is too short (at least 0s)`},
+	}, {
+		name: "max_age and coalesce of the wrong form",
+		src:  minimal + "max_age = \"3 days\"\ncoalesce = 10\n",
+		want: []string{
+			`c.toml:14: channel "support": smtp.max_age: invalid duration "3 days"`,
+			`c.toml:15: channel "support": smtp.coalesce: must be a duration string such as "5m", not an integer`,
+		},
+	}, {
+		name: "booleans of the wrong type",
+		src:  minimal + "notify_failures = \"yes\"\nquote = 1\n[channel.verify]\nstrict_alignment = \"true\"\n",
+		want: []string{
+			`c.toml:14: channel "support": smtp.notify_failures: must be true or false, not a string`,
+			`c.toml:15: channel "support": smtp.quote: must be true or false, not an integer`,
+			`c.toml:17: channel "support": verify.strict_alignment: must be true or false, not a string`,
+		},
+	}, {
+		name: "footers and new_subject of the wrong type",
+		src:  minimal + "new_subject = 1\nfooter_text = true\nfooter_html = 2.5\n",
+		want: []string{
+			`c.toml:14: channel "support": smtp.new_subject: must be a string, not an integer`,
+			`c.toml:15: channel "support": smtp.footer_text: must be a string, not a boolean`,
+			`c.toml:16: channel "support": smtp.footer_html: must be a string, not a float`,
+		},
+	}, {
+		name: "fetch_allow entries",
+		src:  "[media]\nfetch_allow = [\"10.0.0.0/8\", \"10.0.0.1\", \"bogus\", \"\", \"fe80::1%eth0/128\"]\n" + minimal,
+		want: []string{`c.toml:2: media.fetch_allow: invalid entries "10.0.0.1", "bogus", "", "fe80::1%eth0/128": want an IP address with a prefix length, such as "10.1.0.0/16" or "127.0.0.1/32"`},
+	}, {
+		name: "fetch_allow one bad entry over several lines",
+		src:  "[media]\nfetch_allow = [\n  \"127.0.0.1/32\",\n  \"10.0.0.0/33\",\n]\n" + minimal,
+		want: []string{`c.toml:2: media.fetch_allow: invalid entry "10.0.0.0/33": want an IP address with a prefix length, such as "10.1.0.0/16" or "127.0.0.1/32"`},
+	}, {
+		name: "fetch_allow not an array",
+		src:  "[media]\nfetch_allow = \"10.0.0.0/8\"\n" + minimal,
+		want: []string{`c.toml:2: media.fetch_allow: must be an array of strings, not a string`},
+	}, {
+		name: "fetch_allow with an element that is no string",
+		src:  "[media]\nfetch_allow = [\"10.0.0.0/8\", 7]\n" + minimal,
+		want: []string{`c.toml:2: media.fetch_allow: must be an array of strings, but element 2 is an integer`},
+	}, {
 		name: "errors from several sections come sorted by line",
 		src: "[media]\nurl_ttl = \"soon\"\n" + strings.Replace(minimal, "imap.example.com:993", "imap.example.com", 1) +
 			"[log]\nformat = \"xml\"\n",
@@ -254,6 +340,94 @@ func TestParseErrors(t *testing.T) {
 			if !errors.As(err, &ce) || ce.File != "c.toml" {
 				t.Errorf("errors.As(*Error) = %v, %+v", errors.As(err, &ce), ce)
 			}
+		})
+	}
+}
+
+func TestReplyKeys(t *testing.T) {
+	tests := []struct {
+		name  string
+		src   string
+		check func(t *testing.T, cfg *Config)
+	}{{
+		name: "defaults",
+		src:  minimal,
+		check: func(t *testing.T, cfg *Config) {
+			sm := cfg.Channels[0].SMTP
+			if sm.NewSubject != "" || sm.FromTemplate != "{operator} ({channel})" || sm.ReplyTo != "" ||
+				!sm.NotifyFailures || sm.MaxAge.Duration != 72*time.Hour || sm.Coalesce.Duration != 10*time.Second ||
+				sm.FooterText != "" || sm.FooterHTML != "" || sm.Quote {
+				t.Errorf("smtp defaults: %+v", sm)
+			}
+			if cfg.Channels[0].Verify.StrictAlignment {
+				t.Errorf("verify.strict_alignment defaults to true")
+			}
+			if cfg.Media.FetchAllow == nil || len(cfg.Media.FetchAllow) != 0 {
+				t.Errorf("media.fetch_allow = %#v, want empty", cfg.Media.FetchAllow)
+			}
+		},
+	}, {
+		name: "every key set",
+		src: "[media]\nfetch_allow = [\"127.0.0.1/32\", \"10.1.0.0/16\", \"::1/128\"]\n" + minimal +
+			"new_subject = \"Re: your request\"\nfrom_template = \"{channel}: {operator}\"\n" +
+			"reply_to = \"Help <help@example.com>\"\nnotify_failures = false\nmax_age = \"1m\"\ncoalesce = \"60s\"\n" +
+			"footer_text = \"ACME {not a placeholder}\"\nfooter_html = \"<p>ACME</p>\"\nquote = true\n" +
+			"[channel.verify]\nstrict_alignment = true\n",
+		check: func(t *testing.T, cfg *Config) {
+			want := SMTP{
+				Address:        "smtp.example.com:587",
+				Security:       "starttls",
+				From:           mail.Address{Name: "Support", Address: "support@example.com"},
+				SentFolder:     "auto",
+				NewSubject:     "Re: your request",
+				FromTemplate:   "{channel}: {operator}",
+				ReplyTo:        "Help <help@example.com>",
+				NotifyFailures: false,
+				MaxAge:         Duration{time.Minute},
+				Coalesce:       Duration{time.Minute},
+				FooterText:     "ACME {not a placeholder}",
+				FooterHTML:     "<p>ACME</p>",
+				Quote:          true,
+			}
+			if got := cfg.Channels[0].SMTP; got != want {
+				t.Errorf("smtp:\n got %+v\nwant %+v", got, want)
+			}
+			if !cfg.Channels[0].Verify.StrictAlignment {
+				t.Errorf("verify.strict_alignment = false")
+			}
+			wantAllow := []netip.Prefix{
+				netip.MustParsePrefix("127.0.0.1/32"),
+				netip.MustParsePrefix("10.1.0.0/16"),
+				netip.MustParsePrefix("::1/128"),
+			}
+			if !slices.Equal(cfg.Media.FetchAllow, wantAllow) {
+				t.Errorf("media.fetch_allow = %v, want %v", cfg.Media.FetchAllow, wantAllow)
+			}
+		},
+	}, {
+		name: "coalesce 0 sends at once; template without placeholders",
+		src:  minimal + "coalesce = \"0s\"\nfrom_template = \"ACME Support\"\n",
+		check: func(t *testing.T, cfg *Config) {
+			if sm := cfg.Channels[0].SMTP; sm.Coalesce.Duration != 0 || sm.FromTemplate != "ACME Support" {
+				t.Errorf("coalesce = %s, from_template = %q", sm.Coalesce, sm.FromTemplate)
+			}
+		},
+	}, {
+		name: "fetch_allow entries are masked",
+		src:  "[media]\nfetch_allow = [\"10.1.2.3/16\"]\n" + minimal,
+		check: func(t *testing.T, cfg *Config) {
+			if want := []netip.Prefix{netip.MustParsePrefix("10.1.0.0/16")}; !slices.Equal(cfg.Media.FetchAllow, want) {
+				t.Errorf("media.fetch_allow = %v, want %v", cfg.Media.FetchAllow, want)
+			}
+		},
+	}}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg, err := Parse("c.toml", []byte(tt.src), noEnv)
+			if err != nil {
+				t.Fatal(err)
+			}
+			tt.check(t, cfg)
 		})
 	}
 }
@@ -285,6 +459,7 @@ func TestDefaults(t *testing.T) {
 			MaxMessageSize: 50 << 20,
 			URLTTL:         Duration{168 * time.Hour},
 			Retention:      Duration{720 * time.Hour},
+			FetchAllow:     []netip.Prefix{},
 		},
 		Log: Log{Level: "info", Format: "text"},
 		Channels: []Channel{{
@@ -306,10 +481,14 @@ func TestDefaults(t *testing.T) {
 				IdleRefresh:      Duration{10 * time.Minute},
 			},
 			SMTP: SMTP{
-				Address:    "smtp.example.com:587",
-				Security:   "starttls",
-				From:       mail.Address{Name: "Support", Address: "support@example.com"},
-				SentFolder: "auto",
+				Address:        "smtp.example.com:587",
+				Security:       "starttls",
+				From:           mail.Address{Name: "Support", Address: "support@example.com"},
+				SentFolder:     "auto",
+				FromTemplate:   "{operator} ({channel})",
+				NotifyFailures: true,
+				MaxAge:         Duration{72 * time.Hour},
+				Coalesce:       Duration{10 * time.Second},
 			},
 			Verify: Verify{
 				TrustedAuthservIDs: []string{},
@@ -417,6 +596,20 @@ func TestWarnings(t *testing.T) {
 		name: "plaintext to loopback is fine",
 		src: strings.Replace(strings.Replace(minimal, "imap.example.com:993", "127.0.0.1:143", 1),
 			"[channel.imap]\n", "[channel.imap]\nsecurity = \"none\"\n", 1),
+	}, {
+		name: "fetch_allow covering cloud metadata",
+		src:  "[media]\nfetch_allow = [\"127.0.0.1/32\", \"169.254.0.0/16\", \"0.0.0.0/0\", \"::/0\", \"::ffff:169.254.169.0/120\", \"fd00::/8\"]\n" + minimal,
+		want: []string{
+			`c.toml:2: media.fetch_allow: 169.254.0.0/16 includes 169.254.169.254, the cloud metadata service: operator media URLs could read instance credentials`,
+			`c.toml:2: media.fetch_allow: 0.0.0.0/0 includes 169.254.169.254, the cloud metadata service: operator media URLs could read instance credentials`,
+			`c.toml:2: media.fetch_allow: ::/0 includes 169.254.169.254, the cloud metadata service: operator media URLs could read instance credentials`,
+			`c.toml:2: media.fetch_allow: ::ffff:169.254.169.0/120 includes 169.254.169.254, the cloud metadata service: operator media URLs could read instance credentials`,
+			`c.toml:2: media.fetch_allow: fd00::/8 includes fd00:ec2::254, the cloud metadata service: operator media URLs could read instance credentials`,
+		},
+	}, {
+		name: "fetch_allow with host bits set",
+		src:  "[media]\nfetch_allow = [\"10.1.2.3/16\", \"10.2.0.0/16\"]\n" + minimal,
+		want: []string{`c.toml:2: media.fetch_allow: "10.1.2.3/16" has host bits set; it means "10.1.0.0/16"`},
 	}, {
 		name: "smtp password without username",
 		src:  minimal + "password = \"p\"\n",
@@ -688,6 +881,17 @@ func TestChannelEqual(t *testing.T) {
 		{"other allow list", minimal + "[channel.verify]\nallow = [\"example.org\"]\n", false},
 		{"other rate", minimal + "[channel.inbound]\nrate_limit = 5\n", false},
 		{"other from", strings.Replace(minimal, "Support <", "Help <", 1), false},
+		{"new keys at their defaults", minimal + "from_template = \"{operator} ({channel})\"\nnotify_failures = true\nmax_age = \"72h\"\ncoalesce = \"10s\"\nquote = false\n[channel.verify]\nstrict_alignment = false\n", true},
+		{"other from_template", minimal + "from_template = \"{operator}\"\n", false},
+		{"other reply_to", minimal + "reply_to = \"help@example.com\"\n", false},
+		{"other new_subject", minimal + "new_subject = \"Hello\"\n", false},
+		{"no failure notices", minimal + "notify_failures = false\n", false},
+		{"other max_age", minimal + "max_age = \"24h\"\n", false},
+		{"other coalesce", minimal + "coalesce = \"0s\"\n", false},
+		{"other footer_text", minimal + "footer_text = \"ACME\"\n", false},
+		{"other footer_html", minimal + "footer_html = \"<p>ACME</p>\"\n", false},
+		{"quote", minimal + "quote = true\n", false},
+		{"strict alignment", minimal + "[channel.verify]\nstrict_alignment = true\n", false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -703,16 +907,17 @@ func TestSummary(t *testing.T) {
 		`name = "support"`, `name = "sales"`,
 		"https://userlike.example.com/in", "https://u:p@userlike.example.com/in?key=abc",
 		"[channel.imap]\n", "[channel.imap]\nafter = \"move\"\nmove_to = \"Archive\"\n",
-		"[channel.smtp]\n", "[channel.smtp]\nusername = \"relay\"\npassword = \"relay-s3cret\"\n",
-	).Replace(minimal)
+		"[channel.smtp]\n", "[channel.smtp]\nusername = \"relay\"\npassword = \"relay-s3cret\"\n"+
+			"reply_to = \"help@example.com\"\ncoalesce = \"0s\"\nmax_age = \"90m\"\n",
+	).Replace(minimal) + "[channel.verify]\nstrict_alignment = true\n"
 	src := minimal + second
 	cfg, err := Parse("c.toml", []byte(src), noEnv)
 	if err != nil {
 		t.Fatal(err)
 	}
 	want := []string{
-		`channel "support": imap support@example.com@imap.example.com:993 (tls) folders INBOX after=seen; smtp smtp.example.com:587 (starttls) from "Support" <support@example.com> sent_folder=auto; userlike https://userlike.example.com/in; verify require=dmarc on_fail=quarantine`,
-		`channel "sales": imap support@example.com@imap.example.com:993 (tls) folders INBOX after=move move_to=Archive; smtp relay@smtp.example.com:587 (starttls) from "Support" <support@example.com> sent_folder=auto; userlike https://userlike.example.com/in?…; verify require=dmarc on_fail=quarantine`,
+		`channel "support": imap support@example.com@imap.example.com:993 (tls) folders INBOX after=seen; smtp smtp.example.com:587 (starttls) from "Support" <support@example.com> sent_folder=auto coalesce=10s max_age=72h; userlike https://userlike.example.com/in; verify require=dmarc on_fail=quarantine`,
+		`channel "sales": imap support@example.com@imap.example.com:993 (tls) folders INBOX after=move move_to=Archive; smtp relay@smtp.example.com:587 (starttls) from "Support" <support@example.com> reply_to=help@example.com sent_folder=auto coalesce=0s max_age=1h30m; userlike https://userlike.example.com/in?…; verify require=dmarc on_fail=quarantine strict_alignment`,
 	}
 	if got := cfg.Summary(); !slices.Equal(got, want) {
 		t.Errorf("Summary:\n got %q\nwant %q", got, want)
@@ -795,6 +1000,8 @@ func FuzzParse(f *testing.F) {
 	f.Add([]byte("[server]\nlisten = \"x\"\n[[channel]]\nimap = { address = \"h:1\", folders = [\"a\", \"\"] }\n"))
 	f.Add([]byte("a.\"b.c\".'d' = \"\"\"\nx\n\"\"\"\n[[channel]]\nname = 'x'\n[channel.verify]\nallow = [\n  'a', # c\n  \"b\",\n]\n"))
 	f.Add([]byte("[media]\nmax_size = \"9999999999999GiB\"\nkey_file = \"/dev/zero\"\n"))
+	f.Add([]byte("[media]\nfetch_allow = [\"10.1.2.3/16\", \"::/0\", \"x\"]\n" + minimal +
+		"from_template = \"{operator\"\nreply_to = \"a@b, c@d\"\ncoalesce = \"61s\"\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		cfg, err := Parse("f.toml", data, noEnv)
 		if err != nil {

@@ -6,6 +6,7 @@ import (
 	"io"
 	"math"
 	"net/mail"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"sort"
@@ -426,6 +427,41 @@ func (p *parser) size(a at, v value) Size {
 	return 0
 }
 
+// prefixes converts an array of CIDR prefixes such as "10.1.0.0/16";
+// absent is nil. Each prefix is masked; one written with host bits set
+// ("10.1.2.3/16") draws a warning. All invalid entries are named in one
+// error.
+func (p *parser) prefixes(a at, v value) []netip.Prefix {
+	list := p.strs(a, v)
+	if list == nil {
+		return nil
+	}
+	out := make([]netip.Prefix, 0, len(list))
+	var bad []string
+	for _, s := range list {
+		pfx, err := netip.ParsePrefix(s)
+		if err != nil {
+			bad = append(bad, strconv.Quote(s))
+			continue
+		}
+		if m := pfx.Masked(); m != pfx {
+			p.warnf(a, "%q has host bits set; it means %q", s, m.String())
+			pfx = m
+		}
+		out = append(out, pfx)
+	}
+	if len(bad) > 0 {
+		what := "entry"
+		if len(bad) > 1 {
+			what = "entries"
+		}
+		p.errorf(a, "invalid %s %s: want an IP address with a prefix length, such as \"10.1.0.0/16\" or \"127.0.0.1/32\"",
+			what, strings.Join(bad, ", "))
+		return nil
+	}
+	return out
+}
+
 // maxSecretSize bounds what a secret file or credential may hold.
 const maxSecretSize = 64 << 10
 
@@ -569,6 +605,7 @@ func (p *parser) convert(raw *rawFile) *Config {
 			URLTTL:         p.duration(top.key("media", "url_ttl"), raw.Media.URLTTL),
 			Retention:      p.duration(top.key("media", "retention"), raw.Media.Retention),
 			Key:            p.secret(top.key("media"), "key", raw.Media.Key, raw.Media.KeyFile, raw.Media.KeyCredential),
+			FetchAllow:     p.prefixes(top.key("media", "fetch_allow"), raw.Media.FetchAllow),
 		},
 		Log: Log{
 			Level:  p.str(top.key("log", "level"), raw.Log.Level),
@@ -606,11 +643,20 @@ func (p *parser) convertChannel(c at, r *rawChannel) Channel {
 			InsecureSkipVerify: p.boolean(im.key("insecure_skip_verify"), r.IMAP.InsecureSkipVerify),
 		},
 		SMTP: SMTP{
-			Address:    p.str(sm.key("address"), r.SMTP.Address),
-			Security:   p.str(sm.key("security"), r.SMTP.Security),
-			Username:   p.str(sm.key("username"), r.SMTP.Username),
-			Password:   p.secret(sm, "password", r.SMTP.Password, r.SMTP.PasswordFile, r.SMTP.PasswordCredential),
-			SentFolder: p.str(sm.key("sent_folder"), r.SMTP.SentFolder),
+			Address:        p.str(sm.key("address"), r.SMTP.Address),
+			Security:       p.str(sm.key("security"), r.SMTP.Security),
+			Username:       p.str(sm.key("username"), r.SMTP.Username),
+			Password:       p.secret(sm, "password", r.SMTP.Password, r.SMTP.PasswordFile, r.SMTP.PasswordCredential),
+			SentFolder:     p.str(sm.key("sent_folder"), r.SMTP.SentFolder),
+			NewSubject:     p.str(sm.key("new_subject"), r.SMTP.NewSubject),
+			FromTemplate:   p.str(sm.key("from_template"), r.SMTP.FromTemplate),
+			ReplyTo:        p.str(sm.key("reply_to"), r.SMTP.ReplyTo),
+			NotifyFailures: p.boolean(sm.key("notify_failures"), r.SMTP.NotifyFailures),
+			MaxAge:         p.duration(sm.key("max_age"), r.SMTP.MaxAge),
+			Coalesce:       p.duration(sm.key("coalesce"), r.SMTP.Coalesce),
+			FooterText:     p.str(sm.key("footer_text"), r.SMTP.FooterText),
+			FooterHTML:     p.str(sm.key("footer_html"), r.SMTP.FooterHTML),
+			Quote:          p.boolean(sm.key("quote"), r.SMTP.Quote),
 		},
 		Verify: Verify{
 			TrustedAuthservIDs: p.strs(ve.key("trusted_authserv_ids"), r.Verify.TrustedAuthservIDs),
@@ -618,6 +664,7 @@ func (p *parser) convertChannel(c at, r *rawChannel) Channel {
 			Allow:              p.strs(ve.key("allow"), r.Verify.Allow),
 			DKIM:               p.boolean(ve.key("dkim"), r.Verify.DKIM),
 			OnFail:             p.str(ve.key("on_fail"), r.Verify.OnFail),
+			StrictAlignment:    p.boolean(ve.key("strict_alignment"), r.Verify.StrictAlignment),
 		},
 		Inbound: Inbound{
 			Subject:        p.str(in.key("subject"), r.Inbound.Subject),

@@ -67,6 +67,7 @@ type rawMedia struct {
 	Key            value `toml:"key"`
 	KeyFile        value `toml:"key_file"`
 	KeyCredential  value `toml:"key_credential"`
+	FetchAllow     value `toml:"fetch_allow"`
 }
 
 type rawLog struct {
@@ -120,6 +121,15 @@ type rawSMTP struct {
 	PasswordCredential value `toml:"password_credential"`
 	From               value `toml:"from"`
 	SentFolder         value `toml:"sent_folder"`
+	NewSubject         value `toml:"new_subject"`
+	FromTemplate       value `toml:"from_template"`
+	ReplyTo            value `toml:"reply_to"`
+	NotifyFailures     value `toml:"notify_failures"`
+	MaxAge             value `toml:"max_age"`
+	Coalesce           value `toml:"coalesce"`
+	FooterText         value `toml:"footer_text"`
+	FooterHTML         value `toml:"footer_html"`
+	Quote              value `toml:"quote"`
 }
 
 type rawVerify struct {
@@ -128,6 +138,7 @@ type rawVerify struct {
 	Allow              value `toml:"allow"`
 	DKIM               value `toml:"dkim"`
 	OnFail             value `toml:"on_fail"`
+	StrictAlignment    value `toml:"strict_alignment"`
 }
 
 type rawInbound struct {
@@ -172,6 +183,7 @@ const (
 	defaultMetricsListen = "127.0.0.1:9464"
 	defaultStorePath     = "/var/lib/mailgate/mailgate.db"
 	defaultStoreFile     = "mailgate.db"
+	defaultFromTemplate  = "{operator} ({channel})"
 )
 
 // applyDefaults fills every key the file leaves out with its default. It is
@@ -214,6 +226,7 @@ func applyDefaults(raw *rawFile, getenv func(string) string) []warning {
 	raw.Media.MaxMessageSize.def("50MiB")
 	raw.Media.URLTTL.def((168 * time.Hour).String())
 	raw.Media.Retention.def((720 * time.Hour).String())
+	raw.Media.FetchAllow.def([]any{})
 
 	raw.Log.Level.def("info")
 	raw.Log.Format.def("text")
@@ -232,12 +245,18 @@ func applyDefaults(raw *rawFile, getenv func(string) string) []warning {
 
 		c.SMTP.Security.def("starttls")
 		c.SMTP.SentFolder.def("auto")
+		c.SMTP.FromTemplate.def(defaultFromTemplate)
+		c.SMTP.NotifyFailures.def(true)
+		c.SMTP.MaxAge.def("72h")
+		c.SMTP.Coalesce.def("10s")
+		c.SMTP.Quote.def(false)
 
 		c.Verify.TrustedAuthservIDs.def([]any{})
 		c.Verify.Require.def("dmarc")
 		c.Verify.Allow.def([]any{})
 		c.Verify.DKIM.def(false)
 		c.Verify.OnFail.def("quarantine")
+		c.Verify.StrictAlignment.def(false)
 
 		c.Inbound.Subject.def("first-line")
 		c.Inbound.MailingLists.def("skip")

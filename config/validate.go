@@ -2,6 +2,8 @@ package config
 
 import (
 	"net"
+	"net/mail"
+	"net/netip"
 	"net/url"
 	"slices"
 	"strconv"
@@ -38,6 +40,11 @@ func (p *parser) validate(cfg *Config) {
 	}
 	p.durationRange(media.key("url_ttl"), cfg.Media.URLTTL, time.Second, 0)
 	p.durationRange(media.key("retention"), cfg.Media.Retention, time.Second, 0)
+	for _, pfx := range cfg.Media.FetchAllow {
+		if addr, ok := metadataAddress(pfx); ok {
+			p.warnf(media.key("fetch_allow"), "%s includes %s, the cloud metadata service: operator media URLs could read instance credentials", pfx, addr)
+		}
+	}
 
 	p.oneOf(top.key("log", "level"), cfg.Log.Level, "debug", "info", "warn", "error")
 	p.oneOf(top.key("log", "format"), cfg.Log.Format, "text", "json")
@@ -122,6 +129,14 @@ func (p *parser) validateChannel(c at, ch *Channel) {
 	case !ch.SMTP.Password.IsZero():
 		p.warnf(sm.key("password"), "set but unused: username is empty, so mailgate does not authenticate")
 	}
+	p.fromTemplate(sm.key("from_template"), ch.SMTP.FromTemplate)
+	if ch.SMTP.ReplyTo != "" {
+		if _, err := mail.ParseAddress(ch.SMTP.ReplyTo); err != nil {
+			p.errorf(sm.key("reply_to"), "invalid address %q: %v", ch.SMTP.ReplyTo, err)
+		}
+	}
+	p.durationRange(sm.key("max_age"), ch.SMTP.MaxAge, time.Minute, 0)
+	p.durationRange(sm.key("coalesce"), ch.SMTP.Coalesce, 0, maxCoalesce)
 
 	ve := c.key("verify")
 	p.list(ve.key("trusted_authserv_ids"), ch.Verify.TrustedAuthservIDs, "authserv-id")
@@ -147,6 +162,62 @@ func (p *parser) validateChannel(c at, ch *Channel) {
 	}
 	p.durationRange(in.key("rate_window"), ch.Inbound.RateWindow, time.Second, 0)
 	p.oneOf(in.key("attach_original"), ch.Inbound.AttachOriginal, "never", "when-trimmed", "always")
+}
+
+// maxCoalesce is the longest coalescing window: the outbox sends a
+// contact's messages at most this long after the first.
+const maxCoalesce = 60 * time.Second
+
+// fromTemplate checks smtp.from_template: not empty, and no placeholder
+// but {operator} and {channel}.
+func (p *parser) fromTemplate(a at, tmpl string) {
+	if strings.TrimSpace(tmpl) == "" {
+		p.errorf(a, "must not be empty (default \"%s\")", defaultFromTemplate)
+		return
+	}
+	for rest := tmpl; ; {
+		i := strings.IndexByte(rest, '{')
+		if i < 0 {
+			return
+		}
+		rest = rest[i:]
+		j := strings.IndexAny(rest[1:], "{}") + 1
+		if j == 0 || rest[j] == '{' {
+			p.errorf(a, "unclosed \"{\" in %q (placeholders: {operator}, {channel})", tmpl)
+			if j == 0 {
+				return
+			}
+			rest = rest[j:]
+			continue
+		}
+		if ph := rest[:j+1]; ph != "{operator}" && ph != "{channel}" {
+			p.errorf(a, "unknown placeholder %q in %q (placeholders: {operator}, {channel})", ph, tmpl)
+		}
+		rest = rest[j+1:]
+	}
+}
+
+// metadataAddresses returns the addresses of cloud instance metadata
+// services: 169.254.169.254 and AWS's IPv6 endpoint fd00:ec2::254.
+func metadataAddresses() [2]netip.Addr {
+	return [2]netip.Addr{
+		netip.AddrFrom4([4]byte{169, 254, 169, 254}),
+		netip.AddrFrom16([16]byte{0xfd, 0x00, 0x0e, 0xc2, 14: 0x02, 15: 0x54}),
+	}
+}
+
+// metadataAddress returns the cloud metadata address that pfx covers, if
+// any, IPv4-mapped IPv6 prefixes included.
+func metadataAddress(pfx netip.Prefix) (netip.Addr, bool) {
+	for _, addr := range metadataAddresses() {
+		if pfx.Contains(addr) {
+			return addr, true
+		}
+		if addr.Is4() && pfx.Contains(netip.AddrFrom16(addr.As16())) {
+			return addr, true
+		}
+	}
+	return netip.Addr{}, false
 }
 
 // validChannelName reports whether name matches ^[a-z0-9][a-z0-9_-]{0,62}$.

@@ -167,20 +167,6 @@ func (f *folderWatcher) session(ctx context.Context, failedBefore int) (synced b
 // connection; it is also closed when ctx is done.
 func (f *folderWatcher) connect(ctx context.Context) (c *imapclient.Client, closeConn func(), err error) {
 	o := &f.w.opts
-	conn, err := o.Dial(ctx, "tcp", o.Address)
-	if err != nil {
-		return nil, nil, fmt.Errorf("dial %s: %w", o.Address, err)
-	}
-	stop := context.AfterFunc(ctx, func() { conn.Close() })
-	fail := func(err error) (*imapclient.Client, func(), error) {
-		stop()
-		if c != nil {
-			c.Close()
-		}
-		conn.Close()
-		return nil, nil, err
-	}
-
 	copts := &imapclient.Options{
 		UnilateralDataHandler: &imapclient.UnilateralDataHandler{
 			// Runs on the client's reader goroutine: never block.
@@ -193,6 +179,45 @@ func (f *folderWatcher) connect(ctx context.Context) (c *imapclient.Client, clos
 				}
 			},
 		},
+	}
+	c, stop, err := dialClient(ctx, o, copts)
+	if err != nil {
+		return nil, nil, err
+	}
+	fail := func(err error) (*imapclient.Client, func(), error) {
+		stop()
+		return nil, nil, err
+	}
+	wd := newWatchdog(c)
+	err = o.Auth.Authenticate(ctx, c)
+	wd.disarm()
+	if err != nil {
+		err = wd.explain(err)
+		if isAuthFailure(err) {
+			f.w.authResult(authUsername(o.Auth, err), err)
+		}
+		return fail(err)
+	}
+	f.w.authResult(authUsername(o.Auth, nil), nil)
+	return c, stop, nil
+}
+
+// dialClient connects to the server of o with its security setting and
+// waits for the greeting. The returned stop closes the client and the
+// connection; the connection is also closed when ctx ends.
+func dialClient(ctx context.Context, o *Options, copts *imapclient.Options) (c *imapclient.Client, stop func(), err error) {
+	conn, err := o.Dial(ctx, "tcp", o.Address)
+	if err != nil {
+		return nil, nil, fmt.Errorf("dial %s: %w", o.Address, err)
+	}
+	unwatch := context.AfterFunc(ctx, func() { conn.Close() })
+	fail := func(err error) (*imapclient.Client, func(), error) {
+		unwatch()
+		if c != nil {
+			c.Close()
+		}
+		conn.Close()
+		return nil, nil, err
 	}
 	host, _, _ := net.SplitHostPort(o.Address)
 	tlsConfig := func() *tls.Config {
@@ -234,19 +259,7 @@ func (f *folderWatcher) connect(ctx context.Context) (c *imapclient.Client, clos
 	if err := c.WaitGreeting(); err != nil {
 		return fail(fmt.Errorf("greeting from %s: %w", o.Address, err))
 	}
-
-	wd := newWatchdog(c)
-	err = o.Auth.Authenticate(ctx, c)
-	wd.disarm()
-	if err != nil {
-		err = wd.explain(err)
-		if isAuthFailure(err) {
-			f.w.authResult(authUsername(o.Auth, err), err)
-		}
-		return fail(err)
-	}
-	f.w.authResult(authUsername(o.Auth, nil), nil)
-	return c, func() { stop(); c.Close() }, nil
+	return c, func() { unwatch(); c.Close(); conn.Close() }, nil
 }
 
 // session is one selected connection of a folder.

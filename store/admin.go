@@ -105,3 +105,25 @@ func (db *DB) DropDead(ctx context.Context, id int64) error {
 	})
 	return wrapErr("drop", id, err)
 }
+
+// LatestFromContact returns the newest posted email of contact in the
+// channel (without its raw copy), for quoting it below a reply; ErrNotFound
+// when there is none.
+func (db *DB) LatestFromContact(ctx context.Context, channel, contact string) (*Inbound, error) {
+	var id int64
+	err := db.read.QueryRowContext(ctx, `SELECT id FROM inbound INDEXED BY inbound_contact
+		WHERE channel = ? AND contact = ? AND state = 'posted' ORDER BY arrived_at DESC, id DESC LIMIT 1`,
+		channel, normContact(contact)).Scan(&id)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, ErrNotFound
+	}
+	if err != nil {
+		return nil, fmt.Errorf("store: latest email from %q: %w", contact, err)
+	}
+	in, err := db.Inbound(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	in.Raw = nil
+	return in, nil
+}

@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -22,6 +21,7 @@ import (
 	"mailgate/imapsync"
 	"mailgate/media"
 	"mailgate/metrics"
+	"mailgate/smtpout/safefetch"
 	"mailgate/store"
 )
 
@@ -48,6 +48,7 @@ type daemon struct {
 
 	metrics    *metrics.Metrics
 	metricsSrv *http.Server
+	outbound   *bridge.Outbound
 
 	reloadMu sync.Mutex // serialises reloads
 	mu       sync.Mutex
@@ -59,6 +60,7 @@ type daemon struct {
 // channelRun is the running state of one channel.
 type channelRun struct {
 	cfg     config.Channel
+	out     bridge.OutboundChannel
 	cancel  context.CancelFunc
 	done    chan struct{}
 	watcher *imapsync.Watcher
@@ -96,8 +98,39 @@ func startDaemon(ctx context.Context, opts daemonOptions) (*daemon, error) {
 		return nil, err
 	}
 
+	if n, err := db.RequeueSending(ctx); err != nil {
+		db.Close()
+		return nil, err
+	} else if n > 0 {
+		d.log.Warn("outbound: replies that were being sent when mailgate stopped are queued again; they may reach the customer twice", "count", n)
+	}
+	d.outbound, err = bridge.NewOutbound(bridge.OutboundOptions{
+		DB:       db,
+		Channels: d.outboundChannel,
+		Fetcher: safefetch.New(safefetch.Options{
+			MaxSize:    int64(cfg.Media.MaxSize),
+			AllowCIDRs: cfg.Media.FetchAllow,
+			UserAgent:  "mailgate/" + versionString(),
+		}),
+		MsgID:        d.msgid,
+		MaxMediaSize: int64(cfg.Media.MaxSize),
+		Observe:      d.observeOutbound,
+		Logger:       d.log,
+	})
+	if err != nil {
+		db.Close()
+		return nil, err
+	}
+	webhook := bridge.NewWebhook(bridge.WebhookOptions{
+		Channels: d.webhookChannel,
+		DB:       db,
+		Wake:     d.outbound.Wake,
+		Logger:   d.log,
+	})
+
 	mux := http.NewServeMux()
 	mux.Handle("/media/", d.media)
+	mux.Handle("/userlike/", webhook)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		fmt.Fprintln(w, `{"status":"ok"}`)
@@ -132,10 +165,16 @@ func startDaemon(ctx context.Context, opts daemonOptions) (*daemon, error) {
 			return nil, err
 		}
 	}
-	d.wg.Add(1)
+	d.wg.Add(2)
 	go func() {
 		defer d.wg.Done()
 		d.housekeeping(ctx)
+	}()
+	go func() {
+		defer d.wg.Done()
+		if err := d.outbound.Run(ctx); err != nil {
+			d.log.Error("outbound: worker stopped", "err", err)
+		}
 	}()
 	go func() {
 		<-ctx.Done()
@@ -190,6 +229,7 @@ func (d *daemon) startChannel(parent context.Context, ch config.Channel) error {
 		Require:            ch.Verify.Require,
 		Allow:              ch.Verify.Allow,
 		SelfDKIM:           ch.Verify.DKIM,
+		StrictAlignment:    ch.Verify.StrictAlignment,
 		Resolver:           resolver,
 	})
 	if err != nil {
@@ -216,6 +256,10 @@ func (d *daemon) startChannel(parent context.Context, ch config.Channel) error {
 		UserAgent:  "mailgate/" + versionString(),
 	})
 	run := &channelRun{cfg: ch, done: make(chan struct{})}
+	run.out, err = d.outboundConfig(ch, client)
+	if err != nil {
+		return err
+	}
 	d.metrics.InitChannel(ch.Name)
 	after := store.Action{Kind: ch.IMAP.After, Dest: ch.IMAP.MoveTo}
 	if ch.IMAP.After == "none" {
@@ -246,20 +290,21 @@ func (d *daemon) startChannel(parent context.Context, ch config.Channel) error {
 		},
 		Notify:  func() { run.watcher.Notify() },
 		Observe: d.observer(ch.Name),
-		Logger:  d.log,
+		OnBounce: func(ctx context.Context, report *mailparse.Report, raw []byte) {
+			if _, err := d.outbound.HandleBounce(ctx, ch.Name, report, raw); err != nil {
+				log.Error("outbound: matching a bounce failed", "err", err)
+			}
+		},
+		Logger: d.log,
 	})
 	if err != nil {
 		return err
-	}
-	var tlsConfig *tls.Config
-	if ch.IMAP.TLSServerName != "" || ch.IMAP.InsecureSkipVerify {
-		tlsConfig = &tls.Config{ServerName: ch.IMAP.TLSServerName, InsecureSkipVerify: ch.IMAP.InsecureSkipVerify}
 	}
 	w, err := imapsync.NewWatcher(imapsync.Options{
 		Channel:          ch.Name,
 		Address:          ch.IMAP.Address,
 		Security:         ch.IMAP.Security,
-		TLSConfig:        tlsConfig,
+		TLSConfig:        imapTLS(ch),
 		Auth:             imapsync.PasswordAuth{Username: ch.IMAP.Username, Password: ch.IMAP.Password.Reveal()},
 		Folders:          ch.IMAP.Folders,
 		QuarantineFolder: ch.IMAP.QuarantineFolder,

@@ -1,0 +1,113 @@
+package main
+
+import (
+	"crypto/tls"
+	"net/mail"
+
+	"mailgate/bridge"
+	"mailgate/bridge/userlike"
+	"mailgate/config"
+	"mailgate/imapsync"
+	"mailgate/metrics"
+	"mailgate/smtpout"
+)
+
+// outboundConfig builds what the outbox worker needs to know about a
+// channel: its SMTP relay, sender identity and Sent folder.
+func (d *daemon) outboundConfig(ch config.Channel, client *userlike.Client) (bridge.OutboundChannel, error) {
+	sender, err := smtpout.NewSender(smtpout.SenderOptions{
+		Address:  ch.SMTP.Address,
+		Security: ch.SMTP.Security,
+		Username: ch.SMTP.Username,
+		Password: ch.SMTP.Password.Reveal(),
+	})
+	if err != nil {
+		return bridge.OutboundChannel{}, err
+	}
+	replyTo := ch.SMTP.ReplyTo
+	if replyTo == "" {
+		replyTo = (&mail.Address{Address: ch.SMTP.From.Address}).String()
+	}
+	out := bridge.OutboundChannel{
+		Name:           ch.Name,
+		From:           ch.SMTP.From,
+		ReplyTo:        replyTo,
+		FromTemplate:   ch.SMTP.FromTemplate,
+		NewSubject:     ch.SMTP.NewSubject,
+		Sender:         sender,
+		Notify:         client,
+		NotifyFailures: ch.SMTP.NotifyFailures,
+		MaxAge:         ch.SMTP.MaxAge.Duration,
+		FooterText:     ch.SMTP.FooterText,
+		FooterHTML:     ch.SMTP.FooterHTML,
+		Quote:          ch.SMTP.Quote,
+	}
+	if ch.SMTP.SentFolder != "" {
+		sent, err := imapsync.NewSentFolder(imapsync.Options{
+			Channel:   ch.Name,
+			Address:   ch.IMAP.Address,
+			Security:  ch.IMAP.Security,
+			TLSConfig: imapTLS(ch),
+			Auth:      imapsync.PasswordAuth{Username: ch.IMAP.Username, Password: ch.IMAP.Password.Reveal()},
+			Logger:    d.log,
+		}, ch.SMTP.SentFolder)
+		if err != nil {
+			return bridge.OutboundChannel{}, err
+		}
+		out.SentFolder = sent
+	}
+	return out, nil
+}
+
+// imapTLS is the TLS configuration of a channel's IMAP connection, nil for
+// the defaults.
+func imapTLS(ch config.Channel) *tls.Config {
+	if ch.IMAP.TLSServerName == "" && !ch.IMAP.InsecureSkipVerify {
+		return nil
+	}
+	return &tls.Config{ServerName: ch.IMAP.TLSServerName, InsecureSkipVerify: ch.IMAP.InsecureSkipVerify}
+}
+
+// outboundChannel is the outbox worker's channel lookup.
+func (d *daemon) outboundChannel(name string) (bridge.OutboundChannel, bool) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	run, ok := d.channels[name]
+	if !ok {
+		return bridge.OutboundChannel{}, false
+	}
+	return run.out, true
+}
+
+// webhookChannel is the webhook's channel lookup.
+func (d *daemon) webhookChannel(name string) (bridge.WebhookChannel, bool) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	run, ok := d.channels[name]
+	if !ok {
+		return bridge.WebhookChannel{}, false
+	}
+	coalesce := run.cfg.SMTP.Coalesce.Duration
+	if coalesce == 0 {
+		coalesce = -1 // configured 0: send each message at once
+	}
+	return bridge.WebhookChannel{
+		Name:          name,
+		OutboundToken: run.cfg.Userlike.OutboundToken.Reveal(),
+		Debug:         run.cfg.Userlike.Debug,
+		Coalesce:      coalesce,
+	}, true
+}
+
+// observeOutbound turns outbox outcomes into metrics.
+func (d *daemon) observeOutbound(o bridge.OutboundOutcome) {
+	switch o.Kind {
+	case "sent":
+		d.metrics.Outbound(o.Channel, metrics.OutboundSent)
+		d.metrics.OutboundLatency(o.Channel, o.Latency)
+	case "retried":
+		d.metrics.Outbound(o.Channel, metrics.OutboundRetried)
+	case "failed", "bounced":
+		d.metrics.Outbound(o.Channel, metrics.OutboundFailed)
+	}
+}
