@@ -116,7 +116,7 @@ type testEnv struct {
 	metricsAddr string
 }
 
-func newTestEnv(t *testing.T, extraTOML string) *testEnv {
+func newTestEnv(t *testing.T, extraTOML string, smtpTOML ...string) *testEnv {
 	t.Helper()
 	dm, err := devmail.Start(devmail.Options{Users: map[string]string{supportUser: supportPass, "jane@example.test": "jane-pass"}})
 	if err != nil {
@@ -158,11 +158,12 @@ poll_interval = "10s"
 address = %[8]q
 security = "none"
 from = "Example Support <support@example.test>"
+%[11]s
 
 [channel.verify]
 trusted_authserv_ids = ["mx.example.test"]
 %[9]s
-`, e.httpAddr, filepath.Join(e.dir, "state", "mailgate.db"), e.ul.srv.URL, inboundToken, dm.IMAPAddr(), supportUser, supportPass, dm.SMTPAddr(), extraTOML, e.metricsAddr)
+`, e.httpAddr, filepath.Join(e.dir, "state", "mailgate.db"), e.ul.srv.URL, inboundToken, dm.IMAPAddr(), supportUser, supportPass, dm.SMTPAddr(), extraTOML, e.metricsAddr, strings.Join(smtpTOML, "\n"))
 	if err := os.WriteFile(e.cfgPath, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
