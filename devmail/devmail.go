@@ -34,6 +34,8 @@ type Options struct {
 	RcptHook func(rcpt string) error
 	// IMAPAddr and SMTPAddr are the listen addresses; default 127.0.0.1:0.
 	IMAPAddr, SMTPAddr string
+	// Delivered, when set, is called after SMTP delivered raw to user.
+	Delivered func(user string, raw []byte)
 }
 
 // Server is a running in-process mail system.
@@ -258,6 +260,8 @@ func (ss *smtpSession) Data(r io.Reader) error {
 	for _, to := range ss.rcpt {
 		if _, err := ss.s.Deliver(to, "INBOX", raw); err != nil {
 			errs = append(errs, err)
+		} else if ss.s.opts.Delivered != nil {
+			ss.s.opts.Delivered(to, raw)
 		}
 	}
 	return errors.Join(errs...)

@@ -47,6 +47,7 @@ func (e usageError) Unwrap() error { return e.err }
 func commands() []command {
 	return []command{
 		{"run", "run the daemon", cmdRun},
+		{"demo", "run the whole loop in one process: a mailbox, an SMTP relay, a simulated Userlike and mailgate", cmdDemo},
 		{"check-config", "load and validate the configuration, print one line per channel", cmdCheckConfig},
 		{"inspect", "print as JSON what mailgate would do with an email, without network or state changes", cmdInspect},
 		{"status", "show per channel the cursors, queue depths, oldest pending item, last error and dead letters", cmdStatus},
