@@ -543,3 +543,16 @@ func (sess *session) close() {
 	sess.stop()
 	_ = sess.c.Close()
 }
+
+// Check connects to the relay, greets it, starts TLS and authenticates as
+// Send would, then quits without sending anything. It is the SMTP part of
+// `mailgate check-config -connect`; the error carries the server's words.
+func (s *Sender) Check(ctx context.Context) error {
+	sess, err := s.open(ctx)
+	if err != nil {
+		return err
+	}
+	defer sess.close()
+	sess.quit(ctx)
+	return nil
+}

@@ -690,3 +690,19 @@ func TestNewSMTPError(t *testing.T) {
 		t.Errorf("IsPermanent wrong")
 	}
 }
+
+func TestSenderCheck(t *testing.T) {
+	relay := &testRelay{}
+	addr := startRelay(t, relay, relayOptions{})
+	s := newTestSender(t, SenderOptions{Address: addr, Security: SecurityNone})
+	if err := s.Check(context.Background()); err != nil {
+		t.Errorf("check: %v", err)
+	}
+	if n := len(relay.delivered()); n != 0 {
+		t.Errorf("check delivered %d messages", n)
+	}
+	dead, _ := NewSender(SenderOptions{Address: "127.0.0.1:1", Security: SecurityNone})
+	if err := dead.Check(context.Background()); err == nil {
+		t.Error("check of a closed port succeeded")
+	}
+}

@@ -2,7 +2,13 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io"
+	"time"
+
+	"mailgate/imapsync"
+	"mailgate/smtpout"
 
 	"mailgate/config"
 )
@@ -10,6 +16,7 @@ import (
 func cmdCheckConfig(ctx context.Context, env *environment, args []string) error {
 	fs := newFlagSet(env, "check-config", "[-c FILE]", "load and validate the configuration, print one line per channel")
 	path := configFlag(env, fs)
+	connect := fs.Bool("connect", false, "also log in to IMAP and SMTP and check the folders, sending nothing")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -23,7 +30,55 @@ func cmdCheckConfig(ctx context.Context, env *environment, args []string) error 
 	for _, line := range cfg.Summary() {
 		fmt.Fprintln(env.stdout, line)
 	}
+	if *connect && !checkConnections(ctx, env.stdout, cfg) {
+		return errors.New("some connection checks failed")
+	}
 	return nil
+}
+
+// checkConnections logs in to every channel's IMAP server and SMTP relay
+// and prints each step as ok or FAILED with the server's words. It sends
+// nothing and changes nothing.
+func checkConnections(ctx context.Context, w io.Writer, cfg *config.Config) bool {
+	ok := true
+	report := func(ch, name string, err error, note string) {
+		switch {
+		case err != nil:
+			ok = false
+			fmt.Fprintf(w, "  FAILED  %s: %s: %v\n", ch, name, err)
+		case note != "":
+			fmt.Fprintf(w, "  ok      %s: %s (%s)\n", ch, name, note)
+		default:
+			fmt.Fprintf(w, "  ok      %s: %s\n", ch, name)
+		}
+	}
+	for _, ch := range cfg.Channels {
+		for _, st := range imapsync.Check(ctx, imapsync.Options{
+			Channel:          ch.Name,
+			Address:          ch.IMAP.Address,
+			Security:         ch.IMAP.Security,
+			TLSConfig:        imapTLS(ch),
+			Auth:             imapsync.PasswordAuth{Username: ch.IMAP.Username, Password: ch.IMAP.Password.Reveal()},
+			Folders:          ch.IMAP.Folders,
+			QuarantineFolder: ch.IMAP.QuarantineFolder,
+			MoveTo:           ch.IMAP.MoveTo,
+		}) {
+			report(ch.Name, "imap: "+st.Name, st.Err, st.Note)
+		}
+		sender, err := smtpout.NewSender(smtpout.SenderOptions{
+			Address:  ch.SMTP.Address,
+			Security: ch.SMTP.Security,
+			Username: ch.SMTP.Username,
+			Password: ch.SMTP.Password.Reveal(),
+		})
+		if err == nil {
+			cctx, cancel := context.WithTimeout(ctx, time.Minute)
+			err = sender.Check(cctx)
+			cancel()
+		}
+		report(ch.Name, fmt.Sprintf("smtp: connect to %s (%s) and log in", ch.SMTP.Address, ch.SMTP.Security), err, "")
+	}
+	return ok
 }
 
 // loadConfig loads the configuration file; its errors are usage errors

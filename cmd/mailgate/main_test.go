@@ -114,3 +114,16 @@ func TestInspect(t *testing.T) {
 		t.Errorf("inspect on defaults: exit %d\n%s", code, out)
 	}
 }
+
+func TestCheckConfigConnect(t *testing.T) {
+	e := newTestEnv(t, "")
+	code, out, errOut := runCLI(t, "", "check-config", "-connect", "-c", e.cfgPath)
+	if code != 0 || strings.Contains(out, "FAILED") || !strings.Contains(out, `imap: log in as "support@example.test"`) || !strings.Contains(out, "smtp: connect") {
+		t.Errorf("exit %d\n%s%s", code, out, errOut)
+	}
+	writeFile(t, e.cfgPath, strings.Replace(readFile(t, e.cfgPath), `password = "`+supportPass+`"`, `password = "nope"`, 1))
+	code, out, _ = runCLI(t, "", "check-config", "-connect", "-c", e.cfgPath)
+	if code != 1 || !strings.Contains(out, "FAILED  support: imap: log in") {
+		t.Errorf("wrong password: exit %d\n%s", code, out)
+	}
+}
