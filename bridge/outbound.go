@@ -183,9 +183,19 @@ func (o *Outbound) Heartbeat() time.Time { return time.Unix(0, o.beat.Load()) }
 func (o *Outbound) Run(ctx context.Context) error {
 	timer := time.NewTimer(0)
 	defer timer.Stop()
+	// Sends in flight when ctx ends may finish, for at most drainTimeout:
+	// cutting an SMTP transaction short would only send the email twice
+	// after the restart.
+	work, cancelWork := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelWork()
+	stopDrain := context.AfterFunc(ctx, func() { time.AfterFunc(drainTimeout, cancelWork) })
+	defer stopDrain()
 	for {
 		o.beat.Store(time.Now().UnixNano())
-		if err := o.Flush(ctx); err != nil && ctx.Err() == nil {
+		if ctx.Err() != nil {
+			return nil
+		}
+		if err := o.Flush(work); err != nil && ctx.Err() == nil {
 			o.log.Error("outbound: sending due replies failed", "err", err)
 		}
 		wait := o.opts.IdlePoll
