@@ -105,3 +105,34 @@ func TestDaemonSurvivesKill9MidBurst(t *testing.T) {
 		t.Error("a secret appears in the daemon log")
 	}
 }
+
+func TestDaemonSIGTERMDuringBurstLosesNothing(t *testing.T) {
+	e := newTestEnv(t, "\n[channel.inbound]\nrate_limit = 1000\n")
+	const total = 80
+	for i := range total {
+		e.deliver(customerMail(fmt.Sprintf("t%d@example.test", i%4), "T", fmt.Sprintf("t-%d@example.test", i), "Term", fmt.Sprintf("message %d", i), "In-Reply-To: <x@example.test>"))
+	}
+	child := e.startChild("term1.log")
+	deadline := time.Now().Add(waitLimit)
+	for len(e.ul.received()) < 3 && time.Now().Before(deadline) {
+		time.Sleep(2 * time.Millisecond)
+	}
+	child.Process.Signal(syscall.SIGTERM)
+	if err := child.Wait(); err != nil {
+		t.Fatalf("exit after SIGTERM: %v", err)
+	}
+	e.startChild("term2.log")
+	e.ul.waitPosts(total)
+	time.Sleep(300 * time.Millisecond)
+	posts := e.ul.received()
+	seen := map[string]bool{}
+	for _, p := range posts {
+		if seen[p.Text] {
+			t.Errorf("posted twice after a clean stop: %q", p.Text)
+		}
+		seen[p.Text] = true
+	}
+	if len(seen) != total {
+		t.Errorf("%d distinct posts, want %d", len(seen), total)
+	}
+}
