@@ -225,6 +225,9 @@ type job struct {
 	env   *smtpout.Envelope
 }
 
+// channelRetry is how long replies wait when their channel is not running.
+const channelRetry = 15 * time.Second
+
 // Flush mails every batch that is due now, each channel's over one SMTP
 // connection, and records the outcomes. It returns an error only when the
 // outbox cannot be read.
@@ -238,8 +241,13 @@ func (o *Outbound) Flush(ctx context.Context) error {
 	for _, b := range batches {
 		ch, ok := o.opts.Channels(b.Channel)
 		if !ok || ch.Sender == nil {
-			o.fail(ctx, OutboundChannel{Name: b.Channel}, b.Contact, b.IDs(), len(b.Items),
-				"the channel is not configured (or has no SMTP sender)", false)
+			// The channel is restarting after a reload, or was removed from
+			// the configuration: keep the replies queued and look again
+			// later; they are not failed for it.
+			o.log.Warn("outbound: the channel is not running; its replies stay queued", "channel", b.Channel, "contact", b.Contact, "items", len(b.Items))
+			if err := o.opts.DB.DeferOutbox(ctx, b.IDs(), o.opts.Now().Add(channelRetry)); err != nil {
+				return err
+			}
 			continue
 		}
 		if _, seen := byChannel[b.Channel]; !seen {

@@ -214,6 +214,10 @@ func (h *Webhook) cancel(w http.ResponseWriter, r *http.Request, log *slog.Logge
 		log.Info("webhook: deleted message cancelled before sending", "contact", msg.Contact, "userlike_id", msg.ID)
 		h.opts.Wake(ch.Name)
 		writeJSON(w, http.StatusOK, map[string]string{"status": "cancelled"})
+	case state == store.OutboxSending:
+		log.Warn("webhook: operator deleted a message whose email is being sent; if this attempt fails it is not retried",
+			"contact", msg.Contact, "userlike_id", msg.ID)
+		writeJSON(w, http.StatusOK, map[string]string{"status": "not-cancelled", "state": state})
 	default:
 		log.Warn("webhook: operator deleted a message that is already "+state+"; the email cannot be recalled",
 			"contact", msg.Contact, "userlike_id", msg.ID, "state", state)

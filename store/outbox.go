@@ -149,6 +149,12 @@ func (db *DB) CancelOutbox(ctx context.Context, channel, userlikeID string) (can
 		if err != nil {
 			return err
 		}
+		if state == OutboxSending {
+			// The email is on its way; if this attempt fails it is not
+			// retried (MarkOutboxRetry, RequeueSending).
+			_, err = tx.ExecContext(ctx, `UPDATE outbox SET cancel_requested = 1, updated_at = ? WHERE id = ?`, db.nowMS(), id)
+			return err
+		}
 		if state != OutboxQueued {
 			return nil
 		}
@@ -381,7 +387,8 @@ func (db *DB) MarkOutboxSent(ctx context.Context, ids []int64, messageID string)
 // queue until sendAfter, noting lastErr. Items in another state are left
 // alone.
 func (db *DB) MarkOutboxRetry(ctx context.Context, ids []int64, sendAfter time.Time, lastErr string) error {
-	return db.updateOutbox(ctx, "mark outbox retry", ids, `UPDATE outbox SET state = 'queued', send_after = ?,
+	return db.updateOutbox(ctx, "mark outbox retry", ids, `UPDATE outbox
+			SET state = CASE WHEN cancel_requested = 1 THEN 'cancelled' ELSE 'queued' END, send_after = ?,
 			last_error = ?, updated_at = ?
 		WHERE id IN (SELECT value FROM json_each(?)) AND state = 'sending'`, ms(sendAfter), lastErr, db.nowMS())
 }
@@ -394,6 +401,14 @@ func (db *DB) MarkOutboxFailed(ctx context.Context, ids []int64, reason string) 
 			updated_at = ?
 		WHERE id IN (SELECT value FROM json_each(?)) AND state IN ('queued', 'sending', 'sent', 'failed')`,
 		reason, db.nowMS())
+}
+
+// DeferOutbox moves the send time of the queued items of ids to until,
+// without counting an attempt: the outbox worker uses it when the items'
+// channel is not running (during a reload, or after it was removed).
+func (db *DB) DeferOutbox(ctx context.Context, ids []int64, until time.Time) error {
+	return db.updateOutbox(ctx, "defer outbox", ids, `UPDATE outbox SET send_after = ?, updated_at = ?
+		WHERE id IN (SELECT value FROM json_each(?)) AND state = 'queued'`, ms(until), db.nowMS())
 }
 
 // updateOutbox runs query with args and the ids as a JSON array last.
@@ -449,7 +464,8 @@ func (db *DB) OutboxByMessageID(ctx context.Context, messageID string) ([]*Outbo
 // system can recognise the duplicate.
 func (db *DB) RequeueSending(ctx context.Context) (int, error) {
 	now := db.nowMS()
-	r, err := db.write.ExecContext(ctx, `UPDATE outbox SET state = 'queued', send_after = ?, updated_at = ?
+	r, err := db.write.ExecContext(ctx, `UPDATE outbox
+		SET state = CASE WHEN cancel_requested = 1 THEN 'cancelled' ELSE 'queued' END, send_after = ?, updated_at = ?
 		WHERE state = 'sending'`, now, now)
 	if err != nil {
 		return 0, fmt.Errorf("store: requeue sending outbox items: %w", err)

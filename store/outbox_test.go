@@ -325,3 +325,61 @@ func TestOutboxQueryPlans(t *testing.T) {
 		}
 	}
 }
+
+func TestCancelWhileSendingIsNotRetried(t *testing.T) {
+	db, clk := openTest(t)
+	ctx := context.Background()
+	a := enqueueText(t, db, clk, "jane@example.com", "id:a", "first", 0)
+	b := enqueueText(t, db, clk, "bob@example.com", "id:b", "second", 0)
+	for _, it := range []*OutboxItem{a, b} {
+		if _, err := db.MarkOutboxSending(ctx, []int64{it.ID}, "m-"+it.UserlikeID+"@x"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, it := range []*OutboxItem{a, b} {
+		cancelled, state, err := db.CancelOutbox(ctx, "c", it.UserlikeID)
+		if err != nil || cancelled || state != OutboxSending {
+			t.Fatalf("cancel while sending: %v %q %v", cancelled, state, err)
+		}
+	}
+	// a's attempt fails temporarily; b's process dies mid-send.
+	if err := db.MarkOutboxRetry(ctx, []int64{a.ID}, clk.Now(), "451 try later"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.RequeueSending(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for _, it := range []*OutboxItem{a, b} {
+		got, err := db.Outbox(ctx, it.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.State != OutboxCancelled {
+			t.Errorf("%s: state %s, want cancelled", it.UserlikeID, got.State)
+		}
+	}
+	clk.Add(time.Hour)
+	if due, err := db.DueOutbox(ctx, clk.Now()); err != nil || len(due) != 0 {
+		t.Errorf("due after cancel: %v %v", due, err)
+	}
+}
+
+func TestDeferOutbox(t *testing.T) {
+	db, clk := openTest(t)
+	ctx := context.Background()
+	a := enqueueText(t, db, clk, "jane@example.com", "id:a", "first", 0)
+	if err := db.DeferOutbox(ctx, []int64{a.ID}, clk.Now().Add(time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	if due, _ := db.DueOutbox(ctx, clk.Now()); len(due) != 0 {
+		t.Errorf("deferred item due at once")
+	}
+	clk.Add(2 * time.Minute)
+	if due, _ := db.DueOutbox(ctx, clk.Now()); len(due) != 1 {
+		t.Errorf("deferred item not due after the wait")
+	}
+	got, _ := db.Outbox(ctx, a.ID)
+	if got.Attempts != 0 || got.State != OutboxQueued {
+		t.Errorf("after defer: %+v", got)
+	}
+}
