@@ -16,6 +16,7 @@ import (
 	"mailgate/bridge/mailparse"
 	"mailgate/bridge/userlike"
 	"mailgate/imapsync"
+	"mailgate/media"
 	"mailgate/store"
 )
 
@@ -47,6 +48,10 @@ type InboundOptions struct {
 	// StoreOriginal stores a raw email as media and returns its id; it is
 	// needed unless AttachOriginal is "never".
 	StoreOriginal func(ctx context.Context, raw []byte) (mediaID string, err error)
+	// MaxPostAge is how long temporary POST failures are retried before
+	// the email is dead-lettered (default 72h); `mailgate dead retry`
+	// starts it again.
+	MaxPostAge time.Duration
 	// Workers bounds concurrent POSTs (to different contacts); default 4.
 	Workers int
 	// Notify tells the mailbox watcher that IMAP actions are pending.
@@ -100,6 +105,9 @@ func NewInbound(opts InboundOptions) (*Inbound, error) {
 	}
 	if opts.Workers <= 0 {
 		opts.Workers = 4
+	}
+	if opts.MaxPostAge <= 0 {
+		opts.MaxPostAge = 72 * time.Hour
 	}
 	if opts.Now == nil {
 		opts.Now = time.Now
@@ -203,10 +211,17 @@ func (in *Inbound) Handle(ctx context.Context, m *imapsync.Message) error {
 		row.After = in.opts.After
 		if in.attachOriginal(d) {
 			id, err := in.opts.StoreOriginal(ctx, m.Raw)
-			if err != nil {
+			switch {
+			case errors.Is(err, media.ErrTooLarge):
+				// Permanent: say so in the text instead of retrying (which
+				// would hold up the folder).
+				d.NewText = appendLine(d.NewText, "[mailgate] The original email was not attached: it is larger than media.max_size. It stays in the mailbox.")
+				d.SetThread(d.NewThread, in.opts.SubjectLine)
+			case err != nil:
 				return fmt.Errorf("bridge: store the original email of uid %d: %w", m.UID, err)
+			default:
+				d.Attachments = append(d.Attachments, AttachmentInfo{Name: "original-message.eml", Type: "message/rfc822", Size: int64(len(m.Raw)), Action: "post", MediaID: id})
 			}
-			d.Attachments = append(d.Attachments, AttachmentInfo{Name: "original-message.eml", Type: "message/rfc822", Size: int64(len(m.Raw)), Action: "post", MediaID: id})
 		}
 		posts, err := buildPosts(d)
 		if err != nil {
@@ -495,6 +510,10 @@ func (in *Inbound) post(ctx context.Context, p store.DuePost) postResult {
 	msg := userlike.InboundMessage{Email: row.Contact, Name: row.ContactName, Text: item.Text}
 	if item.MediaID != "" {
 		msg.URL, err = in.opts.MediaURL(ctx, item.MediaID)
+		if errors.Is(err, store.ErrNotFound) {
+			in.dead(ctx, p.LedgerID, "a media file of the email is gone (swept by media.retention?): "+err.Error())
+			return res
+		}
 		if err != nil {
 			res.err = err
 			return res
@@ -512,6 +531,9 @@ func (in *Inbound) post(ctx context.Context, p store.DuePost) postResult {
 	case err == nil:
 	case errors.As(err, &perm):
 		in.dead(ctx, p.LedgerID, fmt.Sprintf("Userlike refused the message: %v", err))
+		return res
+	case errors.As(err, &temp) && in.opts.Now().Sub(row.CreatedAt) > in.opts.MaxPostAge:
+		in.dead(ctx, p.LedgerID, fmt.Sprintf("Userlike did not accept the message for %s: %v", in.opts.MaxPostAge, err))
 		return res
 	case errors.As(err, &temp):
 		in.log.Warn("inbound: post failed, will retry", "ledger_id", p.LedgerID, "contact", p.Contact, "err", err)

@@ -31,9 +31,11 @@ const (
 		LIMIT ?`
 
 	// qPendingActions lists settled rows whose IMAP action is not done.
+	// Dead letters get none: they stay in the mailbox as they are, and a
+	// requeued one gets its action once it is posted.
 	qPendingActions = `SELECT id, uidvalidity, uid, after_kind, after_dest FROM inbound
 		WHERE channel = ? AND folder = ? AND after_kind != '' AND after_done = 0
-			AND state IN ('skipped', 'quarantined', 'posted', 'dead')
+			AND state IN ('skipped', 'quarantined', 'posted')
 		ORDER BY id LIMIT ?`
 
 	// qCountFromContact counts a contact's recent rows.

@@ -454,7 +454,7 @@ func TestPendingActions(t *testing.T) {
 		{posted, 1, 2, Action{Kind: "seen"}},
 		{skipped, 1, 3, Action{Kind: "move", Dest: "Junk"}},
 		{quarantined, 1, 5, Action{Kind: "flag"}},
-		{dead, 1, 6, Action{Kind: "seen"}},
+		// dead (uid 6) gets no action: a dead letter stays in the mailbox.
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("PendingActions = %+v\nwant %+v", got, want)
@@ -469,14 +469,14 @@ func TestPendingActions(t *testing.T) {
 		t.Fatal(err)
 	}
 	got, _ = db.PendingActions(ctx, "c", "INBOX", 0)
-	if len(got) != 2 || got[0].ID != skipped || got[1].ID != dead {
+	if len(got) != 1 || got[0].ID != skipped {
 		t.Fatalf("PendingActions after done = %+v", got)
 	}
 	// The fetched row's action appears once it is settled.
 	db.MarkPosting(ctx, fetched)
 	db.PostDone(ctx, fetched, 0)
 	got, _ = db.PendingActions(ctx, "c", "INBOX", 0)
-	if len(got) != 3 || got[0].ID != fetched {
+	if len(got) != 2 || got[0].ID != fetched {
 		t.Fatalf("PendingActions after posting = %+v", got)
 	}
 	in, _ := db.Inbound(ctx, posted)

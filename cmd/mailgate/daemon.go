@@ -50,9 +50,10 @@ type daemon struct {
 	metricsSrv *http.Server
 	outbound   *bridge.Outbound
 
-	reloadMu sync.Mutex // serialises reloads
+	reloadMu sync.Mutex // serialises reloads and shutdown
 	mu       sync.Mutex
 	channels map[string]*channelRun
+	closing  bool // set by shutdown: no channel starts after it
 	wg       sync.WaitGroup
 	errc     chan error
 }
@@ -155,20 +156,24 @@ func startDaemon(ctx context.Context, opts daemonOptions) (*daemon, error) {
 		}
 	}()
 
-	if err := d.startMetrics(); err != nil {
+	abort := func(err error) (*daemon, error) {
 		d.shutdown()
+		d.wg.Wait()
+		db.Close()
 		return nil, err
+	}
+	if err := d.startMetrics(); err != nil {
+		return abort(err)
 	}
 	for _, ch := range cfg.Channels {
 		if err := d.startChannel(ctx, ch); err != nil {
-			d.shutdown()
-			return nil, err
+			return abort(err)
 		}
 	}
 	d.wg.Add(2)
 	go func() {
 		defer d.wg.Done()
-		d.housekeeping(ctx)
+		d.housekeeping(ctx, cfg.Media.Retention.Duration)
 	}()
 	go func() {
 		defer d.wg.Done()
@@ -343,6 +348,12 @@ func (d *daemon) startChannel(parent context.Context, ch config.Channel) error {
 		close(run.done)
 	}()
 	d.mu.Lock()
+	if d.closing {
+		d.mu.Unlock()
+		cancel()
+		<-run.done
+		return nil
+	}
 	d.channels[ch.Name] = run
 	d.mu.Unlock()
 	log.Info("channel started", "imap", ch.IMAP.Address, "folders", strings.Join(ch.IMAP.Folders, ","))
@@ -360,12 +371,11 @@ func (d *daemon) mediaURL(ctx context.Context, id string) (string, error) {
 
 // housekeeping runs the periodic sweeps: media retention and raw email
 // pruning.
-func (d *daemon) housekeeping(ctx context.Context) {
-	cfg := d.opts.Config
+func (d *daemon) housekeeping(ctx context.Context, retention time.Duration) {
 	t := time.NewTicker(time.Hour)
 	defer t.Stop()
 	for {
-		before := time.Now().Add(-cfg.Media.Retention.Duration)
+		before := time.Now().Add(-retention)
 		if _, err := d.media.Sweep(ctx, before); err != nil && ctx.Err() == nil {
 			d.log.Error("media: sweep failed", "err", err)
 		}
@@ -385,7 +395,19 @@ func (d *daemon) housekeeping(ctx context.Context) {
 // shutdown stops the channels (letting in-flight work finish), the HTTP
 // server and the store. It is safe to call more than once.
 func (d *daemon) shutdown() {
+	d.reloadMu.Lock() // a reload in progress finishes first
+	defer d.reloadMu.Unlock()
+	// Stop taking webhooks first, so that none is answered 404 while the
+	// channels drain; Shutdown lets requests in flight finish.
+	for _, srv := range []*http.Server{d.srv, d.metricsSrv} {
+		if srv != nil {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			_ = srv.Shutdown(ctx)
+			cancel()
+		}
+	}
 	d.mu.Lock()
+	d.closing = true
 	runs := make([]*channelRun, 0, len(d.channels))
 	for name, r := range d.channels {
 		runs = append(runs, r)
@@ -397,13 +419,6 @@ func (d *daemon) shutdown() {
 	}
 	for _, r := range runs {
 		<-r.done
-	}
-	for _, srv := range []*http.Server{d.srv, d.metricsSrv} {
-		if srv != nil {
-			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			_ = srv.Shutdown(ctx)
-			cancel()
-		}
 	}
 	select {
 	case d.errc <- nil:

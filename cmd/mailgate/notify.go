@@ -70,6 +70,11 @@ func (d *daemon) alive(ctx context.Context) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	var errs []error
+	// One Flush may wait on slow SMTP relays (60 s a step), so the outbox
+	// worker gets more slack than the posters.
+	if age := time.Since(d.outbound.Heartbeat()); age > 10*time.Minute {
+		errs = append(errs, fmt.Errorf("outbox worker stalled for %s", age.Round(time.Second)))
+	}
 	for name, run := range d.channels {
 		if age := time.Since(run.inbound.Heartbeat()); age > 3*time.Minute {
 			errs = append(errs, fmt.Errorf("channel %q: poster loop stalled for %s", name, age.Round(time.Second)))

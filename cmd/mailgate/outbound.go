@@ -79,22 +79,25 @@ func (d *daemon) outboundChannel(name string) (bridge.OutboundChannel, bool) {
 	return run.out, true
 }
 
-// webhookChannel is the webhook's channel lookup.
+// webhookChannel is the webhook's channel lookup. It reads the
+// configuration, not the running channels: a reply for a channel that is
+// restarting after a reload is queued all the same.
 func (d *daemon) webhookChannel(name string) (bridge.WebhookChannel, bool) {
 	d.mu.Lock()
-	defer d.mu.Unlock()
-	run, ok := d.channels[name]
+	cfg := d.opts.Config
+	d.mu.Unlock()
+	ch, ok := cfg.Channel(name)
 	if !ok {
 		return bridge.WebhookChannel{}, false
 	}
-	coalesce := run.cfg.SMTP.Coalesce.Duration
+	coalesce := ch.SMTP.Coalesce.Duration
 	if coalesce == 0 {
 		coalesce = -1 // configured 0: send each message at once
 	}
 	return bridge.WebhookChannel{
 		Name:          name,
-		OutboundToken: run.cfg.Userlike.OutboundToken.Reveal(),
-		Debug:         run.cfg.Userlike.Debug,
+		OutboundToken: ch.Userlike.OutboundToken.Reveal(),
+		Debug:         ch.Userlike.Debug,
 		Coalesce:      coalesce,
 	}, true
 }

@@ -2,10 +2,10 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"reflect"
 	"strings"
-	"time"
 
 	"mailgate/config"
 )
@@ -62,22 +62,26 @@ func (d *daemon) reload(ctx context.Context, next *config.Config) error {
 		run.cancel()
 	}
 	for _, run := range stop {
-		select {
-		case <-run.done:
-		case <-time.After(stopTimeout):
-			return fmt.Errorf("reload: channel %q did not stop within %s", run.cfg.Name, stopTimeout)
-		}
+		// Wait for it whatever it takes: its poster's drain is bounded
+		// (30 s), and starting the new one first would run two.
+		<-run.done
 		d.log.Info("channel stopped for reload", "channel", run.cfg.Name)
 	}
 	// Keep the globals that need a restart; take the new channels.
 	merged := *prev
 	merged.Channels = next.Channels
 	merged.Warnings = next.Warnings
+	d.mu.Lock()
 	d.opts.Config = &merged
+	d.mu.Unlock()
+	var errs []error
 	for _, ch := range start {
 		if err := d.startChannel(ctx, ch); err != nil {
-			return fmt.Errorf("reload: %w", err)
+			errs = append(errs, fmt.Errorf("reload: %w", err))
 		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return err
 	}
 	d.log.Info("config reloaded", "stopped", len(stop), "started", len(start), "channels", len(next.Channels))
 	return nil
