@@ -29,7 +29,7 @@ const (
 	supportUser  = "support@example.test"
 	supportPass  = "imap-secret-1"
 	inboundToken = "inbound-token-abc"
-	waitLimit    = 30 * time.Second
+	waitLimit    = 2 * time.Minute // generous: CI machines are slow under -race
 )
 
 // fakeUserlike is an httptest Userlike Message Center that records every
