@@ -16,6 +16,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"strings"
+	"unicode/utf8"
 
 	"mailgate/bridge/classify"
 	"mailgate/bridge/mailparse"
@@ -189,7 +190,18 @@ func (d *Decision) SetThread(newThread, subjectLine bool) {
 	if d.Text == "" && !d.hasMedia() {
 		d.Text = "[mailgate] The email had no text."
 	}
+	if len(d.Text) > MaxPostText {
+		cut := d.Text[:MaxPostText]
+		for !utf8.ValidString(cut) {
+			cut = cut[:len(cut)-1]
+		}
+		d.Text = cut + "\n\n[mailgate] The text was cut here: it is longer than 32 KiB. The whole email stays in the mailbox."
+	}
 }
+
+// MaxPostText bounds the text of one chat message: a longer email text is
+// cut, with a line saying so.
+const MaxPostText = 32 << 10
 
 func (d *Decision) hasMedia() bool {
 	for _, a := range d.Attachments {

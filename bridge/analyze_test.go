@@ -153,3 +153,15 @@ func BenchmarkAnalyze(b *testing.B) {
 		a.Analyze(context.Background(), raw)
 	}
 }
+
+func TestAnalyzeCutsLongText(t *testing.T) {
+	a := newTestAnalyzer(t)
+	raw := "Authentication-Results: mx.example.test; dmarc=pass header.from=example.test\r\nFrom: Jane <jane@example.test>\r\nIn-Reply-To: <q@x>\r\n\r\n" + strings.Repeat("ü", 40000) + "\r\n"
+	d := a.Analyze(context.Background(), []byte(raw))
+	if len(d.Text) > MaxPostText+200 || !strings.HasSuffix(d.Text, "The whole email stays in the mailbox.") || !utf8.ValidString(d.Text) {
+		t.Errorf("text of %d bytes ends %q", len(d.Text), d.Text[len(d.Text)-60:])
+	}
+	if !strings.HasPrefix(d.FullText, strings.Repeat("ü", 40000)) {
+		t.Error("full text was cut too")
+	}
+}

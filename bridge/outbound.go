@@ -595,9 +595,15 @@ func (o *Outbound) settle(ctx context.Context, j *job, err error) {
 func (o *Outbound) retry(ctx context.Context, j *job, err error) {
 	b := &j.batch
 	now := o.opts.Now()
+	// The schedule follows the group's freshest message: a reply that
+	// joined the group during an outage is not made to wait the long steps
+	// its older siblings reached.
 	attempts, oldest := 0, now
-	for _, it := range b.Items {
-		attempts = max(attempts, it.Attempts+1) // MarkOutboxSending counted one more
+	for i, it := range b.Items {
+		n := it.Attempts + 1 // MarkOutboxSending counted one more
+		if i == 0 || n < attempts {
+			attempts = n
+		}
 		if it.CreatedAt.Before(oldest) {
 			oldest = it.CreatedAt
 		}

@@ -3,6 +3,7 @@ package verify
 import (
 	"errors"
 	"fmt"
+	"io"
 	"mime"
 	"net/mail"
 	"strings"
@@ -39,7 +40,7 @@ func parseFrom(values []string) (identity, error) {
 	if hasUnquotedGroupSyntax(v) {
 		return identity{}, fmt.Errorf("From header %q uses group or route syntax", clip(v))
 	}
-	p := mail.AddressParser{WordDecoder: &mime.WordDecoder{CharsetReader: charset.Reader}}
+	p := mail.AddressParser{WordDecoder: &mime.WordDecoder{CharsetReader: lenientCharsetReader}}
 	list, err := p.ParseList(v)
 	if err != nil {
 		return identity{}, fmt.Errorf("invalid From header %q: %v", clip(v), err)
@@ -152,4 +153,14 @@ func clip(s string) string {
 		cut--
 	}
 	return s[:cut] + "..."
+}
+
+// lenientCharsetReader decodes encoded-words in every charset go-message
+// knows and keeps the bytes of any other: an unknown charset in a display
+// name must not make the address, which alone is the identity, invalid.
+func lenientCharsetReader(label string, r io.Reader) (io.Reader, error) {
+	if cr, err := charset.Reader(label, r); err == nil {
+		return cr, nil
+	}
+	return r, nil
 }
