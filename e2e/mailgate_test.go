@@ -32,8 +32,15 @@ type mailgateOptions struct {
 	InboundURL string
 	// RateLimit is channel.inbound.rate_limit (0: mailgate's default).
 	RateLimit int
+	// Media, IMAP and SMTP are extra TOML lines for the [media],
+	// [channel.imap] and [channel.smtp] tables (for example
+	// `coalesce = "1s"`).
+	Media, IMAP, SMTP string
+	// Verify replaces the body of [channel.verify]; "" means
+	// `require = "none"` (no sender verification).
+	Verify string
 	// Extra is TOML appended to the end of the file, inside the channel
-	// (for example "[channel.verify]\nrequire = \"dmarc\"").
+	// (for example "[channel.inbound]\nmailing_lists = \"post\"").
 	Extra string
 }
 
@@ -80,6 +87,11 @@ func newMailgate(t *testing.T, dir string, opts mailgateOptions) *mailgate {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
+		if t.Failed() && g.Running() {
+			// The log then ends with every goroutine's stack: where
+			// mailgate was when the scenario gave up on it.
+			g.DumpStacks()
+		}
 		if err := g.Stop(); err != nil {
 			t.Errorf("stopping mailgate: %v", err)
 		}
@@ -96,16 +108,20 @@ func (g *mailgate) config(opts mailgateOptions) string {
 	fmt.Fprintf(&b, "[server]\nlisten = %s\n\n", q(g.listen))
 	fmt.Fprintf(&b, "[metrics]\nlisten = %s\n\n", q(g.metrics))
 	fmt.Fprintf(&b, "[store]\npath = %s\n\n", q(filepath.Join(g.dir, "mailgate.db")))
-	fmt.Fprintf(&b, "[media]\ndir = %s\n\n", q(filepath.Join(g.dir, "media")))
+	fmt.Fprintf(&b, "[media]\ndir = %s\n%s\n", q(filepath.Join(g.dir, "media")), lines(opts.Media))
 	fmt.Fprintf(&b, "[log]\nlevel = \"debug\"\nformat = \"json\"\n\n")
 	fmt.Fprintf(&b, "[[channel]]\nname = \"support\"\n\n")
 	fmt.Fprintf(&b, "[channel.userlike]\ninbound_url = %s\ninbound_token = %s\noutbound_token = %s\n\n",
 		q(opts.InboundURL), q(inboundToken), q(outboundToken))
-	fmt.Fprintf(&b, "[channel.imap]\naddress = %s\nsecurity = \"none\"\nusername = %s\npassword = %s\n\n",
-		q(suite.vars["IMAP_ADDR"]), q(supportUser), q(suite.vars["MAIL_PASSWORD"]))
-	fmt.Fprintf(&b, "[channel.smtp]\naddress = %s\nsecurity = \"none\"\nfrom = %s\n\n",
-		q(suite.vars["SMTP_ADDR"]), q("Support <"+supportUser+">"))
-	fmt.Fprintf(&b, "[channel.verify]\nrequire = \"none\"\n\n")
+	fmt.Fprintf(&b, "[channel.imap]\naddress = %s\nsecurity = \"none\"\nusername = %s\npassword = %s\n%s\n",
+		q(suite.vars["IMAP_ADDR"]), q(supportUser), q(suite.vars["MAIL_PASSWORD"]), lines(opts.IMAP))
+	fmt.Fprintf(&b, "[channel.smtp]\naddress = %s\nsecurity = \"none\"\nfrom = %s\n%s\n",
+		q(suite.vars["SMTP_ADDR"]), q("Support <"+supportUser+">"), lines(opts.SMTP))
+	verify := opts.Verify
+	if verify == "" {
+		verify = `require = "none"`
+	}
+	fmt.Fprintf(&b, "[channel.verify]\n%s\n", lines(verify))
 	if opts.RateLimit > 0 {
 		fmt.Fprintf(&b, "[channel.inbound]\nrate_limit = %d\n\n", opts.RateLimit)
 	}
@@ -113,6 +129,14 @@ func (g *mailgate) config(opts mailgateOptions) string {
 		b.WriteString(opts.Extra + "\n")
 	}
 	return b.String()
+}
+
+// lines returns s with a final newline, or "" for "".
+func lines(s string) string {
+	if s == "" || strings.HasSuffix(s, "\n") {
+		return s
+	}
+	return s + "\n"
 }
 
 // Start starts the daemon and waits until /healthz answers. An error
@@ -272,6 +296,26 @@ func (g *mailgate) Stop() error {
 		return fmt.Errorf("mailgate exited with %v after SIGTERM; log:\n%s", err, g.LogTail(20))
 	}
 	return nil
+}
+
+// DumpStacks sends SIGQUIT: the Go runtime writes every goroutine's stack
+// to the log and exits. Scenarios call it when mailgate seems stuck, so
+// that the log shows where; the daemon can be restarted afterwards.
+func (g *mailgate) DumpStacks() {
+	g.mu.Lock()
+	cmd, exited := g.cmd, g.exited
+	g.mu.Unlock()
+	if cmd == nil {
+		return
+	}
+	_ = cmd.Process.Signal(syscall.SIGQUIT)
+	select {
+	case <-exited:
+		g.reap()
+	case <-time.After(10 * time.Second):
+		g.killProcess()
+	}
+	g.t.Logf("mailgate stopped with SIGQUIT; goroutine stacks in %s", g.logPath)
 }
 
 // Restart starts the daemon again after Kill9 or Stop.

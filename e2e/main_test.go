@@ -57,6 +57,10 @@ const (
 	envWorkDir = "E2E_WORKDIR"
 	// envStrict turns "mailgate is not functional yet" skips into failures.
 	envStrict = "E2E_STRICT"
+	// envBinary names a mailgate binary to test instead of building
+	// ../cmd/mailgate (for example a release build, or a build of another
+	// checkout).
+	envBinary = "E2E_BINARY"
 )
 
 func TestMain(m *testing.M) {
@@ -163,6 +167,17 @@ func (s *suiteEnv) prepare() int {
 	fmt.Fprintf(os.Stderr, "e2e: Dovecot on %s (LMTP %s), Postfix on %s, up in %v\n",
 		vars["IMAP_ADDR"], vars["LMTP_ADDR"], vars["SMTP_ADDR"], time.Since(start).Round(100*time.Millisecond))
 
+	if bin := os.Getenv(envBinary); bin != "" {
+		if s.binary, err = filepath.Abs(bin); err == nil {
+			_, err = os.Stat(s.binary)
+		}
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "e2e: %s: %v\n", envBinary, err)
+			return 1
+		}
+		fmt.Fprintf(os.Stderr, "e2e: testing %s (%s)\n", s.binary, envBinary)
+		return 0
+	}
 	start = time.Now()
 	s.binary = filepath.Join(s.workDir, "mailgate")
 	cmd := exec.Command("go", "build", "-o", s.binary, "../cmd/mailgate")
