@@ -223,6 +223,8 @@ type job struct {
 	msgID string
 	raw   []byte
 	env   *smtpout.Envelope
+	// recorded is set once the relay's acceptance is committed.
+	recorded bool
 }
 
 // channelRetry is how long replies wait when their channel is not running.
@@ -276,13 +278,20 @@ func (o *Outbound) sendChannel(ctx context.Context, jobs []*job) {
 	if len(ready) == 0 {
 		return
 	}
+	// The outcome is recorded even when ctx ended during the burst.
+	settleCtx := context.WithoutCancel(ctx)
 	envs := make([]*smtpout.Envelope, len(ready))
 	for i, j := range ready {
 		envs[i] = j.env
+		j.env.Accepted = func() {
+			// Recorded before the next email of the burst goes out, so that
+			// a crash mid-burst re-sends as little as possible.
+			if err := o.opts.DB.MarkOutboxSent(settleCtx, j.ids, j.msgID); err == nil {
+				j.recorded = true
+			}
+		}
 	}
 	errs := ready[0].ch.Sender.Send(ctx, envs)
-	// The outcome is recorded even when ctx ended during the burst.
-	settleCtx := context.WithoutCancel(ctx)
 	for i, j := range ready {
 		var err error
 		if i < len(errs) {
@@ -566,7 +575,9 @@ func (o *Outbound) settle(ctx context.Context, j *job, err error) {
 	log := o.log.With("channel", j.ch.Name, "contact", b.Contact, "message_id", j.msgID, "items", len(j.ids))
 	switch {
 	case err == nil:
-		if err := o.opts.DB.MarkOutboxSent(ctx, j.ids, j.msgID); err != nil {
+		if j.recorded {
+			log.Info("outbound: reply sent")
+		} else if err := o.opts.DB.MarkOutboxSent(ctx, j.ids, j.msgID); err != nil {
 			// The email went out; the items stay "sending" and are sent
 			// again after a restart (at-least-once).
 			log.Error("outbound: reply sent but not recorded as sent", "err", err)

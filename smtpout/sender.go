@@ -79,6 +79,11 @@ type Envelope struct {
 	// Data is the complete message with CRLF line endings, as Render
 	// returns it.
 	Data []byte
+	// Accepted, when set, is called as soon as the relay has accepted this
+	// message, before the next one of the burst is sent, so the caller can
+	// record it at once: a crash later in the burst then does not send it
+	// again.
+	Accepted func()
 }
 
 // SMTPError is a reply from the relay that refused a command.
@@ -242,6 +247,9 @@ func (s *Sender) Send(ctx context.Context, msgs []*Envelope) []error {
 	defer sess.close()
 	for k, i := range todo {
 		errs[i] = sess.deliver(ctx, msgs[i])
+		if errs[i] == nil && msgs[i].Accepted != nil {
+			msgs[i].Accepted()
+		}
 		if sess.broken != nil {
 			rest := sess.broken
 			if !errors.Is(rest, ErrNotAttempted) {
