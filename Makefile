@@ -31,5 +31,10 @@ fuzz:
 e2e:
 	./e2e/run.sh
 
+# The end-to-end benchmarks (Dovecot, Postfix, fetchmail; run as root);
+# writes BENCHMARKS.md. Work in progress: see bench/main.go.
+bench:
+	go run ./bench
+
 clean:
 	rm -rf bin

@@ -1,0 +1,230 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"os/user"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+// backlogSenders is how many distinct senders the backlog comes from.
+const backlogSenders = 2000
+
+// backlogMail is mail i of the backlog: 90% plain text of 2-20 KB, every
+// tenth with a 500 KB PDF attachment.
+func backlogMail(i int) benchMail {
+	return benchMail{
+		Marker:    marker("bl", i),
+		From:      fmt.Sprintf("c%d@client.example.org", i%backlogSenders),
+		To:        backlogUser,
+		Size:      2000 + (i*7919)%18000,
+		AttachLen: map[bool]int{true: 500 << 10}[i%10 == 9],
+		Rand:      uint64(i) + 1,
+	}
+}
+
+// makeBacklog writes n mails straight into the backlog user's Maildir
+// (cur/, owned by vmail) and has Dovecot index them with force-resync.
+// A mailbox that already holds n messages is kept.
+func (b *bench) makeBacklog(ctx context.Context, n int) (bytes int64, err error) {
+	m := b.mail
+	have, err := m.count(ctx, backlogUser, "INBOX")
+	if err != nil {
+		return 0, err
+	}
+	dir := m.maildir(backlogUser)
+	if have == n {
+		return dirSize(filepath.Join(dir, "cur"))
+	}
+	if err := m.expungeAll(ctx, backlogUser); err != nil {
+		return 0, err
+	}
+	vm, err := user.Lookup("vmail")
+	if err != nil {
+		return 0, err
+	}
+	uid, _ := strconv.Atoi(vm.Uid)
+	gid, _ := strconv.Atoi(vm.Gid)
+	cur := filepath.Join(dir, "cur")
+	if _, err := os.Stat(cur); err != nil {
+		return 0, fmt.Errorf("maildir of %s: %w", backlogUser, err)
+	}
+	now := time.Now().Unix()
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var firstErr error
+	var total int64
+	const workers = 2
+	for w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := w; i < n; i += workers {
+				raw := backlogMail(i).raw()
+				name := filepath.Join(cur, fmt.Sprintf("%d.M%06dP%d.bench,S=%d:2,", now, i, os.Getpid(), len(raw)))
+				err := os.WriteFile(name, raw, 0o600)
+				if err == nil {
+					err = os.Chown(name, uid, gid)
+				}
+				mu.Lock()
+				total += int64(len(raw))
+				if err != nil && firstErr == nil {
+					firstErr = err
+				}
+				mu.Unlock()
+				if err != nil {
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if firstErr != nil {
+		return 0, firstErr
+	}
+	if _, err := m.doveadm(ctx, nil, "force-resync", "-u", backlogUser, "INBOX"); err != nil {
+		return 0, err
+	}
+	if have, err = m.count(ctx, backlogUser, "INBOX"); err != nil {
+		return 0, err
+	}
+	if have != n {
+		return 0, fmt.Errorf("backlog: Dovecot sees %d of %d messages", have, n)
+	}
+	return total, nil
+}
+
+// dirSize adds up the sizes of the files in dir.
+func dirSize(dir string) (int64, error) {
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return 0, err
+	}
+	var n int64
+	for _, e := range ents {
+		if fi, err := e.Info(); err == nil {
+			n += fi.Size()
+		}
+	}
+	return n, nil
+}
+
+// fetchmailRun downloads the whole backlog mailbox with fetchmail (--all
+// --keep, every message written to /dev/null as BSMTP) and returns how long it
+// took and how many messages it reported.
+func (b *bench) fetchmailRun(ctx context.Context) (time.Duration, error) {
+	m := b.mail
+	home := filepath.Join(b.work, "fetchmail")
+	if err := os.MkdirAll(home, 0o700); err != nil {
+		return 0, err
+	}
+	host, port, _ := strings.Cut(m.imapAddr(), ":")
+	rc := filepath.Join(home, "fetchmailrc")
+	conf := fmt.Sprintf("set no bouncemail\nset no syslog\npoll %s service %s protocol IMAP auth password\n"+
+		"  user %q with password %q\n", host, port, backlogUser, m.password())
+	if err := os.WriteFile(rc, []byte(conf), 0o600); err != nil {
+		return 0, err
+	}
+	cmd := exec.CommandContext(ctx, "fetchmail", "-f", rc, "--all", "--keep", "--bsmtp", "/dev/null", "--nodetach", "--sslproto", "")
+	cmd.Env = append(os.Environ(), "FETCHMAILHOME="+home, "HOME="+home)
+	start := time.Now()
+	out, err := cmd.CombinedOutput()
+	d := time.Since(start)
+	if err != nil {
+		return 0, fmt.Errorf("fetchmail: %v\n%s", err, tail(string(out), 10))
+	}
+	return d, nil
+}
+
+// tail is the last n lines of s.
+func tail(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
+
+// mailgateDrain starts mailgate on the backlog mailbox with a new store and
+// waits for the last POST. It returns the time from exec to the last POST
+// and the peak RSS.
+func (b *bench) mailgateDrain(ctx context.Context, rep, n int) (drain, fromReady, cpu time.Duration, peak int64, err error) {
+	m := b.mail
+	ul, err := startFakeUserlike()
+	if err != nil {
+		return 0, 0, 0, 0, err
+	}
+	defer ul.close()
+	dir := filepath.Join(b.work, fmt.Sprintf("backlog-%d", rep))
+	os.RemoveAll(dir)
+	g, err := b.startMailgate(filepath.Base(dir), daemonConfig{
+		IMAPAddr: m.imapAddr(), User: backlogUser, Password: m.password(),
+		SMTPAddr: m.smtpAddr(), InboundURL: ul.url(),
+	})
+	if err != nil {
+		return 0, 0, 0, 0, err
+	}
+	defer g.stop()
+	ready, err := g.waitReady(30 * time.Second)
+	if err != nil {
+		return 0, 0, 0, 0, err
+	}
+	want := n + n/10 // a text POST per mail, a media POST per attachment
+	got, last := ul.waitPosts(want, 10*time.Minute)
+	if got < want {
+		return 0, 0, 0, 0, fmt.Errorf("backlog: %d of %d POSTs within 10 minutes; log:\n%s", got, want, g.logTail(10))
+	}
+	peak = g.peak()
+	cpu, _ = g.cpuTime()
+	drain = last.Sub(g.started)
+	return drain, drain - ready, cpu, peak, nil
+}
+
+// runBacklog measures the backlog drain against fetchmail.
+func (b *bench) runBacklog(ctx context.Context) error {
+	n := b.opts.backlog
+	t0 := time.Now()
+	size, err := b.makeBacklog(ctx, n)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(os.Stderr, "bench:   backlog of %d mails (%s) ready in %v\n", n, mib(float64(size)), time.Since(t0).Round(time.Second))
+	var mg, mgReady, fm, ratio, peaks, cpus []float64
+	for r := range b.opts.reps {
+		fd, err := b.fetchmailRun(ctx)
+		if err != nil {
+			return err
+		}
+		d, dr, cpu, peak, err := b.mailgateDrain(ctx, r, n)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(os.Stderr, "bench:   run %d: fetchmail %v, mailgate %v (%v after READY, %v CPU), peak RSS %s\n", r+1, fd.Round(time.Millisecond), d.Round(time.Millisecond), dr.Round(time.Millisecond), cpu, mib(float64(peak)))
+		cpus = append(cpus, float64(cpu)/float64(time.Millisecond)/float64(n))
+		mg = append(mg, float64(n)/d.Seconds())
+		mgReady = append(mgReady, float64(n)/dr.Seconds())
+		fm = append(fm, float64(n)/fd.Seconds())
+		ratio = append(ratio, fd.Seconds()/d.Seconds())
+		peaks = append(peaks, float64(peak))
+	}
+	runs := fmt.Sprintf("%d runs", b.opts.reps)
+	b.add("backlog",
+		row{Figure: fmt.Sprintf("mailgate: %d mails, exec -> last POST", n), Median: unit(quantile(mg, 0.5), "mails/s"), P99: unit(quantile(mg, 0.01), "mails/s") + " (slowest)", Runs: runs, Target: ">= 500 mails/s", Met: yesNo(quantile(mg, 0.5) >= 500)},
+		row{Figure: "mailgate: READY=1 -> last POST", Median: unit(quantile(mgReady, 0.5), "mails/s"), Runs: runs},
+		row{Figure: "mailgate: CPU time (user+system) per mail", Median: unit(quantile(cpus, 0.5), "ms"), P99: unit(quantile(cpus, 0.99), "ms"), Runs: runs},
+		row{Figure: "fetchmail --all --keep --bsmtp /dev/null, same mailbox", Median: unit(quantile(fm, 0.5), "mails/s"), P99: unit(quantile(fm, 0.01), "mails/s") + " (slowest)", Runs: runs},
+		row{Figure: "mailgate / fetchmail (throughput ratio)", Median: fmt.Sprintf("%.2fx", quantile(ratio, 0.5)), Runs: runs, Target: ">= 0.8x", Met: yesNo(quantile(ratio, 0.5) >= 0.8)},
+	)
+	b.add("memory", row{Figure: fmt.Sprintf("peak RSS (VmHWM) during the %d-mail backlog", n), Median: mib(quantile(peaks, 0.5)), P99: mib(quantile(peaks, 0.99)), Runs: runs})
+	b.note("backlog", fmt.Sprintf("The mailbox (%d mails, %s, from %d senders; 90%% plain text of 2-20 KB, every tenth with a 500 KB PDF) is written once as Maildir files plus `doveadm force-resync`. Each run: fetchmail downloads the whole mailbox, then mailgate starts with a new store and posts it all (%d POSTs: a text per mail, a media URL per attachment); mailgate's time runs from exec to the last POST, so it includes start-up.", n, mib(float64(size)), backlogSenders, n+n/10))
+	if n != 10000 {
+		b.note("backlog", fmt.Sprintf("**%d mails instead of 10,000** (-backlog).", n))
+	}
+	return nil
+}
