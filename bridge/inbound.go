@@ -490,24 +490,16 @@ func (in *Inbound) Run(ctx context.Context) error {
 // post sends one queued chat message. A temporary failure is returned so the
 // contact is backed off; a permanent one dead-letters the email.
 func (in *Inbound) post(ctx context.Context, p store.DuePost) postResult {
+	// The attempt is counted with the outcome (PostAccepted, PostFailed):
+	// one ledger commit per POST instead of a MarkPosting before it.
 	res := postResult{contact: p.Contact}
-	if p.Seq == 0 {
-		if err := in.opts.DB.MarkPosting(ctx, p.LedgerID); err != nil {
-			res.err = err
-			return res
-		}
-	}
-	row, err := in.opts.DB.Inbound(ctx, p.LedgerID)
-	if err != nil {
-		res.err = err
-		return res
-	}
 	var item postItem
 	if err := json.Unmarshal(p.Body, &item); err != nil {
 		in.dead(ctx, p.LedgerID, "corrupt queued post: "+err.Error())
 		return res
 	}
-	msg := userlike.InboundMessage{Email: row.Contact, Name: row.ContactName, Text: item.Text}
+	msg := userlike.InboundMessage{Email: p.Contact, Name: p.ContactName, Text: item.Text}
+	var err error
 	if item.MediaID != "" {
 		msg.URL, err = in.opts.MediaURL(ctx, item.MediaID)
 		if errors.Is(err, store.ErrNotFound) {
@@ -524,6 +516,14 @@ func (in *Inbound) post(ctx context.Context, p store.DuePost) postResult {
 		in.dead(ctx, p.LedgerID, "cannot encode the Userlike message: "+err.Error())
 		return res
 	}
+	// The ledger commits lazily: before Userlike sees this post, the row
+	// (and the previous post's PostDone) must survive a power cut, or it
+	// could be fetched and posted again after one. Concurrent posts share
+	// the fsync.
+	if err := in.opts.DB.Barrier(ctx); err != nil {
+		res.err = err
+		return res
+	}
 	err = in.opts.Client.PostOnce(ctx, body)
 	var perm *userlike.PermanentError
 	var temp *userlike.TemporaryError
@@ -532,20 +532,21 @@ func (in *Inbound) post(ctx context.Context, p store.DuePost) postResult {
 	case errors.As(err, &perm):
 		in.dead(ctx, p.LedgerID, fmt.Sprintf("Userlike refused the message: %v", err))
 		return res
-	case errors.As(err, &temp) && in.opts.Now().Sub(row.CreatedAt) > in.opts.MaxPostAge:
+	case errors.As(err, &temp) && in.opts.Now().Sub(p.CreatedAt) > in.opts.MaxPostAge:
 		in.dead(ctx, p.LedgerID, fmt.Sprintf("Userlike did not accept the message for %s: %v", in.opts.MaxPostAge, err))
 		return res
 	case errors.As(err, &temp):
 		in.log.Warn("inbound: post failed, will retry", "ledger_id", p.LedgerID, "contact", p.Contact, "err", err)
-		_ = in.opts.DB.SetLastError(ctx, p.LedgerID, err.Error())
+		_ = in.opts.DB.PostFailed(ctx, p.LedgerID, p.Seq, err.Error())
 		in.observe(Outcome{Kind: "retried"})
 		res.err, res.retry = err, temp.RetryAfter
 		return res
 	default:
+		_ = in.opts.DB.PostFailed(ctx, p.LedgerID, p.Seq, err.Error())
 		res.err = err
 		return res
 	}
-	finished, err := in.opts.DB.PostDone(ctx, p.LedgerID, p.Seq)
+	finished, err := in.opts.DB.PostAccepted(ctx, p.LedgerID, p.Seq)
 	if err != nil {
 		res.err = err
 		return res

@@ -92,7 +92,7 @@ func (db *DB) Status(ctx context.Context, channel string) (*ChannelStatus, error
 // pruned.
 func (db *DB) DropDead(ctx context.Context, id int64) error {
 	err := db.tx(ctx, func(tx *sql.Tx) error {
-		st, err := inboundState(ctx, tx, id)
+		st, err := db.inboundState(ctx, tx, id)
 		if err != nil {
 			return err
 		}

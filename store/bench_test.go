@@ -52,3 +52,27 @@ func BenchmarkDuePosts(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkDuePostsBacklog is the poster's call during a backlog: 10,000
+// unfinished rows over 2,000 contacts, four contacts in flight, room for
+// four more.
+func BenchmarkDuePostsBacklog(b *testing.B) {
+	db, _ := openTest(b)
+	ctx := context.Background()
+	for i := range 10000 {
+		if _, err := db.RecordInbound(ctx, newInbound(uint32(i+1), fmt.Sprintf("u%d@example.org", i%2000), 1)); err != nil {
+			b.Fatal(err)
+		}
+	}
+	skip := []string{"u0@example.org", "u1@example.org", "u2@example.org", "u3@example.org"}
+	b.ReportAllocs()
+	for b.Loop() {
+		due, err := db.DuePosts(ctx, "c", skip, 4)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if len(due) != 4 {
+			b.Fatalf("got %d due posts", len(due))
+		}
+	}
+}

@@ -49,8 +49,8 @@ func (db *DB) SetCursor(ctx context.Context, channel, folder string, c Cursor) e
 // advanceCursor moves the cursor of (channel, folder) to (uidvalidity, uid):
 // under the same UIDVALIDITY the UID only grows; under a different one (or
 // when there is no cursor) both are replaced.
-func advanceCursor(ctx context.Context, tx *sql.Tx, channel, folder string, uidvalidity, uid uint32, now int64) error {
-	_, err := tx.ExecContext(ctx, `
+func (db *DB) advanceCursor(ctx context.Context, tx *sql.Tx, channel, folder string, uidvalidity, uid uint32, now int64) error {
+	_, err := db.txExec(ctx, tx, `
 		INSERT INTO cursors (channel, folder, uidvalidity, uid, updated_at) VALUES (?, ?, ?, ?, ?)
 		ON CONFLICT (channel, folder) DO UPDATE SET
 			uid = CASE WHEN cursors.uidvalidity = excluded.uidvalidity

@@ -17,18 +17,15 @@ const (
 	qDedupe = `SELECT min(id) FROM inbound
 		WHERE channel = ? AND dedupe_key = ? AND dedupe_key != ''`
 
-	// qDuePosts picks the oldest unfinished row per contact from the
-	// covering partial index, then its next post.
-	qDuePosts = `
-		SELECT i.id, i.contact, i.posts_done, i.posts_total, i.arrived_at, p.body
-		FROM (SELECT min(id) AS id FROM inbound INDEXED BY inbound_due
-			WHERE channel = ? AND state IN ('fetched', 'posting')
-				AND contact NOT IN (SELECT value FROM json_each(?))
-			GROUP BY contact) AS h
-		JOIN inbound AS i ON i.id = h.id
-		JOIN inbound_posts AS p ON p.ledger_id = i.id AND p.seq = i.posts_done
-		ORDER BY i.id
-		LIMIT ?`
+	// qUnfinished walks the unfinished rows of a channel oldest first, for
+	// DuePosts.
+	qUnfinished = `SELECT id, contact, contact_name, posts_done, posts_total, arrived_at, created_at
+		FROM inbound INDEXED BY inbound_unfinished
+		WHERE channel = ? AND state IN ('fetched', 'posting')
+		ORDER BY id`
+
+	// qPostBody is one queued post of a row.
+	qPostBody = `SELECT body FROM inbound_posts WHERE ledger_id = ? AND seq = ?`
 
 	// qPendingActions lists settled rows whose IMAP action is not done.
 	// Dead letters get none: they stay in the mailbox as they are, and a
@@ -156,16 +153,16 @@ func (db *DB) RecordInbound(ctx context.Context, in *Inbound) (RecordResult, err
 		posts  [][]byte
 	)
 
-	err := db.tx(ctx, func(tx *sql.Tx) error {
+	err := db.lazyTx(ctx, func(tx *sql.Tx) error {
 		res = RecordResult{}
 		state, reason, posts = in.State, in.Reason, in.Posts
 		if state == "" {
 			state = StateFetched
 		}
-		if err := advanceCursor(ctx, tx, in.Channel, in.Folder, in.UIDValidity, in.UID, now); err != nil {
+		if err := db.advanceCursor(ctx, tx, in.Channel, in.Folder, in.UIDValidity, in.UID, now); err != nil {
 			return err
 		}
-		err := tx.QueryRowContext(ctx, `SELECT id FROM inbound
+		err := db.txQueryRow(ctx, tx, `SELECT id FROM inbound
 			WHERE channel = ? AND folder = ? AND uidvalidity = ? AND uid = ?`,
 			in.Channel, in.Folder, in.UIDValidity, in.UID).Scan(&res.ID)
 		if err == nil {
@@ -177,7 +174,7 @@ func (db *DB) RecordInbound(ctx context.Context, in *Inbound) (RecordResult, err
 		}
 		if in.DedupeKey != "" {
 			var orig sql.NullInt64
-			err := tx.QueryRowContext(ctx, qDedupe, in.Channel, in.DedupeKey).Scan(&orig)
+			err := db.txQueryRow(ctx, tx, qDedupe, in.Channel, in.DedupeKey).Scan(&orig)
 			if err != nil {
 				return err
 			}
@@ -188,7 +185,7 @@ func (db *DB) RecordInbound(ctx context.Context, in *Inbound) (RecordResult, err
 				posts = nil
 			}
 		}
-		r, err := tx.ExecContext(ctx, `INSERT INTO inbound (
+		r, err := db.txExec(ctx, tx, `INSERT INTO inbound (
 				channel, folder, uidvalidity, uid, dedupe_key, message_id, contact, contact_name,
 				subject, state, reason, classification, verdict, posts_total, posts_done,
 				after_kind, after_dest, after_done, thread_subject, new_thread, attempts, last_error,
@@ -205,7 +202,7 @@ func (db *DB) RecordInbound(ctx context.Context, in *Inbound) (RecordResult, err
 			return err
 		}
 		if in.Raw != nil {
-			if _, err := tx.ExecContext(ctx, `INSERT INTO inbound_raw (ledger_id, raw) VALUES (?, ?)`, res.ID, in.Raw); err != nil {
+			if err := db.insertRaw(ctx, tx, res.ID, in.Raw); err != nil {
 				return err
 			}
 		}
@@ -213,7 +210,7 @@ func (db *DB) RecordInbound(ctx context.Context, in *Inbound) (RecordResult, err
 			if p == nil {
 				p = []byte{}
 			}
-			if _, err := tx.ExecContext(ctx, `INSERT INTO inbound_posts (ledger_id, seq, body) VALUES (?, ?, ?)`, res.ID, i, p); err != nil {
+			if _, err := db.txExec(ctx, tx, `INSERT INTO inbound_posts (ledger_id, seq, body) VALUES (?, ?, ?)`, res.ID, i, p); err != nil {
 				return err
 			}
 		}
@@ -222,14 +219,14 @@ func (db *DB) RecordInbound(ctx context.Context, in *Inbound) (RecordResult, err
 			if err != nil {
 				return err
 			}
-			if _, err := tx.ExecContext(ctx, `UPDATE media SET ledger_id = ?
+			if _, err := db.txExec(ctx, tx, `UPDATE media SET ledger_id = ?
 				WHERE id IN (SELECT value FROM json_each(?))`, res.ID, ids); err != nil {
 				return err
 			}
 		}
 		if state == StateFetched && contact != "" {
 			if in.NewThread || in.MessageID != "" {
-				if err := addThreadMessage(ctx, tx, in.Channel, contact, in.MessageID, false, in.NewThread, in.ThreadSubject, now); err != nil {
+				if err := db.addThreadMessage(ctx, tx, in.Channel, contact, in.MessageID, false, in.NewThread, in.ThreadSubject, now); err != nil {
 					return err
 				}
 			}
@@ -310,7 +307,7 @@ func scanInbound(row interface{ Scan(...any) error }) (*Inbound, error) {
 
 // Inbound returns ledger row id with its Raw (nil when pruned) and Posts.
 func (db *DB) Inbound(ctx context.Context, id int64) (*Inbound, error) {
-	tx, err := db.read.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
+	tx, err := db.beginRead(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("store: inbound #%d: %w", id, err)
 	}
@@ -322,8 +319,7 @@ func (db *DB) Inbound(ctx context.Context, id int64) (*Inbound, error) {
 	if err != nil {
 		return nil, fmt.Errorf("store: inbound #%d: %w", id, err)
 	}
-	err = tx.QueryRowContext(ctx, `SELECT raw FROM inbound_raw WHERE ledger_id = ?`, id).Scan(&in.Raw)
-	if err != nil && !errors.Is(err, sql.ErrNoRows) {
+	if in.Raw, err = db.readRaw(ctx, tx, id); err != nil {
 		return nil, fmt.Errorf("store: inbound #%d raw: %w", id, err)
 	}
 	rows, err := tx.QueryContext(ctx, `SELECT body FROM inbound_posts WHERE ledger_id = ? ORDER BY seq`, id)
@@ -404,13 +400,15 @@ func (db *DB) ListInbound(ctx context.Context, f InboundFilter) ([]*Inbound, err
 
 // DuePost is the next POST owed to Userlike for one contact.
 type DuePost struct {
-	LedgerID  int64
-	Channel   string
-	Contact   string
-	Seq       int    // index into the row's Posts
-	Body      []byte // the JSON body
-	Total     int    // len(Posts)
-	ArrivedAt time.Time
+	LedgerID    int64
+	Channel     string
+	Contact     string
+	ContactName string
+	Seq         int    // index into the row's Posts
+	Body        []byte // the JSON body
+	Total       int    // len(Posts)
+	ArrivedAt   time.Time
+	CreatedAt   time.Time // when the row was recorded
 }
 
 // DuePosts returns, for each contact of the channel, the next post of the
@@ -418,43 +416,69 @@ type DuePost struct {
 // contact's second email waits for its first. Contacts in skipContacts (in
 // backoff) are left out. The result is ordered by ledger id and has at most
 // limit entries (<= 0 means 100). Rows without a contact share one queue.
+//
+// It walks the unfinished rows oldest first and stops at limit contacts, so
+// a call costs about limit rows plus the rows of skipped contacts ahead of
+// them, not the whole backlog.
 func (db *DB) DuePosts(ctx context.Context, channel string, skipContacts []string, limit int) ([]DuePost, error) {
 	if limit <= 0 {
 		limit = 100
 	}
-	skip := make([]string, len(skipContacts))
-	for i, c := range skipContacts {
-		skip[i] = normContact(c)
+	// A contact is taken at its oldest unfinished row; later rows of a
+	// contact already seen (or skipped) are passed over.
+	seen := make(map[string]bool, len(skipContacts)+limit)
+	for _, c := range skipContacts {
+		seen[normContact(c)] = true
 	}
-	skipJSON, err := jsonArray(skip)
+	tx, err := db.beginRead(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("store: due posts %s: %w", channel, err)
 	}
-	rows, err := db.read.QueryContext(ctx, qDuePosts, channel, skipJSON, limit)
+	defer tx.Rollback()
+	rows, err := db.rtxQuery(ctx, tx, qUnfinished, channel)
 	if err != nil {
 		return nil, fmt.Errorf("store: due posts %s: %w", channel, err)
 	}
-	defer rows.Close()
 	var due []DuePost
-	for rows.Next() {
+	for len(due) < limit && rows.Next() {
 		d := DuePost{Channel: channel}
-		var arrived int64
-		if err := rows.Scan(&d.LedgerID, &d.Contact, &d.Seq, &d.Total, &arrived, &d.Body); err != nil {
+		var arrived, created int64
+		if err := rows.Scan(&d.LedgerID, &d.Contact, &d.ContactName, &d.Seq, &d.Total, &arrived, &created); err != nil {
+			rows.Close()
 			return nil, fmt.Errorf("store: due posts %s: %w", channel, err)
 		}
-		d.ArrivedAt = fromMS(arrived)
+		if seen[d.Contact] {
+			continue
+		}
+		seen[d.Contact] = true
+		d.ArrivedAt, d.CreatedAt = fromMS(arrived), fromMS(created)
 		due = append(due, d)
 	}
-	if err := rows.Err(); err != nil {
+	err = rows.Err()
+	rows.Close()
+	if err != nil {
 		return nil, fmt.Errorf("store: due posts %s: %w", channel, err)
 	}
-	return due, nil
+	// The bodies, read in the same snapshot. A row without its next post
+	// (it cannot happen short of a corrupt ledger) holds its contact back.
+	out := due[:0]
+	for _, d := range due {
+		err := db.rtxQueryRow(ctx, tx, qPostBody, d.LedgerID, d.Seq).Scan(&d.Body)
+		if errors.Is(err, sql.ErrNoRows) {
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("store: due posts %s: %w", channel, err)
+		}
+		out = append(out, d)
+	}
+	return out, nil
 }
 
 // inboundState reads the state of row id inside tx.
-func inboundState(ctx context.Context, tx *sql.Tx, id int64) (InboundState, error) {
+func (db *DB) inboundState(ctx context.Context, tx *sql.Tx, id int64) (InboundState, error) {
 	var s string
-	err := tx.QueryRowContext(ctx, `SELECT state FROM inbound WHERE id = ?`, id).Scan(&s)
+	err := db.txQueryRow(ctx, tx, `SELECT state FROM inbound WHERE id = ?`, id).Scan(&s)
 	if errors.Is(err, sql.ErrNoRows) {
 		return "", ErrNotFound
 	}
@@ -464,15 +488,15 @@ func inboundState(ctx context.Context, tx *sql.Tx, id int64) (InboundState, erro
 // MarkPosting moves row id from fetched to posting (posting stays posting)
 // and counts an attempt. Call it before each POST round.
 func (db *DB) MarkPosting(ctx context.Context, id int64) error {
-	err := db.tx(ctx, func(tx *sql.Tx) error {
-		st, err := inboundState(ctx, tx, id)
+	err := db.lazyTx(ctx, func(tx *sql.Tx) error {
+		st, err := db.inboundState(ctx, tx, id)
 		if err != nil {
 			return err
 		}
 		if st != StateFetched && st != StatePosting {
 			return &StateError{Table: "inbound", ID: id, State: string(st), Op: "mark posting"}
 		}
-		_, err = tx.ExecContext(ctx, `UPDATE inbound SET state = 'posting', attempts = attempts + 1, updated_at = ?
+		_, err = db.txExec(ctx, tx, `UPDATE inbound SET state = 'posting', attempts = attempts + 1, updated_at = ?
 			WHERE id = ?`, db.nowMS(), id)
 		return err
 	})
@@ -483,10 +507,42 @@ func (db *DB) MarkPosting(ctx context.Context, id int64) error {
 // forward from seq (a repeated call for an earlier seq is a no-op); after
 // the last post the row becomes posted and finished is true.
 func (db *DB) PostDone(ctx context.Context, id int64, seq int) (finished bool, err error) {
-	err = db.tx(ctx, func(tx *sql.Tx) error {
+	return db.postDone(ctx, id, seq, false)
+}
+
+// PostAccepted is PostDone for a poster that does not call MarkPosting
+// before the POST: accepting post 0 also counts the attempt, in the same
+// commit, so that a POST costs one ledger commit instead of two. (A crash
+// before it leaves the row fetched instead of posting; both are posted
+// again after a restart, so nothing else differs.)
+func (db *DB) PostAccepted(ctx context.Context, id int64, seq int) (finished bool, err error) {
+	return db.postDone(ctx, id, seq, seq == 0)
+}
+
+// PostFailed records a temporary failure of post seq of row id: the row
+// becomes posting (from fetched) and keeps msg as its last error; a
+// failure of post 0 counts an attempt, as MarkPosting would have.
+func (db *DB) PostFailed(ctx context.Context, id int64, seq int, msg string) error {
+	err := db.lazyTx(ctx, func(tx *sql.Tx) error {
+		st, err := db.inboundState(ctx, tx, id)
+		if err != nil {
+			return err
+		}
+		if st != StateFetched && st != StatePosting {
+			return &StateError{Table: "inbound", ID: id, State: string(st), Op: "post failed"}
+		}
+		_, err = db.txExec(ctx, tx, `UPDATE inbound SET state = 'posting', attempts = attempts + ?, last_error = ?,
+			updated_at = ? WHERE id = ?`, boolInt(seq == 0), msg, db.nowMS(), id)
+		return err
+	})
+	return wrapErr("post failed", id, err)
+}
+
+func (db *DB) postDone(ctx context.Context, id int64, seq int, countAttempt bool) (finished bool, err error) {
+	err = db.lazyTx(ctx, func(tx *sql.Tx) error {
 		var st string
 		var done, total int
-		err := tx.QueryRowContext(ctx, `SELECT state, posts_done, posts_total FROM inbound WHERE id = ?`, id).
+		err := db.txQueryRow(ctx, tx, `SELECT state, posts_done, posts_total FROM inbound WHERE id = ?`, id).
 			Scan(&st, &done, &total)
 		if errors.Is(err, sql.ErrNoRows) {
 			return ErrNotFound
@@ -505,12 +561,15 @@ func (db *DB) PostDone(ctx context.Context, id int64, seq int) (finished bool, e
 			return &StateError{Table: "inbound", ID: id, State: st, Op: "post done"}
 		}
 		newState := InboundState(st)
+		if countAttempt {
+			newState = StatePosting // what MarkPosting would have written
+		}
 		if seq+1 == total {
 			newState = StatePosted
 			finished = true
 		}
-		_, err = tx.ExecContext(ctx, `UPDATE inbound SET posts_done = ?, state = ?, updated_at = ? WHERE id = ?`,
-			seq+1, string(newState), db.nowMS(), id)
+		_, err = db.txExec(ctx, tx, `UPDATE inbound SET posts_done = ?, state = ?, attempts = attempts + ?, updated_at = ?
+			WHERE id = ?`, seq+1, string(newState), boolInt(countAttempt), db.nowMS(), id)
 		return err
 	})
 	if err != nil {
@@ -523,8 +582,8 @@ func (db *DB) PostDone(ctx context.Context, id int64, seq int) (finished bool, e
 // rows become dead; a dead row stays dead (keeping its first reason). Raw
 // and the posts are kept for Requeue.
 func (db *DB) MarkDead(ctx context.Context, id int64, reason string) error {
-	err := db.tx(ctx, func(tx *sql.Tx) error {
-		st, err := inboundState(ctx, tx, id)
+	err := db.lazyTx(ctx, func(tx *sql.Tx) error {
+		st, err := db.inboundState(ctx, tx, id)
 		if err != nil {
 			return err
 		}
@@ -535,7 +594,7 @@ func (db *DB) MarkDead(ctx context.Context, id int64, reason string) error {
 		default:
 			return &StateError{Table: "inbound", ID: id, State: string(st), Op: "mark dead"}
 		}
-		_, err = tx.ExecContext(ctx, `UPDATE inbound SET state = 'dead', reason = ?, updated_at = ? WHERE id = ?`,
+		_, err = db.txExec(ctx, tx, `UPDATE inbound SET state = 'dead', reason = ?, updated_at = ? WHERE id = ?`,
 			reason, db.nowMS(), id)
 		return err
 	})
@@ -544,7 +603,7 @@ func (db *DB) MarkDead(ctx context.Context, id int64, reason string) error {
 
 // SetLastError records the last error met while processing row id.
 func (db *DB) SetLastError(ctx context.Context, id int64, msg string) error {
-	r, err := db.write.ExecContext(ctx, `UPDATE inbound SET last_error = ?, updated_at = ? WHERE id = ?`,
+	r, err := db.writeExec(ctx, `UPDATE inbound SET last_error = ?, updated_at = ? WHERE id = ?`,
 		msg, db.nowMS(), id)
 	if err == nil {
 		err = mustAffect(r)
@@ -586,7 +645,7 @@ func (db *DB) Requeue(ctx context.Context, id int64) error {
 // per-sender rate limit.
 func (db *DB) CountFromContact(ctx context.Context, channel, contact string, since time.Time) (int, error) {
 	var n int
-	err := db.read.QueryRowContext(ctx, qCountFromContact,
+	err := db.readQueryRow(ctx, qCountFromContact,
 		channel, normContact(contact), ms(since)).Scan(&n)
 	if err != nil {
 		return 0, fmt.Errorf("store: count from contact %s: %w", channel, err)
@@ -610,7 +669,7 @@ func (db *DB) PendingActions(ctx context.Context, channel, folder string, limit 
 	if limit <= 0 {
 		limit = 100
 	}
-	rows, err := db.read.QueryContext(ctx, qPendingActions, channel, folder, limit)
+	rows, err := db.readQuery(ctx, qPendingActions, channel, folder, limit)
 	if err != nil {
 		return nil, fmt.Errorf("store: pending actions %s/%s: %w", channel, folder, err)
 	}
@@ -626,6 +685,13 @@ func (db *DB) PendingActions(ctx context.Context, channel, folder string, limit 
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("store: pending actions %s/%s: %w", channel, folder, err)
 	}
+	if len(list) > 0 {
+		// The caller applies these on the IMAP server next: the rows
+		// must survive a power cut first (see the package doc).
+		if err := db.Barrier(ctx); err != nil {
+			return nil, fmt.Errorf("store: pending actions %s/%s: %w", channel, folder, err)
+		}
+	}
 	return list, nil
 }
 
@@ -638,7 +704,7 @@ func (db *DB) ActionsDone(ctx context.Context, ids []int64) error {
 	if err != nil {
 		return fmt.Errorf("store: actions done: %w", err)
 	}
-	_, err = db.write.ExecContext(ctx, `UPDATE inbound SET after_done = 1, updated_at = ?
+	_, err = db.writeExec(ctx, `UPDATE inbound SET after_done = 1, updated_at = ?
 		WHERE id IN (SELECT value FROM json_each(?))`, db.nowMS(), j)
 	if err != nil {
 		return fmt.Errorf("store: actions done: %w", err)
@@ -674,16 +740,61 @@ func (db *DB) Counts(ctx context.Context, channel string) (map[InboundState]int,
 // olderThan and returns how many were dropped. Dead and quarantined rows
 // keep theirs.
 func (db *DB) PruneRaw(ctx context.Context, olderThan time.Time) (int, error) {
-	r, err := db.write.ExecContext(ctx, `DELETE FROM inbound_raw WHERE ledger_id IN (
-		SELECT id FROM inbound WHERE state IN ('posted', 'skipped') AND created_at < ?)`, ms(olderThan))
+	var n int
+	err := db.lazyTx(ctx, func(tx *sql.Tx) error {
+		const rows = `SELECT DISTINCT ledger_id FROM inbound_raw_chunks WHERE ledger_id IN (
+			SELECT id FROM inbound WHERE state IN ('posted', 'skipped') AND created_at < ?)`
+		if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM (`+rows+`)`, ms(olderThan)).Scan(&n); err != nil {
+			return err
+		}
+		_, err := tx.ExecContext(ctx, `DELETE FROM inbound_raw_chunks WHERE ledger_id IN (`+rows+`)`, ms(olderThan))
+		return err
+	})
 	if err != nil {
 		return 0, fmt.Errorf("store: prune raw: %w", err)
 	}
-	n, err := r.RowsAffected()
-	if err != nil {
-		return 0, fmt.Errorf("store: prune raw: %w", err)
+	return n, nil
+}
+
+// rawChunk is the largest piece of a raw message stored in one row: SQLite
+// assembles a whole row in memory to write it, so a large email is
+// written, and held in C memory, a chunk at a time.
+const rawChunk = 1 << 20
+
+// insertRaw stores raw for ledger row id in chunks; an empty raw is one
+// empty chunk, so that it reads back as empty rather than absent.
+func (db *DB) insertRaw(ctx context.Context, tx *sql.Tx, id int64, raw []byte) error {
+	for seq, off := 0, 0; seq == 0 || off < len(raw); seq++ {
+		end := min(off+rawChunk, len(raw))
+		if _, err := db.txExec(ctx, tx, `INSERT INTO inbound_raw_chunks (ledger_id, seq, data) VALUES (?, ?, ?)`,
+			id, seq, raw[off:end]); err != nil {
+			return err
+		}
+		off = end
 	}
-	return int(n), nil
+	return nil
+}
+
+// readRaw reassembles the raw message of ledger row id; nil when it has
+// none (pruned).
+func (db *DB) readRaw(ctx context.Context, tx *sql.Tx, id int64) ([]byte, error) {
+	rows, err := db.rtxQuery(ctx, tx, `SELECT data FROM inbound_raw_chunks WHERE ledger_id = ? ORDER BY seq`, id)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var raw []byte
+	for rows.Next() {
+		var chunk []byte
+		if err := rows.Scan(&chunk); err != nil {
+			return nil, err
+		}
+		if raw == nil {
+			raw = make([]byte, 0, len(chunk))
+		}
+		raw = append(raw, chunk...)
+	}
+	return raw, rows.Err()
 }
 
 // mustAffect turns "no row changed" into ErrNotFound.

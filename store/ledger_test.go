@@ -835,3 +835,81 @@ func TestConcurrentWriters(t *testing.T) {
 		t.Fatalf("OutboxCounts = %v", oc)
 	}
 }
+
+// TestDuePostsCarryTheContact checks that a due post has what the POST
+// needs without reading the row again: the contact's name and the time
+// the row was recorded.
+func TestDuePostsCarryTheContact(t *testing.T) {
+	ctx := context.Background()
+	db, clk := openTest(t)
+	in := newInbound(1, "Ann@Example.org", 1)
+	in.ContactName = "Ann Example"
+	if _, err := db.RecordInbound(ctx, in); err != nil {
+		t.Fatal(err)
+	}
+	due, err := db.DuePosts(ctx, "c", nil, 10)
+	if err != nil || len(due) != 1 {
+		t.Fatalf("DuePosts = %v, %v", due, err)
+	}
+	d := due[0]
+	if d.Contact != "ann@example.org" || d.ContactName != "Ann Example" || !d.CreatedAt.Equal(clk.Now()) || string(d.Body) != string(in.Posts[0]) {
+		t.Errorf("due post = %+v", d)
+	}
+}
+
+// TestPostAcceptedAndFailed checks the one-commit bookkeeping of a POST:
+// post 0 counts an attempt whether it fails or is accepted, later posts
+// do not, and the states go as with MarkPosting.
+func TestPostAcceptedAndFailed(t *testing.T) {
+	ctx := context.Background()
+	db, _ := openTest(t)
+	res, err := db.RecordInbound(ctx, newInbound(1, "a@example.org", 2))
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := res.ID
+	row := func() *Inbound {
+		t.Helper()
+		in, err := db.Inbound(ctx, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return in
+	}
+	if err := db.PostFailed(ctx, id, 0, "HTTP 503"); err != nil {
+		t.Fatal(err)
+	}
+	if in := row(); in.State != StatePosting || in.Attempts != 1 || in.LastError != "HTTP 503" || in.PostsDone != 0 {
+		t.Fatalf("after a failed post 0: %s attempts %d error %q done %d", in.State, in.Attempts, in.LastError, in.PostsDone)
+	}
+	if fin, err := db.PostAccepted(ctx, id, 0); err != nil || fin {
+		t.Fatalf("PostAccepted(0) = %v, %v", fin, err)
+	}
+	if in := row(); in.State != StatePosting || in.Attempts != 2 || in.PostsDone != 1 {
+		t.Fatalf("after post 0: %s attempts %d done %d", in.State, in.Attempts, in.PostsDone)
+	}
+	if err := db.PostFailed(ctx, id, 1, "timeout"); err != nil {
+		t.Fatal(err)
+	}
+	if fin, err := db.PostAccepted(ctx, id, 1); err != nil || !fin {
+		t.Fatalf("PostAccepted(1) = %v, %v", fin, err)
+	}
+	if in := row(); in.State != StatePosted || in.Attempts != 2 || in.PostsDone != 2 || in.LastError != "timeout" {
+		t.Fatalf("after post 1: %s attempts %d done %d error %q", in.State, in.Attempts, in.PostsDone, in.LastError)
+	}
+	if err := db.PostFailed(ctx, id, 1, "late"); err == nil {
+		t.Error("PostFailed on a posted row succeeded")
+	}
+	// A row accepted at the first try: fetched straight to posted.
+	res, err = db.RecordInbound(ctx, newInbound(2, "b@example.org", 1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	id = res.ID
+	if fin, err := db.PostAccepted(ctx, id, 0); err != nil || !fin {
+		t.Fatalf("PostAccepted = %v, %v", fin, err)
+	}
+	if in := row(); in.State != StatePosted || in.Attempts != 1 {
+		t.Fatalf("single post: %s attempts %d", in.State, in.Attempts)
+	}
+}

@@ -55,7 +55,7 @@ func (db *DB) PutMedia(ctx context.Context, m *Media) error {
 	if m.LedgerID != 0 {
 		ledger = sql.NullInt64{Int64: m.LedgerID, Valid: true}
 	}
-	_, err := db.write.ExecContext(ctx, `INSERT INTO media (id, sha256, size, content_type, filename, channel,
+	_, err := db.writeExec(ctx, `INSERT INTO media (id, sha256, size, content_type, filename, channel,
 			ledger_id, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
 		id, m.SHA256, m.Size, m.ContentType, m.Filename, m.Channel, ledger, ms(created))
 	if err != nil {
@@ -83,7 +83,7 @@ func scanMedia(row interface{ Scan(...any) error }) (*Media, error) {
 
 // Media returns the index entry id, or ErrNotFound.
 func (db *DB) Media(ctx context.Context, id string) (*Media, error) {
-	m, err := scanMedia(db.read.QueryRowContext(ctx, `SELECT `+mediaCols+` FROM media WHERE id = ?`, id))
+	m, err := scanMedia(db.readQueryRow(ctx, `SELECT `+mediaCols+` FROM media WHERE id = ?`, id))
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, fmt.Errorf("store: media %q: %w", id, notFound{})
 	}
@@ -129,7 +129,7 @@ func (db *DB) DeleteMedia(ctx context.Context, ids []string) error {
 	if err != nil {
 		return fmt.Errorf("store: delete media: %w", err)
 	}
-	if _, err := db.write.ExecContext(ctx, `DELETE FROM media WHERE id IN (SELECT value FROM json_each(?))`, j); err != nil {
+	if _, err := db.exec(ctx, `DELETE FROM media WHERE id IN (SELECT value FROM json_each(?))`, j); err != nil {
 		return fmt.Errorf("store: delete media: %w", err)
 	}
 	return nil

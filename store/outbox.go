@@ -1,12 +1,15 @@
 package store
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"errors"
 	"fmt"
+	"math"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -68,16 +71,149 @@ func (db *DB) Enqueue(ctx context.Context, it *OutboxItem) (id int64, duplicate 
 	if it.State != "" && it.State != OutboxQueued {
 		return 0, false, fmt.Errorf("store: enqueue %q: cannot enqueue in state %q", it.UserlikeID, it.State)
 	}
+	req := &enqueueReq{ctx: ctx, it: it, wake: make(chan struct{})}
+	db.enqueue.run(db, req)
+	if req.err != nil {
+		return 0, false, fmt.Errorf("store: enqueue %s %q: %w", it.Channel, it.UserlikeID, req.err)
+	}
+	if !req.duplicate {
+		now := req.now
+		it.ID, it.Contact, it.State = req.id, normContact(it.Contact), OutboxQueued
+		it.SendAfter = fromMS(req.sendAfter)
+		it.CreatedAt, it.UpdatedAt = fromMS(now), fromMS(now)
+	}
+	return req.id, req.duplicate, nil
+}
+
+// enqueueReq is one Enqueue call waiting for its batch.
+type enqueueReq struct {
+	ctx  context.Context
+	it   *OutboxItem
+	wake chan struct{} // closed when done, or when it is to lead the next batch
+	lead bool          // set before wake is closed: run the next batch
+
+	// Results.
+	id        int64
+	duplicate bool
+	sendAfter int64
+	now       int64
+	err       error
+}
+
+// enqueueBatcher is the group commit of Enqueue: concurrent calls are
+// written in one transaction and made durable by one barrier, instead of a
+// transaction and an fsync each. The first caller leads: it takes every
+// queued request, commits them, hands the lead to the next waiting caller
+// (whose batch then commits while this one's fsync runs) and passes the
+// barrier before it answers its batch. One failing request does not fail
+// the others (see enqueueBatch).
+type enqueueBatcher struct {
+	mu      sync.Mutex
+	queue   []*enqueueReq
+	leading bool
+}
+
+// maxEnqueueBatch bounds a batch, so that a flood does not make one
+// transaction (and the latency of its first request) arbitrarily long.
+const maxEnqueueBatch = 64
+
+// run returns once req has its result.
+func (b *enqueueBatcher) run(db *DB, req *enqueueReq) {
+	b.mu.Lock()
+	b.queue = append(b.queue, req)
+	if b.leading {
+		b.mu.Unlock()
+		<-req.wake
+		if !req.lead {
+			return
+		}
+		b.mu.Lock() // the previous leader handed over; b.leading stays true
+	}
+	b.leading = true
+	n := min(len(b.queue), maxEnqueueBatch)
+	batch := b.queue[:n:n]
+	b.queue = b.queue[n:]
+	b.mu.Unlock()
+
+	err := db.enqueueBatch(batch)
+
+	b.mu.Lock()
+	if len(b.queue) > 0 {
+		next := b.queue[0]
+		next.lead = true
+		close(next.wake)
+	} else {
+		b.leading = false
+	}
+	b.mu.Unlock()
+
+	if err == nil {
+		// Concurrent leaders share this fsync (see walSyncer).
+		err = db.Barrier(context.WithoutCancel(batch[0].ctx))
+	}
+	for _, r := range batch {
+		if err != nil && r.err == nil {
+			r.err = err
+		}
+		if r != req {
+			close(r.wake)
+		}
+	}
+}
+
+// errBatchItem aborts a batch transaction in which one request failed.
+var errBatchItem = errors.New("a request of the batch failed")
+
+// enqueueBatch writes the requests of batch in one transaction. A request
+// whose context has ended is not written. When one request fails, the
+// transaction is rolled back and the requests are written one per
+// transaction, so that each gets its own outcome (a savepoint per request
+// would cost a statement journal write for every page it touches). The
+// error is the transaction's; per-request errors are in the requests.
+func (db *DB) enqueueBatch(batch []*enqueueReq) error {
+	// The transaction is the batch's, not any one caller's: a caller that
+	// gives up does not take the others down.
+	ctx := context.WithoutCancel(batch[0].ctx)
+	err := db.lazyTx(ctx, func(tx *sql.Tx) error {
+		for _, r := range batch {
+			if r.err = r.ctx.Err(); r.err != nil {
+				continue
+			}
+			if r.err = db.enqueueTx(ctx, tx, r); r.err != nil {
+				return errBatchItem
+			}
+		}
+		return nil
+	})
+	if !errors.Is(err, errBatchItem) || len(batch) == 1 {
+		return err
+	}
+	for _, r := range batch {
+		if r.err = r.ctx.Err(); r.err != nil {
+			continue
+		}
+		r.err = db.lazyTx(ctx, func(tx *sql.Tx) error { return db.enqueueTx(ctx, tx, r) })
+	}
+	return nil
+}
+
+// enqueueTx inserts one request's item and reschedules its contact's
+// queued items (see Enqueue).
+func (db *DB) enqueueTx(ctx context.Context, tx *sql.Tx, req *enqueueReq) error {
+	it := req.it
 	contact := normContact(it.Contact)
 	now := db.nowMS()
 	want := ms(it.SendAfter)
 	if want == 0 {
 		want = now
 	}
+	req.now = now
+	var id int64
+	var duplicate bool
 	var sendAfter int64
-	err = db.tx(ctx, func(tx *sql.Tx) error {
+	err := func() error {
 		duplicate = false
-		r, err := tx.ExecContext(ctx, `INSERT INTO outbox (channel, contact, userlike_id, operator, text,
+		r, err := db.txExec(ctx, tx, `INSERT INTO outbox (channel, contact, userlike_id, operator, text,
 				media_url, state, send_after, attempts, last_error, message_id, created_at, updated_at)
 			VALUES (?, ?, ?, ?, ?, ?, 'queued', ?, 0, '', '', ?, ?)
 			ON CONFLICT (channel, userlike_id) WHERE userlike_id != '' DO NOTHING`,
@@ -91,32 +227,25 @@ func (db *DB) Enqueue(ctx context.Context, it *OutboxItem) (id int64, duplicate 
 		}
 		if n == 0 {
 			duplicate = true
-			return tx.QueryRowContext(ctx, `SELECT id FROM outbox WHERE channel = ? AND userlike_id = ?`,
+			return db.txQueryRow(ctx, tx, `SELECT id FROM outbox WHERE channel = ? AND userlike_id = ?`,
 				it.Channel, it.UserlikeID).Scan(&id)
 		}
 		if id, err = r.LastInsertId(); err != nil {
 			return err
 		}
 		var first int64
-		if err := tx.QueryRowContext(ctx, `SELECT min(created_at) FROM outbox
+		if err := db.txQueryRow(ctx, tx, `SELECT min(created_at) FROM outbox
 			WHERE channel = ? AND contact = ? AND state = 'queued' AND attempts = 0`,
 			it.Channel, contact).Scan(&first); err != nil {
 			return err
 		}
 		sendAfter = min(want, first+OutboxCoalesceLimit.Milliseconds())
-		_, err = tx.ExecContext(ctx, `UPDATE outbox SET send_after = ?
+		_, err = db.txExec(ctx, tx, `UPDATE outbox SET send_after = ?
 			WHERE channel = ? AND contact = ? AND state = 'queued'`, sendAfter, it.Channel, contact)
 		return err
-	})
-	if err != nil {
-		return 0, false, fmt.Errorf("store: enqueue %s %q: %w", it.Channel, it.UserlikeID, err)
-	}
-	if !duplicate {
-		it.ID, it.Contact, it.State = id, contact, OutboxQueued
-		it.SendAfter = fromMS(sendAfter)
-		it.CreatedAt, it.UpdatedAt = fromMS(now), fromMS(now)
-	}
-	return id, duplicate, nil
+	}()
+	req.id, req.duplicate, req.sendAfter = id, duplicate, sendAfter
+	return err
 }
 
 // Outbox returns outbox item id.
@@ -228,13 +357,35 @@ func (b *OutboxBatch) IDs() []int64 {
 	return ids
 }
 
-// qDueGroups finds the (channel, contact) groups whose queued items are all
-// due and that have no item being sent, from the partial index.
-const qDueGroups = `SELECT channel, contact FROM outbox INDEXED BY outbox_pending
-	WHERE state IN ('queued', 'sending')
-	GROUP BY channel, contact
-	HAVING max(state = 'sending') = 0 AND max(send_after) <= ?
-	ORDER BY min(id)`
+// qQueuedBySendAfter lists queued items by the time they become due, for
+// finding the due groups (with a bound) and the next due time.
+const qQueuedBySendAfter = `SELECT channel, contact, send_after FROM outbox INDEXED BY outbox_queued
+	WHERE state = 'queued' AND send_after <= ?
+	ORDER BY send_after, id`
+
+// qGroup sums up the unfinished items of one (channel, contact) group: when
+// its last queued item is due, whether one is being sent, its oldest id.
+const qGroup = `SELECT max(send_after), max(state = 'sending'), min(id) FROM outbox INDEXED BY outbox_pending
+	WHERE channel = ? AND contact = ? AND state IN ('queued', 'sending')`
+
+// outboxGroup is the summary of one group (qGroup).
+type outboxGroup struct {
+	channel, contact string
+	due              int64 // the latest send_after of its items
+	sending          bool  // an item is being delivered
+	firstID          int64
+}
+
+// group reads the summary of (channel, contact) in tx.
+func (db *DB) group(ctx context.Context, tx *sql.Tx, channel, contact string) (outboxGroup, error) {
+	g := outboxGroup{channel: channel, contact: contact}
+	var due, sending, first sql.NullInt64
+	if err := db.rtxQueryRow(ctx, tx, qGroup, channel, contact).Scan(&due, &sending, &first); err != nil {
+		return g, err
+	}
+	g.due, g.sending, g.firstID = due.Int64, sending.Int64 == 1, first.Int64
+	return g, nil
+}
 
 // DueOutbox returns, per (channel, contact), the queued items that are due
 // at now, with the contact's current thread. A group is due when every
@@ -243,35 +394,59 @@ const qDueGroups = `SELECT channel, contact FROM outbox INDEXED BY outbox_pendin
 // order); a group with an item in state sending is left alone until that
 // delivery settles. Batches come oldest first.
 func (db *DB) DueOutbox(ctx context.Context, now time.Time) ([]OutboxBatch, error) {
-	tx, err := db.read.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
+	tx, err := db.beginRead(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("store: due outbox: %w", err)
 	}
 	defer tx.Rollback()
-	batches, err := dueOutbox(ctx, tx, ms(now))
+	batches, err := db.dueOutbox(ctx, tx, ms(now))
 	if err != nil {
 		return nil, fmt.Errorf("store: due outbox: %w", err)
 	}
 	return batches, nil
 }
 
-func dueOutbox(ctx context.Context, tx *sql.Tx, now int64) ([]OutboxBatch, error) {
-	rows, err := tx.QueryContext(ctx, qDueGroups, now)
+func (db *DB) dueOutbox(ctx context.Context, tx *sql.Tx, now int64) ([]OutboxBatch, error) {
+	// A due group has all its queued items due, so at least one queued
+	// item with send_after <= now: the candidates are the groups of
+	// those items, found on the index without touching the rest.
+	rows, err := db.rtxQuery(ctx, tx, qQueuedBySendAfter, now)
 	if err != nil {
 		return nil, err
 	}
-	var batches []OutboxBatch
+	type key struct{ channel, contact string }
+	seen := map[key]bool{}
+	var cands []key
 	for rows.Next() {
-		var b OutboxBatch
-		if err := rows.Scan(&b.Channel, &b.Contact); err != nil {
+		var k key
+		var sendAfter int64
+		if err := rows.Scan(&k.channel, &k.contact, &sendAfter); err != nil {
 			rows.Close()
 			return nil, err
 		}
-		batches = append(batches, b)
+		if !seen[k] {
+			seen[k] = true
+			cands = append(cands, k)
+		}
 	}
 	rows.Close()
 	if err := rows.Err(); err != nil {
 		return nil, err
+	}
+	var groups []outboxGroup
+	for _, k := range cands {
+		g, err := db.group(ctx, tx, k.channel, k.contact)
+		if err != nil {
+			return nil, err
+		}
+		if !g.sending && g.due <= now {
+			groups = append(groups, g)
+		}
+	}
+	slices.SortFunc(groups, func(a, b outboxGroup) int { return cmp.Compare(a.firstID, b.firstID) })
+	batches := make([]OutboxBatch, len(groups))
+	for i, g := range groups {
+		batches[i] = OutboxBatch{Channel: g.channel, Contact: g.contact}
 	}
 	for i := range batches {
 		b := &batches[i]
@@ -371,7 +546,7 @@ func (db *DB) MarkOutboxSent(ctx context.Context, ids []int64, messageID string)
 				return err
 			}
 		}
-		return addThreadMessage(ctx, tx, channel, contact, messageID, true, false, "", now)
+		return db.addThreadMessage(ctx, tx, channel, contact, messageID, true, false, "", now)
 	})
 	if err != nil {
 		var se *StateError
@@ -420,7 +595,7 @@ func (db *DB) updateOutbox(ctx context.Context, op string, ids []int64, query st
 	if err != nil {
 		return fmt.Errorf("store: %s %v: %w", op, ids, err)
 	}
-	if _, err := db.write.ExecContext(ctx, query, append(args, j)...); err != nil {
+	if _, err := db.exec(ctx, query, append(args, j)...); err != nil {
 		return fmt.Errorf("store: %s %v: %w", op, ids, err)
 	}
 	return nil
@@ -464,7 +639,7 @@ func (db *DB) OutboxByMessageID(ctx context.Context, messageID string) ([]*Outbo
 // system can recognise the duplicate.
 func (db *DB) RequeueSending(ctx context.Context) (int, error) {
 	now := db.nowMS()
-	r, err := db.write.ExecContext(ctx, `UPDATE outbox
+	r, err := db.exec(ctx, `UPDATE outbox
 		SET state = CASE WHEN cancel_requested = 1 THEN 'cancelled' ELSE 'queued' END, send_after = ?, updated_at = ?
 		WHERE state = 'sending'`, now, now)
 	if err != nil {
@@ -477,22 +652,55 @@ func (db *DB) RequeueSending(ctx context.Context) (int, error) {
 	return int(n), nil
 }
 
-// qNextDue is when the next group of qDueGroups becomes due.
-const qNextDue = `SELECT min(due) FROM (SELECT max(send_after) AS due FROM outbox INDEXED BY outbox_pending
-	WHERE state IN ('queued', 'sending')
-	GROUP BY channel, contact
-	HAVING max(state = 'sending') = 0)`
-
 // NextOutboxDue returns when the next (channel, contact) group becomes due
 // (see DueOutbox); ok is false when nothing is queued outside a delivery
 // in progress. The time may be in the past.
+//
+// It walks the queued items by send_after and looks at the group of each:
+// a group is due when its last item is, and once the items reach the
+// earliest such time found, no group not yet seen can be due sooner. The
+// items of a group usually share one send_after, so this stops after the
+// first group.
 func (db *DB) NextOutboxDue(ctx context.Context) (next time.Time, ok bool, err error) {
-	var v sql.NullInt64
-	if err := db.read.QueryRowContext(ctx, qNextDue).Scan(&v); err != nil {
+	tx, err := db.beginRead(ctx)
+	if err != nil {
 		return time.Time{}, false, fmt.Errorf("store: next outbox due: %w", err)
 	}
-	if !v.Valid {
+	defer tx.Rollback()
+	rows, err := db.rtxQuery(ctx, tx, qQueuedBySendAfter, int64(math.MaxInt64))
+	if err != nil {
+		return time.Time{}, false, fmt.Errorf("store: next outbox due: %w", err)
+	}
+	defer rows.Close()
+	type key struct{ channel, contact string }
+	seen := map[key]bool{}
+	var best int64
+	for rows.Next() {
+		var k key
+		var sendAfter int64
+		if err := rows.Scan(&k.channel, &k.contact, &sendAfter); err != nil {
+			return time.Time{}, false, fmt.Errorf("store: next outbox due: %w", err)
+		}
+		if ok && sendAfter >= best {
+			break // every group not seen yet is due at sendAfter or later
+		}
+		if seen[k] {
+			continue
+		}
+		seen[k] = true
+		g, err := db.group(ctx, tx, k.channel, k.contact)
+		if err != nil {
+			return time.Time{}, false, fmt.Errorf("store: next outbox due: %w", err)
+		}
+		if !g.sending && (!ok || g.due < best) {
+			best, ok = g.due, true
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return time.Time{}, false, fmt.Errorf("store: next outbox due: %w", err)
+	}
+	if !ok {
 		return time.Time{}, false, nil
 	}
-	return time.UnixMilli(v.Int64), true, nil
+	return time.UnixMilli(best), true, nil
 }

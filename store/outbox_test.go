@@ -302,8 +302,8 @@ func TestOutboxQueryPlans(t *testing.T) {
 		args  []any
 		index string
 	}{
-		{qDueGroups, []any{0}, "outbox_pending"},
-		{qNextDue, nil, "outbox_pending"},
+		{qQueuedBySendAfter, []any{0}, "outbox_queued"},
+		{qGroup, []any{"c", "a"}, "outbox_pending"},
 		{`SELECT id FROM outbox WHERE message_id = ? AND message_id != ''`, []any{"x"}, "outbox_message_id"},
 	} {
 		rows, err := db.read.QueryContext(context.Background(), "EXPLAIN QUERY PLAN "+c.query, c.args...)
@@ -382,4 +382,48 @@ func TestDeferOutbox(t *testing.T) {
 	if got.Attempts != 0 || got.State != OutboxQueued {
 		t.Errorf("after defer: %+v", got)
 	}
+}
+
+// TestOutboxDueMixedSendAfter checks DueOutbox and NextOutboxDue when the
+// items of one group are due at different times (as after a retry): a
+// group is due at its last item, whatever its first one says.
+func TestOutboxDueMixedSendAfter(t *testing.T) {
+	db, clk := openTest(t)
+	ctx := context.Background()
+	start := clk.Now()
+	a1 := enqueueText(t, db, clk, "a@example.org", "a1", "one", 10*time.Second)
+	a2 := enqueueText(t, db, clk, "a@example.org", "a2", "two", 10*time.Second)
+	b1 := enqueueText(t, db, clk, "b@example.org", "b1", "one", 30*time.Second)
+	set := func(id int64, d time.Duration) {
+		t.Helper()
+		if _, err := db.write.ExecContext(ctx, `UPDATE outbox SET send_after = ? WHERE id = ?`, ms(start.Add(d)), id); err != nil {
+			t.Fatal(err)
+		}
+	}
+	set(a1.ID, 10*time.Second)
+	set(a2.ID, 50*time.Second)
+	if next, ok, err := db.NextOutboxDue(ctx); !ok || err != nil || !next.Equal(start.Add(30*time.Second)) {
+		t.Fatalf("NextOutboxDue = %v, %v, %v; want b's 30s", next, ok, err)
+	}
+	for _, c := range []struct {
+		at   time.Duration
+		want []string
+	}{
+		{20 * time.Second, nil}, // a1 is due, a2 is not: a waits
+		{30 * time.Second, []string{"b@example.org"}},
+		{50 * time.Second, []string{"a@example.org", "b@example.org"}}, // a's oldest id first
+	} {
+		batches, err := db.DueOutbox(ctx, start.Add(c.at))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got []string
+		for _, b := range batches {
+			got = append(got, b.Contact)
+		}
+		if !reflect.DeepEqual(got, c.want) {
+			t.Errorf("DueOutbox at +%v = %v, want %v", c.at, got, c.want)
+		}
+	}
+	_ = b1
 }

@@ -10,16 +10,31 @@
 // query-only connections that, thanks to WAL mode, never wait for the
 // writer.
 //
-// Durability: the database runs in WAL mode with synchronous=FULL. WAL with
-// synchronous=NORMAL already keeps every committed transaction when the
-// process dies (kill -9, panic, OOM kill), because the commit has reached
-// the WAL file in the kernel's page cache before COMMIT returns. It does
-// not survive a power cut or kernel crash, which may roll back the last
-// commits. mailgate acknowledges a message to the outside world (IMAP
-// move/flag, webhook 200) right after committing it, so a rolled-back
-// commit would lose or double a message; FULL syncs the WAL on every
-// commit and closes that window. Commits are few (one per email), so the
-// fsync is cheap here.
+// Durability: the database runs in WAL mode with synchronous=NORMAL, so a
+// COMMIT writes the WAL into the kernel's page cache without an fsync. That
+// already keeps every committed transaction when the process dies (kill
+// -9, panic, OOM kill), but a power cut or kernel crash may roll back the
+// last commits. Whatever mailgate acknowledges to the outside world must
+// survive that, so the store makes commits durable with an explicit
+// fsync of the WAL, a barrier (see Barrier), before the acknowledgement:
+//
+//   - methods whose commit is itself an acknowledgement or feeds one
+//     directly (the outbox behind the webhook's 200 and the SMTP
+//     bookkeeping, threads, installation keys, migrations, admin changes)
+//     pass the barrier before they return, exactly as synchronous=FULL
+//     did;
+//   - the inbound ledger (RecordInbound, MarkPosting, PostDone,
+//     PostAccepted, PostFailed, MarkDead, SetLastError, ActionsDone,
+//     PruneRaw, the cursors, the media index) commits without it: nothing has been acknowledged yet when it writes. The
+//     barrier comes before the acknowledgements instead: PendingActions
+//     passes it before it returns any IMAP action (so mail is flagged,
+//     moved or deleted on the server only once its ledger row is on disk),
+//     and the poster passes it before each POST (so that a power cut never
+//     re-posts more than the posts in flight, as with FULL).
+//
+// A barrier fsyncs the WAL file itself, outside the writer connection, so
+// writers go on meanwhile, and concurrent barriers share one fsync (group
+// commit): a burst of webhook requests costs a few fsyncs, not one each.
 //
 // All times are stored as unix milliseconds.
 package store
@@ -70,6 +85,11 @@ type DB struct {
 	write *sql.DB // exactly one connection: every write and transaction
 	read  *sql.DB // query-only pool
 	now   func() time.Time
+	wal   *walSyncer
+
+	wstmts, rstmts *stmtCache // prepared statements of write and read
+
+	enqueue enqueueBatcher // group commit of Enqueue
 }
 
 // StateError reports that a ledger or outbox row is not in a state that
@@ -132,8 +152,14 @@ func Open(ctx context.Context, path string, opts Options) (*DB, error) {
 	write.SetConnMaxLifetime(0)
 	write.SetConnMaxIdleTime(0)
 
-	db := &DB{path: abs, write: write, now: now}
+	db := &DB{path: abs, write: write, now: now, wal: newWALSyncer(abs), wstmts: newStmtCache(write)}
 	if err := db.migrate(ctx); err != nil {
+		write.Close()
+		return nil, err
+	}
+	// The first barrier also syncs the directory, which makes the -wal
+	// file's own directory entry durable.
+	if err := db.Barrier(ctx); err != nil {
 		write.Close()
 		return nil, err
 	}
@@ -151,6 +177,7 @@ func Open(ctx context.Context, path string, opts Options) (*DB, error) {
 		return nil, fmt.Errorf("store: open %q: %w", path, err)
 	}
 	db.read = read
+	db.rstmts = newStmtCache(read)
 	return db, nil
 }
 
@@ -160,8 +187,12 @@ func dsn(abs string, busy time.Duration, readOnly bool) string {
 	q := url.Values{}
 	q.Add("_pragma", "busy_timeout("+strconv.FormatInt(busy.Milliseconds(), 10)+")")
 	q.Add("_pragma", "journal_mode(WAL)")
-	q.Add("_pragma", "synchronous(FULL)")
+	// NORMAL: commits are made durable by Barrier (see the package doc).
+	q.Add("_pragma", "synchronous(NORMAL)")
 	q.Add("_pragma", "foreign_keys(1)")
+	// Statement journals (multi-row UPDATEs inside a transaction) in
+	// memory, not in a temporary file written page by page.
+	q.Add("_pragma", "temp_store(MEMORY)")
 	if readOnly {
 		// Applied after the other pragmas (the driver sorts them).
 		q.Add("_pragma", "query_only(1)")
@@ -180,6 +211,8 @@ func (db *DB) Path() string { return db.path }
 
 // Close closes both connection pools.
 func (db *DB) Close() error {
+	db.wstmts.close()
+	db.rstmts.close()
 	err := db.read.Close()
 	if werr := db.write.Close(); err == nil {
 		err = werr
@@ -277,10 +310,22 @@ func (db *DB) SchemaVersion(ctx context.Context) (int, error) {
 	return v, nil
 }
 
-// tx runs fn in a transaction on the writer connection and commits when fn
-// returns nil. fn must use tx only, never db.write: the writer has a single
-// connection and tx holds it.
+// tx runs fn in a transaction on the writer connection, commits when fn
+// returns nil and makes the commit durable (Barrier) before it returns.
+// fn must use tx only, never db.write: the writer has a single connection
+// and tx holds it.
 func (db *DB) tx(ctx context.Context, fn func(tx *sql.Tx) error) error {
+	if err := db.lazyTx(ctx, fn); err != nil {
+		return err
+	}
+	return db.Barrier(ctx)
+}
+
+// lazyTx is tx without the barrier: the commit survives the process dying
+// but not a power cut until the next Barrier. Only the inbound ledger
+// uses it (see the package doc).
+func (db *DB) lazyTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
+	db.wstmts.prepare(ctx)
 	tx, err := db.write.BeginTx(ctx, nil)
 	if err != nil {
 		return err
@@ -290,6 +335,15 @@ func (db *DB) tx(ctx context.Context, fn func(tx *sql.Tx) error) error {
 		return err
 	}
 	return tx.Commit()
+}
+
+// exec runs one statement on the writer and makes it durable (Barrier).
+func (db *DB) exec(ctx context.Context, query string, args ...any) (sql.Result, error) {
+	r, err := db.write.ExecContext(ctx, query, args...)
+	if err != nil {
+		return nil, err
+	}
+	return r, db.Barrier(ctx)
 }
 
 // ms converts t to unix milliseconds; the zero time is 0.

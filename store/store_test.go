@@ -65,7 +65,8 @@ func TestOpenMigratesAndReopens(t *testing.T) {
 		want   string
 	}{
 		{"writer", "journal_mode", "wal"},
-		{"writer", "synchronous", "2"},
+		// NORMAL: durability comes from Barrier (see barrier_test.go).
+		{"writer", "synchronous", "1"},
 		{"writer", "foreign_keys", "1"},
 		{"writer", "busy_timeout", "5000"},
 		{"reader", "journal_mode", "wal"},
@@ -272,7 +273,7 @@ func TestQueryPlans(t *testing.T) {
 		index string
 	}{
 		{"dedupe", qDedupe, []any{"c", "k"}, "inbound_dedupe"},
-		{"due posts", qDuePosts, []any{"c", "[]", 10}, "inbound_due"},
+		{"due posts", qUnfinished, []any{"c"}, "inbound_unfinished"},
 		{"pending actions", qPendingActions, []any{"c", "INBOX", 10}, "inbound_after"},
 		{"count from contact", qCountFromContact, []any{"c", "a", 0}, "inbound_contact"},
 	} {

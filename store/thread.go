@@ -35,7 +35,7 @@ type ThreadMessage struct {
 // when the contact has none.
 func (db *DB) Thread(ctx context.Context, channel, contact string) (t *Thread, ok bool, err error) {
 	contact = normContact(contact)
-	tx, err := db.read.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
+	tx, err := db.beginRead(ctx)
 	if err != nil {
 		return nil, false, fmt.Errorf("store: thread %s: %w", channel, err)
 	}
@@ -101,7 +101,7 @@ func (db *DB) EnsureThread(ctx context.Context, channel, contact, subject string
 	}
 	var t *Thread
 	err := db.tx(ctx, func(tx *sql.Tx) error {
-		if err := addThreadMessage(ctx, tx, channel, contact, "", false, false, subject, db.nowMS()); err != nil {
+		if err := db.addThreadMessage(ctx, tx, channel, contact, "", false, false, subject, db.nowMS()); err != nil {
 			return err
 		}
 		var err error
@@ -124,7 +124,7 @@ func (db *DB) AddThreadMessage(ctx context.Context, channel, contact, messageID 
 		return errors.New("store: add thread message: channel, contact and message id are required")
 	}
 	err := db.tx(ctx, func(tx *sql.Tx) error {
-		return addThreadMessage(ctx, tx, channel, contact, messageID, ours, false, "", db.nowMS())
+		return db.addThreadMessage(ctx, tx, channel, contact, messageID, ours, false, "", db.nowMS())
 	})
 	if err != nil {
 		return fmt.Errorf("store: add thread message %s: %w", channel, err)
@@ -135,10 +135,10 @@ func (db *DB) AddThreadMessage(ctx context.Context, channel, contact, messageID 
 // addThreadMessage adds messageID (when not "") to the contact's current
 // thread. A new thread with subject is started when newThread is set or the
 // contact has none; an existing thread without subject takes subject.
-func addThreadMessage(ctx context.Context, tx *sql.Tx, channel, contact, messageID string, ours, newThread bool, subject string, now int64) error {
+func (db *DB) addThreadMessage(ctx context.Context, tx *sql.Tx, channel, contact, messageID string, ours, newThread bool, subject string, now int64) error {
 	var id int64
 	if !newThread {
-		err := tx.QueryRowContext(ctx, `SELECT id FROM threads WHERE channel = ? AND contact = ?
+		err := db.txQueryRow(ctx, tx, `SELECT id FROM threads WHERE channel = ? AND contact = ?
 			ORDER BY id DESC LIMIT 1`, channel, contact).Scan(&id)
 		switch {
 		case errors.Is(err, sql.ErrNoRows):
@@ -148,7 +148,7 @@ func addThreadMessage(ctx context.Context, tx *sql.Tx, channel, contact, message
 		}
 	}
 	if newThread {
-		r, err := tx.ExecContext(ctx, `INSERT INTO threads (channel, contact, subject, created_at, updated_at)
+		r, err := db.txExec(ctx, tx, `INSERT INTO threads (channel, contact, subject, created_at, updated_at)
 			VALUES (?, ?, ?, ?, ?)`, channel, contact, subject, now, now)
 		if err != nil {
 			return err
@@ -157,14 +157,14 @@ func addThreadMessage(ctx context.Context, tx *sql.Tx, channel, contact, message
 			return err
 		}
 	} else if subject != "" {
-		if _, err := tx.ExecContext(ctx, `UPDATE threads SET subject = ? WHERE id = ? AND subject = ''`, subject, id); err != nil {
+		if _, err := db.txExec(ctx, tx, `UPDATE threads SET subject = ? WHERE id = ? AND subject = ''`, subject, id); err != nil {
 			return err
 		}
 	}
 	if messageID == "" {
 		return nil
 	}
-	if _, err := tx.ExecContext(ctx, `INSERT INTO thread_messages (thread_id, message_id, ours, created_at)
+	if _, err := db.txExec(ctx, tx, `INSERT INTO thread_messages (thread_id, message_id, ours, created_at)
 		VALUES (?, ?, ?, ?) ON CONFLICT (thread_id, message_id) DO NOTHING`,
 		id, messageID, boolInt(ours), now); err != nil {
 		return err
@@ -173,7 +173,7 @@ func addThreadMessage(ctx context.Context, tx *sql.Tx, channel, contact, message
 	if ours {
 		col = "last_our_id"
 	}
-	_, err := tx.ExecContext(ctx, `UPDATE threads SET `+col+` = ?, updated_at = ? WHERE id = ?`, messageID, now, id)
+	_, err := db.txExec(ctx, tx, `UPDATE threads SET `+col+` = ?, updated_at = ? WHERE id = ?`, messageID, now, id)
 	return err
 }
 
@@ -188,7 +188,7 @@ func (db *DB) KnowsMessageID(ctx context.Context, channel, contact string, ids [
 		return false, fmt.Errorf("store: knows message id %s: %w", channel, err)
 	}
 	var n int
-	err = db.read.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM thread_messages AS m
+	err = db.readQueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM thread_messages AS m
 		JOIN threads AS t ON t.id = m.thread_id
 		WHERE m.message_id IN (SELECT value FROM json_each(?)) AND t.channel = ? AND t.contact = ?)`,
 		j, channel, normContact(contact)).Scan(&n)
