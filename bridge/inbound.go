@@ -162,6 +162,15 @@ func (in *Inbound) ActionsDone(ctx context.Context, ids []int64) error {
 	return in.opts.DB.ActionsDone(ctx, ids)
 }
 
+// Prepare analyzes m ahead of Handle (imapsync.Preparer): parsing,
+// verification, trimming and storing the attachments need no order and
+// no ledger, so the Watcher runs them on several messages at once.
+func (in *Inbound) Prepare(ctx context.Context, m *imapsync.Message) {
+	if !m.TooLarge {
+		m.Prepared = in.opts.Analyzer.Analyze(ctx, m.Raw)
+	}
+}
+
 // Handle implements imapsync.Handler: it decides about one email and
 // records the decision, its queued posts and the folder cursor in one
 // transaction. It returns an error only for temporary failures (the store,
@@ -183,7 +192,10 @@ func (in *Inbound) Handle(ctx context.Context, m *imapsync.Message) error {
 		row.Reason = fmt.Sprintf("the email is %d bytes, over media.max_message_size; it stays in the mailbox", m.Size)
 		return in.record(ctx, row, nil)
 	}
-	d := in.opts.Analyzer.Analyze(ctx, m.Raw)
+	d, _ := m.Prepared.(*Decision)
+	if d == nil {
+		d = in.opts.Analyzer.Analyze(ctx, m.Raw)
+	}
 	if err := ctx.Err(); err != nil {
 		return err
 	}

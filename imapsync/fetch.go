@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/emersion/go-imap/v2"
@@ -67,39 +68,155 @@ func (s *session) catchUp(ctx context.Context) (retry time.Duration, err error) 
 	if len(uids) > 0 {
 		f.log.Debug("imap: catching up", "after_uid", from, "messages", len(uids))
 	}
+	pl := startPipeline(ctx, f)
+	var connErr error
+	incomplete := false
 	for start := 0; start < len(uids); start += o.BatchSize {
 		batch := uids[start:min(start+o.BatchSize, len(uids))]
-		msgs, incomplete, err := s.fetchBatch(batch)
-		if err != nil {
-			return 0, err
-		}
-		for _, m := range msgs {
-			if err := ctx.Err(); err != nil {
-				return 0, err
-			}
-			if err := o.Handler.Handle(ctx, m); err != nil {
-				if ctx.Err() != nil {
-					return 0, ctx.Err()
-				}
-				retry = f.handlerBackoff.next()
-				f.log.Warn("imap: handler failed, will retry the same message", "uid", m.UID, "err", err, "retry_in", retry)
-				return retry, nil
-			}
-			f.memValidity, f.memUID = m.UIDValidity, m.UID
-		}
-		if incomplete {
-			retry = f.handlerBackoff.next()
-			f.log.Warn("imap: server sent no body for a message, searching again", "after_uid", f.memUID, "retry_in", retry)
-			return retry, nil
+		var msgs []*Message
+		msgs, incomplete, connErr = s.fetchBatch(batch)
+		if connErr != nil || !pl.feed(msgs) || incomplete {
+			break
 		}
 		if start+o.BatchSize < len(uids) {
-			if err := s.applyActions(ctx); err != nil {
-				return 0, err
+			if connErr = s.applyActions(ctx); connErr != nil {
+				break
 			}
 		}
 	}
+	failed, handlerErr := pl.finish()
+	switch {
+	case ctx.Err() != nil:
+		return 0, ctx.Err()
+	case connErr != nil:
+		return 0, connErr
+	case handlerErr != nil:
+		retry = f.handlerBackoff.next()
+		f.log.Warn("imap: handler failed, will retry the same message", "uid", failed, "err", handlerErr, "retry_in", retry)
+		return retry, nil
+	case incomplete:
+		retry = f.handlerBackoff.next()
+		f.log.Warn("imap: server sent no body for a message, searching again", "after_uid", f.memUID, "retry_in", retry)
+		return retry, nil
+	}
 	f.handlerBackoff.reset()
 	return 0, nil
+}
+
+// pipeline hands fetched messages to the Handler in UID order on its own
+// goroutine, so that the next batch is fetched meanwhile, and runs a
+// Preparer's Prepare on up to PrepareWorkers goroutines ahead of Handle.
+// At most one batch waits between the fetching and the handling goroutine.
+type pipeline struct {
+	ctx   context.Context
+	f     *folderWatcher
+	prep  Preparer      // nil when the Handler is no Preparer
+	work  chan *pending // to the prepare workers
+	order chan *pending // to the handling goroutine, in UID order
+	stop  chan struct{} // closed when the handling goroutine gives up
+	wg    sync.WaitGroup
+
+	// Set by the handling goroutine, read after wg.Wait.
+	failedUID uint32
+	err       error
+}
+
+// pending is a fetched message on its way to Handle.
+type pending struct {
+	m        *Message
+	prepared chan struct{} // closed once Prepare returned or was skipped
+}
+
+func startPipeline(ctx context.Context, f *folderWatcher) *pipeline {
+	o := &f.w.opts
+	p := &pipeline{
+		ctx:   ctx,
+		f:     f,
+		order: make(chan *pending, o.BatchSize),
+		stop:  make(chan struct{}),
+	}
+	p.prep, _ = o.Handler.(Preparer)
+	if p.prep != nil {
+		p.work = make(chan *pending, o.BatchSize)
+		for range o.PrepareWorkers {
+			p.wg.Go(p.prepare)
+		}
+	}
+	p.wg.Go(p.handle)
+	return p
+}
+
+// feed queues msgs, in UID order, and reports false once the handling
+// goroutine has given up or ctx is done: nothing more should be fetched.
+func (p *pipeline) feed(msgs []*Message) bool {
+	for _, m := range msgs {
+		pd := &pending{m: m, prepared: make(chan struct{})}
+		select {
+		case p.order <- pd:
+		case <-p.stop:
+			return false
+		case <-p.ctx.Done():
+			return false
+		}
+		if p.prep == nil {
+			close(pd.prepared)
+			continue
+		}
+		select {
+		case p.work <- pd:
+		case <-p.stop:
+			return false
+		case <-p.ctx.Done():
+			return false
+		}
+	}
+	return true
+}
+
+// finish waits until every queued message is handled, or the handling
+// stopped, and returns the UID and error of the Handle that failed.
+func (p *pipeline) finish() (failedUID uint32, err error) {
+	close(p.order)
+	if p.work != nil {
+		close(p.work)
+	}
+	p.wg.Wait()
+	return p.failedUID, p.err
+}
+
+func (p *pipeline) prepare() {
+	for pd := range p.work {
+		select {
+		case <-p.stop:
+		case <-p.ctx.Done():
+		default:
+			p.prep.Prepare(p.ctx, pd.m)
+		}
+		close(pd.prepared)
+	}
+}
+
+func (p *pipeline) handle() {
+	h := p.f.w.opts.Handler
+	for pd := range p.order {
+		if p.err != nil {
+			continue // drain
+		}
+		select {
+		case <-pd.prepared:
+		case <-p.ctx.Done():
+		}
+		err := p.ctx.Err()
+		if err == nil {
+			err = h.Handle(p.ctx, pd.m)
+		}
+		if err != nil {
+			p.failedUID, p.err = pd.m.UID, err
+			close(p.stop)
+			continue
+		}
+		p.f.memValidity, p.f.memUID = pd.m.UIDValidity, pd.m.UID
+	}
 }
 
 // searchAfter returns the UIDs greater than after, ascending.

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"runtime"
 	"time"
 
 	"github.com/emersion/go-imap/v2"
@@ -69,7 +70,12 @@ type Options struct {
 	// no limit.
 	MaxMessageSize int64
 	// BatchSize is the number of UIDs per FETCH. Default DefaultBatchSize.
+	// While one batch is handled, the next is fetched, so up to two
+	// batches are held in memory per folder.
 	BatchSize int
+	// PrepareWorkers is how many goroutines per folder run a Preparer's
+	// Prepare. Default runtime.GOMAXPROCS(0), at most 4.
+	PrepareWorkers int
 	// MinBackoff and MaxBackoff bound the reconnect delay, which doubles
 	// from MinBackoff up to MaxBackoff (with jitter) and is reset after a
 	// successful sync. Defaults DefaultMinBackoff and DefaultMaxBackoff.
@@ -169,6 +175,9 @@ type Message struct {
 	// TooLarge is set when Size exceeds Options.MaxMessageSize; the body
 	// was not fetched.
 	TooLarge bool
+	// Prepared is what a Preparer's Prepare left for Handle; nil when the
+	// Handler is no Preparer.
+	Prepared any
 }
 
 // Handler receives messages, one at a time and in UID order per folder.
@@ -182,6 +191,18 @@ type Handler interface {
 	// under a UIDVALIDITY (new) that differs from the cursor's (old). The
 	// folder is then rescanned from UID 1. An error postpones the rescan.
 	UIDValidityChanged(ctx context.Context, folder string, old, new uint32) error
+}
+
+// A Preparer is a Handler with work that needs neither order nor the
+// store, such as parsing. When the Handler is a Preparer, the Watcher calls
+// Prepare on fetched messages ahead of Handle, from up to
+// Options.PrepareWorkers goroutines per folder, while it fetches the next
+// batch; Handle still receives the messages one at a time in UID order,
+// each after its Prepare returned. Prepare must be safe for concurrent use
+// and may store its result in m.Prepared. A message whose Handle fails is
+// prepared again before it is handed again.
+type Preparer interface {
+	Prepare(ctx context.Context, m *Message)
 }
 
 // Kinds of Action.
@@ -278,6 +299,12 @@ func (o Options) withDefaults() (Options, error) {
 	}
 	if o.BatchSize < 0 {
 		return o, fmt.Errorf("imapsync: channel %q: negative BatchSize %d", o.Channel, o.BatchSize)
+	}
+	if o.PrepareWorkers < 0 {
+		return o, fmt.Errorf("imapsync: channel %q: negative PrepareWorkers %d", o.Channel, o.PrepareWorkers)
+	}
+	if o.PrepareWorkers == 0 {
+		o.PrepareWorkers = min(runtime.GOMAXPROCS(0), 4)
 	}
 	if o.BatchSize == 0 {
 		o.BatchSize = DefaultBatchSize

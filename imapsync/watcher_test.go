@@ -753,3 +753,88 @@ func TestRunStopsOnCancel(t *testing.T) {
 		t.Errorf("still connected after Run returned")
 	}
 }
+
+// preparer is a recorder that is also a Preparer.
+type preparer struct {
+	*recorder
+	mu       sync.Mutex
+	prepared map[uint32]int // Prepare calls per UID
+	inFlight int
+	maxIn    int
+	// together, when set, holds each Prepare until two run at once (or a
+	// second passed), to show that they run concurrently.
+	together chan struct{}
+}
+
+func (p *preparer) Prepare(ctx context.Context, m *Message) {
+	p.mu.Lock()
+	p.prepared[m.UID]++
+	p.inFlight++
+	p.maxIn = max(p.maxIn, p.inFlight)
+	both := p.inFlight >= 2
+	p.mu.Unlock()
+	if p.together != nil {
+		if both {
+			select {
+			case p.together <- struct{}{}:
+			default:
+			}
+		}
+		select {
+		case <-p.together:
+		case <-time.After(time.Second):
+		}
+	}
+	m.Prepared = fmt.Sprintf("prepared %d", m.UID)
+	p.mu.Lock()
+	p.inFlight--
+	p.mu.Unlock()
+}
+
+func (p *preparer) Handle(ctx context.Context, m *Message) error {
+	if want := fmt.Sprintf("prepared %d", m.UID); m.Prepared != want {
+		return fmt.Errorf("uid %d handed with Prepared %v, want %q", m.UID, m.Prepared, want)
+	}
+	return p.recorder.Handle(ctx, m)
+}
+
+// A Preparer's Prepare runs concurrently and ahead of Handle, which still
+// sees every message once, prepared, in UID order, over several batches;
+// a message whose Handle failed is prepared again.
+func TestPreparerPipeline(t *testing.T) {
+	ts := newTestServer(t, fullCaps)
+	r := newRecorder()
+	r.failUID, r.failTimes = 7, 1
+	p := &preparer{recorder: r, prepared: make(map[uint32]int), together: make(chan struct{})}
+	const n = 23
+	for i := 1; i <= n; i++ {
+		ts.appendMsg("INBOX", testMail(i))
+	}
+	opts := baseOptions(ts, r)
+	opts.Handler = p
+	opts.BatchSize = 4
+	opts.PrepareWorkers = 2
+	startWatcher(t, opts)
+
+	got := waitHandled(t, r, n)
+	want := make([]uint32, n)
+	for i := range want {
+		want[i] = uint32(i + 1)
+	}
+	if !slices.Equal(uidsOf(got), want) {
+		t.Fatalf("handled UIDs %v, want %v", uidsOf(got), want)
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.maxIn < 2 {
+		t.Errorf("at most %d Prepare ran at once, want 2", p.maxIn)
+	}
+	if p.prepared[7] < 2 {
+		t.Errorf("uid 7 prepared %d times, want it prepared again after its Handle failed", p.prepared[7])
+	}
+	for uid := uint32(1); uid < 7; uid++ {
+		if p.prepared[uid] != 1 {
+			t.Errorf("uid %d prepared %d times, want 1", uid, p.prepared[uid])
+		}
+	}
+}
