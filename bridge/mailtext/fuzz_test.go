@@ -87,3 +87,48 @@ func FuzzHTMLToText(f *testing.F) {
 		}
 	})
 }
+
+// mobileSignatureSamples are one-line signatures of mail apps, one or more
+// per alternative of mobileSignatureRe, in odd cases.
+var mobileSignatureSamples = []string{
+	"Sent from my iPhone", "SENT WITH PROTON MAIL SECURE EMAIL.", "ſent from my iPad",
+	"Diese Nachricht wurde von meinem Android-Mobiltelefon mit GMX Mail gesendet",
+	"Get Outlook for iOS", "Download the Outlook app for Android", "Von meinem iPhone gesendet",
+	"Vom meinem Samsung Galaxy gesendet", "Gesendet von Mail für Windows", "Outlook für Android herunterladen",
+	"Envoyé de mon iPhone", "ENVOYÉ DEPUIS MON APPAREIL MOBILE", "Obtenir Outlook pour iOS",
+	"Télécharger Outlook pour Android", "Enviado desde mi iPhone", "Enviada do meu celular",
+	"Obtener Outlook para iOS", "Descargar Outlook para Android", "Baixe o Outlook para Android",
+	"Baixar o Outlook para iOS", "Obtenha o Outlook para Android", "Inviato da iPhone",
+	"Scarica Outlook per Android", "Verzonden vanaf mijn iPhone", "Verstuurd vanaf mijn telefoon",
+	"Outlook voor Android downloaden", "Wysłane z iPhone'a", "Wyslane z mojego telefonu",
+	"Pobierz aplikację Outlook dla Androida", "Skickat från min iPhone", "Skickat med Outlook för iOS",
+	"Skaffa Outlook för Android", "Sendt fra min iPhone", "Hent Outlook til Android",
+	"Отправлено с iPhone", "ОТПРАВЛЕНО С МОЕГО ТЕЛЕФОНА", "Получите Outlook для Android",
+	"Загрузите Outlook для iOS", "Скачайте Outlook для Android", "Lähetetty iPhonesta",
+	"Odesláno z mobilního telefonu", "Odeslano z mobilu", "iPhone'umdan gönderildi", "iPhone'umdan GÖNDERILDI.",
+}
+
+func TestMobileSignatureSamples(t *testing.T) {
+	for _, s := range mobileSignatureSamples {
+		if !isMobileSignature(s) {
+			t.Errorf("isMobileSignature(%q) = false", s)
+		}
+	}
+	for _, s := range []string{"Sent via DHL on Monday", "Thanks for the quick answer", "Gesendet wird morgen"} {
+		if isMobileSignature(s) {
+			t.Errorf("isMobileSignature(%q) = true", s)
+		}
+	}
+}
+
+// The cheap prefilter never rejects a line that the expression matches.
+func FuzzMobileSignaturePrefilter(f *testing.F) {
+	for _, s := range mobileSignatureSamples {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		if mobileSignatureRe.MatchString(s) && !mayBeMobileSignature(s) {
+			t.Fatalf("mayBeMobileSignature(%q) = false, but mobileSignatureRe matches", s)
+		}
+	})
+}

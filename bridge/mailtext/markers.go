@@ -515,5 +515,70 @@ func isMobileSignature(s string) bool {
 	if utf8.RuneCountInString(s) > 90 || strings.Count(s, " ") > 12 {
 		return false
 	}
-	return mobileSignatureRe.MatchString(s) && appWordRe.MatchString(s)
+	return mayBeMobileSignature(s) && mobileSignatureRe.MatchString(s) && appWordRe.MatchString(s)
+}
+
+// mobileSignatureStarts are the words that every alternative of
+// mobileSignatureRe but the Turkish one starts with, as far as they are
+// literal. Keep them in step with the expression; a test checks that
+// mayBeMobileSignature never rejects what the expression matches.
+var mobileSignatureStarts = []string{
+	"sent ", "diese nachricht ", "get ", "download ", "von mein", "vom mein", "gesendet ",
+	"outlook ", "envoy", "obtenir ", "télécharger ", "enviad", "obtener ", "descargar ",
+	"baixe o ", "baixar o ", "obtenha o ", "inviato ", "scarica ", "verzonden ", "verstuurd ",
+	"wysłane ", "wyslane ", "pobierz ", "skickat", "skaffa ", "sendt ", "hent ", "отправлено ",
+	"получите ", "загрузите ", "скачайте ", "lähetetty ", "odeslá", "odesla",
+}
+
+// mayBeMobileSignature is a cheap necessary condition for
+// mobileSignatureRe, which is slow to fail on the ordinary lines of a body:
+// s starts with one of mobileSignatureStarts or ends with "gönderildi",
+// compared with the same case folding as the expression's (?i).
+func mayBeMobileSignature(s string) bool {
+	for _, w := range mobileSignatureStarts {
+		if hasPrefixFold(s, w) {
+			return true
+		}
+	}
+	return hasSuffixFold(strings.TrimSuffix(s, "."), "gönderildi")
+}
+
+// hasPrefixFold reports whether s starts with prefix under simple Unicode
+// case folding, as regexp's (?i) compares.
+func hasPrefixFold(s, prefix string) bool {
+	for _, p := range prefix {
+		r, size := utf8.DecodeRuneInString(s)
+		if size == 0 || !foldEqual(r, p) {
+			return false
+		}
+		s = s[size:]
+	}
+	return true
+}
+
+// hasSuffixFold is hasPrefixFold at the end of s.
+func hasSuffixFold(s, suffix string) bool {
+	for len(suffix) > 0 {
+		p, psize := utf8.DecodeLastRuneInString(suffix)
+		r, size := utf8.DecodeLastRuneInString(s)
+		if size == 0 || !foldEqual(r, p) {
+			return false
+		}
+		s, suffix = s[:len(s)-size], suffix[:len(suffix)-psize]
+	}
+	return true
+}
+
+// foldEqual reports whether a and b are in the same simple case-folding
+// orbit.
+func foldEqual(a, b rune) bool {
+	if a == b {
+		return true
+	}
+	for f := unicode.SimpleFold(a); f != a; f = unicode.SimpleFold(f) {
+		if f == b {
+			return true
+		}
+	}
+	return false
 }
