@@ -280,6 +280,21 @@ func (o *Outbound) sendChannel(ctx context.Context, jobs []*job) {
 	}
 	// The outcome is recorded even when ctx ended during the burst.
 	settleCtx := context.WithoutCancel(ctx)
+	// The Message-IDs of the burst are on disk before any email leaves,
+	// so that an email sent again after a power cut keeps its id.
+	if err := o.opts.DB.Barrier(ctx); err != nil {
+		for _, j := range ready {
+			o.retry(settleCtx, j, err)
+		}
+		return
+	}
+	// Afterwards, one barrier makes the burst's outcomes durable: a power
+	// cut before it sends the burst again, with the same Message-IDs.
+	defer func() {
+		if err := o.opts.DB.Barrier(settleCtx); err != nil {
+			o.log.Error("outbound: cannot make the sent replies durable", "channel", ready[0].ch.Name, "err", err)
+		}
+	}()
 	envs := make([]*smtpout.Envelope, len(ready))
 	for i, j := range ready {
 		envs[i] = j.env

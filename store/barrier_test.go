@@ -131,6 +131,23 @@ func TestBarrierPlacement(t *testing.T) {
 		_, _, err := db.Enqueue(ctx, &OutboxItem{Channel: "c", Contact: "a@example.org", UserlikeID: "id:1", Text: "hi"})
 		return err
 	})
+	// The SMTP bookkeeping of a burst: the outbound worker passes one
+	// barrier before the burst and one after it.
+	var queued int64
+	check("Enqueue a reply", 1, func() error {
+		var err error
+		queued, _, err = db.Enqueue(ctx, &OutboxItem{Channel: "c", Contact: "b@example.org", UserlikeID: "id:2", Text: "hi"})
+		return err
+	})
+	check("EnsureThread", 0, func() error {
+		_, err := db.EnsureThread(ctx, "c", "b@example.org", "Your request")
+		return err
+	})
+	check("MarkOutboxSending", 0, func() error {
+		_, err := db.MarkOutboxSending(ctx, []int64{queued}, "m2@mailgate.test")
+		return err
+	})
+	check("MarkOutboxSent", 0, func() error { return db.MarkOutboxSent(ctx, []int64{queued}, "m2@mailgate.test") })
 	check("Barrier", 1, func() error { return db.Barrier(ctx) })
 }
 

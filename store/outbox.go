@@ -478,13 +478,14 @@ func (db *DB) dueOutbox(ctx context.Context, tx *sql.Tx, now int64) ([]OutboxBat
 // sending, counts an attempt and records messageID, the Message-ID the
 // email is about to carry. It returns the ids it moved, in id order; the
 // others were cancelled (or changed) since they were read and must not be
-// sent.
+// sent. The commit is durable at the next Barrier, which the caller passes
+// before the email leaves.
 func (db *DB) MarkOutboxSending(ctx context.Context, ids []int64, messageID string) (moved []int64, err error) {
 	j, err := jsonArray(ids)
 	if err != nil {
 		return nil, fmt.Errorf("store: mark outbox sending: %w", err)
 	}
-	err = db.tx(ctx, func(tx *sql.Tx) error {
+	err = db.lazyTx(ctx, func(tx *sql.Tx) error {
 		moved = moved[:0]
 		rows, err := tx.QueryContext(ctx, `UPDATE outbox SET state = 'sending', attempts = attempts + 1,
 				message_id = ?, updated_at = ?
@@ -513,7 +514,9 @@ func (db *DB) MarkOutboxSending(ctx context.Context, ids []int64, messageID stri
 // MarkOutboxSent records that the relay accepted the email with messageID
 // for the items of ids (all in state sending, of one contact): they become
 // sent, and messageID joins the contact's current thread as ours (a thread
-// is created when the contact has none), in one transaction.
+// is created when the contact has none), in one transaction. The commit is
+// durable at the next Barrier: until then a power cut only makes the email
+// go out again, with the same Message-ID.
 func (db *DB) MarkOutboxSent(ctx context.Context, ids []int64, messageID string) error {
 	if len(ids) == 0 {
 		return nil
@@ -521,7 +524,7 @@ func (db *DB) MarkOutboxSent(ctx context.Context, ids []int64, messageID string)
 	if messageID == "" {
 		return fmt.Errorf("store: mark outbox sent %v: empty message id", ids)
 	}
-	err := db.tx(ctx, func(tx *sql.Tx) error {
+	err := db.lazyTx(ctx, func(tx *sql.Tx) error {
 		now := db.nowMS()
 		var channel, contact string
 		for _, id := range ids {

@@ -19,18 +19,24 @@
 // fsync of the WAL, a barrier (see Barrier), before the acknowledgement:
 //
 //   - methods whose commit is itself an acknowledgement or feeds one
-//     directly (the outbox behind the webhook's 200 and the SMTP
-//     bookkeeping, threads, installation keys, migrations, admin changes)
-//     pass the barrier before they return, exactly as synchronous=FULL
-//     did;
+//     directly (the outbox behind the webhook's 200, retries and failures
+//     of replies, installation keys, migrations, admin changes) pass the
+//     barrier before they return, exactly as synchronous=FULL did;
 //   - the inbound ledger (RecordInbound, MarkPosting, PostDone,
 //     PostAccepted, PostFailed, MarkDead, SetLastError, ActionsDone,
-//     PruneRaw, the cursors, the media index) commits without it: nothing has been acknowledged yet when it writes. The
-//     barrier comes before the acknowledgements instead: PendingActions
-//     passes it before it returns any IMAP action (so mail is flagged,
-//     moved or deleted on the server only once its ledger row is on disk),
-//     and the poster passes it before each POST (so that a power cut never
-//     re-posts more than the posts in flight, as with FULL).
+//     PruneRaw, the cursors, the media index) commits without it: nothing
+//     has been acknowledged yet when it writes. The barrier comes before
+//     the acknowledgements instead: PendingActions passes it before it
+//     returns any IMAP action (so mail is flagged, moved or deleted on the
+//     server only once its ledger row is on disk), and the poster passes
+//     it before each POST (so that a power cut never re-posts more than
+//     the posts in flight, as with FULL);
+//   - the SMTP bookkeeping of one burst (MarkOutboxSending, EnsureThread,
+//     MarkOutboxSent) commits without it too: the outbound worker passes
+//     the barrier once before the burst, so the Message-IDs the emails
+//     carry are on disk before any of them leaves, and once after it, so
+//     a power cut sends at most the burst in flight again, with the same
+//     Message-IDs.
 //
 // A barrier fsyncs the WAL file itself, outside the writer connection, so
 // writers go on meanwhile, and concurrent barriers share one fsync (group
@@ -322,8 +328,8 @@ func (db *DB) tx(ctx context.Context, fn func(tx *sql.Tx) error) error {
 }
 
 // lazyTx is tx without the barrier: the commit survives the process dying
-// but not a power cut until the next Barrier. Only the inbound ledger
-// uses it (see the package doc).
+// but not a power cut until the next Barrier. Only the inbound ledger and
+// the SMTP bookkeeping use it (see the package doc).
 func (db *DB) lazyTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
 	db.wstmts.prepare(ctx)
 	tx, err := db.write.BeginTx(ctx, nil)

@@ -100,7 +100,7 @@ func (db *DB) EnsureThread(ctx context.Context, channel, contact, subject string
 		return nil, errors.New("store: ensure thread: channel and contact are required")
 	}
 	var t *Thread
-	err := db.tx(ctx, func(tx *sql.Tx) error {
+	err := db.lazyTx(ctx, func(tx *sql.Tx) error {
 		if err := db.addThreadMessage(ctx, tx, channel, contact, "", false, false, subject, db.nowMS()); err != nil {
 			return err
 		}
