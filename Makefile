@@ -32,8 +32,9 @@ e2e:
 	./e2e/run.sh
 
 # The end-to-end benchmarks (Dovecot, Postfix, fetchmail; run as root);
-# writes BENCHMARKS.md. Work in progress: see bench/main.go.
+# writes BENCHMARKS.md.
 bench:
+	./e2e/setup.sh --bench
 	go run ./bench
 
 clean:

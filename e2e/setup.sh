@@ -3,6 +3,7 @@
 # Dovecot (IMAP and LMTP) and Postfix, plus the unprivileged "vmail" user
 # that owns the test mail. It never leaves the system's own Dovecot or
 # Postfix running: the suite starts private instances (see start.sh).
+# With --bench it also installs fetchmail, the benchmarks' IMAP floor.
 # Safe to run again: it does only what is missing. Must run as root.
 set -euo pipefail
 
@@ -12,6 +13,9 @@ if [[ $(id -u) -ne 0 ]]; then
 fi
 
 packages=(dovecot-imapd dovecot-lmtpd postfix)
+if [[ ${1:-} == --bench ]]; then
+	packages+=(fetchmail)
+fi
 
 missing() {
 	local p

@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"os"
 	"path/filepath"
@@ -138,20 +139,21 @@ func TestOpenRefusesNewerSchema(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := db.write.ExecContext(ctx, "PRAGMA user_version = 7"); err != nil {
-		t.Fatal(err)
-	}
-	db.Close()
-
 	ms, err := migrations()
 	if err != nil {
 		t.Fatal(err)
 	}
+	newer := len(ms) + 1
+	if _, err := db.write.ExecContext(ctx, "PRAGMA user_version = "+strconv.Itoa(newer)); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+
 	_, err = Open(ctx, path, Options{})
 	if err == nil {
 		t.Fatal("Open of a newer schema succeeded")
 	}
-	want := "store: " + path + " has schema version 7, but this mailgate knows only up to " +
+	want := "store: " + path + " has schema version " + strconv.Itoa(newer) + ", but this mailgate knows only up to " +
 		strconv.Itoa(len(ms)) + "; upgrade mailgate or restore a backup"
 	if err.Error() != want {
 		t.Fatalf("error = %q\nwant    %q", err, want)
@@ -274,7 +276,7 @@ func TestQueryPlans(t *testing.T) {
 	}{
 		{"dedupe", qDedupe, []any{"c", "k"}, "inbound_dedupe"},
 		{"due posts", qUnfinished, []any{"c"}, "inbound_unfinished"},
-		{"pending actions", qPendingActions, []any{"c", "INBOX", 10}, "inbound_after"},
+		{"pending actions", qPendingActions, []any{"c", "INBOX", 10}, "inbound_actions"},
 		{"count from contact", qCountFromContact, []any{"c", "a", 0}, "inbound_contact"},
 	} {
 		rows, err := db.read.QueryContext(context.Background(), "EXPLAIN QUERY PLAN "+c.query, c.args...)
@@ -314,4 +316,43 @@ func FuzzMigrationVersion(f *testing.F) {
 			t.Fatalf("migrationVersion(%q) = %d", name, n)
 		}
 	})
+}
+
+// A new database gets 16 KiB pages and WAL mode; one made with SQLite's
+// default page size keeps it (the page size of a database with content
+// cannot change without a VACUUM) and is still put in WAL mode.
+func TestPageSizeAndJournal(t *testing.T) {
+	ctx := context.Background()
+	pragmas := func(db *DB) (size int, mode string) {
+		t.Helper()
+		if err := db.read.QueryRowContext(ctx, "PRAGMA page_size").Scan(&size); err != nil {
+			t.Fatal(err)
+		}
+		if err := db.read.QueryRowContext(ctx, "PRAGMA journal_mode").Scan(&mode); err != nil {
+			t.Fatal(err)
+		}
+		return size, mode
+	}
+	db, _ := openTest(t)
+	if size, mode := pragmas(db); size != pageSize || mode != "wal" {
+		t.Errorf("new database: page size %d, journal %q; want %d, wal", size, mode, pageSize)
+	}
+
+	old := filepath.Join(t.TempDir(), "old.db")
+	raw, err := sql.Open("sqlite", old)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := raw.ExecContext(ctx, "PRAGMA page_size = 4096; CREATE TABLE earlier (a)"); err != nil {
+		t.Fatal(err)
+	}
+	raw.Close()
+	db, err = Open(ctx, old, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if size, mode := pragmas(db); size != 4096 || mode != "wal" {
+		t.Errorf("existing database: page size %d, journal %q; want 4096, wal", size, mode)
+	}
 }
