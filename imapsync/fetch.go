@@ -7,6 +7,7 @@ import (
 	"math"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/emersion/go-imap/v2"
@@ -15,6 +16,11 @@ import (
 // maxBodyChunk bounds the sum of RFC822.SIZE fetched by one body FETCH, so
 // that a batch of large messages is not held in memory all at once.
 const maxBodyChunk = 16 << 20
+
+// maxQueuedBytes bounds the bodies fetched but not yet handled; a single
+// larger message still passes alone. With the chunk being fetched, a
+// folder holds at most about maxQueuedBytes + maxBodyChunk of mail.
+const maxQueuedBytes = 2 * maxBodyChunk
 
 // bodySection is BODY.PEEK[]: the whole message, without setting \Seen.
 var bodySection = imap.FetchItemBodySection{Peek: true}
@@ -73,9 +79,8 @@ func (s *session) catchUp(ctx context.Context) (retry time.Duration, err error) 
 	incomplete := false
 	for start := 0; start < len(uids); start += o.BatchSize {
 		batch := uids[start:min(start+o.BatchSize, len(uids))]
-		var msgs []*Message
-		msgs, incomplete, connErr = s.fetchBatch(batch)
-		if connErr != nil || !pl.feed(msgs) || incomplete {
+		incomplete, connErr = s.fetchBatch(batch, pl.feed)
+		if connErr != nil || incomplete || pl.stopped() {
 			break
 		}
 		if start+o.BatchSize < len(uids) {
@@ -104,9 +109,10 @@ func (s *session) catchUp(ctx context.Context) (retry time.Duration, err error) 
 }
 
 // pipeline hands fetched messages to the Handler in UID order on its own
-// goroutine, so that the next batch is fetched meanwhile, and runs a
+// goroutine, so that the next chunk is fetched meanwhile, and runs a
 // Preparer's Prepare on up to PrepareWorkers goroutines ahead of Handle.
-// At most one batch waits between the fetching and the handling goroutine.
+// Between the fetching and the handling goroutine wait at most BatchSize
+// messages and maxQueuedBytes of bodies (or one larger message).
 type pipeline struct {
 	ctx   context.Context
 	f     *folderWatcher
@@ -115,6 +121,10 @@ type pipeline struct {
 	order chan *pending // to the handling goroutine, in UID order
 	stop  chan struct{} // closed when the handling goroutine gives up
 	wg    sync.WaitGroup
+
+	maxQueued int64         // maxQueuedBytes; tests lower it
+	queued    atomic.Int64  // bytes of bodies fed and not yet handled
+	freed     chan struct{} // poked when a handled message frees bytes
 
 	// Set by the handling goroutine, read after wg.Wait.
 	failedUID uint32
@@ -130,10 +140,12 @@ type pending struct {
 func startPipeline(ctx context.Context, f *folderWatcher) *pipeline {
 	o := &f.w.opts
 	p := &pipeline{
-		ctx:   ctx,
-		f:     f,
-		order: make(chan *pending, o.BatchSize),
-		stop:  make(chan struct{}),
+		ctx:       ctx,
+		f:         f,
+		order:     make(chan *pending, o.BatchSize),
+		stop:      make(chan struct{}),
+		maxQueued: f.w.maxQueuedBytes,
+		freed:     make(chan struct{}, 1),
 	}
 	p.prep, _ = o.Handler.(Preparer)
 	if p.prep != nil {
@@ -146,10 +158,22 @@ func startPipeline(ctx context.Context, f *folderWatcher) *pipeline {
 	return p
 }
 
-// feed queues msgs, in UID order, and reports false once the handling
-// goroutine has given up or ctx is done: nothing more should be fetched.
+// feed queues msgs, in UID order, waiting while the queued bodies would
+// exceed the budget, and reports false once the handling goroutine has
+// given up or ctx is done: nothing more should be fetched.
 func (p *pipeline) feed(msgs []*Message) bool {
 	for _, m := range msgs {
+		size := int64(len(m.Raw))
+		for q := p.queued.Load(); q > 0 && q+size > p.maxQueued; q = p.queued.Load() {
+			select {
+			case <-p.freed:
+			case <-p.stop:
+				return false
+			case <-p.ctx.Done():
+				return false
+			}
+		}
+		p.queued.Add(size)
 		pd := &pending{m: m, prepared: make(chan struct{})}
 		select {
 		case p.order <- pd:
@@ -171,6 +195,19 @@ func (p *pipeline) feed(msgs []*Message) bool {
 		}
 	}
 	return true
+}
+
+// stopped reports whether the handling goroutine has given up or ctx is
+// done.
+func (p *pipeline) stopped() bool {
+	select {
+	case <-p.stop:
+		return true
+	case <-p.ctx.Done():
+		return true
+	default:
+		return false
+	}
 }
 
 // finish waits until every queued message is handled, or the handling
@@ -199,24 +236,35 @@ func (p *pipeline) prepare() {
 func (p *pipeline) handle() {
 	h := p.f.w.opts.Handler
 	for pd := range p.order {
-		if p.err != nil {
-			continue // drain
-		}
+		p.handleOne(h, pd)
+		p.queued.Add(-int64(len(pd.m.Raw)))
 		select {
-		case <-pd.prepared:
-		case <-p.ctx.Done():
+		case p.freed <- struct{}{}:
+		default:
 		}
-		err := p.ctx.Err()
-		if err == nil {
-			err = h.Handle(p.ctx, pd.m)
-		}
-		if err != nil {
-			p.failedUID, p.err = pd.m.UID, err
-			close(p.stop)
-			continue
-		}
-		p.f.memValidity, p.f.memUID = pd.m.UIDValidity, pd.m.UID
 	}
+}
+
+// handleOne waits for pd's Prepare and hands it to h, unless an earlier
+// message failed.
+func (p *pipeline) handleOne(h Handler, pd *pending) {
+	if p.err != nil {
+		return // drain
+	}
+	select {
+	case <-pd.prepared:
+	case <-p.ctx.Done():
+	}
+	err := p.ctx.Err()
+	if err == nil {
+		err = h.Handle(p.ctx, pd.m)
+	}
+	if err != nil {
+		p.failedUID, p.err = pd.m.UID, err
+		close(p.stop)
+		return
+	}
+	p.f.memValidity, p.f.memUID = pd.m.UIDValidity, pd.m.UID
 }
 
 // searchAfter returns the UIDs greater than after, ascending.
@@ -250,10 +298,12 @@ func uidsAfter(all []imap.UID, after uint32) []imap.UID {
 }
 
 // fetchBatch fetches the metadata of uids, then the bodies of those not
-// over MaxMessageSize. The result is in UID order. Messages gone before
-// their metadata was fetched are left out; when a body is missing, the
-// result stops before that message and incomplete is set.
-func (s *session) fetchBatch(uids []imap.UID) (msgs []*Message, incomplete bool, err error) {
+// over MaxMessageSize in chunks of at most maxBodyChunk bytes, and hands
+// each chunk's messages to emit, in UID order, as soon as it has them; it
+// stops when emit returns false. Messages gone before their metadata was
+// fetched are left out; when a body is missing, it hands the messages
+// before that one, stops and reports incomplete.
+func (s *session) fetchBatch(uids []imap.UID, emit func([]*Message) bool) (incomplete bool, err error) {
 	f := s.f
 	o := &f.w.opts
 	set := imap.UIDSetNum(uids...)
@@ -275,7 +325,7 @@ func (s *session) fetchBatch(uids []imap.UID) (msgs []*Message, incomplete bool,
 		buf, err := data.Collect()
 		if err != nil {
 			metaCmd.Close()
-			return nil, false, fmt.Errorf("uid fetch %v: %w", set, err)
+			return false, fmt.Errorf("uid fetch %v: %w", set, err)
 		}
 		s.wd.arm()
 		if buf.UID == 0 {
@@ -292,83 +342,100 @@ func (s *session) fetchBatch(uids []imap.UID) (msgs []*Message, incomplete bool,
 		}
 	}
 	if err := metaCmd.Close(); err != nil {
-		return nil, false, fmt.Errorf("uid fetch %v: %w", set, err)
+		return false, fmt.Errorf("uid fetch %v: %w", set, err)
 	}
 
-	msgs = make([]*Message, 0, len(byUID))
+	msgs := make([]*Message, 0, len(byUID))
 	for _, m := range byUID {
 		msgs = append(msgs, m)
 	}
 	slices.SortFunc(msgs, func(a, b *Message) int { return cmp.Compare(a.UID, b.UID) })
 
-	// Fetch bodies in chunks bounded by maxBodyChunk.
-	var chunk []*Message
-	var chunkSize int64
-	gotBody := make(map[uint32]bool, len(msgs))
-	flush := func() error {
-		if len(chunk) == 0 {
-			return nil
-		}
-		var cs imap.UIDSet
-		for _, m := range chunk {
-			cs.AddNum(imap.UID(m.UID))
-		}
-		chunk, chunkSize = chunk[:0], 0
-		s.wd.arm()
-		cmd := s.c.Fetch(cs, &imap.FetchOptions{
-			UID:         true,
-			BodySection: []*imap.FetchItemBodySection{&bodySection},
-		})
-		for {
-			data := cmd.Next()
-			if data == nil {
-				break
-			}
-			buf, err := data.Collect()
-			if err != nil {
-				cmd.Close()
-				return fmt.Errorf("uid fetch body %v: %w", cs, err)
-			}
-			s.wd.arm()
-			if m := byUID[uint32(buf.UID)]; m != nil && !m.TooLarge {
-				for _, sec := range buf.BodySection {
-					if sec.Section != nil && sec.Section.Specifier == imap.PartSpecifierNone && len(sec.Section.Part) == 0 {
-						m.Raw = sec.Bytes
-						if m.Raw == nil {
-							m.Raw = []byte{}
-						}
-						gotBody[m.UID] = true
-					}
+	// Chunks of consecutive messages whose bodies add up to at most
+	// maxBodyChunk (a larger message alone); TooLarge messages ride along
+	// without a body.
+	for start := 0; start < len(msgs); {
+		end, size := start, int64(0)
+		for end < len(msgs) {
+			m := msgs[end]
+			if !m.TooLarge {
+				if end > start && size+m.Size > maxBodyChunk {
+					break
 				}
+				size += m.Size
+			}
+			end++
+		}
+		chunk := msgs[start:end]
+		start = end
+		got, err := s.fetchBodies(chunk)
+		if err != nil {
+			return false, err
+		}
+		for i, m := range chunk {
+			if !m.TooLarge && !got[m.UID] {
+				// Most likely expunged between the two FETCHes. Stop
+				// before it: the next UID SEARCH tells whether it still
+				// exists.
+				emit(chunk[:i])
+				return true, nil
 			}
 		}
-		if err := cmd.Close(); err != nil {
-			return fmt.Errorf("uid fetch body %v: %w", cs, err)
+		if !emit(chunk) {
+			return false, nil
 		}
-		return nil
 	}
-	for _, m := range msgs {
-		if m.TooLarge {
+	return false, nil
+}
+
+// fetchBodies fetches the bodies of the messages of chunk that are not
+// TooLarge into their Raw, and reports which UIDs got one.
+func (s *session) fetchBodies(chunk []*Message) (got map[uint32]bool, err error) {
+	var set imap.UIDSet
+	byUID := make(map[uint32]*Message, len(chunk))
+	for _, m := range chunk {
+		if !m.TooLarge {
+			set.AddNum(imap.UID(m.UID))
+			byUID[m.UID] = m
+		}
+	}
+	got = make(map[uint32]bool, len(byUID))
+	if len(byUID) == 0 {
+		return got, nil
+	}
+	s.wd.arm()
+	defer s.wd.disarm()
+	cmd := s.c.Fetch(set, &imap.FetchOptions{
+		UID:         true,
+		BodySection: []*imap.FetchItemBodySection{&bodySection},
+	})
+	for {
+		data := cmd.Next()
+		if data == nil {
+			break
+		}
+		buf, err := data.Collect()
+		if err != nil {
+			cmd.Close()
+			return nil, fmt.Errorf("uid fetch body %v: %w", set, err)
+		}
+		s.wd.arm()
+		m := byUID[uint32(buf.UID)]
+		if m == nil {
 			continue
 		}
-		if len(chunk) > 0 && chunkSize+m.Size > maxBodyChunk {
-			if err := flush(); err != nil {
-				return nil, false, err
+		for _, sec := range buf.BodySection {
+			if sec.Section != nil && sec.Section.Specifier == imap.PartSpecifierNone && len(sec.Section.Part) == 0 {
+				m.Raw = sec.Bytes
+				if m.Raw == nil {
+					m.Raw = []byte{}
+				}
+				got[m.UID] = true
 			}
 		}
-		chunk = append(chunk, m)
-		chunkSize += m.Size
 	}
-	if err := flush(); err != nil {
-		return nil, false, err
+	if err := cmd.Close(); err != nil {
+		return nil, fmt.Errorf("uid fetch body %v: %w", set, err)
 	}
-
-	for i, m := range msgs {
-		if !m.TooLarge && !gotBody[m.UID] {
-			// Most likely expunged between the two FETCHes. Stop before
-			// it: the next UID SEARCH tells whether it still exists.
-			return msgs[:i], true, nil
-		}
-	}
-	return msgs, false, nil
+	return got, nil
 }

@@ -69,9 +69,11 @@ type Options struct {
 	// Larger messages are handed with TooLarge set and Raw nil. Zero means
 	// no limit.
 	MaxMessageSize int64
-	// BatchSize is the number of UIDs per FETCH. Default DefaultBatchSize.
-	// While one batch is handled, the next is fetched, so up to two
-	// batches are held in memory per folder.
+	// BatchSize is the number of UIDs per metadata FETCH. Default
+	// DefaultBatchSize. Bodies are fetched in chunks of at most 16 MiB and
+	// queued for the Handler while the next chunk is fetched; a folder
+	// holds at most BatchSize queued messages and 32 MiB of queued bodies
+	// (or one larger message).
 	BatchSize int
 	// PrepareWorkers is how many goroutines per folder run a Preparer's
 	// Prepare. Default runtime.GOMAXPROCS(0), at most 4.

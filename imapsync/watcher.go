@@ -29,6 +29,10 @@ type Watcher struct {
 	log     *slog.Logger
 	folders []*folderWatcher
 
+	// maxQueuedBytes bounds each folder's fetched, unhandled bodies;
+	// maxQueuedBytes (the constant) but for tests.
+	maxQueuedBytes int64
+
 	mu         sync.Mutex
 	authFailed bool // guarded by mu; shared by all folders
 }
@@ -60,8 +64,9 @@ func NewWatcher(opts Options) (*Watcher, error) {
 		return nil, err
 	}
 	w := &Watcher{
-		opts: o,
-		log:  o.Logger.With("channel", o.Channel),
+		opts:           o,
+		log:            o.Logger.With("channel", o.Channel),
+		maxQueuedBytes: maxQueuedBytes,
 	}
 	for _, name := range o.Folders {
 		w.folders = append(w.folders, &folderWatcher{

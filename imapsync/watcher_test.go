@@ -838,3 +838,67 @@ func TestPreparerPipeline(t *testing.T) {
 		}
 	}
 }
+
+// gate is a Handler that holds Handle of the first message until opened,
+// counting what was fed to the pipeline meanwhile through Prepare.
+type gate struct {
+	*recorder
+	open     chan struct{}
+	mu       sync.Mutex
+	prepared int
+}
+
+func (g *gate) Prepare(ctx context.Context, m *Message) {
+	g.mu.Lock()
+	g.prepared++
+	g.mu.Unlock()
+}
+
+func (g *gate) preparedCount() int {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.prepared
+}
+
+func (g *gate) Handle(ctx context.Context, m *Message) error {
+	<-g.open
+	return g.recorder.Handle(ctx, m)
+}
+
+// While Handle is stuck, the Watcher fetches ahead only as far as the
+// queued-bytes budget allows, and goes on once Handle does.
+func TestPipelineBytesBudget(t *testing.T) {
+	ts := newTestServer(t, fullCaps)
+	r := newRecorder()
+	g := &gate{recorder: r, open: make(chan struct{})}
+	body := strings.Repeat("x", 10_000)
+	const n = 20
+	for i := 1; i <= n; i++ {
+		ts.appendMsg("INBOX", testMail(i)+body+"\r\n")
+	}
+	opts := baseOptions(ts, r)
+	opts.Handler = g
+	w, err := NewWatcher(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.maxQueuedBytes = 25_000 // two of these messages, not three
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- w.Run(ctx) }()
+	defer func() {
+		cancel()
+		<-done
+	}()
+
+	waitFor(t, "two messages queued", func() bool { return g.preparedCount() >= 2 })
+	// Give the fetching side time to run past the budget, if it would.
+	time.Sleep(300 * time.Millisecond)
+	if got := g.preparedCount(); got != 2 {
+		t.Errorf("%d messages queued while Handle was stuck, want 2 (the budget)", got)
+	}
+	close(g.open)
+	if got := waitHandled(t, r, n); !slices.Equal(uidsOf(got)[:3], []uint32{1, 2, 3}) {
+		t.Errorf("handled UIDs %v, want 1..%d in order", uidsOf(got), n)
+	}
+}
