@@ -934,3 +934,32 @@ func FuzzFromDisplayName(f *testing.F) {
 		}
 	})
 }
+
+// A burst of replies passes the store's barrier once before the first
+// email leaves (its Message-ID is on disk first) and once after the last,
+// not once or twice per reply.
+func TestOutboundBurstBarriers(t *testing.T) {
+	f := newOutboundFixture(t)
+	for _, c := range []string{"a@example.com", "b@example.com", "c@example.com"} {
+		f.post(map[string]any{"email": c, "text": "Your parcel left today."})
+	}
+	f.clk.Add(11 * time.Second)
+	var atFirstRcpt uint64
+	f.relay.setRcpt(func(n int, to string) error {
+		if n == 1 {
+			atFirstRcpt = f.db.WALSyncs()
+		}
+		return nil
+	})
+	before := f.db.WALSyncs()
+	f.flush()
+	if n := len(f.relay.delivered()); n != 3 {
+		t.Fatalf("%d emails delivered, want 3", n)
+	}
+	if atFirstRcpt < before+1 {
+		t.Errorf("the first email left after %d WAL fsyncs of the burst, want 1 before it", atFirstRcpt-before)
+	}
+	if got := f.db.WALSyncs() - before; got != 2 {
+		t.Errorf("the burst of 3 replies took %d WAL fsyncs, want 2", got)
+	}
+}

@@ -3,6 +3,8 @@ package main
 import (
 	"io"
 	"net/http"
+	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -46,6 +48,13 @@ func TestDaemonMetricsAndReadiness(t *testing.T) {
 	waitScrape(t, base+"/metrics", 200, `mailgate_inbound_skipped_total{channel="support",reason="auto_reply"} 1`)
 	waitScrape(t, base+"/metrics", 200, `mailgate_imap_connected{channel="support"} 1`)
 	waitScrape(t, base+"/metrics", 200, `mailgate_inbound_delivery_seconds_count{channel="support"} 1`)
+	// The POST passed at least one barrier, and the migrations one more.
+	_, body := scrape(t, base+"/metrics")
+	if m := regexp.MustCompile(`(?m)^mailgate_store_wal_fsyncs_total (\d+)$`).FindStringSubmatch(body); m == nil {
+		t.Errorf("no mailgate_store_wal_fsyncs_total in /metrics")
+	} else if n, _ := strconv.Atoi(m[1]); n < 2 {
+		t.Errorf("mailgate_store_wal_fsyncs_total %d, want at least 2", n)
+	}
 	waitScrape(t, base+"/healthz", 200, `"ok"`)
 	waitScrape(t, base+"/readyz", 200, `"ready"`)
 

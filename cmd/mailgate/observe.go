@@ -8,6 +8,8 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"mailgate/bridge"
 	"mailgate/metrics"
 	"mailgate/store"
@@ -17,6 +19,12 @@ import (
 // (nothing when it is empty).
 func (d *daemon) startMetrics() error {
 	d.metrics.SetStateFunc(d.channelStates)
+	if err := d.metrics.Registry().Register(prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Name: "mailgate_store_wal_fsyncs_total",
+		Help: "fsyncs of the store's write-ahead log; concurrent commits share one (group commit).",
+	}, func() float64 { return float64(d.db.WALSyncs()) })); err != nil {
+		return fmt.Errorf("metrics: %w", err)
+	}
 	addr := d.opts.Config.Metrics.Listen
 	if addr == "" {
 		return nil
