@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/emersion/go-imap/v2"
+	"github.com/emersion/go-imap/v2/imapclient"
 )
 
 // maxBodyChunk bounds the sum of RFC822.SIZE fetched by one body FETCH, so
@@ -308,28 +309,15 @@ func (s *session) fetchBatch(uids []imap.UID, emit func([]*Message) bool) (incom
 	o := &f.w.opts
 	set := imap.UIDSetNum(uids...)
 
-	s.wd.arm()
-	defer s.wd.disarm()
-	metaCmd := s.c.Fetch(set, &imap.FetchOptions{
+	byUID := make(map[uint32]*Message, len(uids))
+	err = s.uidFetch(set, &imap.FetchOptions{
 		UID:          true,
 		RFC822Size:   true,
 		InternalDate: true,
 		Flags:        true,
-	})
-	byUID := make(map[uint32]*Message, len(uids))
-	for {
-		data := metaCmd.Next()
-		if data == nil {
-			break
-		}
-		buf, err := data.Collect()
-		if err != nil {
-			metaCmd.Close()
-			return false, fmt.Errorf("uid fetch %v: %w", set, err)
-		}
-		s.wd.arm()
+	}, func(buf *imapclient.FetchMessageBuffer) {
 		if buf.UID == 0 {
-			continue
+			return
 		}
 		byUID[uint32(buf.UID)] = &Message{
 			Folder:       f.name,
@@ -340,8 +328,8 @@ func (s *session) fetchBatch(uids []imap.UID, emit func([]*Message) bool) (incom
 			Flags:        buf.Flags,
 			TooLarge:     o.MaxMessageSize > 0 && buf.RFC822Size > o.MaxMessageSize,
 		}
-	}
-	if err := metaCmd.Close(); err != nil {
+	})
+	if err != nil {
 		return false, fmt.Errorf("uid fetch %v: %w", set, err)
 	}
 
@@ -403,26 +391,13 @@ func (s *session) fetchBodies(chunk []*Message) (got map[uint32]bool, err error)
 	if len(byUID) == 0 {
 		return got, nil
 	}
-	s.wd.arm()
-	defer s.wd.disarm()
-	cmd := s.c.Fetch(set, &imap.FetchOptions{
+	err = s.uidFetch(set, &imap.FetchOptions{
 		UID:         true,
 		BodySection: []*imap.FetchItemBodySection{&bodySection},
-	})
-	for {
-		data := cmd.Next()
-		if data == nil {
-			break
-		}
-		buf, err := data.Collect()
-		if err != nil {
-			cmd.Close()
-			return nil, fmt.Errorf("uid fetch body %v: %w", set, err)
-		}
-		s.wd.arm()
+	}, func(buf *imapclient.FetchMessageBuffer) {
 		m := byUID[uint32(buf.UID)]
 		if m == nil {
-			continue
+			return
 		}
 		for _, sec := range buf.BodySection {
 			if sec.Section != nil && sec.Section.Specifier == imap.PartSpecifierNone && len(sec.Section.Part) == 0 {
@@ -433,9 +408,31 @@ func (s *session) fetchBodies(chunk []*Message) (got map[uint32]bool, err error)
 				got[m.UID] = true
 			}
 		}
-	}
-	if err := cmd.Close(); err != nil {
+	})
+	if err != nil {
 		return nil, fmt.Errorf("uid fetch body %v: %w", set, err)
 	}
 	return got, nil
+}
+
+// uidFetch runs a UID FETCH of set and calls fn with each message as it
+// arrives, keeping the watchdog armed while the server sends.
+func (s *session) uidFetch(set imap.UIDSet, opts *imap.FetchOptions, fn func(*imapclient.FetchMessageBuffer)) error {
+	s.wd.arm()
+	defer s.wd.disarm()
+	cmd := s.c.Fetch(set, opts)
+	for {
+		data := cmd.Next()
+		if data == nil {
+			break
+		}
+		buf, err := data.Collect()
+		if err != nil {
+			cmd.Close()
+			return err
+		}
+		s.wd.arm()
+		fn(buf)
+	}
+	return cmd.Close()
 }
