@@ -176,26 +176,27 @@ func (p *pipeline) feed(msgs []*Message) bool {
 		}
 		p.queued.Add(size)
 		pd := &pending{m: m, prepared: make(chan struct{})}
-		select {
-		case p.order <- pd:
-		case <-p.stop:
-			return false
-		case <-p.ctx.Done():
+		if !p.send(p.order, pd) {
 			return false
 		}
 		if p.prep == nil {
 			close(pd.prepared)
-			continue
-		}
-		select {
-		case p.work <- pd:
-		case <-p.stop:
-			return false
-		case <-p.ctx.Done():
+		} else if !p.send(p.work, pd) {
 			return false
 		}
 	}
 	return true
+}
+
+// send sends pd on ch, unless the pipeline stops first.
+func (p *pipeline) send(ch chan<- *pending, pd *pending) bool {
+	select {
+	case ch <- pd:
+		return true
+	case <-p.stop:
+	case <-p.ctx.Done():
+	}
+	return false
 }
 
 // stopped reports whether the handling goroutine has given up or ctx is
