@@ -95,7 +95,7 @@ func (s *Server) AddUser(name, password string) error {
 func (s *Server) StartIMAP(addr string) error {
 	srv := imapserver.New(&imapserver.Options{
 		NewSession: func(*imapserver.Conn) (imapserver.Session, *imapserver.GreetingData, error) {
-			return idleSession{s.mem.NewSession()}, nil, nil
+			return PollingIdle(s.mem.NewSession()), nil, nil
 		},
 		Caps: imap.CapSet{
 			imap.CapIMAP4rev1:        {},
@@ -173,14 +173,20 @@ func (s *Server) Close() error {
 	return s.smtpSrv.Shutdown(ctx)
 }
 
-// idleSession makes IDLE report new mail promptly: imapmemserver only
-// notices mail appended after IDLE began, so it is polled, as real servers
-// do on their own schedule.
-type idleSession struct {
+// PollingIdle wraps an imapmemserver session so that its IDLE reports new
+// mail promptly, as real servers do: imapmemserver's IDLE only wakes on
+// updates queued after it began, so mail appended between a client's last
+// command and its IDLE would stay unreported until the next update. The
+// wrapped IDLE polls every 20 ms; MOVE stays available.
+func PollingIdle(sess imapserver.Session) imapserver.Session {
+	return pollingIdleSession{sess}
+}
+
+type pollingIdleSession struct {
 	imapserver.Session
 }
 
-func (s idleSession) Idle(w *imapserver.UpdateWriter, stop <-chan struct{}) error {
+func (s pollingIdleSession) Idle(w *imapserver.UpdateWriter, stop <-chan struct{}) error {
 	t := time.NewTicker(20 * time.Millisecond)
 	defer t.Stop()
 	for {
@@ -195,8 +201,7 @@ func (s idleSession) Idle(w *imapserver.UpdateWriter, stop <-chan struct{}) erro
 	}
 }
 
-// Move keeps MOVE available through the wrapper.
-func (s idleSession) Move(w *imapserver.MoveWriter, numSet imap.NumSet, dest string) error {
+func (s pollingIdleSession) Move(w *imapserver.MoveWriter, numSet imap.NumSet, dest string) error {
 	return s.Session.(imapserver.SessionMove).Move(w, numSet, dest)
 }
 

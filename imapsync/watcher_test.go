@@ -19,6 +19,8 @@ import (
 	"github.com/emersion/go-imap/v2/imapclient"
 	"github.com/emersion/go-imap/v2/imapserver"
 	"github.com/emersion/go-imap/v2/imapserver/imapmemserver"
+
+	"mailgate/devmail"
 )
 
 const (
@@ -70,7 +72,7 @@ func (ts *testServer) listen(addr string) {
 	ts.t.Helper()
 	srv := imapserver.New(&imapserver.Options{
 		NewSession: func(*imapserver.Conn) (imapserver.Session, *imapserver.GreetingData, error) {
-			return pollingIdleSession{ts.mem.NewSession()}, nil, nil
+			return devmail.PollingIdle(ts.mem.NewSession()), nil, nil
 		},
 		Caps:         ts.caps,
 		InsecureAuth: true,
@@ -146,35 +148,6 @@ func (ts *testServer) flags(mailbox string) map[uint32][]imap.Flag {
 		out[uint32(b.UID)] = b.Flags
 	}
 	return out
-}
-
-// pollingIdleSession is an imapmemserver session whose IDLE also reports
-// updates queued before it began, as real servers do: imapmemserver's IDLE
-// only wakes on updates queued after it started, so mail appended between
-// the watcher's last command and its IDLE would otherwise stay unreported
-// until the next update.
-type pollingIdleSession struct {
-	imapserver.Session
-}
-
-func (s pollingIdleSession) Idle(w *imapserver.UpdateWriter, stop <-chan struct{}) error {
-	t := time.NewTicker(10 * time.Millisecond)
-	defer t.Stop()
-	for {
-		if err := s.Session.Poll(w, true); err != nil {
-			return err
-		}
-		select {
-		case <-stop:
-			return nil
-		case <-t.C:
-		}
-	}
-}
-
-// Move keeps MOVE available through the wrapper.
-func (s pollingIdleSession) Move(w *imapserver.MoveWriter, numSet imap.NumSet, dest string) error {
-	return s.Session.(imapserver.SessionMove).Move(w, numSet, dest)
 }
 
 type discardWriter struct{}
