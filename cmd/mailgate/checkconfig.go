@@ -53,16 +53,7 @@ func checkConnections(ctx context.Context, w io.Writer, cfg *config.Config) bool
 		}
 	}
 	for _, ch := range cfg.Channels {
-		for _, st := range imapsync.Check(ctx, imapsync.Options{
-			Channel:          ch.Name,
-			Address:          ch.IMAP.Address,
-			Security:         ch.IMAP.Security,
-			TLSConfig:        imapTLS(ch),
-			Auth:             imapsync.PasswordAuth{Username: ch.IMAP.Username, Password: ch.IMAP.Password.Reveal()},
-			Folders:          ch.IMAP.Folders,
-			QuarantineFolder: ch.IMAP.QuarantineFolder,
-			MoveTo:           ch.IMAP.MoveTo,
-		}) {
+		for _, st := range imapsync.Check(ctx, imapOptions(ch)) {
 			report(ch.Name, "imap: "+st.Name, st.Err, st.Note)
 		}
 		sender, err := smtpout.NewSender(smtpout.SenderOptions{

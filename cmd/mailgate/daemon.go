@@ -305,23 +305,13 @@ func (d *daemon) startChannel(parent context.Context, ch config.Channel) error {
 	if err != nil {
 		return err
 	}
-	w, err := imapsync.NewWatcher(imapsync.Options{
-		Channel:          ch.Name,
-		Address:          ch.IMAP.Address,
-		Security:         ch.IMAP.Security,
-		TLSConfig:        imapTLS(ch),
-		Auth:             imapsync.PasswordAuth{Username: ch.IMAP.Username, Password: ch.IMAP.Password.Reveal()},
-		Folders:          ch.IMAP.Folders,
-		QuarantineFolder: ch.IMAP.QuarantineFolder,
-		MoveTo:           ch.IMAP.MoveTo,
-		PollInterval:     ch.IMAP.PollInterval.Duration,
-		IdleRefresh:      ch.IMAP.IdleRefresh.Duration,
-		MaxMessageSize:   int64(cfg.Media.MaxMessageSize),
-		Cursors:          inbound,
-		Handler:          inbound,
-		Actions:          inbound,
-		Logger:           d.log,
-	})
+	wopts := imapOptions(ch)
+	wopts.PollInterval = ch.IMAP.PollInterval.Duration
+	wopts.IdleRefresh = ch.IMAP.IdleRefresh.Duration
+	wopts.MaxMessageSize = int64(cfg.Media.MaxMessageSize)
+	wopts.Cursors, wopts.Handler, wopts.Actions = inbound, inbound, inbound
+	wopts.Logger = d.log
+	w, err := imapsync.NewWatcher(wopts)
 	if err != nil {
 		return fmt.Errorf("channel %q: %w", ch.Name, err)
 	}

@@ -43,20 +43,30 @@ func (d *daemon) outboundConfig(ch config.Channel, client *userlike.Client) (bri
 		Quote:          ch.SMTP.Quote,
 	}
 	if ch.SMTP.SentFolder != "" {
-		sent, err := imapsync.NewSentFolder(imapsync.Options{
-			Channel:   ch.Name,
-			Address:   ch.IMAP.Address,
-			Security:  ch.IMAP.Security,
-			TLSConfig: imapTLS(ch),
-			Auth:      imapsync.PasswordAuth{Username: ch.IMAP.Username, Password: ch.IMAP.Password.Reveal()},
-			Logger:    d.log,
-		}, ch.SMTP.SentFolder)
+		opts := imapOptions(ch)
+		opts.Logger = d.log
+		sent, err := imapsync.NewSentFolder(opts, ch.SMTP.SentFolder)
 		if err != nil {
 			return bridge.OutboundChannel{}, err
 		}
 		out.SentFolder = sent
 	}
 	return out, nil
+}
+
+// imapOptions are the IMAP connection and folder settings of a channel, as
+// the watcher, the Sent folder and check-config -connect use them.
+func imapOptions(ch config.Channel) imapsync.Options {
+	return imapsync.Options{
+		Channel:          ch.Name,
+		Address:          ch.IMAP.Address,
+		Security:         ch.IMAP.Security,
+		TLSConfig:        imapTLS(ch),
+		Auth:             imapsync.PasswordAuth{Username: ch.IMAP.Username, Password: ch.IMAP.Password.Reveal()},
+		Folders:          ch.IMAP.Folders,
+		QuarantineFolder: ch.IMAP.QuarantineFolder,
+		MoveTo:           ch.IMAP.MoveTo,
+	}
 }
 
 // imapTLS is the TLS configuration of a channel's IMAP connection, nil for
