@@ -159,10 +159,6 @@ func Open(ctx context.Context, path string, opts Options) (*DB, error) {
 	write.SetConnMaxIdleTime(0)
 
 	db := &DB{path: abs, write: write, now: now, wal: newWALSyncer(abs), wstmts: newStmtCache(write)}
-	if err := db.setJournal(ctx); err != nil {
-		write.Close()
-		return nil, fmt.Errorf("store: open %q: %w", path, err)
-	}
 	if err := db.migrate(ctx); err != nil {
 		write.Close()
 		return nil, err
@@ -191,38 +187,12 @@ func Open(ctx context.Context, path string, opts Options) (*DB, error) {
 	return db, nil
 }
 
-// pageSize is the page size of a new database. With 16 KiB pages, a raw
-// email goes into the WAL in a quarter of the frames, hence of the system
-// calls, that the default 4 KiB pages take.
-const pageSize = 16384
-
-// setJournal gives a new database its page size, which can only be set
-// before the first write, and then switches to WAL mode, which persists
-// in the file. An existing database keeps its page size.
-func (db *DB) setJournal(ctx context.Context) error {
-	if _, err := db.write.ExecContext(ctx, fmt.Sprintf("PRAGMA page_size = %d", pageSize)); err != nil {
-		return fmt.Errorf("set page size: %w", err)
-	}
-	var mode string
-	if err := db.write.QueryRowContext(ctx, "PRAGMA journal_mode = WAL").Scan(&mode); err != nil {
-		return fmt.Errorf("set WAL mode: %w", err)
-	}
-	if mode != "wal" {
-		return fmt.Errorf("set WAL mode: the database stays in %q mode", mode)
-	}
-	return nil
-}
-
 // dsn builds the connection string. The pragmas ride in the DSN so that
 // every connection database/sql opens gets them, not just the first.
 func dsn(abs string, busy time.Duration, readOnly bool) string {
 	q := url.Values{}
 	q.Add("_pragma", "busy_timeout("+strconv.FormatInt(busy.Milliseconds(), 10)+")")
-	if readOnly {
-		// The writer put the file in WAL mode (see setJournal); this only
-		// makes sure a reader never reads in another mode.
-		q.Add("_pragma", "journal_mode(WAL)")
-	}
+	q.Add("_pragma", "journal_mode(WAL)")
 	// NORMAL: commits are made durable by Barrier (see the package doc).
 	q.Add("_pragma", "synchronous(NORMAL)")
 	q.Add("_pragma", "foreign_keys(1)")

@@ -2,7 +2,6 @@ package store
 
 import (
 	"context"
-	"database/sql"
 	"errors"
 	"os"
 	"path/filepath"
@@ -316,43 +315,4 @@ func FuzzMigrationVersion(f *testing.F) {
 			t.Fatalf("migrationVersion(%q) = %d", name, n)
 		}
 	})
-}
-
-// A new database gets 16 KiB pages and WAL mode; one made with SQLite's
-// default page size keeps it (the page size of a database with content
-// cannot change without a VACUUM) and is still put in WAL mode.
-func TestPageSizeAndJournal(t *testing.T) {
-	ctx := context.Background()
-	pragmas := func(db *DB) (size int, mode string) {
-		t.Helper()
-		if err := db.read.QueryRowContext(ctx, "PRAGMA page_size").Scan(&size); err != nil {
-			t.Fatal(err)
-		}
-		if err := db.read.QueryRowContext(ctx, "PRAGMA journal_mode").Scan(&mode); err != nil {
-			t.Fatal(err)
-		}
-		return size, mode
-	}
-	db, _ := openTest(t)
-	if size, mode := pragmas(db); size != pageSize || mode != "wal" {
-		t.Errorf("new database: page size %d, journal %q; want %d, wal", size, mode, pageSize)
-	}
-
-	old := filepath.Join(t.TempDir(), "old.db")
-	raw, err := sql.Open("sqlite", old)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := raw.ExecContext(ctx, "PRAGMA page_size = 4096; CREATE TABLE earlier (a)"); err != nil {
-		t.Fatal(err)
-	}
-	raw.Close()
-	db, err = Open(ctx, old, Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	if size, mode := pragmas(db); size != 4096 || mode != "wal" {
-		t.Errorf("existing database: page size %d, journal %q; want 4096, wal", size, mode)
-	}
 }
