@@ -123,9 +123,8 @@ type pipeline struct {
 	stop  chan struct{} // closed when the handling goroutine gives up
 	wg    sync.WaitGroup
 
-	maxQueued int64         // maxQueuedBytes; tests lower it
-	queued    atomic.Int64  // bytes of bodies fed and not yet handled
-	freed     chan struct{} // poked when a handled message frees bytes
+	queued atomic.Int64  // bytes of bodies fed and not yet handled
+	freed  chan struct{} // poked when a handled message frees bytes
 
 	// Set by the handling goroutine, read after wg.Wait.
 	failedUID uint32
@@ -141,12 +140,11 @@ type pending struct {
 func startPipeline(ctx context.Context, f *folderWatcher) *pipeline {
 	o := &f.w.opts
 	p := &pipeline{
-		ctx:       ctx,
-		f:         f,
-		order:     make(chan *pending, o.BatchSize),
-		stop:      make(chan struct{}),
-		maxQueued: f.w.maxQueuedBytes,
-		freed:     make(chan struct{}, 1),
+		ctx:   ctx,
+		f:     f,
+		order: make(chan *pending, o.BatchSize),
+		stop:  make(chan struct{}),
+		freed: make(chan struct{}, 1),
 	}
 	p.prep, _ = o.Handler.(Preparer)
 	if p.prep != nil {
@@ -165,7 +163,7 @@ func startPipeline(ctx context.Context, f *folderWatcher) *pipeline {
 func (p *pipeline) feed(msgs []*Message) bool {
 	for _, m := range msgs {
 		size := int64(len(m.Raw))
-		for q := p.queued.Load(); q > 0 && q+size > p.maxQueued; q = p.queued.Load() {
+		for q := p.queued.Load(); q > 0 && q+size > p.f.w.maxQueuedBytes; q = p.queued.Load() {
 			select {
 			case <-p.freed:
 			case <-p.stop:

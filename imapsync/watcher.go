@@ -29,8 +29,8 @@ type Watcher struct {
 	log     *slog.Logger
 	folders []*folderWatcher
 
-	// maxQueuedBytes bounds each folder's fetched, unhandled bodies;
-	// maxQueuedBytes (the constant) but for tests.
+	// maxQueuedBytes bounds each folder's fetched, unhandled bodies: the
+	// constant maxQueuedBytes, lowered by tests.
 	maxQueuedBytes int64
 
 	mu         sync.Mutex
