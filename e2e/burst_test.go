@@ -12,6 +12,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/emersion/go-imap/v2"
 )
 
 // burstMarker finds "burst-SENDER-SEQ" in a posted text.
@@ -21,7 +23,8 @@ var burstMarker = regexp.MustCompile(`burst-(\d+)-(\d+)\b`)
 // killed with SIGKILL at random moments (at least 10 times, some of them
 // during startup and some after the last delivery) and restarted. In the
 // end every email must have been posted at least once, under its sender,
-// and each sender's emails must first reach Userlike in delivery order.
+// and each sender's emails must first reach Userlike in the mailbox's (UID)
+// order.
 // Duplicates (an email posted again because mailgate died between the POST
 // and recording it) are allowed, counted and reported.
 func TestBurstKill9(t *testing.T) {
@@ -44,6 +47,7 @@ func TestBurstKill9(t *testing.T) {
 	// senders interleave, and each sender's mails arrive (and get UIDs) in
 	// sequence order, over one LMTP session per batch.
 	msgs := make([]lmtpMessage, total)
+	delivered := make([]string, total) // markers in delivery order
 	for i := range msgs {
 		s, seq := i%senders+1, i/senders
 		from := senderOf(s)
@@ -54,10 +58,11 @@ func TestBurstKill9(t *testing.T) {
 			Body:     fmt.Sprintf("Burst message burst-%02d-%02d from customer %d.", s, seq, s),
 		}
 		msgs[i] = lmtpMessage{From: from, To: supportUser, Raw: e.raw()}
+		delivered[i] = fmt.Sprintf("burst-%02d-%02d", s, seq)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
-	delivered := make(chan error, 1)
+	deliveryErr := make(chan error, 1)
 	start := time.Now()
 	go func() {
 		// Batches of 1 to 40 emails, 0 to 0.5s apart: on average faster
@@ -65,18 +70,18 @@ func TestBurstKill9(t *testing.T) {
 		for i := 0; i < total; {
 			n := min(1+rand.N(maxBatch), total-i)
 			if err := deliverLMTP(ctx, msgs[i:i+n]); err != nil {
-				delivered <- fmt.Errorf("delivering mails %d-%d: %w", i, i+n-1, err)
+				deliveryErr <- fmt.Errorf("delivering mails %d-%d: %w", i, i+n-1, err)
 				return
 			}
 			i += n
 			select {
 			case <-ctx.Done():
-				delivered <- ctx.Err()
+				deliveryErr <- ctx.Err()
 				return
 			case <-time.After(rand.N(500 * time.Millisecond)):
 			}
 		}
-		delivered <- nil
+		deliveryErr <- nil
 	}()
 
 	// Kill at random moments, restart at once (so some kills hit the
@@ -88,7 +93,7 @@ func TestBurstKill9(t *testing.T) {
 	for !deliveryDone || kills < minKills || killsAfter < 2 {
 		wait := 300*time.Millisecond + rand.N(2700*time.Millisecond)
 		select {
-		case err := <-delivered:
+		case err := <-deliveryErr:
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -128,11 +133,16 @@ func TestBurstKill9(t *testing.T) {
 	time.Sleep(3 * time.Second) // let stragglers land before counting
 	posts = ul.Accepted()
 
-	counts := map[key]int{}
-	lastFirst := map[int]int{} // sender -> highest seq posted so far (first posts)
-	for s := 1; s <= senders; s++ {
-		lastFirst[s] = -1
+	// First posts must follow the mailbox's order (UID order), which is
+	// almost always the order of delivery.
+	uids := uidsByMarker(t, supportUser, "INBOX", burstMarker)
+	sender := func(marker string) string { return burstMarker.FindStringSubmatch(marker)[1] }
+	if n := reordered(delivered, uids, sender); n > 0 {
+		t.Logf("Dovecot numbered %d pairs of one sender's emails in the opposite order of their delivery", n)
 	}
+	uidOf := func(k key) imap.UID { return uids[fmt.Sprintf("burst-%02d-%02d", k.sender, k.seq)] }
+	counts := map[key]int{}
+	lastFirst := map[int]key{} // sender -> the email with the highest UID first posted so far
 	var orderErrs, lateDups, foreign, wrongSender []string
 	for _, p := range posts {
 		k, ok := parse(p)
@@ -144,13 +154,18 @@ func TestBurstKill9(t *testing.T) {
 			wrongSender = append(wrongSender, fmt.Sprintf("burst-%02d-%02d posted as %q", k.sender, k.seq, p.Email))
 		}
 		counts[k]++
+		prev, seen := lastFirst[k.sender]
 		switch {
-		case counts[k] == 1 && k.seq < lastFirst[k.sender]:
-			orderErrs = append(orderErrs, fmt.Sprintf("sender %d: #%d first posted after #%d", k.sender, k.seq, lastFirst[k.sender]))
+		case uidOf(k) == 0:
+			if counts[k] == 1 {
+				t.Errorf("burst-%02d-%02d was posted but is not in the support INBOX", k.sender, k.seq)
+			}
+		case counts[k] == 1 && seen && uidOf(k) < uidOf(prev):
+			orderErrs = append(orderErrs, fmt.Sprintf("sender %d: #%d (UID %d) first posted after #%d (UID %d)", k.sender, k.seq, uidOf(k), prev.seq, uidOf(prev)))
 		case counts[k] == 1:
-			lastFirst[k.sender] = k.seq
-		case k.seq < lastFirst[k.sender]:
-			lateDups = append(lateDups, fmt.Sprintf("sender %d: #%d again after #%d", k.sender, k.seq, lastFirst[k.sender]))
+			lastFirst[k.sender] = k
+		case seen && uidOf(k) < uidOf(prev):
+			lateDups = append(lateDups, fmt.Sprintf("sender %d: #%d again after #%d", k.sender, k.seq, prev.seq))
 		}
 	}
 	var missing []string

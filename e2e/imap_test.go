@@ -10,6 +10,7 @@ import (
 	"mime"
 	"net/mail"
 	"os/exec"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -114,6 +115,43 @@ func flattenThread(d imapclient.ThreadData) []uint32 {
 		uids = append(uids, flattenThread(s)...)
 	}
 	return uids
+}
+
+// uidsByMarker fetches user's folder and maps the first match of re in
+// each message's text to the message's UID. The UIDs are the mailbox's
+// own arrival order, which is the order mailgate promises to post a
+// sender's emails in. It is not always the order of delivery: Dovecot's
+// maildir can number a message delivered a moment earlier after later
+// ones, when the IMAP session and the delivery sync the folder at once.
+func uidsByMarker(t testing.TB, user, folder string, re *regexp.Regexp) map[string]imap.UID {
+	t.Helper()
+	uids := map[string]imap.UID{}
+	for _, m := range fetchFolder(t, user, folder) {
+		text, err := plainText(m.Raw)
+		if err != nil {
+			t.Fatalf("%s/%s UID %d: %v", user, folder, m.UID, err)
+		}
+		if k := re.FindString(text); k != "" {
+			uids[k] = m.UID
+		}
+	}
+	return uids
+}
+
+// reordered counts the pairs of markers that the mailbox numbered in the
+// opposite order of their delivery (delivered lists the markers in
+// delivery order; only pairs with the same key, such as the same sender,
+// are compared).
+func reordered(delivered []string, uids map[string]imap.UID, key func(marker string) string) int {
+	n := 0
+	for i, a := range delivered {
+		for _, b := range delivered[i+1:] {
+			if key(a) == key(b) && uids[a] > uids[b] {
+				n++
+			}
+		}
+	}
+	return n
 }
 
 // plainText returns the decoded text/plain parts of a message, joined; for

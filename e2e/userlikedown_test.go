@@ -29,7 +29,8 @@ const (
 // writing: first it answers 503 for 10 s, then it accepts connections and
 // never answers for 45 s (longer than mailgate's 30 s HTTP timeout). Mail
 // arrives before and during both phases. After recovery every email must
-// be posted exactly once, and each sender's emails in delivery order.
+// be posted exactly once, and each sender's emails in the mailbox's (UID)
+// order.
 func TestUserlikeDown(t *testing.T) {
 	if testing.Short() {
 		t.Skip("-short: a 55 s Userlike outage")
@@ -110,9 +111,16 @@ func TestUserlikeDown(t *testing.T) {
 			countDistinct(posts, downMarker), total, g.Status(t), g.LogTail(40))
 	}
 
+	// Each sender's emails must be posted in the mailbox's order (UID
+	// order), which is almost always the order of delivery.
+	uids := uidsByMarker(t, supportUser, "INBOX", downMarker)
+	sender := func(marker string) string { return downMarker.FindStringSubmatch(marker)[1] }
+	if n := reordered(order, uids, sender); n > 0 {
+		t.Logf("Dovecot numbered %d pairs of one sender's emails in the opposite order of their delivery", n)
+	}
 	perMarker := map[string]int{}
 	var orderErrs []string
-	last := map[string]int{} // sender -> last sequence number posted
+	last := map[string]string{} // sender -> the marker with the highest UID posted so far
 	for _, p := range posts {
 		m := downMarker.FindStringSubmatch(p.Text)
 		if m == nil || p.URL != "" {
@@ -120,13 +128,17 @@ func TestUserlikeDown(t *testing.T) {
 			continue
 		}
 		perMarker[m[0]]++
-		var s, q int
+		var s int
 		fmt.Sscan(m[1], &s)
-		fmt.Sscan(m[2], &q)
-		if prev, ok := last[m[1]]; ok && q < prev {
-			orderErrs = append(orderErrs, fmt.Sprintf("%s after ud-%s-%02d", m[0], m[1], prev))
+		uid, ok := uids[m[0]]
+		if !ok {
+			t.Errorf("%s was posted but is not in the support INBOX", m[0])
 		}
-		last[m[1]] = max(last[m[1]], q)
+		if prev, ok := last[m[1]]; ok && uid < uids[prev] {
+			orderErrs = append(orderErrs, fmt.Sprintf("%s (UID %d) after %s (UID %d)", m[0], uid, prev, uids[prev]))
+		} else {
+			last[m[1]] = m[0]
+		}
 		if p.Email != senderOf(30+s) {
 			t.Errorf("%s posted as %q, want %q", m[0], p.Email, senderOf(30+s))
 		}
