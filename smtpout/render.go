@@ -276,11 +276,16 @@ func cleanHeaderText(s string) string {
 	return strings.Join(strings.Fields(s), " ")
 }
 
-// headerText cleans s and, if it is ASCII with a word too long to fold,
-// writes it as encoded-words. Non-ASCII text is left to go-mail, which
-// encodes it as RFC 2047 Q encoded-words of at most 75 characters.
+// headerText cleans s and writes it as encoded-words if it holds text that
+// readers would decode ("=?", as in a subject that quotes a raw
+// encoded-word) or, being ASCII, a word too long to fold. Other non-ASCII
+// text is left to go-mail, which encodes it as RFC 2047 Q encoded-words of
+// at most 75 characters.
 func headerText(s string) string {
 	s = cleanHeaderText(s)
+	if strings.Contains(s, "=?") {
+		return encodeWords(s)
+	}
 	long := false
 	for w := range strings.SplitSeq(s, " ") {
 		if len(w) > maxHeaderWord {

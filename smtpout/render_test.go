@@ -248,6 +248,32 @@ func TestRenderEncodesNonASCII(t *testing.T) {
 	}
 }
 
+// A subject that quotes a raw encoded-word must reach the reader as
+// written, not decoded (or refused) by the reader's client.
+func TestRenderLiteralEncodedWord(t *testing.T) {
+	for _, subject := range []string{
+		"Re: =?UTF-8?Q?abc?=",
+		"Re: why does my subject say =?x?q?a?= here",
+		"=??q??=",
+		"Re: Grüße =?utf-8?B?w7w=?=",
+	} {
+		in := baseReply()
+		in.Subject = subject
+		in.From.Name = "Support =?UTF-8?Q?x?="
+		in.Headers = map[string]string{"X-Mailgate-Channel": subject}
+		r := mustRender(t, in)
+		if got, err := r.header.Subject(); err != nil || got != subject {
+			t.Errorf("Subject %q came back as %q, %v", subject, got, err)
+		}
+		if got, err := r.header.Text("X-Mailgate-Channel"); err != nil || got != subject {
+			t.Errorf("X-Mailgate-Channel %q came back as %q, %v", subject, got, err)
+		}
+		if from, err := r.header.AddressList("From"); err != nil || len(from) != 1 || from[0].Name != in.From.Name {
+			t.Errorf("From name %q came back as %v, %v", in.From.Name, from, err)
+		}
+	}
+}
+
 func TestRenderLongLines(t *testing.T) {
 	in := baseReply()
 	long := strings.Repeat("a", 5000)
@@ -541,6 +567,7 @@ func FuzzRender(f *testing.F) {
 	f.Add("J\r\nBcc: x@y", "S\r\nX: y", "<script>x</script>\r\n.\r\n", "\x00\x01\x7f", "\u2028", "../a\"b", "v\r\nBcc: z")
 	f.Add("Jürgen", "Grüße 👋", strings.Repeat("ü", 2000), strings.Repeat("N", 300), "", strings.Repeat("ü", 300), strings.Repeat("h", 1200))
 	f.Add("", "", "", "", "", "", "")
+	f.Add("=?x?q?a?=", "=?UTF-8?Q?abc?=", "", "=??q??=", "", "=?utf-8?b?w7w=?=", "=?x?q?a?=")
 	f.Fuzz(func(t *testing.T, toName, subject, text, fromName, quote, filename, extra string) {
 		in := &Reply{
 			From:        mail.Address{Name: fromName, Address: "support@acme.example"},
