@@ -4,6 +4,7 @@ package e2e
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"fmt"
 	"net/http"
 	"strings"
@@ -38,12 +39,13 @@ func TestHostileInput(t *testing.T) {
 		good bool
 		uid  uint32
 		size int
+		sum  [sha256.Size]byte // of the raw email without CRs
 	}
 	var all []delivered
 	save := func(name string, good bool, raw []byte) {
 		uid := uidNext(t, supportUser, "INBOX")
 		deliver(t, supportUser, raw)
-		all = append(all, delivered{name: name, good: good, uid: uid, size: len(raw)})
+		all = append(all, delivered{name: name, good: good, uid: uid, size: len(raw), sum: sha256.Sum256(bytes.ReplaceAll(raw, []byte("\r"), nil))})
 	}
 	start := time.Now()
 	every := len(bad) / goods
@@ -67,6 +69,32 @@ func TestHostileInput(t *testing.T) {
 		t.Fatalf("UIDNEXT is %d after the deliveries, want %d: UIDs do not map to the deliveries", next, all[len(all)-1].uid+1)
 	}
 	t.Logf("delivered %d hostile and %d good emails in %v", len(bad), goods, time.Since(start).Round(time.Millisecond))
+	// UIDNEXT before each save is the email's UID unless Dovecot numbered
+	// a save after a later one (it can, while another session syncs the
+	// maildir). Where the mailbox's copy is found by content, its UID
+	// counts; Dovecot may rewrite the rest (bare CRs, NULs).
+	byContent := map[[sha256.Size]byte][]uint32{} // in UID order, for equal copies
+	for _, m := range fetchFolder(t, supportUser, "INBOX") {
+		sum := sha256.Sum256(bytes.ReplaceAll(m.Raw, []byte("\r"), nil))
+		byContent[sum] = append(byContent[sum], uint32(m.UID))
+	}
+	moved, uids := 0, map[uint32]string{}
+	for i := range all {
+		if found := byContent[all[i].sum]; len(found) > 0 {
+			byContent[all[i].sum] = found[1:]
+			if found[0] != all[i].uid {
+				all[i].uid = found[0]
+				moved++
+			}
+		}
+		if other, ok := uids[all[i].uid]; ok {
+			t.Fatalf("%s and %s both map to UID %d", other, all[i].name, all[i].uid)
+		}
+		uids[all[i].uid] = all[i].name
+	}
+	if moved > 0 {
+		t.Logf("Dovecot numbered %d emails out of delivery order", moved)
+	}
 
 	// Settled: one ledger row per email, none still waiting to post.
 	st, ok := g.waitStatus(t, 3*time.Minute, func(s channelStatus) bool {

@@ -55,8 +55,6 @@ const (
 	envKeep = "E2E_KEEP"
 	// envWorkDir names the work directory instead of a fresh temp dir.
 	envWorkDir = "E2E_WORKDIR"
-	// envStrict turns "mailgate is not functional yet" skips into failures.
-	envStrict = "E2E_STRICT"
 	// envBinary names a mailgate binary to test instead of building
 	// ../cmd/mailgate (for example a release build, or a build of another
 	// checkout).
@@ -125,7 +123,7 @@ func runSuite(m *testing.M) int {
 
 // prepare installs the packages, starts the mail servers and builds
 // mailgate. It returns a non-zero exit code when the servers cannot run;
-// a failed build only makes the scenarios skip (see requireDaemon).
+// a failed build makes every scenario fail (see requireDaemon).
 func (s *suiteEnv) prepare() int {
 	if err := os.MkdirAll(filepath.Join(s.workDir, "logs"), 0o755); err != nil {
 		fmt.Fprintf(os.Stderr, "e2e: %v\n", err)
@@ -307,18 +305,13 @@ func freePort() (string, error) {
 	return port, nil
 }
 
-// requireDaemon skips the test when mailgate cannot run yet (it does not
-// build, or does not start), so that the suite stays useful while the
-// daemon is being written. With E2E_STRICT set it fails instead.
+// requireDaemon fails the test when mailgate cannot run (it does not
+// build, or does not start).
 func requireDaemon(t *testing.T, err error) {
 	t.Helper()
-	if err == nil {
-		return
+	if err != nil {
+		t.Fatalf("mailgate cannot run: %v", err)
 	}
-	if os.Getenv(envStrict) != "" {
-		t.Fatalf("mailgate is not functional: %v", err)
-	}
-	t.Skipf("mailgate is not functional yet (set %s=1 to fail instead): %v", envStrict, err)
 }
 
 // testDir returns a fresh directory for one scenario's store, media,

@@ -137,6 +137,9 @@ func (f *fakeUserlike) serve(w http.ResponseWriter, r *http.Request) {
 			return
 		case <-release:
 		}
+		if r.Context().Err() != nil {
+			return // mailgate gave up at the moment of release
+		}
 		f.mu.Lock()
 		f.posts[idx].Status = http.StatusOK
 		f.mu.Unlock()

@@ -26,7 +26,7 @@ import (
 const (
 	testUser     = "alice"
 	testPassword = "correct-horse-7"
-	waitTimeout  = 15 * time.Second
+	waitTimeout  = time.Minute // generous: go test runs packages side by side under -race
 )
 
 // fullCaps is a server with MOVE and UIDPLUS (IDLE is always offered).

@@ -309,10 +309,12 @@ func TestEnqueueGroupCommit(t *testing.T) {
 	cancelled, cancel := context.WithCancel(ctx)
 	cancel()
 	var wg sync.WaitGroup
+	start := make(chan struct{}) // all requests at once, however the goroutines are scheduled
 	for i := range n {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			<-start
 			c := ctx
 			if i == 7 {
 				c = cancelled
@@ -323,6 +325,7 @@ func TestEnqueueGroupCommit(t *testing.T) {
 			answers[i] = answer{id, dup, err}
 		}()
 	}
+	close(start)
 	wg.Wait()
 	ids := map[int64]int{}
 	for i, a := range answers {

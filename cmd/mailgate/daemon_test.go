@@ -156,6 +156,8 @@ func TestDaemonUserlikeErrors(t *testing.T) {
 		t.Fatalf("dead retry: exit %d\n%s%s", code, out, errOut)
 	}
 	e.ul.waitPosts(3)
+	// The fake records a POST before mailgate reads its 200 and commits.
+	e.waitLedger(func(s string) bool { return strings.Contains(s, "posted=3") })
 	code, out, _ = runCLI(t, "", "status", "-c", e.cfgPath)
 	if code != 0 || !strings.Contains(out, "3 posted") {
 		t.Errorf("status after retry: exit %d\n%s", code, out)

@@ -72,7 +72,9 @@ func (e *testEnv) waitMailboxMessages(user, pass, name string, n int) [][]byte {
 }
 
 func TestDaemonRoundTripReplyIsThreaded(t *testing.T) {
-	e := newTestEnv(t, "", "coalesce = \"1s\"")
+	// Coalescing must span both webhook calls below, each of which waits
+	// for an fsync: 4 s leaves room for a slow disk under -race.
+	e := newTestEnv(t, "", "coalesce = \"4s\"")
 	e.deliver(customerMail("jane@example.test", "Jane Doe", "q1@example.test", "Order 1234 missing", "Where is my order?"))
 	e.start()
 	e.ul.waitPosts(1)
