@@ -54,7 +54,8 @@ type InboundOptions struct {
 	MaxPostAge time.Duration
 	// Workers bounds concurrent POSTs (to different contacts); default 4.
 	Workers int
-	// Notify tells the mailbox watcher that IMAP actions are pending.
+	// Notify tells the mailbox watcher that IMAP actions, or messages to
+	// fetch again, are pending.
 	Notify func()
 	// OnBounce, when set, gets every bounce that carries a delivery
 	// report, so that the outbox can match it to the reply it concerns.
@@ -134,6 +135,17 @@ type postItem struct {
 func (in *Inbound) Cursor(ctx context.Context, folder string) (uidValidity, uid uint32, err error) {
 	c, err := in.opts.DB.Cursor(ctx, in.opts.Channel, folder)
 	return c.UIDValidity, c.UID, err
+}
+
+// Refetches implements imapsync.RefetchSource: the dead letters that
+// `mailgate dead retry` asked to fetch again.
+func (in *Inbound) Refetches(ctx context.Context, folder string, uidValidity uint32) ([]uint32, error) {
+	return in.opts.DB.Refetches(ctx, in.opts.Channel, folder, uidValidity)
+}
+
+// RefetchGone implements imapsync.RefetchSource.
+func (in *Inbound) RefetchGone(ctx context.Context, folder string, uidValidity uint32, uids []uint32) error {
+	return in.opts.DB.RefetchGone(ctx, in.opts.Channel, folder, uidValidity, uids)
 }
 
 // UIDValidityChanged implements imapsync.Handler. The folder is rescanned;
@@ -338,6 +350,9 @@ func (in *Inbound) record(ctx context.Context, row *store.Inbound, d *Decision) 
 	if res.Existing {
 		return nil
 	}
+	if res.Replaced != 0 {
+		in.log.Info("inbound: dead letter fetched again", "ledger_id", res.ID, "replaces", res.Replaced, "uid", row.UID, "folder", row.Folder, "state", row.State)
+	}
 	state := row.State
 	if res.DuplicateOf != 0 {
 		state = store.StateSkipped
@@ -420,6 +435,8 @@ func (in *Inbound) Run(ctx context.Context) error {
 	results := make(chan postResult, in.opts.Workers)
 	inflight := map[string]bool{}
 	backoff := map[string]*contactBackoff{}
+	refetching := false // a dead letter waits to be fetched again
+	var refetchChecked time.Time
 	timer := time.NewTimer(0)
 	defer timer.Stop()
 
@@ -440,6 +457,18 @@ func (in *Inbound) Run(ctx context.Context) error {
 				if b.until.Before(next) {
 					next = b.until
 				}
+			}
+		}
+		// `mailgate dead retry` runs in another process: look every few
+		// seconds, and wake the Watcher once when it asks for a dead
+		// letter to be fetched again.
+		if time.Since(refetchChecked) >= idleRecheck {
+			refetchChecked = time.Now()
+			if has, err := in.opts.DB.HasRefetches(ctx, in.opts.Channel); err == nil {
+				if has && !refetching {
+					in.opts.Notify()
+				}
+				refetching = has
 			}
 		}
 		if free := in.opts.Workers - len(inflight); free > 0 && ctx.Err() == nil {

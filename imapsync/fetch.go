@@ -75,6 +75,13 @@ func (s *session) catchUp(ctx context.Context) (retry time.Duration, err error) 
 	if len(uids) > 0 {
 		f.log.Debug("imap: catching up", "after_uid", from, "messages", len(uids))
 	}
+	if storedValidity == s.validity {
+		again, err := s.refetches(ctx, from)
+		if err != nil {
+			return 0, err
+		}
+		uids = append(again, uids...)
+	}
 	pl := startPipeline(ctx, f)
 	var connErr error
 	incomplete := false
@@ -264,7 +271,59 @@ func (p *pipeline) handleOne(h Handler, pd *pending) {
 		close(p.stop)
 		return
 	}
-	p.f.memValidity, p.f.memUID = pd.m.UIDValidity, pd.m.UID
+	if p.f.memValidity != pd.m.UIDValidity || pd.m.UID > p.f.memUID { // refetched UIDs lie below
+		p.f.memValidity, p.f.memUID = pd.m.UIDValidity, pd.m.UID
+	}
+}
+
+// refetches returns the UIDs at or below after that the CursorStore, when
+// it is a RefetchSource, asks to hand again and that the folder still
+// holds, ascending; those it no longer holds are reported gone. A store
+// failure is logged and leaves the refetches to the next catch-up.
+func (s *session) refetches(ctx context.Context, after uint32) ([]imap.UID, error) {
+	f := s.f
+	src, ok := f.w.opts.Cursors.(RefetchSource)
+	if !ok {
+		return nil, nil
+	}
+	want, err := src.Refetches(ctx, f.name, s.validity)
+	if err != nil {
+		f.log.Warn("imap: reading the messages to fetch again failed", "err", err)
+		return nil, nil
+	}
+	var set imap.UIDSet
+	for _, u := range want {
+		if u <= after {
+			set.AddNum(imap.UID(u))
+		}
+	}
+	if len(set) == 0 {
+		return nil, nil
+	}
+	s.wd.arm()
+	data, err := s.c.UIDSearch(&imap.SearchCriteria{UID: []imap.UIDSet{set}}, nil).Wait()
+	s.wd.disarm()
+	if err != nil {
+		return nil, fmt.Errorf("uid search %v: %w", set, err)
+	}
+	found := data.AllUIDs()
+	slices.Sort(found)
+	var gone []uint32
+	for _, u := range want {
+		if u <= after && !slices.Contains(found, imap.UID(u)) {
+			gone = append(gone, u)
+		}
+	}
+	if len(gone) > 0 {
+		f.log.Warn("imap: messages to fetch again are no longer in the folder", "uids", gone)
+		if err := src.RefetchGone(ctx, f.name, s.validity, gone); err != nil {
+			f.log.Warn("imap: recording messages gone from the folder failed", "uids", gone, "err", err)
+		}
+	}
+	if len(found) > 0 {
+		f.log.Info("imap: fetching messages again", "uids", found)
+	}
+	return slices.Compact(found), nil
 }
 
 // searchAfter returns the UIDs greater than after, ascending.

@@ -163,6 +163,19 @@ type CursorStore interface {
 	Cursor(ctx context.Context, folder string) (uidValidity, uid uint32, err error)
 }
 
+// A RefetchSource is a CursorStore that can ask for messages at or below
+// the cursor to be fetched and handed again, such as a dead letter an
+// admin retries. The Watcher asks it on every catch-up of a folder and
+// hands those messages before the new ones; the Handler must then record
+// them again instead of treating them as repeats.
+type RefetchSource interface {
+	// Refetches returns the UIDs of folder, under uidValidity, to fetch
+	// and hand again.
+	Refetches(ctx context.Context, folder string, uidValidity uint32) ([]uint32, error)
+	// RefetchGone reports UIDs asked for that the folder no longer holds.
+	RefetchGone(ctx context.Context, folder string, uidValidity uint32, uids []uint32) error
+}
+
 // Message is one fetched message, handed to the Handler.
 type Message struct {
 	Folder       string

@@ -188,7 +188,9 @@ func (r *recorder) Handle(ctx context.Context, m *Message) error {
 		return errors.New("ledger busy")
 	}
 	r.handled = append(r.handled, m)
-	r.cursors[m.Folder] = [2]uint32{m.UIDValidity, m.UID}
+	if c := r.cursors[m.Folder]; c[0] != m.UIDValidity || c[1] < m.UID {
+		r.cursors[m.Folder] = [2]uint32{m.UIDValidity, m.UID}
+	}
 	return nil
 }
 
@@ -873,5 +875,90 @@ func TestPipelineBytesBudget(t *testing.T) {
 	close(g.open)
 	if got := waitHandled(t, r, n); !slices.Equal(uidsOf(got)[:3], []uint32{1, 2, 3}) {
 		t.Errorf("handled UIDs %v, want 1..%d in order", uidsOf(got), n)
+	}
+}
+
+// refetcher is a recorder that is also a RefetchSource: a UID asked for
+// is asked for until it is handled again or reported gone.
+type refetcher struct {
+	*recorder
+	want []uint32
+	gone []uint32
+}
+
+func (r *refetcher) ask(uids ...uint32) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.want = append(r.want, uids...)
+}
+
+func (r *refetcher) Refetches(ctx context.Context, folder string, uidValidity uint32) ([]uint32, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Clone(r.want), nil
+}
+
+func (r *refetcher) RefetchGone(ctx context.Context, folder string, uidValidity uint32, uids []uint32) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.gone = append(r.gone, uids...)
+	r.want = slices.DeleteFunc(r.want, func(u uint32) bool { return slices.Contains(uids, u) })
+	return nil
+}
+
+func (r *refetcher) Handle(ctx context.Context, m *Message) error {
+	if err := r.recorder.Handle(ctx, m); err != nil {
+		return err
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.want = slices.DeleteFunc(r.want, func(u uint32) bool { return u == m.UID })
+	return nil
+}
+
+func (r *refetcher) goneCopy() []uint32 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Clone(r.gone)
+}
+
+// A message below the cursor that the RefetchSource asks for is fetched
+// and handed again, before new mail and without moving the cursor back;
+// one the folder no longer holds is reported gone.
+func TestRefetch(t *testing.T) {
+	ts := newTestServer(t, fullCaps)
+	r := &refetcher{recorder: newRecorder()}
+	for i := 1; i <= 4; i++ {
+		ts.appendMsg("INBOX", testMail(i))
+	}
+	opts := baseOptions(ts, r.recorder)
+	opts.Cursors, opts.Handler = r, r
+	w := startWatcher(t, opts)
+	waitHandled(t, r.recorder, 4)
+	r.addActions(Action{ID: 1, UIDValidity: 1, UID: 3, Kind: ActionDelete})
+	w.Notify()
+	waitFor(t, "uid 3 deleted", func() bool { return r.doneCount() == 1 })
+
+	r.ask(2, 3)
+	w.Notify()
+	waitFor(t, "uid 3 reported gone", func() bool { return len(r.goneCopy()) > 0 })
+	got := waitHandled(t, r.recorder, 5)
+	if !slices.Equal(uidsOf(got), []uint32{1, 2, 3, 4, 2}) {
+		t.Fatalf("handled UIDs %v, want [1 2 3 4 2]", uidsOf(got))
+	}
+	if !slices.Equal(r.goneCopy(), []uint32{3}) {
+		t.Errorf("gone = %v, want [3]", r.goneCopy())
+	}
+	if !strings.Contains(string(got[4].Raw), "Subject: Order 2 does") {
+		t.Errorf("refetched message:\n%s", got[4].Raw)
+	}
+
+	// New mail still continues after the highest UID handled.
+	ts.appendMsg("INBOX", testMail(5))
+	w.Notify()
+	waitHandled(t, r.recorder, 6)
+	time.Sleep(100 * time.Millisecond)
+	if got = r.handledCopy(); !slices.Equal(uidsOf(got), []uint32{1, 2, 3, 4, 2, 5}) {
+		t.Fatalf("handled UIDs %v, want [1 2 3 4 2 5]", uidsOf(got))
 	}
 }

@@ -24,6 +24,11 @@ const (
 		WHERE channel = ? AND state IN ('fetched', 'posting')
 		ORDER BY id`
 
+	// qRefetches lists the dead letters of a folder marked for refetching.
+	qRefetches = `SELECT uid FROM inbound INDEXED BY inbound_refetch
+		WHERE channel = ? AND folder = ? AND uidvalidity = ? AND refetch = 1 AND state = 'dead'
+		ORDER BY uid`
+
 	// qPostBody is one queued post of a row.
 	qPostBody = `SELECT body FROM inbound_posts WHERE ledger_id = ? AND seq = ?`
 
@@ -118,6 +123,9 @@ type RecordResult struct {
 	// Existing: (channel, folder, uidvalidity, uid) was already recorded;
 	// nothing was written except the cursor.
 	Existing bool
+	// Replaced: the message was a dead letter marked for refetching
+	// (Requeue); row #Replaced was deleted and this one written instead.
+	Replaced int64
 	// DuplicateOf: the dedupe key matched row #DuplicateOf of the channel;
 	// this row was written as skipped with reason "duplicate of #N" and no
 	// posts (its After action is kept).
@@ -127,7 +135,9 @@ type RecordResult struct {
 // RecordInbound records a fetched message in one transaction:
 //
 //  1. if (channel, folder, uidvalidity, uid) is already recorded, it
-//     writes nothing but the cursor and reports Existing;
+//     writes nothing but the cursor and reports Existing, unless that row
+//     is a dead letter marked for refetching (Requeue): then it deletes
+//     the row, reports it as Replaced and goes on;
 //  2. else if in.DedupeKey is set and another row of the channel has it,
 //     it records in as skipped ("duplicate of #N"), without posts;
 //  3. else it records in as given (State "" means fetched), with its posts.
@@ -162,14 +172,24 @@ func (db *DB) RecordInbound(ctx context.Context, in *Inbound) (RecordResult, err
 		if err := db.advanceCursor(ctx, tx, in.Channel, in.Folder, in.UIDValidity, in.UID, now); err != nil {
 			return err
 		}
-		err := db.txQueryRow(ctx, tx, `SELECT id FROM inbound
+		var old int64
+		var refetch bool
+		err := db.txQueryRow(ctx, tx, `SELECT id, refetch = 1 AND state = 'dead' FROM inbound
 			WHERE channel = ? AND folder = ? AND uidvalidity = ? AND uid = ?`,
-			in.Channel, in.Folder, in.UIDValidity, in.UID).Scan(&res.ID)
-		if err == nil {
-			res.Existing = true
+			in.Channel, in.Folder, in.UIDValidity, in.UID).Scan(&old, &refetch)
+		switch {
+		case err == nil && !refetch:
+			res.ID, res.Existing = old, true
 			return nil
-		}
-		if !errors.Is(err, sql.ErrNoRows) {
+		case err == nil:
+			// A dead letter fetched again for `mailgate dead retry`: the
+			// new decision replaces it (its posts and raw copy go with it;
+			// its media are linked to the new row below).
+			if _, err := db.txExec(ctx, tx, `DELETE FROM inbound WHERE id = ?`, old); err != nil {
+				return err
+			}
+			res.Replaced = old
+		case !errors.Is(err, sql.ErrNoRows):
 			return err
 		}
 		if in.DedupeKey != "" {
@@ -611,12 +631,19 @@ func (db *DB) SetLastError(ctx context.Context, id int64, msg string) error {
 	return wrapErr("set last error", id, err)
 }
 
-// Requeue moves a dead row back to fetched so that its remaining posts
-// are sent again (posts already done stay done). Attempts and the last
-// error are reset. It fails for a row that is not dead or has no posts
-// left.
-func (db *DB) Requeue(ctx context.Context, id int64) error {
-	err := db.tx(ctx, func(tx *sql.Tx) error {
+// Requeue puts dead row id back in the queue.
+//
+//   - A row with posts left goes back to fetched, so that its remaining
+//     posts are sent again (posts already done stay done). Attempts and
+//     the last error are reset.
+//   - A row that died with nothing to post (too large, unreadable, given
+//     up in quarantine) is marked for refetching, and refetch is true: the
+//     folder's Watcher fetches the message again (Refetches) and the new
+//     decision replaces the row (RecordInbound).
+//
+// It fails for a row that is not dead, or whose posts were all sent.
+func (db *DB) Requeue(ctx context.Context, id int64) (refetch bool, err error) {
+	err = db.tx(ctx, func(tx *sql.Tx) error {
 		var st string
 		var done, total int
 		err := tx.QueryRowContext(ctx, `SELECT state, posts_done, posts_total FROM inbound WHERE id = ?`, id).
@@ -630,14 +657,76 @@ func (db *DB) Requeue(ctx context.Context, id int64) error {
 		if InboundState(st) != StateDead {
 			return &StateError{Table: "inbound", ID: id, State: st, Op: "requeue"}
 		}
-		if done >= total {
+		now := db.nowMS()
+		switch {
+		case total == 0:
+			refetch = true
+			_, err = tx.ExecContext(ctx, `UPDATE inbound SET refetch = 1, last_error = '', updated_at = ? WHERE id = ?`, now, id)
+		case done >= total:
 			return fmt.Errorf("no posts left to send (%d of %d done)", done, total)
+		default:
+			_, err = tx.ExecContext(ctx, `UPDATE inbound SET state = 'fetched', reason = '', attempts = 0,
+				last_error = '', updated_at = ? WHERE id = ?`, now, id)
 		}
-		_, err = tx.ExecContext(ctx, `UPDATE inbound SET state = 'fetched', reason = '', attempts = 0,
-			last_error = '', updated_at = ? WHERE id = ?`, db.nowMS(), id)
 		return err
 	})
-	return wrapErr("requeue", id, err)
+	return refetch, wrapErr("requeue", id, err)
+}
+
+// Refetches returns the UIDs of the channel's folder, under uidValidity,
+// of dead letters that Requeue marked for refetching, ascending.
+func (db *DB) Refetches(ctx context.Context, channel, folder string, uidValidity uint32) ([]uint32, error) {
+	rows, err := db.read.QueryContext(ctx, qRefetches, channel, folder, uidValidity)
+	if err != nil {
+		return nil, fmt.Errorf("store: refetches of %s/%s: %w", channel, folder, err)
+	}
+	defer rows.Close()
+	var uids []uint32
+	for rows.Next() {
+		var uid uint32
+		if err := rows.Scan(&uid); err != nil {
+			return nil, fmt.Errorf("store: refetches of %s/%s: %w", channel, folder, err)
+		}
+		uids = append(uids, uid)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("store: refetches of %s/%s: %w", channel, folder, err)
+	}
+	return uids, nil
+}
+
+// HasRefetches reports whether any dead letter of the channel waits to be
+// fetched again.
+func (db *DB) HasRefetches(ctx context.Context, channel string) (bool, error) {
+	var n int
+	err := db.read.QueryRowContext(ctx, `SELECT count(*) FROM inbound INDEXED BY inbound_refetch
+		WHERE channel = ? AND refetch = 1 AND state = 'dead'`, channel).Scan(&n)
+	if err != nil {
+		return false, fmt.Errorf("store: refetches of %s: %w", channel, err)
+	}
+	return n > 0, nil
+}
+
+// RefetchGone ends the refetching of the dead letters of the channel's
+// folder at uids, which are no longer in the folder; each keeps a last
+// error that says so.
+func (db *DB) RefetchGone(ctx context.Context, channel, folder string, uidValidity uint32, uids []uint32) error {
+	if len(uids) == 0 {
+		return nil
+	}
+	list, err := jsonArray(uids)
+	if err != nil {
+		return err
+	}
+	_, err = db.writeExec(ctx, `UPDATE inbound SET refetch = 0, updated_at = ?,
+			last_error = 'dead retry: the email is no longer in ' || folder || ', so it cannot be fetched again'
+		WHERE channel = ? AND folder = ? AND uidvalidity = ? AND refetch = 1
+			AND uid IN (SELECT value FROM json_each(?))`,
+		db.nowMS(), channel, folder, uidValidity, list)
+	if err != nil {
+		return fmt.Errorf("store: end refetching in %s/%s: %w", channel, folder, err)
+	}
+	return nil
 }
 
 // CountFromContact counts the ledger rows of the channel from contact that

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -300,8 +301,8 @@ func TestDuePostsOrder(t *testing.T) {
 	check(nil, 0, f(a2, 0, "a@example.org"), f(c1, 0, "c@example.org"), f(b2, 0, "b@example.org"))
 
 	// Requeued, the old row goes first again.
-	if err := db.Requeue(ctx, b1); err != nil {
-		t.Fatal(err)
+	if refetch, err := db.Requeue(ctx, b1); err != nil || refetch {
+		t.Fatalf("Requeue = %v, %v; want posts queued again", refetch, err)
 	}
 	check(nil, 0, f(b1, 0, "b@example.org"), f(a2, 0, "a@example.org"), f(c1, 0, "c@example.org"))
 }
@@ -366,13 +367,85 @@ func TestMarkPostingAttempts(t *testing.T) {
 	}
 }
 
+// TestRequeueRefetch follows a dead letter without posts through `dead
+// retry`: marked, listed for its folder, and replaced when fetched again;
+// a refetch of an email gone from the folder ends with a last error.
+func TestRequeueRefetch(t *testing.T) {
+	db, _ := openTest(t)
+	ctx := context.Background()
+
+	dead := func(uid uint32) int64 {
+		in := newInbound(uid, "", 0)
+		in.State, in.Reason, in.After = StateDead, "the email is too large", Action{}
+		return mustRecord(t, db, in).ID
+	}
+	big, gone := dead(5), dead(6)
+	other := mustRecord(t, db, newInbound(7, "a@example.org", 1)).ID
+	if uids, err := db.Refetches(ctx, "c", "INBOX", 1); err != nil || len(uids) != 0 {
+		t.Fatalf("Refetches before any retry = %v, %v", uids, err)
+	}
+	if has, err := db.HasRefetches(ctx, "c"); err != nil || has {
+		t.Fatalf("HasRefetches before any retry = %v, %v", has, err)
+	}
+	for _, id := range []int64{gone, big} {
+		if refetch, err := db.Requeue(ctx, id); err != nil || !refetch {
+			t.Fatalf("Requeue(%d) = %v, %v", id, refetch, err)
+		}
+	}
+	if uids, err := db.Refetches(ctx, "c", "INBOX", 1); err != nil || !slices.Equal(uids, []uint32{5, 6}) {
+		t.Fatalf("Refetches = %v, %v; want [5 6]", uids, err)
+	}
+	if uids, _ := db.Refetches(ctx, "c", "INBOX", 2); len(uids) != 0 {
+		t.Fatalf("Refetches under another UIDVALIDITY = %v", uids)
+	}
+	if has, _ := db.HasRefetches(ctx, "c"); !has {
+		t.Fatal("HasRefetches = false after a retry")
+	}
+
+	// An ordinary row's UID fetched again stays as it is.
+	if res := mustRecord(t, db, newInbound(7, "a@example.org", 1)); !res.Existing || res.ID != other {
+		t.Fatalf("record uid 7 again = %+v", res)
+	}
+	// The refetched dead letter is replaced by the new decision.
+	res := mustRecord(t, db, newInbound(5, "b@example.org", 2))
+	if res.Existing || res.Replaced != big || res.ID == big {
+		t.Fatalf("record uid 5 again = %+v, want row %d replaced", res, big)
+	}
+	if _, err := db.Inbound(ctx, big); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("the replaced row: %v, want ErrNotFound", err)
+	}
+	in, err := db.Inbound(ctx, res.ID)
+	if err != nil || in.State != StateFetched || len(in.Posts) != 2 || in.Contact != "b@example.org" {
+		t.Fatalf("the new row = %+v, %v", in, err)
+	}
+	// Recording it once more is a plain repeat.
+	if again := mustRecord(t, db, newInbound(5, "b@example.org", 2)); !again.Existing || again.ID != res.ID {
+		t.Fatalf("record uid 5 a third time = %+v", again)
+	}
+
+	// The other one is no longer in the folder.
+	if err := db.RefetchGone(ctx, "c", "INBOX", 1, []uint32{6}); err != nil {
+		t.Fatal(err)
+	}
+	if uids, _ := db.Refetches(ctx, "c", "INBOX", 1); len(uids) != 0 {
+		t.Fatalf("Refetches after RefetchGone = %v", uids)
+	}
+	in, _ = db.Inbound(ctx, gone)
+	if in.State != StateDead || !strings.Contains(in.LastError, "no longer in INBOX") {
+		t.Fatalf("the gone row = state %s, last error %q", in.State, in.LastError)
+	}
+	if has, _ := db.HasRefetches(ctx, "c"); has {
+		t.Fatal("HasRefetches = true with nothing left to refetch")
+	}
+}
+
 func TestMarkDeadRequeue(t *testing.T) {
 	db, _ := openTest(t)
 	ctx := context.Background()
 
 	id := mustRecord(t, db, newInbound(1, "a@example.org", 2)).ID
 	var se *StateError
-	if err := db.Requeue(ctx, id); !errors.As(err, &se) || se.Op != "requeue" || se.State != "fetched" {
+	if _, err := db.Requeue(ctx, id); !errors.As(err, &se) || se.Op != "requeue" || se.State != "fetched" {
 		t.Fatalf("Requeue(fetched) = %v", err)
 	}
 	db.MarkPosting(ctx, id)
@@ -388,8 +461,8 @@ func TestMarkDeadRequeue(t *testing.T) {
 	if in.State != StateDead || in.Reason != "rejected by Userlike" || len(in.Raw) == 0 || in.PostsDone != 1 {
 		t.Fatalf("dead row = %+v", in)
 	}
-	if err := db.Requeue(ctx, id); err != nil {
-		t.Fatal(err)
+	if refetch, err := db.Requeue(ctx, id); err != nil || refetch {
+		t.Fatalf("Requeue = %v, %v; want posts queued again", refetch, err)
 	}
 	in, _ = db.Inbound(ctx, id)
 	if in.State != StateFetched || in.PostsDone != 1 || in.Attempts != 0 || in.LastError != "" || in.Reason != "" {
@@ -407,9 +480,13 @@ func TestMarkDeadRequeue(t *testing.T) {
 	if err := db.MarkDead(ctx, qid, "operator"); err != nil {
 		t.Fatal(err)
 	}
-	// A dead row without posts cannot be requeued (it would block its contact).
-	if err := db.Requeue(ctx, qid); err == nil || !strings.Contains(err.Error(), "no posts left") {
-		t.Fatalf("Requeue(no posts) = %v", err)
+	// A dead row without posts is marked for refetching; it does not
+	// enter the posting queue, where it would block its contact.
+	if refetch, err := db.Requeue(ctx, qid); err != nil || !refetch {
+		t.Fatalf("Requeue(no posts) = %v, %v; want a refetch", refetch, err)
+	}
+	if due, _ := db.DuePosts(ctx, "c", nil, 0); len(due) != 1 || due[0].LedgerID != id {
+		t.Fatalf("due after a refetch request = %v", duePairs(t, due))
 	}
 	s := newInbound(3, "c@example.org", 0)
 	s.State = StateSkipped

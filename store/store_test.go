@@ -249,7 +249,7 @@ func TestNotFoundErrors(t *testing.T) {
 	_, checks["PostDone"] = db.PostDone(ctx, 42, 0)
 	checks["MarkDead"] = db.MarkDead(ctx, 42, "x")
 	checks["SetLastError"] = db.SetLastError(ctx, 42, "x")
-	checks["Requeue"] = db.Requeue(ctx, 42)
+	_, checks["Requeue"] = db.Requeue(ctx, 42)
 	_, checks["Media"] = db.Media(ctx, "nope")
 	_, checks["Outbox"] = db.Outbox(ctx, 42)
 	_, _, checks["CancelOutbox"] = db.CancelOutbox(ctx, "c", "nope")
@@ -277,6 +277,7 @@ func TestQueryPlans(t *testing.T) {
 		{"due posts", qUnfinished, []any{"c"}, "inbound_unfinished"},
 		{"pending actions", qPendingActions, []any{"c", "INBOX", 10}, "inbound_actions"},
 		{"count from contact", qCountFromContact, []any{"c", "a", 0}, "inbound_contact"},
+		{"refetches", qRefetches, []any{"c", "INBOX", 1}, "inbound_refetch"},
 	} {
 		rows, err := db.read.QueryContext(context.Background(), "EXPLAIN QUERY PLAN "+c.query, c.args...)
 		if err != nil {

@@ -150,10 +150,15 @@ func cmdDead(ctx context.Context, env *environment, args []string) error {
 		enc.SetEscapeHTML(false)
 		return enc.Encode(deadView(r))
 	case "retry":
-		if err := db.Requeue(ctx, id); err != nil {
-			return fmt.Errorf("retry %d: %w (an email with nothing to post cannot be retried; save it with `mailgate dead show -raw %d`, fix the cause and deliver it again)", id, err, id)
+		refetch, err := db.Requeue(ctx, id)
+		if err != nil {
+			return fmt.Errorf("retry %d: %w", id, err)
 		}
-		fmt.Fprintf(env.stdout, "dead letter %d is queued again; the daemon posts it on its next round\n", id)
+		if refetch {
+			fmt.Fprintf(env.stdout, "dead letter %d will be fetched from the mailbox again within a few seconds (if the daemon runs) and replaced by what the daemon decides now; see `mailgate dead list` and `mailgate status`\n", id)
+		} else {
+			fmt.Fprintf(env.stdout, "dead letter %d is queued again; the daemon posts it on its next round\n", id)
+		}
 	case "drop":
 		if err := db.DropDead(ctx, id); err != nil {
 			return err

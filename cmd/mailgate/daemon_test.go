@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"net/http"
+	"os"
 	"slices"
 	"strings"
 	"testing"
@@ -298,5 +299,54 @@ func TestDaemonAttachesOriginalWhenTrimmed(t *testing.T) {
 	want := sha256.Sum256([]byte(strings.ReplaceAll(raw, "\n", "\r\n")))
 	if resp.StatusCode != 200 || sum != hex.EncodeToString(want[:]) {
 		t.Errorf("original: status %d sha %s, want the raw email", resp.StatusCode, sum)
+	}
+}
+
+// TestDaemonDeadRetryRefetches retries, against a live daemon, a dead
+// letter that had nothing to post (an email over media.max_message_size):
+// the daemon fetches it from the mailbox again and decides anew, so with
+// the limit raised it is posted, and the dead letter is gone.
+func TestDaemonDeadRetryRefetches(t *testing.T) {
+	e := newTestEnv(t, "\n[media]\nmax_message_size = \"2KiB\"\n")
+	e.deliver(customerMail("big@example.test", "Big", "big1@example.test", "Log file", strings.Repeat("a long line of log output\n", 200)))
+	e.deliver(customerMail("small@example.test", "Small", "s1@example.test", "Hi", "short question"))
+	stop := e.start()
+	e.ul.waitPosts(1)
+	e.waitLedger(func(s string) bool { return strings.Contains(s, "dead=1") })
+	_, out, _ := runCLI(t, "", "dead", "-c", e.cfgPath, "list")
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	if len(lines) != 2 || !strings.Contains(lines[1], "max_message_size") {
+		t.Fatalf("dead list:\n%s", out)
+	}
+	id := strings.Fields(lines[1])[0]
+
+	stop()
+	cfg, err := os.ReadFile(e.cfgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(e.cfgPath, bytes.Replace(cfg, []byte(`"2KiB"`), []byte(`"1MiB"`), 1), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	e.start()
+	code, out, errOut := runCLI(t, "", "dead", "-c", e.cfgPath, "retry", id)
+	if code != 0 || !strings.Contains(out, "fetched from the mailbox again") {
+		t.Fatalf("dead retry: exit %d\n%s%s", code, out, errOut)
+	}
+	posts := e.ul.waitPosts(2)
+	if posts[1].Email != "big@example.test" || !strings.Contains(posts[1].Text, "a long line of log output") {
+		t.Errorf("second post = %+v, want the big email", posts[1])
+	}
+	e.waitLedger(func(s string) bool { return strings.Contains(s, "posted=2") && !strings.Contains(s, "dead") })
+	if _, out, _ := runCLI(t, "", "dead", "-c", e.cfgPath, "list"); strings.Count(strings.TrimSpace(out), "\n") != 0 {
+		t.Errorf("dead list after the retry:\n%s", out)
+	}
+	// A second retry of the replaced dead letter finds nothing.
+	if code, _, _ := runCLI(t, "", "dead", "-c", e.cfgPath, "retry", id); code == 0 {
+		t.Errorf("retrying the replaced dead letter %s again succeeded", id)
+	}
+	time.Sleep(300 * time.Millisecond)
+	if n := len(e.ul.received()); n != 2 {
+		t.Errorf("%d posts, want 2", n)
 	}
 }
