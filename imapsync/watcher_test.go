@@ -39,7 +39,7 @@ var fullCaps = imap.CapSet{
 // testServer is go-imap's in-memory server on a loopback port. The
 // backend survives restarts, so mail appended while it is down is kept.
 type testServer struct {
-	t    *testing.T
+	t    testing.TB
 	mem  *imapmemserver.Server
 	user *imapmemserver.User
 	caps imap.CapSet
@@ -49,7 +49,7 @@ type testServer struct {
 	addr string
 }
 
-func newTestServer(t *testing.T, caps imap.CapSet) *testServer {
+func newTestServer(t testing.TB, caps imap.CapSet) *testServer {
 	t.Helper()
 	ts := &testServer{t: t, mem: imapmemserver.New(), caps: caps}
 	ts.user = ts.addUser(testPassword)
