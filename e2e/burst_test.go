@@ -63,7 +63,7 @@ func TestBurstKill9(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
 	deliveryErr := make(chan error, 1)
-	start := time.Now()
+	startedAt := time.Now()
 	go func() {
 		// Batches of 1 to 40 emails, 0 to 0.5s apart: on average faster
 		// than mailgate posts, so kills hit both the delivery and a backlog.
@@ -84,38 +84,11 @@ func TestBurstKill9(t *testing.T) {
 		deliveryErr <- nil
 	}()
 
-	// Kill at random moments, restart at once (so some kills hit the
-	// startup), until the delivery is over, at least minKills kills were
-	// done and two of them after the last delivery.
-	var deliveryTime time.Duration
-	deliveryDone := false
-	kills, killsAfter := 0, 0
-	for !deliveryDone || kills < minKills || killsAfter < 2 {
-		wait := 300*time.Millisecond + rand.N(2700*time.Millisecond)
-		select {
-		case err := <-deliveryErr:
-			if err != nil {
-				t.Fatal(err)
-			}
-			deliveryDone, deliveryTime = true, time.Since(start)
-			continue
-		case <-time.After(wait):
-		}
-		g.Kill9()
-		kills++
-		if deliveryDone {
-			killsAfter++
-		}
-		if err := g.spawn(); err != nil {
-			t.Fatalf("restart %d: %v", kills, err)
-		}
-	}
-	if err := g.waitHealthy(30 * time.Second); err != nil {
-		t.Fatalf("after %d kills: %v", kills, err)
-	}
+	deliveryTime, kills, killsAfter := killLoop(t, g, deliveryErr, killPlan{
+		minKills: minKills, killsAfter: 2, minWait: 300 * time.Millisecond, maxWait: 3 * time.Second})
 	restarted := time.Now()
 	t.Logf("delivered %d emails in %v; %d SIGKILLs (%d after the delivery); final restart %v after the start, with %d distinct emails posted so far",
-		total, deliveryTime.Round(time.Millisecond), kills, killsAfter, restarted.Sub(start).Round(time.Millisecond), distinct(ul.Accepted()))
+		total, deliveryTime.Round(time.Millisecond), kills, killsAfter, restarted.Sub(startedAt).Round(time.Millisecond), distinct(ul.Accepted()))
 
 	type key struct{ sender, seq int }
 	parse := func(p inboundPost) (key, bool) {
@@ -249,4 +222,47 @@ func head(s []string, n int) []string {
 		return s[:n]
 	}
 	return s
+}
+
+// killPlan says how killLoop kills.
+type killPlan struct {
+	minKills   int           // kills in all, at least
+	killsAfter int           // kills after the load ended, at least
+	minWait    time.Duration // between two kills, at least
+	maxWait    time.Duration // between two kills, at most
+}
+
+// killLoop SIGKILLs g at random moments and restarts it at once (so some
+// kills hit the startup) until load has delivered its result (an error
+// fails the test) and the plan's kills are done, then waits until the
+// last start is healthy. It returns how long the load took from the call,
+// and the kills in all and after the load.
+func killLoop(t *testing.T, g *mailgate, load <-chan error, plan killPlan) (loadTime time.Duration, kills, killsAfter int) {
+	t.Helper()
+	start := time.Now()
+	loadDone := false
+	for !loadDone || kills < plan.minKills || killsAfter < plan.killsAfter {
+		select {
+		case err := <-load:
+			if err != nil {
+				t.Fatal(err)
+			}
+			loadDone, loadTime = true, time.Since(start)
+			load = nil
+			continue
+		case <-time.After(plan.minWait + rand.N(plan.maxWait-plan.minWait)):
+		}
+		g.Kill9()
+		kills++
+		if loadDone {
+			killsAfter++
+		}
+		if err := g.spawn(); err != nil {
+			t.Fatalf("restart %d: %v", kills, err)
+		}
+	}
+	if err := g.waitHealthy(30 * time.Second); err != nil {
+		t.Fatalf("after %d kills: %v", kills, err)
+	}
+	return loadTime, kills, killsAfter
 }

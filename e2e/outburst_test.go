@@ -81,10 +81,9 @@ func TestOutboundBurstKill9(t *testing.T) {
 			}
 		}()
 	}
-	posted := make(chan struct{})
-	start := time.Now()
+	posted := make(chan error, 1)
 	go func() {
-		defer close(posted)
+		defer func() { posted <- nil }()
 		for i := 0; i < total; {
 			n := min(1+rand.N(25), total-i)
 			for j := i; j < i+n; j++ {
@@ -97,32 +96,8 @@ func TestOutboundBurstKill9(t *testing.T) {
 		wg.Wait()
 	}()
 
-	// Kill at random moments and restart at once (some kills hit the
-	// startup), until the posting is over, at least minKills kills were
-	// done, and one came after the last webhook call.
-	kills, killsAfter := 0, 0
-	done := false
-	var postTime time.Duration
-	for !done || kills < minKills || killsAfter < 1 {
-		select {
-		case <-posted:
-			done, postTime = true, time.Since(start)
-			posted = nil
-			continue
-		case <-time.After(500*time.Millisecond + rand.N(2500*time.Millisecond)):
-		}
-		g.Kill9()
-		kills++
-		if done {
-			killsAfter++
-		}
-		if err := g.spawn(); err != nil {
-			t.Fatalf("restart %d: %v", kills, err)
-		}
-	}
-	if err := g.waitHealthy(30 * time.Second); err != nil {
-		t.Fatalf("after %d kills: %v", kills, err)
-	}
+	postTime, kills, killsAfter := killLoop(t, g, posted, killPlan{
+		minKills: minKills, killsAfter: 1, minWait: 500 * time.Millisecond, maxWait: 3 * time.Second})
 	restarted := time.Now()
 
 	attempts, failedPosts, dupAnswers := 0, 0, 0
