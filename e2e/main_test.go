@@ -8,6 +8,7 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
@@ -294,15 +295,21 @@ func readEnvFile(path string) (map[string]string, error) {
 	return vars, sc.Err()
 }
 
-// freePort returns a TCP port on 127.0.0.1 that was free a moment ago.
+// freePort returns a TCP port on 127.0.0.1 that was free a moment ago. It
+// is taken below Linux's ephemeral range (32768 and up by default), so
+// that no outgoing connection can take it while its server restarts.
 func freePort() (string, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", fmt.Errorf("find a free port: %w", err)
+	var err error
+	for range 100 {
+		var ln net.Listener
+		ln, err = net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", 20000+rand.N(12000)))
+		if err == nil {
+			defer ln.Close()
+			_, port, _ := net.SplitHostPort(ln.Addr().String())
+			return port, nil
+		}
 	}
-	defer ln.Close()
-	_, port, _ := net.SplitHostPort(ln.Addr().String())
-	return port, nil
+	return "", fmt.Errorf("find a free port: %w", err)
 }
 
 // requireDaemon fails the test when mailgate cannot run (it does not
