@@ -143,9 +143,9 @@ func (in *Inbound) Refetches(ctx context.Context, folder string, uidValidity uin
 	return in.opts.DB.Refetches(ctx, in.opts.Channel, folder, uidValidity)
 }
 
-// RefetchGone implements imapsync.RefetchSource.
-func (in *Inbound) RefetchGone(ctx context.Context, folder string, uidValidity uint32, uids []uint32) error {
-	return in.opts.DB.RefetchGone(ctx, in.opts.Channel, folder, uidValidity, uids)
+// RefetchFailed implements imapsync.RefetchSource.
+func (in *Inbound) RefetchFailed(ctx context.Context, folder string, uidValidity uint32, uids []uint32, why string) error {
+	return in.opts.DB.RefetchFailed(ctx, in.opts.Channel, folder, uidValidity, uids, why)
 }
 
 // UIDValidityChanged implements imapsync.Handler. The folder is rescanned;
@@ -435,7 +435,7 @@ func (in *Inbound) Run(ctx context.Context) error {
 	results := make(chan postResult, in.opts.Workers)
 	inflight := map[string]bool{}
 	backoff := map[string]*contactBackoff{}
-	refetching := false // a dead letter waits to be fetched again
+	refetches := 0 // dead letters waiting to be fetched again
 	var refetchChecked time.Time
 	timer := time.NewTimer(0)
 	defer timer.Stop()
@@ -460,15 +460,15 @@ func (in *Inbound) Run(ctx context.Context) error {
 			}
 		}
 		// `mailgate dead retry` runs in another process: look every few
-		// seconds, and wake the Watcher once when it asks for a dead
-		// letter to be fetched again.
+		// seconds, and wake the Watcher when it asks for more dead
+		// letters to be fetched again.
 		if time.Since(refetchChecked) >= idleRecheck {
 			refetchChecked = time.Now()
-			if has, err := in.opts.DB.HasRefetches(ctx, in.opts.Channel); err == nil {
-				if has && !refetching {
+			if n, err := in.opts.DB.CountRefetches(ctx, in.opts.Channel); err == nil {
+				if n > refetches {
 					in.opts.Notify()
 				}
-				refetching = has
+				refetches = n
 			}
 		}
 		if free := in.opts.Workers - len(inflight); free > 0 && ctx.Err() == nil {

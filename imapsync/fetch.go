@@ -3,6 +3,7 @@ package imapsync
 import (
 	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"math"
 	"slices"
@@ -27,8 +28,9 @@ const maxQueuedBytes = 2 * maxBodyChunk
 var bodySection = imap.FetchItemBodySection{Peek: true}
 
 // catchUp hands every message above the cursor to the Handler, in UID
-// order. retry > 0 means the Handler (or the cursor store) failed and the
-// rest must be tried again after retry; err is a connection error.
+// order, then the messages a RefetchSource asks for again. retry > 0 means
+// the Handler (or the cursor store) failed and the rest must be tried
+// again after retry; err is a connection error.
 func (s *session) catchUp(ctx context.Context) (retry time.Duration, err error) {
 	f := s.f
 	o := &f.w.opts
@@ -75,13 +77,21 @@ func (s *session) catchUp(ctx context.Context) (retry time.Duration, err error) 
 	if len(uids) > 0 {
 		f.log.Debug("imap: catching up", "after_uid", from, "messages", len(uids))
 	}
-	if storedValidity == s.validity {
-		again, err := s.refetches(ctx, from)
-		if err != nil {
-			return 0, err
-		}
-		uids = append(again, uids...)
+	if retry, err := s.hand(ctx, uids); retry > 0 || err != nil {
+		return retry, err
 	}
+	if storedValidity != s.validity {
+		return 0, nil // the refetches wait for the cursor's UIDVALIDITY
+	}
+	return s.refetch(ctx)
+}
+
+// hand fetches uids, ascending, and hands them to the Handler in order.
+// retry > 0 means the Handler failed or the server sent no body, and the
+// rest must be tried again after retry; err is a connection error.
+func (s *session) hand(ctx context.Context, uids []imap.UID) (retry time.Duration, err error) {
+	f := s.f
+	o := &f.w.opts
 	pl := startPipeline(ctx, f)
 	var connErr error
 	incomplete := false
@@ -114,6 +124,99 @@ func (s *session) catchUp(ctx context.Context) (retry time.Duration, err error) 
 	}
 	f.handlerBackoff.reset()
 	return 0, nil
+}
+
+// Bounds of the refetches a RefetchSource asks for.
+const (
+	maxRefetchTries = 3   // tries to fetch one message again before giving up
+	maxRefetchBatch = 100 // UIDs per pass, and so per UID SEARCH
+)
+
+// refetch hands again the messages that the CursorStore, when it is a
+// RefetchSource, asks for, after the new mail. Those the folder no longer
+// holds, and those that failed maxRefetchTries times (a body too slow to
+// fetch, say), are given up and reported, so that a refetch never holds up
+// the folder for long. Its results are those of hand.
+func (s *session) refetch(ctx context.Context) (retry time.Duration, err error) {
+	f := s.f
+	src, ok := f.w.opts.Cursors.(RefetchSource)
+	if !ok {
+		return 0, nil
+	}
+	want, err := src.Refetches(ctx, f.name, s.validity)
+	if err != nil {
+		f.log.Warn("imap: reading the messages to fetch again failed", "err", err)
+		return 0, nil
+	}
+	if len(want) == 0 {
+		clear(f.refetchTries)
+		return 0, nil
+	}
+	var given []uint32
+	want = slices.DeleteFunc(want, func(u uint32) bool {
+		if f.refetchTries[[2]uint32{s.validity, u}] >= maxRefetchTries {
+			given = append(given, u)
+			return true
+		}
+		return false
+	})
+	s.refetchFailed(ctx, src, given, fmt.Sprintf("the email could not be fetched and recorded again in %d tries", maxRefetchTries))
+	want = want[:min(len(want), maxRefetchBatch)]
+	if len(want) == 0 {
+		return 0, nil
+	}
+	var set imap.UIDSet
+	for _, u := range want {
+		set.AddNum(imap.UID(u))
+		f.refetchTries[[2]uint32{s.validity, u}]++
+	}
+	s.wd.arm()
+	data, err := s.c.UIDSearch(&imap.SearchCriteria{UID: []imap.UIDSet{set}}, nil).Wait()
+	s.wd.disarm()
+	var refused *imap.Error
+	if errors.As(err, &refused) {
+		f.log.Warn("imap: searching the messages to fetch again failed", "uids", want, "err", err)
+		return f.handlerBackoff.next(), nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("uid search %v: %w", set, err)
+	}
+	found := data.AllUIDs()
+	slices.Sort(found)
+	found = slices.Compact(found)
+	var gone []uint32
+	for _, u := range want {
+		if !slices.Contains(found, imap.UID(u)) {
+			gone = append(gone, u)
+		}
+	}
+	s.refetchFailed(ctx, src, gone, "the email is no longer in "+f.name)
+	if len(found) == 0 {
+		return 0, nil
+	}
+	f.log.Info("imap: fetching messages again", "uids", found)
+	if retry, err = s.hand(ctx, found); retry == 0 && err == nil {
+		for _, u := range found {
+			delete(f.refetchTries, [2]uint32{s.validity, uint32(u)})
+		}
+	}
+	return retry, err
+}
+
+// refetchFailed gives up refetching uids, with why.
+func (s *session) refetchFailed(ctx context.Context, src RefetchSource, uids []uint32, why string) {
+	if len(uids) == 0 {
+		return
+	}
+	f := s.f
+	f.log.Warn("imap: giving up fetching messages again", "uids", uids, "why", why)
+	if err := src.RefetchFailed(ctx, f.name, s.validity, uids, why); err != nil {
+		f.log.Warn("imap: recording that messages cannot be fetched again failed", "uids", uids, "err", err)
+		return
+	}
+	for _, u := range uids {
+		delete(f.refetchTries, [2]uint32{s.validity, u})
+	}
 }
 
 // pipeline hands fetched messages to the Handler in UID order on its own
@@ -274,56 +377,6 @@ func (p *pipeline) handleOne(h Handler, pd *pending) {
 	if p.f.memValidity != pd.m.UIDValidity || pd.m.UID > p.f.memUID { // refetched UIDs lie below
 		p.f.memValidity, p.f.memUID = pd.m.UIDValidity, pd.m.UID
 	}
-}
-
-// refetches returns the UIDs at or below after that the CursorStore, when
-// it is a RefetchSource, asks to hand again and that the folder still
-// holds, ascending; those it no longer holds are reported gone. A store
-// failure is logged and leaves the refetches to the next catch-up.
-func (s *session) refetches(ctx context.Context, after uint32) ([]imap.UID, error) {
-	f := s.f
-	src, ok := f.w.opts.Cursors.(RefetchSource)
-	if !ok {
-		return nil, nil
-	}
-	want, err := src.Refetches(ctx, f.name, s.validity)
-	if err != nil {
-		f.log.Warn("imap: reading the messages to fetch again failed", "err", err)
-		return nil, nil
-	}
-	var set imap.UIDSet
-	for _, u := range want {
-		if u <= after {
-			set.AddNum(imap.UID(u))
-		}
-	}
-	if len(set) == 0 {
-		return nil, nil
-	}
-	s.wd.arm()
-	data, err := s.c.UIDSearch(&imap.SearchCriteria{UID: []imap.UIDSet{set}}, nil).Wait()
-	s.wd.disarm()
-	if err != nil {
-		return nil, fmt.Errorf("uid search %v: %w", set, err)
-	}
-	found := data.AllUIDs()
-	slices.Sort(found)
-	var gone []uint32
-	for _, u := range want {
-		if u <= after && !slices.Contains(found, imap.UID(u)) {
-			gone = append(gone, u)
-		}
-	}
-	if len(gone) > 0 {
-		f.log.Warn("imap: messages to fetch again are no longer in the folder", "uids", gone)
-		if err := src.RefetchGone(ctx, f.name, s.validity, gone); err != nil {
-			f.log.Warn("imap: recording messages gone from the folder failed", "uids", gone, "err", err)
-		}
-	}
-	if len(found) > 0 {
-		f.log.Info("imap: fetching messages again", "uids", found)
-	}
-	return slices.Compact(found), nil
 }
 
 // searchAfter returns the UIDs greater than after, ascending.

@@ -36,16 +36,18 @@ type folderWatcher struct {
 	state folderState // guarded by w.mu
 
 	// Owned by the loop goroutine.
-	backoff        backoff   // reconnect delay
-	handlerBackoff backoff   // delay before handing a failed UID again
-	memValidity    uint32    // UIDVALIDITY of memUID
-	memUID         uint32    // highest UID handed successfully
-	announced      [2]uint32 // last (old, new) accepted by UIDValidityChanged
+	backoff        backoff           // reconnect delay
+	handlerBackoff backoff           // delay before handing a failed UID again
+	memValidity    uint32            // UIDVALIDITY of memUID
+	memUID         uint32            // highest UID handed successfully
+	announced      [2]uint32         // last (old, new) accepted by UIDValidityChanged
+	refetchTries   map[[2]uint32]int // (UIDVALIDITY, UID) -> tries to fetch it again
 }
 
 // run connects, syncs and reconnects until ctx is done.
 func (f *folderWatcher) run(ctx context.Context) {
 	f.handlerBackoff = backoff{min: f.w.opts.MinBackoff, max: f.w.opts.MaxBackoff}
+	f.refetchTries = make(map[[2]uint32]int)
 	attempt := 0
 	var lastWarn time.Time
 	for {

@@ -165,15 +165,18 @@ type CursorStore interface {
 
 // A RefetchSource is a CursorStore that can ask for messages at or below
 // the cursor to be fetched and handed again, such as a dead letter an
-// admin retries. The Watcher asks it on every catch-up of a folder and
-// hands those messages before the new ones; the Handler must then record
-// them again instead of treating them as repeats.
+// admin retries. The Watcher asks it on every catch-up of a folder, after
+// handing the new mail, and hands those messages (at most 100 a pass) in
+// UID order; the Handler must then record them again instead of treating
+// them as repeats, and without moving the cursor back.
 type RefetchSource interface {
 	// Refetches returns the UIDs of folder, under uidValidity, to fetch
-	// and hand again.
+	// and hand again, ascending.
 	Refetches(ctx context.Context, folder string, uidValidity uint32) ([]uint32, error)
-	// RefetchGone reports UIDs asked for that the folder no longer holds.
-	RefetchGone(ctx context.Context, folder string, uidValidity uint32, uids []uint32) error
+	// RefetchFailed reports UIDs asked for that the Watcher gave up: the
+	// folder no longer holds them, or fetching or handling them failed 3
+	// times. why says which.
+	RefetchFailed(ctx context.Context, folder string, uidValidity uint32, uids []uint32, why string) error
 }
 
 // Message is one fetched message, handed to the Handler.

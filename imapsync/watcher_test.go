@@ -884,6 +884,7 @@ type refetcher struct {
 	*recorder
 	want []uint32
 	gone []uint32
+	why  []string
 }
 
 func (r *refetcher) ask(uids ...uint32) {
@@ -898,10 +899,11 @@ func (r *refetcher) Refetches(ctx context.Context, folder string, uidValidity ui
 	return slices.Clone(r.want), nil
 }
 
-func (r *refetcher) RefetchGone(ctx context.Context, folder string, uidValidity uint32, uids []uint32) error {
+func (r *refetcher) RefetchFailed(ctx context.Context, folder string, uidValidity uint32, uids []uint32, why string) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.gone = append(r.gone, uids...)
+	r.why = append(r.why, why)
 	r.want = slices.DeleteFunc(r.want, func(u uint32) bool { return slices.Contains(uids, u) })
 	return nil
 }
@@ -922,19 +924,27 @@ func (r *refetcher) goneCopy() []uint32 {
 	return slices.Clone(r.gone)
 }
 
-// A message below the cursor that the RefetchSource asks for is fetched
-// and handed again, before new mail and without moving the cursor back;
-// one the folder no longer holds is reported gone.
-func TestRefetch(t *testing.T) {
+// startRefetcher runs a Watcher whose store is a refetcher, on a folder of
+// n messages, and waits until they were handled.
+func startRefetcher(t *testing.T, n int) (*testServer, *refetcher, *Watcher) {
+	t.Helper()
 	ts := newTestServer(t, fullCaps)
 	r := &refetcher{recorder: newRecorder()}
-	for i := 1; i <= 4; i++ {
+	for i := 1; i <= n; i++ {
 		ts.appendMsg("INBOX", testMail(i))
 	}
 	opts := baseOptions(ts, r.recorder)
 	opts.Cursors, opts.Handler = r, r
 	w := startWatcher(t, opts)
-	waitHandled(t, r.recorder, 4)
+	waitHandled(t, r.recorder, n)
+	return ts, r, w
+}
+
+// A message below the cursor that the RefetchSource asks for is fetched
+// and handed again, without moving the cursor back; one the folder no
+// longer holds is reported gone.
+func TestRefetch(t *testing.T) {
+	ts, r, w := startRefetcher(t, 4)
 	r.addActions(Action{ID: 1, UIDValidity: 1, UID: 3, Kind: ActionDelete})
 	w.Notify()
 	waitFor(t, "uid 3 deleted", func() bool { return r.doneCount() == 1 })
@@ -960,5 +970,36 @@ func TestRefetch(t *testing.T) {
 	time.Sleep(100 * time.Millisecond)
 	if got = r.handledCopy(); !slices.Equal(uidsOf(got), []uint32{1, 2, 3, 4, 2, 5}) {
 		t.Fatalf("handled UIDs %v, want [1 2 3 4 2 5]", uidsOf(got))
+	}
+}
+
+// A refetch that keeps failing is given up after 3 tries, and new mail
+// still gets through.
+func TestRefetchGivesUp(t *testing.T) {
+	ts, r, w := startRefetcher(t, 3)
+
+	r.mu.Lock()
+	r.failUID, r.failTimes = 2, 1000
+	r.mu.Unlock()
+	r.ask(2)
+	ts.appendMsg("INBOX", testMail(4))
+	w.Notify()
+	waitFor(t, "uid 2 given up", func() bool { return len(r.goneCopy()) > 0 })
+	got := r.handledCopy()
+	if !slices.Equal(uidsOf(got), []uint32{1, 2, 3, 4}) {
+		t.Fatalf("handled UIDs %v, want [1 2 3 4]", uidsOf(got))
+	}
+	later := r.attemptsCopy()[3:]
+	tries := 0
+	for _, u := range later {
+		if u == 2 {
+			tries++
+		}
+	}
+	r.mu.Lock()
+	why := strings.Join(r.why, "; ")
+	r.mu.Unlock()
+	if tries != maxRefetchTries || !strings.Contains(why, "3 tries") {
+		t.Errorf("uid 2 tried %d times again, given up with %q; want %d tries", tries, why, maxRefetchTries)
 	}
 }

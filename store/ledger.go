@@ -173,18 +173,20 @@ func (db *DB) RecordInbound(ctx context.Context, in *Inbound) (RecordResult, err
 			return err
 		}
 		var old int64
+		var oldKey string
 		var refetch bool
-		err := db.txQueryRow(ctx, tx, `SELECT id, refetch = 1 AND state = 'dead' FROM inbound
+		err := db.txQueryRow(ctx, tx, `SELECT id, dedupe_key, refetch = 1 AND state = 'dead' FROM inbound
 			WHERE channel = ? AND folder = ? AND uidvalidity = ? AND uid = ?`,
-			in.Channel, in.Folder, in.UIDValidity, in.UID).Scan(&old, &refetch)
+			in.Channel, in.Folder, in.UIDValidity, in.UID).Scan(&old, &oldKey, &refetch)
 		switch {
 		case err == nil && !refetch:
 			res.ID, res.Existing = old, true
 			return nil
 		case err == nil:
 			// A dead letter fetched again for `mailgate dead retry`: the
-			// new decision replaces it (its posts and raw copy go with it;
-			// its media are linked to the new row below).
+			// new decision replaces it. Its posts and raw copy go with it;
+			// its media keep their files but lose the link (the new
+			// decision's media are linked to the new row below).
 			if _, err := db.txExec(ctx, tx, `DELETE FROM inbound WHERE id = ?`, old); err != nil {
 				return err
 			}
@@ -194,7 +196,16 @@ func (db *DB) RecordInbound(ctx context.Context, in *Inbound) (RecordResult, err
 		}
 		if in.DedupeKey != "" {
 			var orig sql.NullInt64
-			err := db.txQueryRow(ctx, tx, qDedupe, in.Channel, in.DedupeKey).Scan(&orig)
+			var err error
+			if res.Replaced == 0 {
+				err = db.txQueryRow(ctx, tx, qDedupe, in.Channel, in.DedupeKey).Scan(&orig)
+			} else {
+				// Copies skipped as duplicates of the replaced row are
+				// not originals: they become duplicates of the new one.
+				err = db.txQueryRow(ctx, tx, `SELECT min(id) FROM inbound
+					WHERE channel = ? AND dedupe_key = ? AND dedupe_key != '' AND reason != ?`,
+					in.Channel, in.DedupeKey, fmt.Sprintf("duplicate of #%d", res.Replaced)).Scan(&orig)
+			}
 			if err != nil {
 				return err
 			}
@@ -231,6 +242,15 @@ func (db *DB) RecordInbound(ctx context.Context, in *Inbound) (RecordResult, err
 				p = []byte{}
 			}
 			if _, err := db.txExec(ctx, tx, `INSERT INTO inbound_posts (ledger_id, seq, body) VALUES (?, ?, ?)`, res.ID, i, p); err != nil {
+				return err
+			}
+		}
+		if res.Replaced != 0 {
+			// The copies skipped as duplicates of the replaced row now
+			// refer to this one.
+			if _, err := db.txExec(ctx, tx, `UPDATE inbound SET reason = ?
+				WHERE channel = ? AND dedupe_key = ? AND dedupe_key != '' AND reason = ?`,
+				fmt.Sprintf("duplicate of #%d", res.ID), in.Channel, oldKey, fmt.Sprintf("duplicate of #%d", res.Replaced)); err != nil {
 				return err
 			}
 		}
@@ -636,10 +656,13 @@ func (db *DB) SetLastError(ctx context.Context, id int64, msg string) error {
 //   - A row with posts left goes back to fetched, so that its remaining
 //     posts are sent again (posts already done stay done). Attempts and
 //     the last error are reset.
-//   - A row that died with nothing to post (too large, unreadable, given
-//     up in quarantine) is marked for refetching, and refetch is true: the
-//     folder's Watcher fetches the message again (Refetches) and the new
-//     decision replaces the row (RecordInbound).
+//   - A row that died with nothing to post (too large, unreadable) is
+//     marked for refetching, and refetch is true: the folder's Watcher
+//     fetches the message again (Refetches) and the new decision replaces
+//     the row under a new id (RecordInbound), or the Watcher gives up
+//     (RefetchFailed) and the row stays dead with a last error. Callers
+//     check first that the folder is still watched under the row's
+//     UIDVALIDITY; a refetch under another one is never served.
 //
 // It fails for a row that is not dead, or whose posts were all sent.
 func (db *DB) Requeue(ctx context.Context, id int64) (refetch bool, err error) {
@@ -695,22 +718,22 @@ func (db *DB) Refetches(ctx context.Context, channel, folder string, uidValidity
 	return uids, nil
 }
 
-// HasRefetches reports whether any dead letter of the channel waits to be
+// CountRefetches counts the dead letters of the channel that wait to be
 // fetched again.
-func (db *DB) HasRefetches(ctx context.Context, channel string) (bool, error) {
+func (db *DB) CountRefetches(ctx context.Context, channel string) (int, error) {
 	var n int
 	err := db.read.QueryRowContext(ctx, `SELECT count(*) FROM inbound INDEXED BY inbound_refetch
 		WHERE channel = ? AND refetch = 1 AND state = 'dead'`, channel).Scan(&n)
 	if err != nil {
-		return false, fmt.Errorf("store: refetches of %s: %w", channel, err)
+		return 0, fmt.Errorf("store: refetches of %s: %w", channel, err)
 	}
-	return n > 0, nil
+	return n, nil
 }
 
-// RefetchGone ends the refetching of the dead letters of the channel's
-// folder at uids, which are no longer in the folder; each keeps a last
-// error that says so.
-func (db *DB) RefetchGone(ctx context.Context, channel, folder string, uidValidity uint32, uids []uint32) error {
+// RefetchFailed ends the refetching of the dead letters of the channel's
+// folder at uids, which cannot be fetched again (they are no longer in the
+// folder, say); each stays dead, with why as its last error.
+func (db *DB) RefetchFailed(ctx context.Context, channel, folder string, uidValidity uint32, uids []uint32, why string) error {
 	if len(uids) == 0 {
 		return nil
 	}
@@ -718,11 +741,10 @@ func (db *DB) RefetchGone(ctx context.Context, channel, folder string, uidValidi
 	if err != nil {
 		return err
 	}
-	_, err = db.writeExec(ctx, `UPDATE inbound SET refetch = 0, updated_at = ?,
-			last_error = 'dead retry: the email is no longer in ' || folder || ', so it cannot be fetched again'
+	_, err = db.writeExec(ctx, `UPDATE inbound SET refetch = 0, updated_at = ?, last_error = ?
 		WHERE channel = ? AND folder = ? AND uidvalidity = ? AND refetch = 1
 			AND uid IN (SELECT value FROM json_each(?))`,
-		db.nowMS(), channel, folder, uidValidity, list)
+		db.nowMS(), "dead retry: "+why, channel, folder, uidValidity, list)
 	if err != nil {
 		return fmt.Errorf("store: end refetching in %s/%s: %w", channel, folder, err)
 	}

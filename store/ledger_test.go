@@ -384,8 +384,8 @@ func TestRequeueRefetch(t *testing.T) {
 	if uids, err := db.Refetches(ctx, "c", "INBOX", 1); err != nil || len(uids) != 0 {
 		t.Fatalf("Refetches before any retry = %v, %v", uids, err)
 	}
-	if has, err := db.HasRefetches(ctx, "c"); err != nil || has {
-		t.Fatalf("HasRefetches before any retry = %v, %v", has, err)
+	if n, err := db.CountRefetches(ctx, "c"); err != nil || n != 0 {
+		t.Fatalf("CountRefetches before any retry = %v, %v", n, err)
 	}
 	for _, id := range []int64{gone, big} {
 		if refetch, err := db.Requeue(ctx, id); err != nil || !refetch {
@@ -398,8 +398,8 @@ func TestRequeueRefetch(t *testing.T) {
 	if uids, _ := db.Refetches(ctx, "c", "INBOX", 2); len(uids) != 0 {
 		t.Fatalf("Refetches under another UIDVALIDITY = %v", uids)
 	}
-	if has, _ := db.HasRefetches(ctx, "c"); !has {
-		t.Fatal("HasRefetches = false after a retry")
+	if n, _ := db.CountRefetches(ctx, "c"); n != 2 {
+		t.Fatalf("CountRefetches = %d after two retries, want 2", n)
 	}
 
 	// An ordinary row's UID fetched again stays as it is.
@@ -423,19 +423,44 @@ func TestRequeueRefetch(t *testing.T) {
 		t.Fatalf("record uid 5 a third time = %+v", again)
 	}
 
+	// A dead letter with a copy skipped as its duplicate (the same email
+	// in a second folder): fetched again, it is not a duplicate of its
+	// own copy, and the copy now refers to the new row.
+	a := newInbound(8, "", 0)
+	a.State, a.Reason, a.After, a.DedupeKey = StateDead, "unreadable", Action{}, "raw:8"
+	aid := mustRecord(t, db, a).ID
+	b := newInbound(8, "", 0)
+	b.Folder, b.State, b.After, b.DedupeKey = "Archive", StateSkipped, Action{}, "raw:8"
+	bres := mustRecord(t, db, b)
+	if bres.DuplicateOf != aid {
+		t.Fatalf("the copy = %+v, want a duplicate of %d", bres, aid)
+	}
+	if _, err := db.Requeue(ctx, aid); err != nil {
+		t.Fatal(err)
+	}
+	again := newInbound(8, "d@example.org", 1)
+	again.DedupeKey = "raw:8"
+	ares := mustRecord(t, db, again)
+	if ares.Replaced != aid || ares.DuplicateOf != 0 {
+		t.Fatalf("record uid 8 again = %+v, want row %d replaced and no duplicate", ares, aid)
+	}
+	if copyRow, _ := db.Inbound(ctx, bres.ID); copyRow.Reason != fmt.Sprintf("duplicate of #%d", ares.ID) {
+		t.Fatalf("the copy's reason = %q, want duplicate of #%d", copyRow.Reason, ares.ID)
+	}
+
 	// The other one is no longer in the folder.
-	if err := db.RefetchGone(ctx, "c", "INBOX", 1, []uint32{6}); err != nil {
+	if err := db.RefetchFailed(ctx, "c", "INBOX", 1, []uint32{6}, "the email is no longer in INBOX"); err != nil {
 		t.Fatal(err)
 	}
 	if uids, _ := db.Refetches(ctx, "c", "INBOX", 1); len(uids) != 0 {
-		t.Fatalf("Refetches after RefetchGone = %v", uids)
+		t.Fatalf("Refetches after RefetchFailed = %v", uids)
 	}
 	in, _ = db.Inbound(ctx, gone)
 	if in.State != StateDead || !strings.Contains(in.LastError, "no longer in INBOX") {
 		t.Fatalf("the gone row = state %s, last error %q", in.State, in.LastError)
 	}
-	if has, _ := db.HasRefetches(ctx, "c"); has {
-		t.Fatal("HasRefetches = true with nothing left to refetch")
+	if n, _ := db.CountRefetches(ctx, "c"); n != 0 {
+		t.Fatalf("CountRefetches = %d with nothing left to refetch", n)
 	}
 }
 

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"slices"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -119,7 +120,7 @@ func cmdDead(ctx context.Context, env *environment, args []string) error {
 		fs.Usage()
 		return usageError{fmt.Errorf("mailgate dead: want list, show, retry or drop")}
 	}
-	_, db, err := openStore(ctx, env, *path)
+	cfg, db, err := openStore(ctx, env, *path)
 	if err != nil {
 		return err
 	}
@@ -150,6 +151,9 @@ func cmdDead(ctx context.Context, env *environment, args []string) error {
 		enc.SetEscapeHTML(false)
 		return enc.Encode(deadView(r))
 	case "retry":
+		if err := checkRefetchable(ctx, cfg, db, id); err != nil {
+			return fmt.Errorf("retry %d: %w (save it with `mailgate dead show -raw %d` and deliver it again)", id, err, id)
+		}
 		refetch, err := db.Requeue(ctx, id)
 		if err != nil {
 			return fmt.Errorf("retry %d: %w", id, err)
@@ -164,6 +168,31 @@ func cmdDead(ctx context.Context, env *environment, args []string) error {
 			return err
 		}
 		fmt.Fprintf(env.stdout, "dead letter %d dropped\n", id)
+	}
+	return nil
+}
+
+// checkRefetchable refuses to retry a dead letter without posts that the
+// daemon could not fetch again: its channel or folder is no longer
+// watched, or the folder's UIDVALIDITY changed since.
+func checkRefetchable(ctx context.Context, cfg *config.Config, db *store.DB, id int64) error {
+	r, err := db.Inbound(ctx, id)
+	if err != nil || r.State != store.StateDead || r.PostsTotal > 0 {
+		return nil // Requeue says what is wrong, or queues the posts
+	}
+	ch, ok := cfg.Channel(r.Channel)
+	if !ok {
+		return fmt.Errorf("channel %q is no longer configured, so its mailbox is not watched", r.Channel)
+	}
+	if !slices.Contains(ch.IMAP.Folders, r.Folder) {
+		return fmt.Errorf("folder %q is not among channel %q's imap.folders, so it is not watched", r.Folder, r.Channel)
+	}
+	c, err := db.Cursor(ctx, r.Channel, r.Folder)
+	if err != nil {
+		return err
+	}
+	if c.UIDValidity != r.UIDValidity {
+		return fmt.Errorf("folder %q was renumbered (UIDVALIDITY %d, now %d), so its UID %d names no email any more", r.Folder, r.UIDValidity, c.UIDValidity, r.UID)
 	}
 	return nil
 }

@@ -325,6 +325,14 @@ func TestDaemonDeadRetryRefetches(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// A folder that is no longer watched cannot be fetched from: refused.
+	unwatched := bytes.Replace(cfg, []byte(`poll_interval = "10s"`), []byte(`poll_interval = "10s"`+"\nfolders = [\"Archive\"]"), 1)
+	if err := os.WriteFile(e.cfgPath, unwatched, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if code, out, errOut := runCLI(t, "", "dead", "-c", e.cfgPath, "retry", id); code == 0 || !strings.Contains(errOut, "not watched") {
+		t.Errorf("dead retry with INBOX unwatched: exit %d\n%s%s", code, out, errOut)
+	}
 	if err := os.WriteFile(e.cfgPath, bytes.Replace(cfg, []byte(`"2KiB"`), []byte(`"1MiB"`), 1), 0o600); err != nil {
 		t.Fatal(err)
 	}
