@@ -17,16 +17,57 @@ func runCLI(t *testing.T, stdin string, args ...string) (code int, stdout, stder
 	return code, out.String(), errb.String()
 }
 
+// TestCheckConfigExample checks that the example, as shipped (and installed
+// by the .deb as /etc/mailgate/config.toml), fails naming every value an
+// admin must edit, and passes once they are edited.
 func TestCheckConfigExample(t *testing.T) {
 	code, out, errOut := runCLI(t, "", "check-config", "-c", "../../config.example.toml")
+	if code != 2 {
+		t.Fatalf("exit %d, want 2; stdout %s stderr %s", code, out, errOut)
+	}
+	for _, key := range []string{
+		"server.public_url", "userlike.inbound_url", "userlike.inbound_token", "userlike.outbound_token",
+		"imap.address", "imap.username", "imap.password",
+		"smtp.address", "smtp.username", "smtp.password", "smtp.from", "verify.trusted_authserv_ids",
+	} {
+		if !strings.Contains(errOut, key+": still the example value: set ") {
+			t.Errorf("stderr does not name %s:\n%s", key, errOut)
+		}
+	}
+	if !strings.Contains(errOut, "config.example.toml:98: ") || !strings.Contains(errOut, "edit these 12 values") {
+		t.Errorf("stderr lacks file:line or the count:\n%s", errOut)
+	}
+	if strings.Contains(errOut, `"REPLACE-ME"`) {
+		t.Errorf("stderr shows a secret value: %q", errOut)
+	}
+
+	example, err := os.ReadFile("../../config.example.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	edited := strings.NewReplacer(
+		"inbound/REPLACE-ME", "inbound/c0ffee",
+		"REPLACE-ME", "0123456789abcdef",
+		"example.com", "acme.test",
+	).Replace(string(example))
+	path := filepath.Join(t.TempDir(), "config.toml")
+	if err := os.WriteFile(path, []byte(edited), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	code, out, errOut = runCLI(t, "", "check-config", "-c", path)
 	if code != 0 {
-		t.Fatalf("exit %d, stderr %s", code, errOut)
+		t.Fatalf("edited example: exit %d, stderr %s", code, errOut)
 	}
 	if !strings.Contains(out, `channel "support"`) {
 		t.Errorf("summary %q does not name the channel", out)
 	}
-	if strings.Contains(out, "change-me") {
+	if strings.Contains(out, "0123456789abcdef") {
 		t.Errorf("summary shows a secret: %q", out)
+	}
+	// run refuses the unedited example before it opens anything.
+	code, _, errOut = runCLI(t, "", "run", "-c", "../../config.example.toml")
+	if code != 2 || !strings.Contains(errOut, "imap.password: still the example value") {
+		t.Errorf("run on the example: exit %d, stderr %s", code, errOut)
 	}
 }
 
