@@ -5,6 +5,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"strings"
 	"testing"
 )
@@ -166,5 +167,54 @@ func TestCheckConfigConnect(t *testing.T) {
 	code, out, _ = runCLI(t, "", "check-config", "-connect", "-c", e.cfgPath)
 	if code != 1 || !strings.Contains(out, "FAILED  support: imap: log in") {
 		t.Errorf("wrong password: exit %d\n%s", code, out)
+	}
+}
+
+func TestReadBuildInfo(t *testing.T) {
+	vcs := &debug.BuildInfo{
+		GoVersion: "go1.26.8",
+		Main:      debug.Module{Path: "mailgate", Version: "(devel)"},
+		Settings: []debug.BuildSetting{
+			{Key: "vcs.revision", Value: "0985d59c1a2b3c4d5e6f708192a3b4c5d6e7f809"},
+			{Key: "vcs.time", Value: "2026-12-04T01:57:00Z"},
+			{Key: "vcs.modified", Value: "true"},
+		},
+	}
+	tests := []struct {
+		name   string
+		linked string
+		info   *debug.BuildInfo
+		ok     bool
+		short  string
+		lines  []string
+	}{
+		{"release", "v1.2.0", vcs, true, "v1.2.0", []string{
+			"mailgate v1.2.0\n",
+			"commit   0985d59c1a2b3c4d5e6f708192a3b4c5d6e7f809 (with uncommitted changes)\n",
+			"date     2026-12-04T01:57:00Z\n",
+			"go       go1.26.8 ",
+		}},
+		{"checkout without -X", "", vcs, true, "devel-0985d59c1a2b-dirty", []string{"mailgate devel-0985d59c1a2b-dirty\n"}},
+		{"go install", "", &debug.BuildInfo{GoVersion: "go1.26.8", Main: debug.Module{Version: "v1.3.0"}}, true, "v1.3.0", []string{
+			"mailgate v1.3.0\n",
+			"commit   unknown (built without VCS information)\n",
+			"date     unknown (built without VCS information)\n",
+		}},
+		{"no build info", "", nil, false, "devel", []string{"mailgate devel\n", "commit   unknown"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			b := readBuildInfo(tt.linked, tt.info, tt.ok)
+			if got := b.short(); got != tt.short {
+				t.Errorf("short() = %q, want %q", got, tt.short)
+			}
+			var out bytes.Buffer
+			b.print(&out)
+			for _, l := range tt.lines {
+				if !strings.Contains(out.String(), l) {
+					t.Errorf("output lacks %q:\n%s", l, out.String())
+				}
+			}
+		})
 	}
 }
