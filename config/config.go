@@ -41,6 +41,13 @@ type Config struct {
 	// Warnings lists problems that do not stop mailgate, each as
 	// "file:line: key: message". This package does not log them.
 	Warnings []string
+
+	// Placeholders lists the keys that still hold an example value of
+	// config.example.toml (PlaceholderMarker, or a host under example.com),
+	// each as "file:line: key: still the example value: set ...". The file
+	// is valid, but the daemon must not run with it; commands that only
+	// read it (inspect, status) may ignore them.
+	Placeholders []string
 }
 
 // Server is the [server] table: the HTTP listener for the Userlike webhook

@@ -505,6 +505,9 @@ func TestDefaults(t *testing.T) {
 			},
 		}},
 	}
+	// The minimal file keeps example.com names: TestExampleConfig and
+	// TestPlaceholders cover Placeholders.
+	cfg.Placeholders = nil
 	if got, want := fmt.Sprintf("%+v", cfg), fmt.Sprintf("%+v", want); got != want {
 		t.Errorf("defaults:\n got %s\nwant %s", got, want)
 	}
@@ -957,6 +960,10 @@ func TestExampleConfig(t *testing.T) {
 	if len(cfg.Channels) == 0 || len(cfg.Summary()) != len(cfg.Channels) {
 		t.Errorf("the example has %d channels", len(cfg.Channels))
 	}
+	// Every required value is an example an admin must replace.
+	if len(cfg.Placeholders) != 12 {
+		t.Errorf("the example has %d placeholders, want 12:\n%s", len(cfg.Placeholders), strings.Join(cfg.Placeholders, "\n"))
+	}
 
 	// Every key of the schema must be documented, in its table.
 	mentioned := make(map[string]bool)
@@ -978,6 +985,28 @@ func TestExampleConfig(t *testing.T) {
 		key := strings.ReplaceAll(path, "\x00", ".")
 		if !mentioned[key] {
 			t.Errorf("config.example.toml does not mention %s", key)
+		}
+	}
+}
+
+func TestPlaceholders(t *testing.T) {
+	tests := []struct {
+		host string
+		want bool
+	}{
+		{"example.com", true},
+		{"imap.example.com", true},
+		{"MX.Example.Net.", true},
+		{"example.org", true},
+		{"mail.corp.example", true},
+		{"myexample.com", false},
+		{"example.com.au", false},
+		{"mail.acme.test", false},
+		{"", false},
+	}
+	for _, tt := range tests {
+		if got := isExampleHost(tt.host); got != tt.want {
+			t.Errorf("isExampleHost(%q) = %v, want %v", tt.host, got, tt.want)
 		}
 	}
 }

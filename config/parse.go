@@ -87,6 +87,7 @@ type parser struct {
 	validating bool
 	errs       []*Error
 	warns      []*Error
+	holes      []*Error // example values left in place, see placeholders
 }
 
 // Parse parses and validates the configuration in data. Name is the file
@@ -134,6 +135,11 @@ func Parse(name string, data []byte, opts Options) (*Config, error) {
 	sortByLine(p.warns)
 	for _, w := range p.warns {
 		cfg.Warnings = append(cfg.Warnings, w.Error())
+	}
+	p.placeholders(cfg)
+	sortByLine(p.holes)
+	for _, h := range p.holes {
+		cfg.Placeholders = append(cfg.Placeholders, h.Error())
 	}
 	return cfg, nil
 }

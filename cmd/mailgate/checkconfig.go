@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 	"time"
 
 	"mailgate/imapsync"
@@ -26,6 +27,9 @@ func cmdCheckConfig(ctx context.Context, env *environment, args []string) error 
 	}
 	for _, w := range cfg.Warnings {
 		fmt.Fprintf(env.stderr, "warning: %s\n", w)
+	}
+	if err := placeholderError(cfg); err != nil {
+		return err
 	}
 	for _, line := range cfg.Summary() {
 		fmt.Fprintln(env.stdout, line)
@@ -70,6 +74,16 @@ func checkConnections(ctx context.Context, w io.Writer, cfg *config.Config) bool
 		report(ch.Name, fmt.Sprintf("smtp: connect to %s (%s) and log in", ch.SMTP.Address, ch.SMTP.Security), err, "")
 	}
 	return ok
+}
+
+// placeholderError returns a usage error listing the keys of cfg that
+// still hold an example value of config.example.toml, or nil when none do.
+func placeholderError(cfg *config.Config) error {
+	if len(cfg.Placeholders) == 0 {
+		return nil
+	}
+	return usageError{fmt.Errorf("%s\nedit these %d values (copied from config.example.toml) before running mailgate",
+		strings.Join(cfg.Placeholders, "\n"), len(cfg.Placeholders))}
 }
 
 // loadConfig loads the configuration file; its errors are usage errors

@@ -5,6 +5,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"strings"
 	"testing"
 )
@@ -17,16 +18,57 @@ func runCLI(t *testing.T, stdin string, args ...string) (code int, stdout, stder
 	return code, out.String(), errb.String()
 }
 
+// TestCheckConfigExample checks that the example, as shipped (and installed
+// by the .deb as /etc/mailgate/config.toml), fails naming every value an
+// admin must edit, and passes once they are edited.
 func TestCheckConfigExample(t *testing.T) {
 	code, out, errOut := runCLI(t, "", "check-config", "-c", "../../config.example.toml")
+	if code != 2 {
+		t.Fatalf("exit %d, want 2; stdout %s stderr %s", code, out, errOut)
+	}
+	for _, key := range []string{
+		"server.public_url", "userlike.inbound_url", "userlike.inbound_token", "userlike.outbound_token",
+		"imap.address", "imap.username", "imap.password",
+		"smtp.address", "smtp.username", "smtp.password", "smtp.from", "verify.trusted_authserv_ids",
+	} {
+		if !strings.Contains(errOut, key+": still the example value: set ") {
+			t.Errorf("stderr does not name %s:\n%s", key, errOut)
+		}
+	}
+	if !strings.Contains(errOut, "config.example.toml:98: ") || !strings.Contains(errOut, "edit these 12 values") {
+		t.Errorf("stderr lacks file:line or the count:\n%s", errOut)
+	}
+	if strings.Contains(errOut, `"REPLACE-ME"`) {
+		t.Errorf("stderr shows a secret value: %q", errOut)
+	}
+
+	example, err := os.ReadFile("../../config.example.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	edited := strings.NewReplacer(
+		"inbound/REPLACE-ME", "inbound/c0ffee",
+		"REPLACE-ME", "0123456789abcdef",
+		"example.com", "acme.test",
+	).Replace(string(example))
+	path := filepath.Join(t.TempDir(), "config.toml")
+	if err := os.WriteFile(path, []byte(edited), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	code, out, errOut = runCLI(t, "", "check-config", "-c", path)
 	if code != 0 {
-		t.Fatalf("exit %d, stderr %s", code, errOut)
+		t.Fatalf("edited example: exit %d, stderr %s", code, errOut)
 	}
 	if !strings.Contains(out, `channel "support"`) {
 		t.Errorf("summary %q does not name the channel", out)
 	}
-	if strings.Contains(out, "change-me") {
+	if strings.Contains(out, "0123456789abcdef") {
 		t.Errorf("summary shows a secret: %q", out)
+	}
+	// run refuses the unedited example before it opens anything.
+	code, _, errOut = runCLI(t, "", "run", "-c", "../../config.example.toml")
+	if code != 2 || !strings.Contains(errOut, "imap.password: still the example value") {
+		t.Errorf("run on the example: exit %d, stderr %s", code, errOut)
 	}
 }
 
@@ -125,5 +167,54 @@ func TestCheckConfigConnect(t *testing.T) {
 	code, out, _ = runCLI(t, "", "check-config", "-connect", "-c", e.cfgPath)
 	if code != 1 || !strings.Contains(out, "FAILED  support: imap: log in") {
 		t.Errorf("wrong password: exit %d\n%s", code, out)
+	}
+}
+
+func TestReadBuildInfo(t *testing.T) {
+	vcs := &debug.BuildInfo{
+		GoVersion: "go1.26.8",
+		Main:      debug.Module{Path: "mailgate", Version: "(devel)"},
+		Settings: []debug.BuildSetting{
+			{Key: "vcs.revision", Value: "0985d59c1a2b3c4d5e6f708192a3b4c5d6e7f809"},
+			{Key: "vcs.time", Value: "2026-12-04T01:57:00Z"},
+			{Key: "vcs.modified", Value: "true"},
+		},
+	}
+	tests := []struct {
+		name   string
+		linked string
+		info   *debug.BuildInfo
+		ok     bool
+		short  string
+		lines  []string
+	}{
+		{"release", "v1.2.0", vcs, true, "v1.2.0", []string{
+			"mailgate v1.2.0\n",
+			"commit   0985d59c1a2b3c4d5e6f708192a3b4c5d6e7f809 (with uncommitted changes)\n",
+			"date     2026-12-04T01:57:00Z\n",
+			"go       go1.26.8 ",
+		}},
+		{"checkout without -X", "", vcs, true, "devel-0985d59c1a2b-dirty", []string{"mailgate devel-0985d59c1a2b-dirty\n"}},
+		{"go install", "", &debug.BuildInfo{GoVersion: "go1.26.8", Main: debug.Module{Version: "v1.3.0"}}, true, "v1.3.0", []string{
+			"mailgate v1.3.0\n",
+			"commit   unknown (built without VCS information)\n",
+			"date     unknown (built without VCS information)\n",
+		}},
+		{"no build info", "", nil, false, "devel", []string{"mailgate devel\n", "commit   unknown"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			b := readBuildInfo(tt.linked, tt.info, tt.ok)
+			if got := b.short(); got != tt.short {
+				t.Errorf("short() = %q, want %q", got, tt.short)
+			}
+			var out bytes.Buffer
+			b.print(&out)
+			for _, l := range tt.lines {
+				if !strings.Contains(out.String(), l) {
+					t.Errorf("output lacks %q:\n%s", l, out.String())
+				}
+			}
+		})
 	}
 }

@@ -30,6 +30,9 @@ func cmdRun(ctx context.Context, env *environment, args []string) error {
 	if err != nil {
 		return err
 	}
+	if err := placeholderError(cfg); err != nil {
+		return err
+	}
 	log, err := newLogger(env.stderr, cfg.Log.Level, cfg.Log.Format)
 	if err != nil {
 		return usageError{fmt.Errorf("%s: %w", *path, err)}
@@ -67,6 +70,9 @@ loop:
 		case <-hup:
 			notify.reloading()
 			next, err := config.Load(*path, config.Options{Getenv: env.getenv})
+			if err == nil {
+				err = placeholderError(next)
+			}
 			if err != nil {
 				log.Error("config: reload refused, the running configuration stays: " + strings.ReplaceAll(err.Error(), "\n", "; "))
 			} else {
