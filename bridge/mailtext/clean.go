@@ -3,6 +3,7 @@ package mailtext
 import (
 	"strings"
 	"unicode"
+	"unicode/utf8"
 )
 
 // normalizeNewlines turns CRLF and lone CR line endings into LF.
@@ -22,7 +23,7 @@ func cleanLines(lines []string) string {
 	started, blank := false, false
 	for _, l := range lines {
 		l = strings.TrimRightFunc(l, unicode.IsSpace)
-		if l == "" {
+		if l == "" || (strings.TrimSpace(l)[0] >= utf8.RuneSelf && isInvisibleLine(strings.TrimSpace(l))) {
 			blank = started
 			continue
 		}

@@ -30,8 +30,8 @@ func FuzzTrim(f *testing.F) {
 			inputLines[strings.TrimSpace(l)] = true
 		}
 		for l := range strings.SplitSeq(got.Text, "\n") {
-			// Blank lines may separate the answers of an interleaved reply.
-			if l != "" && !inputLines[strings.TrimSpace(l)] {
+			// The notes for forwards and quote-only mail are Trim's own.
+			if l != "" && !inputLines[strings.TrimSpace(l)] && !strings.HasPrefix(l, ForwardNotePrefix+" ") && l != QuoteOnlyNote {
 				t.Fatalf("Trim(%q).Text has line %q that is not in the input", in, l)
 			}
 		}

@@ -105,10 +105,11 @@ var (
 type line struct {
 	raw    string // the line without its line ending
 	trim   string // raw without surrounding white space
-	quoted bool   // the first non-blank character is '>'
+	quoted bool   // the line carries a quote marker ('>' or '|')
+	empty  bool   // the line shows nothing
 }
 
-func (l line) blank() bool { return l.trim == "" }
+func (l line) blank() bool { return l.empty }
 
 // splitLines splits normalised text into lines.
 func splitLines(text string) []line {
@@ -116,7 +117,8 @@ func splitLines(text string) []line {
 	lines := make([]line, len(raws))
 	for i, r := range raws {
 		t := strings.TrimSpace(r)
-		lines[i] = line{raw: r, trim: t, quoted: strings.HasPrefix(t, ">")}
+		empty := t == "" || (t[0] >= utf8.RuneSelf && isInvisibleLine(t))
+		lines[i] = line{raw: r, trim: t, quoted: !empty && isQuoteMarked(t), empty: empty}
 	}
 	return lines
 }
