@@ -42,6 +42,9 @@ const (
 	// RuleQuoteOnly marks a message that is nothing but quoted history: its
 	// whole text is kept below QuoteOnlyNote.
 	RuleQuoteOnly = "quote-only"
+	// RuleHTMLQuote is reported by callers of HTMLToTextTrimmed when it
+	// removed the quoted parts that a client marked in its HTML.
+	RuleHTMLQuote = "html-quote"
 )
 
 // QuoteOnlyNote is the line that Trim puts above a message that has no text
