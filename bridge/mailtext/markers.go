@@ -87,6 +87,8 @@ var (
 		`|lähetetty \S[^,;!?:]{0,50}` +
 		`|odesl[áa]no (?:z|ze|pomocí) \S[^,;!?]{0,50}` +
 		`|\S[^,;!?]{0,40} gönderildi` +
+		`|\S[^,;!?]{0,30}から送信` +
+		`|(?:发自|寄自)\S[^,;!?]{0,30}` +
 		`)\.?$`)
 
 	// appWordRe matches the device or app that a mail-app signature names;
@@ -323,7 +325,7 @@ func headerKindOf(key string) headerKind {
 		"gönderildi", "tarih", "发送时间", "發送時間", "日期", "送信日時", "보낸 날짜", "sent at", "στάλθηκε", "trimis",
 		"poslano", "надіслано", "寄件日期", "odoslané":
 		return headerSent
-	case "to", "an", "à", "a", "para", "aan", "do", "till", "кому", "til", "vastaanottaja", "címzett", "komu",
+	case "to", "an", "à", "a", "pour", "para", "aan", "do", "till", "кому", "til", "vastaanottaja", "címzett", "komu",
 		"kime", "收件人", "宛先", "받는 사람", "destinatario", "destinataire", "empfänger", "destinatário", "προς",
 		"către", "prima", "收件者":
 		return headerTo
@@ -529,12 +531,13 @@ var mobileSignatureStarts = []string{
 	"outlook ", "envoy", "obtenir ", "télécharger ", "enviad", "obtener ", "descargar ",
 	"baixe o ", "baixar o ", "obtenha o ", "inviato ", "scarica ", "verzonden ", "verstuurd ",
 	"wysłane ", "wyslane ", "pobierz ", "skickat", "skaffa ", "sendt ", "hent ", "отправлено ",
-	"получите ", "загрузите ", "скачайте ", "lähetetty ", "odeslá", "odesla",
+	"получите ", "загрузите ", "скачайте ", "lähetetty ", "odeslá", "odesla", "发自", "寄自",
 }
 
 // mayBeMobileSignature is a cheap necessary condition for
 // mobileSignatureRe, which is slow to fail on the ordinary lines of a body:
-// s starts with one of mobileSignatureStarts or ends with "gönderildi",
+// s starts with one of mobileSignatureStarts or ends with "gönderildi" or
+// "から送信",
 // compared with the same case folding as the expression's (?i).
 func mayBeMobileSignature(s string) bool {
 	for _, w := range mobileSignatureStarts {
@@ -542,7 +545,8 @@ func mayBeMobileSignature(s string) bool {
 			return true
 		}
 	}
-	return hasSuffixFold(strings.TrimSuffix(s, "."), "gönderildi")
+	s = strings.TrimSuffix(s, ".")
+	return hasSuffixFold(s, "gönderildi") || strings.HasSuffix(s, "から送信")
 }
 
 // hasPrefixFold reports whether s starts with prefix under simple Unicode

@@ -139,6 +139,29 @@ var forwardPhrases = [...]string{
 	"пересылаемое сообщение", "пересланное сообщение", "videresendt meddelelse", "videresendt melding",
 	"välitetty viesti", "přeposlaná zpráva", "továbbított üzenet", "iletilen ileti", "转发的邮件", "転送されたメッセージ",
 	"forwarded email", "forwarded mail", "転送メッセージ", "已转发邮件", "轉寄的郵件",
+	"начало переадресованного сообщения",
+}
+
+// forwardEndPhrases are the texts between the dashes of the lines that some
+// clients (Yandex, mail.ru) write below a forwarded message.
+var forwardEndPhrases = [...]string{
+	"конец пересылаемого сообщения", "конец переадресованного сообщения", "end forwarded message",
+	"end of forwarded message",
+}
+
+// isForwardEnd reports whether s closes a forwarded message:
+// "-------- Конец пересылаемого сообщения --------".
+func isForwardEnd(s string) bool {
+	if len(s) > 120 || !strings.HasPrefix(s, "--") {
+		return false
+	}
+	p := strings.ToLower(normalizeSpaces(strings.Trim(s, "-_=*~ \t:")))
+	for _, fp := range forwardEndPhrases {
+		if p == fp {
+			return true
+		}
+	}
+	return false
 }
 
 // isForwardSeparator reports whether s starts a forwarded message: Gmail's
@@ -190,6 +213,19 @@ func forwardHeader(lines []line, i int) (end int, note string) {
 		j = i
 	}
 	start, fields := j, 0
+	if j < len(lines) {
+		// Yandex and mail.ru: an attribution line instead of fields.
+		if n, _ := attributionAt(lines, j); n > 0 && j+n <= len(lines) {
+			var b strings.Builder
+			for k := j; k < j+n; k++ {
+				if k > j {
+					b.WriteByte(' ')
+				}
+				b.WriteString(lines[k].trim)
+			}
+			return j + n, ForwardNotePrefix + " " + strings.TrimRight(normalizeSpaces(b.String()), ":： ")
+		}
+	}
 	for j < len(lines) {
 		l := lines[j]
 		if l.blank() {
@@ -213,7 +249,7 @@ func forwardHeader(lines []line, i int) (end int, note string) {
 				last = &subject
 			}
 			if last != nil && *last == "" {
-				*last = strings.Trim(value, "* ")
+				*last = strings.Trim(value, "* \t")
 			} else {
 				last = nil
 			}

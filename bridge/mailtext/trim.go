@@ -240,7 +240,11 @@ func (s *scanner) forward(i int) {
 		s.forwarded = append(s.forwarded, note, "")
 		i = end
 		for i < len(lines) && !isForwardSeparator(lines[i].trim) {
-			s.forwarded = append(s.forwarded, lines[i].raw)
+			if isForwardEnd(lines[i].trim) {
+				s.cuts = append(s.cuts, newCut(RuleForward, rawLines(lines[i:i+1])))
+			} else {
+				s.forwarded = append(s.forwarded, lines[i].raw)
+			}
 			i++
 		}
 	}
