@@ -63,12 +63,16 @@ type Cut struct {
 	// First is the first non-blank line removed, shortened to 100
 	// characters.
 	First string `json:"first,omitempty"`
-	// Lines is the number of lines removed.
+	// Lines is the number of lines removed, not counting trailing blank
+	// lines.
 	Lines int `json:"lines"`
 }
 
 // newCut describes the removal of raw lines by rule.
 func newCut(rule string, raw []string) Cut {
+	for len(raw) > 0 && isInvisibleLine(strings.TrimSpace(raw[len(raw)-1])) {
+		raw = raw[:len(raw)-1]
+	}
 	c := Cut{Rule: rule, Lines: len(raw)}
 	for _, l := range raw {
 		if t := strings.TrimSpace(l); !isInvisibleLine(t) {
