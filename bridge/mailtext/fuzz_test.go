@@ -1,6 +1,8 @@
 package mailtext
 
 import (
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"unicode/utf8"
@@ -9,6 +11,15 @@ import (
 func FuzzTrim(f *testing.F) {
 	for _, tc := range trimCases {
 		f.Add(tc.in)
+	}
+	for _, tc := range ruleCases {
+		f.Add(tc.in)
+	}
+	files, _ := filepath.Glob(filepath.Join("testdata", "replies", "*.txt"))
+	for _, file := range files {
+		if b, err := os.ReadFile(file); err == nil {
+			f.Add(string(b))
+		}
 	}
 	f.Add("-- \n")
 	f.Add("On Tue, 3 Mar 2026 at 10:15, <\n> wrote:\n>")
