@@ -31,8 +31,10 @@ func HTMLToText(htmlText string) (string, error) {
 // <blockquote type="cite"> of Apple Mail and Thunderbird (with Thunderbird's
 // "moz-cite-prefix" attribution), Yahoo's "yahoo_quoted", Proton Mail's
 // "protonmail_quote", and everything from Outlook's "divRplyFwdMsg" or
-// "appendonsend" marker or its border-topped "From:" header block on.
-// trimmedQuote reports whether something was removed. If removing the quotes
+// "appendonsend" marker or its border-topped "From:" header block on. Quote
+// elements that text of the sender follows stay as the context of inline
+// answers, and forwarded messages stay. trimmedQuote reports whether
+// something was removed. If removing the quotes
 // would leave no text, as for a message that is only a forward, the whole
 // body is rendered and trimmedQuote is false.
 func HTMLToTextTrimmed(htmlText string) (text string, trimmedQuote bool, err error) {
@@ -193,7 +195,9 @@ func breakTableRows(n *html.Node) {
 }
 
 // stripQuotedHTML removes the quoted parts of a reply from doc and reports
-// whether it removed anything.
+// whether it removed anything. A quote element that text of the sender
+// follows is kept as the context of an inline answer, and a forwarded
+// message is kept for Trim to reduce its header block.
 func stripQuotedHTML(doc *html.Node) bool {
 	var remove []*html.Node
 	var cutAt *html.Node
@@ -208,7 +212,9 @@ func stripQuotedHTML(doc *html.Node) bool {
 				return false
 			}
 			if isQuoteElement(c) {
-				remove = append(remove, c)
+				if !isForwardQuote(c) && !textFollows(c) {
+					remove = append(remove, c)
+				}
 				continue
 			}
 			if !walk(c) {
@@ -225,6 +231,77 @@ func stripQuotedHTML(doc *html.Node) bool {
 		cutFrom(cutAt)
 	}
 	return len(remove) > 0 || cutAt != nil
+}
+
+// isForwardQuote reports whether the quote element n holds a forwarded
+// message: Gmail starts it with "---------- Forwarded message ---------",
+// Apple Mail puts "Begin forwarded message:" right above it.
+func isForwardQuote(n *html.Node) bool {
+	if isForwardSeparator(strings.TrimSpace(firstText(n))) {
+		return true
+	}
+	for p := n.PrevSibling; p != nil; p = p.PrevSibling {
+		switch {
+		case p.Type == html.TextNode && strings.TrimSpace(p.Data) == "", p.DataAtom == atom.Br:
+			continue
+		case p.Type == html.TextNode:
+			return isForwardSeparator(strings.TrimSpace(p.Data))
+		case p.Type == html.ElementNode:
+			return isForwardSeparator(strings.TrimSpace(firstText(p)))
+		}
+		return false
+	}
+	return false
+}
+
+// firstText returns the first non-blank text node inside n.
+func firstText(n *html.Node) string {
+	for c := n.FirstChild; c != nil; c = c.NextSibling {
+		if c.Type == html.TextNode && strings.TrimSpace(c.Data) != "" {
+			return c.Data
+		}
+		if t := firstText(c); t != "" {
+			return t
+		}
+	}
+	return ""
+}
+
+// textFollows reports whether text of the sender follows n in document
+// order: text outside quote elements and signature blocks.
+func textFollows(n *html.Node) bool {
+	for m := n; m != nil; m = m.Parent {
+		for s := m.NextSibling; s != nil; s = s.NextSibling {
+			if hasOwnText(s) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// hasOwnText reports whether n holds visible text outside quote elements and
+// signature blocks.
+func hasOwnText(n *html.Node) bool {
+	switch n.Type {
+	case html.TextNode:
+		return strings.TrimSpace(strings.Trim(n.Data, "\u00a0\u200b\ufeff")) != ""
+	case html.ElementNode:
+		switch n.DataAtom {
+		case atom.Script, atom.Style, atom.Head:
+			return false
+		}
+		class := " " + attr(n, "class") + " "
+		if isQuoteElement(n) || strings.Contains(class, " moz-signature ") || strings.Contains(class, " gmail_signature ") {
+			return false
+		}
+	}
+	for c := n.FirstChild; c != nil; c = c.NextSibling {
+		if hasOwnText(c) {
+			return true
+		}
+	}
+	return false
 }
 
 // cutFrom removes n and everything after it in document order, along with an

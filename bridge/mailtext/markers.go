@@ -118,11 +118,16 @@ func splitLines(text string) []line {
 	raws := strings.Split(text, "\n")
 	lines := make([]line, len(raws))
 	for i, r := range raws {
-		t := strings.TrimSpace(r)
-		empty := t == "" || (t[0] >= utf8.RuneSelf && isInvisibleLine(t))
-		lines[i] = line{raw: r, trim: t, quoted: !empty && isQuoteMarked(t), empty: empty}
+		lines[i] = newLine(r)
 	}
 	return lines
+}
+
+// newLine classifies the raw line r.
+func newLine(r string) line {
+	t := strings.TrimSpace(r)
+	empty := t == "" || (t[0] >= utf8.RuneSelf && isInvisibleLine(t))
+	return line{raw: r, trim: t, quoted: !empty && isQuoteMarked(t), empty: empty}
 }
 
 // normalizeSpaces replaces the no-break and other special spaces that mail

@@ -30,6 +30,10 @@ var ruleCases = []struct {
 	{RuleForward, "See this.\n\n---------- Forwarded message ---------\nFrom: Shop <shop@example.com>\nDate: Tue, 3 Mar 2026\nSubject: Order\nTo: <jane@example.com>\n\nShipped.\n",
 		"See this.\n\nForwarded: from Shop <shop@example.com>, Tue, 3 Mar 2026, Order\n\nShipped."},
 	{RuleForward, "Begin forwarded message:\n\nFrom: Shop <shop@example.com>\nSubject: Order\n\nShipped.\n", "Forwarded: from Shop <shop@example.com>, Order\n\nShipped."},
+	{RuleForward, "Is this real?\n\nBegin forwarded message:\n\n>\n> From: Bank <service@bank.example>\n> Subject: Verify\n>\n> Please verify.\n>",
+		"Is this real?\n\nForwarded: from Bank <service@bank.example>, Verify\n\nPlease verify."},
+	{RuleForward, "-------- Пересылаемое сообщение --------\n03.03.2026, 10:15, \"Shop\" <shop@example.com>:\n\nSent.\n\n-------- Конец пересылаемого сообщения --------\n",
+		"Forwarded: 03.03.2026, 10:15, \"Shop\" <shop@example.com>\n\nSent."},
 	{RuleQuoteOnly, "> ok?\n", QuoteOnlyNote + "\n\n> ok?"},
 }
 

@@ -175,7 +175,9 @@ func (s *scanner) scan() (int, string) {
 			continue
 		}
 		if isForwardSeparator(l.trim) {
-			s.forward(i)
+			s.dropPending()
+			s.trimRuleAbove()
+			s.forward(lines[i:])
 			return -1, ""
 		}
 
@@ -224,30 +226,54 @@ func (s *scanner) quoteBlock(i int) int {
 	return j
 }
 
-// forward handles the forwarded message whose separator is lines[i]: the
+// forward handles the forwarded message whose separator is lines[0]: the
 // separator and header block become one note line, the content is kept, and
-// so are the messages it forwards in turn.
-func (s *scanner) forward(i int) {
-	s.dropPending()
-	lines := s.lines
-	s.trimRuleAbove()
-	for i < len(lines) {
-		end, note := forwardHeader(lines, i+1)
-		s.cuts = append(s.cuts, newCut(RuleForward, rawLines(lines[i:end])))
+// so are the messages it forwards in turn. Content that the client quoted
+// (an HTML rendering of Apple Mail's forward) loses one level of quote
+// marks.
+func (s *scanner) forward(lines []line) {
+	for len(lines) > 0 {
+		body := lines[1:]
+		if j := nextNonBlank(body, 0); j < len(body) && body[j].quoted {
+			body = unquoteBlock(body[j:])
+		}
+		end, note := forwardHeader(body, 0)
+		s.cuts = append(s.cuts, newCut(RuleForward, append(rawLines(lines[:1]), rawLines(body[:end])...)))
 		if len(s.forwarded) > 0 {
 			s.forwarded = append(s.forwarded, "")
 		}
 		s.forwarded = append(s.forwarded, note, "")
-		i = end
-		for i < len(lines) && !isForwardSeparator(lines[i].trim) {
-			if isForwardEnd(lines[i].trim) {
-				s.cuts = append(s.cuts, newCut(RuleForward, rawLines(lines[i:i+1])))
-			} else {
-				s.forwarded = append(s.forwarded, lines[i].raw)
+		lines = nil
+		for i := end; i < len(body); i++ {
+			if isForwardSeparator(body[i].trim) {
+				lines = body[i:]
+				break
 			}
-			i++
+			if isForwardEnd(body[i].trim) {
+				s.cuts = append(s.cuts, newCut(RuleForward, rawLines(body[i:i+1])))
+			} else {
+				s.forwarded = append(s.forwarded, body[i].raw)
+			}
 		}
 	}
+}
+
+// unquoteBlock removes one level of quote marks from the block of quoted
+// lines that ls starts with.
+func unquoteBlock(ls []line) []line {
+	k := 0
+	for k < len(ls) && (ls[k].quoted || ls[k].blank()) {
+		k++
+	}
+	out := make([]line, 0, len(ls))
+	for _, l := range ls[:k] {
+		r := strings.TrimLeft(l.raw, " \t")
+		if r != "" && (r[0] == '>' || r[0] == '|') {
+			r = strings.TrimPrefix(r[1:], " ")
+		}
+		out = append(out, newLine(r))
+	}
+	return append(out, ls[k:]...)
 }
 
 // trimRuleAbove removes a separator rule from the end of the kept lines.
