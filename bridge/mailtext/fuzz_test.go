@@ -38,7 +38,11 @@ func FuzzTrim(f *testing.F) {
 		}
 		inputLines := make(map[string]bool)
 		for l := range strings.SplitSeq(norm, "\n") {
-			inputLines[strings.TrimSpace(l)] = true
+			l = strings.TrimSpace(l)
+			inputLines[l] = true
+			if strings.HasPrefix(l, ">") || strings.HasPrefix(l, "|") {
+				inputLines[strings.TrimSpace(l[1:])] = true // forwarded content, unquoted
+			}
 		}
 		for l := range strings.SplitSeq(got.Text, "\n") {
 			// The notes for forwards and quote-only mail are Trim's own.
