@@ -199,12 +199,23 @@ func breakTableRows(n *html.Node) {
 // follows is kept as the context of an inline answer, and a forwarded
 // message is kept for Trim to reduce its header block.
 func stripQuotedHTML(doc *html.Node) bool {
-	var remove []*html.Node
+	type quote struct {
+		n     *html.Node
+		texts int // the number of text nodes before the quote's end
+	}
+	var quotes []quote
 	var cutAt *html.Node
+	texts := 0
 	var walk func(n *html.Node) bool // returns false to stop
 	walk = func(n *html.Node) bool {
 		for c := n.FirstChild; c != nil; c = c.NextSibling {
-			if c.Type != html.ElementNode {
+			switch {
+			case c.Type == html.TextNode:
+				if strings.TrimSpace(strings.Trim(c.Data, "\u00a0\u200b\ufeff")) != "" {
+					texts++
+				}
+				continue
+			case c.Type != html.ElementNode, isSignatureElement(c):
 				continue
 			}
 			if isQuoteCut(c) {
@@ -212,8 +223,8 @@ func stripQuotedHTML(doc *html.Node) bool {
 				return false
 			}
 			if isQuoteElement(c) {
-				if !isForwardQuote(c) && !textFollows(c) {
-					remove = append(remove, c)
+				if !isForwardQuote(c) {
+					quotes = append(quotes, quote{c, texts})
 				}
 				continue
 			}
@@ -224,13 +235,28 @@ func stripQuotedHTML(doc *html.Node) bool {
 		return true
 	}
 	walk(doc)
-	for _, n := range remove {
-		n.Parent.RemoveChild(n)
+	removed := false
+	for _, q := range quotes {
+		if q.texts == texts { // no text follows
+			q.n.Parent.RemoveChild(q.n)
+			removed = true
+		}
 	}
 	if cutAt != nil {
 		cutFrom(cutAt)
 	}
-	return len(remove) > 0 || cutAt != nil
+	return removed || cutAt != nil
+}
+
+// isSignatureElement reports whether n is a signature block that Gmail or
+// Thunderbird marks, or an element whose text is not shown.
+func isSignatureElement(n *html.Node) bool {
+	switch n.DataAtom {
+	case atom.Script, atom.Style, atom.Head:
+		return true
+	}
+	class := " " + attr(n, "class") + " "
+	return strings.Contains(class, " moz-signature ") || strings.Contains(class, " gmail_signature ")
 }
 
 // isForwardQuote reports whether the quote element n holds a forwarded
@@ -265,43 +291,6 @@ func firstText(n *html.Node) string {
 		}
 	}
 	return ""
-}
-
-// textFollows reports whether text of the sender follows n in document
-// order: text outside quote elements and signature blocks.
-func textFollows(n *html.Node) bool {
-	for m := n; m != nil; m = m.Parent {
-		for s := m.NextSibling; s != nil; s = s.NextSibling {
-			if hasOwnText(s) {
-				return true
-			}
-		}
-	}
-	return false
-}
-
-// hasOwnText reports whether n holds visible text outside quote elements and
-// signature blocks.
-func hasOwnText(n *html.Node) bool {
-	switch n.Type {
-	case html.TextNode:
-		return strings.TrimSpace(strings.Trim(n.Data, "\u00a0\u200b\ufeff")) != ""
-	case html.ElementNode:
-		switch n.DataAtom {
-		case atom.Script, atom.Style, atom.Head:
-			return false
-		}
-		class := " " + attr(n, "class") + " "
-		if isQuoteElement(n) || strings.Contains(class, " moz-signature ") || strings.Contains(class, " gmail_signature ") {
-			return false
-		}
-	}
-	for c := n.FirstChild; c != nil; c = c.NextSibling {
-		if hasOwnText(c) {
-			return true
-		}
-	}
-	return false
 }
 
 // cutFrom removes n and everything after it in document order, along with an
