@@ -243,6 +243,7 @@ func (d *Decision) decide(postLists bool) {
 // bodyText returns the full text of the email, its new part and the cuts
 // that made it.
 func bodyText(email *mailparse.Email) (full, trimmed string, wasTrimmed bool, cuts []mailtext.Cut) {
+	opts := mailtext.Options{Forwarded: mailtext.IsForwardSubject(email.Subject)}
 	switch {
 	case strings.TrimSpace(email.Text) != "":
 		full = email.Text
@@ -256,9 +257,9 @@ func bodyText(email *mailparse.Email) (full, trimmed string, wasTrimmed bool, cu
 			if err2 != nil {
 				all = text
 			}
-			r := mailtext.Trim(text)
+			r := mailtext.TrimWith(text, opts)
 			if strings.TrimSpace(r.Text) == "" {
-				r = mailtext.Trim(all)
+				r = mailtext.TrimWith(all, opts)
 			}
 			if quoteCut {
 				r.Cuts = append([]mailtext.Cut{{Rule: mailtext.RuleHTMLQuote}}, r.Cuts...)
@@ -266,7 +267,7 @@ func bodyText(email *mailparse.Email) (full, trimmed string, wasTrimmed bool, cu
 			return strings.TrimSpace(all), r.Text, r.Trimmed || quoteCut, r.Cuts
 		}
 	}
-	r := mailtext.Trim(full)
+	r := mailtext.TrimWith(full, opts)
 	return strings.TrimSpace(full), r.Text, r.Trimmed, r.Cuts
 }
 

@@ -9,7 +9,9 @@ import (
 
 // The fixtures in testdata/replies are replies as mail clients write them,
 // one file per client and language: NAME.txt is the body, NAME.want the text
-// that Trim must keep. NAME is CLIENT_LANGUAGE[_VARIANT].
+// that Trim must keep. NAME is CLIENT_LANGUAGE[_VARIANT]; a VARIANT of
+// "fw-subject" stands for a forward by its subject, trimmed with
+// Options.Forwarded.
 
 // fixtureMinimums is how many clients and languages the fixtures must cover.
 const (
@@ -40,7 +42,7 @@ func TestReplyFixtures(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			got := Trim(string(in))
+			got := TrimWith(string(in), Options{Forwarded: strings.HasSuffix(name, "_fw-subject")})
 			if w := strings.TrimSuffix(string(want), "\n"); got.Text != w {
 				t.Errorf("Text =\n%s\n---- want ----\n%s\n---- cuts: %+v", got.Text, w, got.Cuts)
 			}

@@ -310,3 +310,26 @@ func forwardNote(from, date, subject string) string {
 	}
 	return ForwardNotePrefix + " " + strings.Join(parts, ", ")
 }
+
+// forwardSubjectPrefixes are the subject prefixes that mail clients put on
+// forwards, lower case, without the colon: English, German (WG), French
+// (TR), Spanish (RV), Italian (I), Dutch (Doorst), Portuguese (ENC),
+// Swedish (VB), Polish (PD), Russian, Chinese, Japanese.
+var forwardSubjectPrefixes = [...]string{
+	"fwd", "fw", "wg", "tr", "rv", "i", "doorst", "enc", "vb", "pd", "пересл", "转发", "轉寄", "転送",
+}
+
+// IsForwardSubject reports whether a subject marks its message as a forward:
+// "Fwd: …", "FW: …", "WG: …", "TR : …" and other languages' prefixes.
+func IsForwardSubject(subject string) bool {
+	s := strings.ToLower(strings.TrimSpace(subject))
+	for _, p := range forwardSubjectPrefixes {
+		if rest, ok := strings.CutPrefix(s, p); ok {
+			rest = strings.TrimLeft(rest, " \u00a0")
+			if strings.HasPrefix(rest, ":") || strings.HasPrefix(rest, "：") {
+				return true
+			}
+		}
+	}
+	return false
+}

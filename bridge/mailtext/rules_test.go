@@ -132,3 +132,16 @@ func TestForwardSeparators(t *testing.T) {
 		}
 	}
 }
+
+func TestIsForwardSubject(t *testing.T) {
+	for s, want := range map[string]bool{
+		"Fwd: Order": true, "FW: Invoice": true, "WG: Rechnung": true, "TR : Facture": true, "RV: Factura": true,
+		"I: Fattura": true, "Doorst: Factuur": true, "ENC: Fatura": true, "VB: Faktura": true, "PD: Faktura": true,
+		"Пересл: Счёт": true, "转发：发票": true, "転送: 請求書": true,
+		"Re: Order": false, "Fwd without colon": false, "Tracking: 1Z": false, "Info: x": false,
+	} {
+		if got := IsForwardSubject(s); got != want {
+			t.Errorf("IsForwardSubject(%q) = %v, want %v", s, got, want)
+		}
+	}
+}

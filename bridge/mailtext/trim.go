@@ -48,12 +48,38 @@ type Result struct {
 // history, Trim returns QuoteOnlyNote above the whole text, cleaned, with
 // Trimmed false.
 func Trim(text string) Result {
+	return TrimWith(text, Options{})
+}
+
+// Options changes how TrimWith trims.
+type Options struct {
+	// Forwarded tells that the message is a forward, as its subject says
+	// (see IsForwardSubject). Outlook writes forwards like replies, with a
+	// header block or an "-----Original Message-----" separator; in a
+	// forward, the first of them starts the forwarded message, which is
+	// kept.
+	Forwarded bool
+}
+
+// TrimWith is Trim with options.
+func TrimWith(text string, opts Options) Result {
 	text = strings.TrimPrefix(normalizeNewlines(text), "\ufeff")
 	lines := splitLines(text)
 
 	s := scanner{lines: lines, kept: make([]string, 0, len(lines))}
 	if cut, rule := s.scan(); cut >= 0 {
-		s.cutAt(cut, rule)
+		switch {
+		case opts.Forwarded && (rule == RuleHeaderBlock || rule == RuleSeparator):
+			s.dropPending()
+			s.trimRuleAbove()
+			headerAt := 1
+			if k, _ := headerKeyOf(lines[cut].trim); k != headerNone {
+				headerAt = 0
+			}
+			s.forward(lines[cut:], headerAt)
+		default:
+			s.cutAt(cut, rule)
+		}
 	}
 	s.dropPending()
 	body, sig, rest := splitSignature(s.kept)
@@ -177,7 +203,7 @@ func (s *scanner) scan() (int, string) {
 		if isForwardSeparator(l.trim) {
 			s.dropPending()
 			s.trimRuleAbove()
-			s.forward(lines[i:])
+			s.forward(lines[i:], 1)
 			return -1, ""
 		}
 
@@ -226,24 +252,25 @@ func (s *scanner) quoteBlock(i int) int {
 	return j
 }
 
-// forward handles the forwarded message whose separator is lines[0]: the
+// forward handles the forwarded message that starts at lines[0], its header
+// block at lines[headerAt] (after a separator line, or without one): the
 // separator and header block become one note line, the content is kept, and
 // so are the messages it forwards in turn. Content that the client quoted
 // (an HTML rendering of Apple Mail's forward) loses one level of quote
 // marks.
-func (s *scanner) forward(lines []line) {
+func (s *scanner) forward(lines []line, headerAt int) {
 	for len(lines) > 0 {
-		body := lines[1:]
+		body := lines[headerAt:]
 		if j := nextNonBlank(body, 0); j < len(body) && body[j].quoted {
 			body = unquoteBlock(body[j:])
 		}
 		end, note := forwardHeader(body, 0)
-		s.cuts = append(s.cuts, newCut(RuleForward, append(rawLines(lines[:1]), rawLines(body[:end])...)))
+		s.cuts = append(s.cuts, newCut(RuleForward, append(rawLines(lines[:headerAt]), rawLines(body[:end])...)))
 		if len(s.forwarded) > 0 {
 			s.forwarded = append(s.forwarded, "")
 		}
 		s.forwarded = append(s.forwarded, note, "")
-		lines = nil
+		lines, headerAt = nil, 1
 		for i := end; i < len(body); i++ {
 			if isForwardSeparator(body[i].trim) {
 				lines = body[i:]
