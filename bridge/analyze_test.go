@@ -2,13 +2,13 @@ package bridge
 
 import (
 	"context"
-	"mailgate/bridge/mailtext"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"unicode/utf8"
 
+	"mailgate/bridge/mailtext"
 	"mailgate/bridge/verify"
 )
 
