@@ -123,7 +123,8 @@ func isInvisible(r rune) bool {
 
 // isQuoteMarked reports whether the trimmed line t carries a quote marker:
 // '>' (RFC 3676, section 4.5) or the '|' that some clients use, also mixed
-// ("> |"). A line that also ends with '|' is a table row, not a quote.
+// ("> |"). A '|' line with another '|' after its markers is a table row, not
+// a quote.
 func isQuoteMarked(t string) bool {
 	if strings.HasPrefix(t, ">") {
 		return true
@@ -131,7 +132,8 @@ func isQuoteMarked(t string) bool {
 	if !strings.HasPrefix(t, "|") {
 		return false
 	}
-	return t == "|" || !strings.HasSuffix(t, "|")
+	rest := strings.TrimLeft(t, "|> \t")
+	return !strings.Contains(rest, "|")
 }
 
 // forwardPhrases are the texts between the dashes of the separators that

@@ -107,7 +107,7 @@ func TestInvisibleLines(t *testing.T) {
 func TestQuoteMarkers(t *testing.T) {
 	for s, want := range map[string]bool{
 		">": true, "> a": true, "| a": true, "|": true, "> | a": true,
-		"| a | b |": false, "a > b": false, "||": false,
+		"| a | b |": false, "| Name | Age": false, "a > b": false, "| | a": true, "||": true,
 	} {
 		if got := isQuoteMarked(s); got != want {
 			t.Errorf("isQuoteMarked(%q) = %v, want %v", s, got, want)

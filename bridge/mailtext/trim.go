@@ -20,7 +20,8 @@ type Result struct {
 	// Signature is the removed signature without its "-- " delimiter,
 	// cleaned; it may be empty.
 	Signature string
-	// Cuts lists, in order, what each rule removed or rewrote.
+	// Cuts lists what each rule removed or rewrote: the cuts of history and
+	// forwards in the order of the text, then the signature's.
 	Cuts []Cut
 }
 
