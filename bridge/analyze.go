@@ -257,6 +257,10 @@ func bodyText(email *mailparse.Email) (full, trimmed string, wasTrimmed bool, cu
 			if err2 != nil {
 				all = text
 			}
+			if opts.Forwarded {
+				// The HTML quote marks of a forward are the forwarded message.
+				text, quoteCut = all, false
+			}
 			r := mailtext.TrimWith(text, opts)
 			if strings.TrimSpace(r.Text) == "" {
 				r = mailtext.TrimWith(all, opts)

@@ -188,6 +188,14 @@ func TestAnalyzeTrimmedBy(t *testing.T) {
 			rules: []string{mailtext.RuleForward},
 		},
 		{
+			name: "outlook html forward by its subject",
+			raw: ar + "From: Jane <jane@example.test>\r\nSubject: WG: Lieferung\r\nIn-Reply-To: <b@x>\r\nContent-Type: text/html\r\n\r\n" +
+				`<div>Zur Info.</div><hr><div id="divRplyFwdMsg"><b>Von:</b> Kurier &lt;k@courier.example&gt;<br><b>Gesendet:</b> Dienstag, 3. März 2026 10:15<br>` +
+				`<b>An:</b> Jane<br><b>Betreff:</b> Lieferung</div><div>Zustellung fehlgeschlagen.</div>` + "\r\n",
+			text:  "Zur Info.\n\nForwarded: from Kurier <k@courier.example>, Dienstag, 3. März 2026 10:15, Lieferung\n\nZustellung fehlgeschlagen.",
+			rules: []string{mailtext.RuleForward},
+		},
+		{
 			name: "html quote",
 			raw: ar + "From: Jane <jane@example.test>\r\nSubject: Re: Broken\r\nIn-Reply-To: <b@x>\r\nContent-Type: text/html\r\n\r\n" +
 				`<div>Fixed.</div><div class="gmail_quote">On Mon, 1 Jan 2026, Support wrote:<blockquote class="gmail_quote">Try again</blockquote></div>` + "\r\n",
