@@ -145,3 +145,30 @@ func TestIsForwardSubject(t *testing.T) {
 		}
 	}
 }
+
+// Attribution lines that do not end in "wrote:", in the languages clients
+// localise them to: a name and address followed by the verb, or no verb.
+func TestAttributionsWithoutWrote(t *testing.T) {
+	for _, attr := range []string{
+		"Jane <jane@example.com> schrieb:",
+		"Jane <jane@example.com> a écrit :",
+		"Jane <jane@example.com> escribió:",
+		"Jane <jane@example.com> ha scritto:",
+		"Jane <jane@example.com> schreef:",
+		"Jane <jane@example.com> escreveu:",
+		"Jane <jane@example.com> skrev:",
+		"Jane <jane@example.com> napisał(a):",
+		"Jane <jane@example.com> пишет:",
+		"Jane <jane@example.com> 写道：",
+		"2026/03/03 10:15、Jane <jane@example.com>のメール:",
+		"2013/7/20 Jane <jane@example.com>",
+		"03.03.2026, 10:15, \"Jane\" <jane@example.com>:",
+		"Вторник, 3 марта 2026, 10:15 +03:00 от Jane <jane@example.com>:",
+	} {
+		in := "Answer.\n\n" + attr + "\n> Question?\n"
+		got := Trim(in)
+		if got.Text != "Answer." || len(got.Cuts) == 0 || got.Cuts[0].Rule != RuleAttribution {
+			t.Errorf("Trim(%q) = %q, cuts %+v", in, got.Text, got.Cuts)
+		}
+	}
+}
