@@ -10,7 +10,7 @@ type Result struct {
 	// Text is the new part of the message: what the sender wrote, without
 	// quoted history and signature, cleaned of trailing white space and
 	// repeated blank lines, followed by the content of any message the
-	// sender forwarded. It is never empty when the input has text.
+	// sender forwarded. It is never empty when the input has visible text.
 	Text string
 	// Trimmed reports whether quoted history, a signature or a forwarded
 	// message's header block was removed.
