@@ -58,3 +58,25 @@ func TestReplyFixtures(t *testing.T) {
 		t.Errorf("fixtures cover %d clients and %d languages, want %d and %d", len(clients), len(languages), fixtureMinClients, fixtureMinLanguages)
 	}
 }
+
+// BenchmarkTrimFixtures trims every reply fixture once per iteration.
+func BenchmarkTrimFixtures(b *testing.B) {
+	files, _ := filepath.Glob(filepath.Join("testdata", "replies", "*.txt"))
+	var ins []string
+	size := 0
+	for _, file := range files {
+		in, err := os.ReadFile(file)
+		if err != nil {
+			b.Fatal(err)
+		}
+		ins = append(ins, string(in))
+		size += len(in)
+	}
+	b.SetBytes(int64(size))
+	b.ReportAllocs()
+	for b.Loop() {
+		for _, in := range ins {
+			Trim(in)
+		}
+	}
+}
