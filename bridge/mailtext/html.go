@@ -211,7 +211,7 @@ func stripQuotedHTML(doc *html.Node) bool {
 		for c := n.FirstChild; c != nil; c = c.NextSibling {
 			switch {
 			case c.Type == html.TextNode:
-				if strings.TrimSpace(strings.Trim(c.Data, "\u00a0\u200b\ufeff")) != "" {
+				if !isInvisibleLine(strings.TrimSpace(c.Data)) {
 					texts++
 				}
 				continue

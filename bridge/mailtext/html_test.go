@@ -134,6 +134,11 @@ func TestHTMLToTextTrimmed(t *testing.T) {
 			want: "Hi,\n\n>\n> Which colour?\n\nBlue.\nJane Doe", trimmed: true,
 		},
 		{
+			name: "quote followed only by a tracker mark is trailing",
+			in:   `<div>Thanks.</div><div class="gmail_quote">On Tue, Support wrote:<blockquote class="gmail_quote">Hi</blockquote></div><div>&#x1427;&#x200b;</div>`,
+			want: "Thanks.", trimmed: true,
+		},
+		{
 			name: "gmail forward below text is kept",
 			in: `<div dir="ltr">Can you help?<br><br><div class="gmail_quote"><div dir="ltr" class="gmail_attr">---------- Forwarded message ---------<br>` +
 				`From: Shop &lt;shop@example.com&gt;<br>Subject: Your order<br></div><br><div>Your order has shipped.</div></div></div>`,
