@@ -549,6 +549,11 @@ var trimCases = []trimCase{
 		in:   "\r\n\r\n  Hello  \r\n\r\n\r\n\r\nWorld\t\r\n\r\n",
 		want: "Hello\n\nWorld",
 	},
+	{
+		name: "a code block at the start keeps its indentation",
+		in:   "    make build\n    ./bin/app\n\nfails with exit 2.\n",
+		want: "    make build\n    ./bin/app\n\nfails with exit 2.",
+	},
 	{name: "empty input", in: "", want: ""},
 	{name: "white space only", in: " \n\t\n", want: ""},
 }
