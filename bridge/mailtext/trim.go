@@ -136,16 +136,18 @@ type scanner struct {
 	quote     []string // the lines removed as quoted history
 	forwarded []string // forwarded messages with their header notes
 	cuts      []Cut
-	pending   [][]line // quote blocks that no text has followed yet
+	pending   []span   // quote blocks that no text has followed yet
 	inSig     bool     // a signature started after a pending quote
 }
 
-// keep keeps l as text of the new message. Text that follows pending quote
+// span is the range lines[start:end].
+type span struct{ start, end int }
+
+// keep keeps l, the next line of s.lines, as text of the new message. Text that follows pending quote
 // blocks makes them context that is kept; a signature does not.
 func (s *scanner) keep(l line) {
 	if l.blank() && len(s.pending) > 0 && !s.inSig {
-		b := &s.pending[len(s.pending)-1]
-		*b = append((*b)[:len(*b):len(*b)], l)
+		s.pending[len(s.pending)-1].end++ // l is the line after the block
 		return
 	}
 	if !l.blank() && len(s.pending) > 0 && !s.inSig {
@@ -153,7 +155,7 @@ func (s *scanner) keep(l line) {
 			s.inSig = true
 		} else {
 			for _, b := range s.pending {
-				for _, q := range b {
+				for _, q := range s.lines[b.start:b.end] {
 					s.kept = append(s.kept, q.raw)
 				}
 			}
@@ -182,7 +184,7 @@ func (s *scanner) drop(ls []line, rule string) {
 // dropPending removes the quote blocks that no text followed.
 func (s *scanner) dropPending() {
 	for _, b := range s.pending {
-		s.drop(b, RuleTrailingQuote)
+		s.drop(s.lines[b.start:b.end], RuleTrailingQuote)
 	}
 	s.pending = s.pending[:0]
 }
@@ -249,7 +251,7 @@ func (s *scanner) quoteBlock(i int) int {
 	for j < len(lines) && (lines[j].quoted || (lines[j].blank() && j+1 < len(lines) && lines[j+1].quoted)) {
 		j++
 	}
-	s.pending = append(s.pending, lines[i:j])
+	s.pending = append(s.pending, span{i, j})
 	return j
 }
 
