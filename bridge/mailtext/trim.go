@@ -136,8 +136,8 @@ type scanner struct {
 	quote     []string // the lines removed as quoted history
 	forwarded []string // forwarded messages with their header notes
 	cuts      []Cut
-	pending   []span   // quote blocks that no text has followed yet
-	inSig     bool     // a signature started after a pending quote
+	pending   []span // quote blocks that no text has followed yet
+	inSig     bool   // a signature started after a pending quote
 }
 
 // span is the range lines[start:end].
