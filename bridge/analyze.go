@@ -67,6 +67,7 @@ type Decision struct {
 	Text           string           `json:"text"`
 	FullText       string           `json:"full_text"`
 	Trimmed        bool             `json:"trimmed"`
+	TrimmedBy      []mailtext.Cut   `json:"trimmed_by,omitempty"`
 	NewThread      bool             `json:"new_thread"`
 	Classification classify.Result  `json:"classification"`
 	Verification   verify.Verdict   `json:"verification"`
@@ -159,7 +160,7 @@ func (a *Analyzer) Analyze(ctx context.Context, raw []byte) *Decision {
 		ContentType: mediaType(email.Header.Get("Content-Type")),
 	}, classify.Options{IsOwnMessageID: a.opts.IsOwnMessageID, OwnHeader: OwnHeader})
 
-	d.FullText, d.NewText, d.Trimmed = bodyText(email)
+	d.FullText, d.NewText, d.Trimmed, d.TrimmedBy = bodyText(email)
 	for _, att := range email.Attachments {
 		info := AttachmentInfo{Name: att.Filename, Type: att.ContentType, Size: att.Size, Inline: att.Inline, MediaID: att.Ref, SHA256: att.SHA256, Action: "post"}
 		if att.Skipped != "" {
@@ -239,8 +240,10 @@ func (d *Decision) decide(postLists bool) {
 	}
 }
 
-// bodyText returns the full text of the email and its new part.
-func bodyText(email *mailparse.Email) (full, trimmed string, wasTrimmed bool) {
+// bodyText returns the full text of the email, its new part and the cuts
+// that made it.
+func bodyText(email *mailparse.Email) (full, trimmed string, wasTrimmed bool, cuts []mailtext.Cut) {
+	opts := mailtext.Options{Forwarded: mailtext.IsForwardSubject(email.Subject)}
 	switch {
 	case strings.TrimSpace(email.Text) != "":
 		full = email.Text
@@ -254,15 +257,22 @@ func bodyText(email *mailparse.Email) (full, trimmed string, wasTrimmed bool) {
 			if err2 != nil {
 				all = text
 			}
-			r := mailtext.Trim(text)
-			if strings.TrimSpace(r.Text) == "" {
-				r = mailtext.Trim(all)
+			if opts.Forwarded {
+				// The HTML quote marks of a forward are the forwarded message.
+				text, quoteCut = all, false
 			}
-			return strings.TrimSpace(all), r.Text, r.Trimmed || quoteCut
+			r := mailtext.TrimWith(text, opts)
+			if strings.TrimSpace(r.Text) == "" {
+				r = mailtext.TrimWith(all, opts)
+			}
+			if quoteCut {
+				r.Cuts = append([]mailtext.Cut{{Rule: mailtext.RuleHTMLQuote}}, r.Cuts...)
+			}
+			return strings.TrimSpace(all), r.Text, r.Trimmed || quoteCut, r.Cuts
 		}
 	}
-	r := mailtext.Trim(full)
-	return strings.TrimSpace(full), r.Text, r.Trimmed
+	r := mailtext.TrimWith(full, opts)
+	return strings.TrimSpace(full), r.Text, r.Trimmed, r.Cuts
 }
 
 func dedupeKey(email *mailparse.Email, text string) string {

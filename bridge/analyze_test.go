@@ -8,6 +8,7 @@ import (
 	"testing"
 	"unicode/utf8"
 
+	"mailgate/bridge/mailtext"
 	"mailgate/bridge/verify"
 )
 
@@ -163,5 +164,61 @@ func TestAnalyzeCutsLongText(t *testing.T) {
 	}
 	if !strings.HasPrefix(d.FullText, strings.Repeat("ü", 40000)) {
 		t.Error("full text was cut too")
+	}
+}
+
+func TestAnalyzeTrimmedBy(t *testing.T) {
+	const ar = "Authentication-Results: mx.example.test; dmarc=pass header.from=example.test\r\n"
+	a := newTestAnalyzer(t)
+	tests := []struct {
+		name, raw, text string
+		rules           []string
+	}{
+		{
+			name:  "reply",
+			raw:   ar + "From: Jane <jane@example.test>\r\nSubject: Re: Broken\r\nIn-Reply-To: <b@x>\r\n\r\nStill broken.\r\n\r\nOn Mon, 1 Jan 2026, Support <s@example.test> wrote:\r\n> Try again\r\n",
+			text:  "Still broken.",
+			rules: []string{mailtext.RuleAttribution, mailtext.RuleTrailingQuote},
+		},
+		{
+			name: "outlook forward by its subject",
+			raw: ar + "From: Jane <jane@example.test>\r\nSubject: FW: Delivery failed\r\nIn-Reply-To: <b@x>\r\n\r\nSee below.\r\n\r\n" +
+				"From: Courier <c@courier.example>\r\nSent: Tuesday, March 3, 2026 10:15 AM\r\nTo: Jane <jane@example.test>\r\nSubject: Delivery failed\r\n\r\nWe could not deliver.\r\n",
+			text:  "See below.\n\nForwarded: from Courier <c@courier.example>, Tuesday, March 3, 2026 10:15 AM, Delivery failed\n\nWe could not deliver.",
+			rules: []string{mailtext.RuleForward},
+		},
+		{
+			name: "outlook html forward by its subject",
+			raw: ar + "From: Jane <jane@example.test>\r\nSubject: WG: Lieferung\r\nIn-Reply-To: <b@x>\r\nContent-Type: text/html\r\n\r\n" +
+				`<div>Zur Info.</div><hr><div id="divRplyFwdMsg"><b>Von:</b> Kurier &lt;k@courier.example&gt;<br><b>Gesendet:</b> Dienstag, 3. März 2026 10:15<br>` +
+				`<b>An:</b> Jane<br><b>Betreff:</b> Lieferung</div><div>Zustellung fehlgeschlagen.</div>` + "\r\n",
+			text:  "Zur Info.\n\nForwarded: from Kurier <k@courier.example>, Dienstag, 3. März 2026 10:15, Lieferung\n\nZustellung fehlgeschlagen.",
+			rules: []string{mailtext.RuleForward},
+		},
+		{
+			name: "html quote",
+			raw: ar + "From: Jane <jane@example.test>\r\nSubject: Re: Broken\r\nIn-Reply-To: <b@x>\r\nContent-Type: text/html\r\n\r\n" +
+				`<div>Fixed.</div><div class="gmail_quote">On Mon, 1 Jan 2026, Support wrote:<blockquote class="gmail_quote">Try again</blockquote></div>` + "\r\n",
+			text:  "Fixed.",
+			rules: []string{mailtext.RuleHTMLQuote},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			d := a.Analyze(context.Background(), []byte(tt.raw))
+			if d.Text != tt.text {
+				t.Errorf("text %q, want %q", d.Text, tt.text)
+			}
+			var rules []string
+			for _, c := range d.TrimmedBy {
+				rules = append(rules, c.Rule)
+			}
+			if strings.Join(rules, ",") != strings.Join(tt.rules, ",") {
+				t.Errorf("trimmed_by %+v, want rules %v", d.TrimmedBy, tt.rules)
+			}
+			if !d.Trimmed {
+				t.Errorf("not trimmed")
+			}
+		})
 	}
 }

@@ -1,6 +1,8 @@
 package mailtext
 
 import (
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"unicode/utf8"
@@ -10,13 +12,22 @@ func FuzzTrim(f *testing.F) {
 	for _, tc := range trimCases {
 		f.Add(tc.in)
 	}
+	for _, tc := range ruleCases {
+		f.Add(tc.in)
+	}
+	files, _ := filepath.Glob(filepath.Join("testdata", "replies", "*.txt"))
+	for _, file := range files {
+		if b, err := os.ReadFile(file); err == nil {
+			f.Add(string(b))
+		}
+	}
 	f.Add("-- \n")
 	f.Add("On Tue, 3 Mar 2026 at 10:15, <\n> wrote:\n>")
 	f.Add("From: a@b\nSent: x\n\n\nTo: y\nSubject: z")
 	f.Fuzz(func(t *testing.T, in string) {
 		got := Trim(in)
 		norm := strings.TrimPrefix(normalizeNewlines(in), "\ufeff")
-		if strings.TrimSpace(norm) != "" && strings.TrimSpace(got.Text) == "" {
+		if !isInvisibleLine(norm) && strings.TrimSpace(got.Text) == "" {
 			t.Fatalf("Trim(%q) left nothing", in)
 		}
 		if strings.Contains(got.Text, "\r") {
@@ -27,11 +38,15 @@ func FuzzTrim(f *testing.F) {
 		}
 		inputLines := make(map[string]bool)
 		for l := range strings.SplitSeq(norm, "\n") {
-			inputLines[strings.TrimSpace(l)] = true
+			l = strings.TrimSpace(l)
+			inputLines[l] = true
+			if strings.HasPrefix(l, ">") || strings.HasPrefix(l, "|") {
+				inputLines[strings.TrimSpace(l[1:])] = true // forwarded content, unquoted
+			}
 		}
 		for l := range strings.SplitSeq(got.Text, "\n") {
-			// Blank lines may separate the answers of an interleaved reply.
-			if l != "" && !inputLines[strings.TrimSpace(l)] {
+			// The notes for forwards and quote-only mail are Trim's own.
+			if l != "" && !inputLines[strings.TrimSpace(l)] && !strings.HasPrefix(l, ForwardNotePrefix+" ") && l != QuoteOnlyNote {
 				t.Fatalf("Trim(%q).Text has line %q that is not in the input", in, l)
 			}
 		}

@@ -31,8 +31,10 @@ func HTMLToText(htmlText string) (string, error) {
 // <blockquote type="cite"> of Apple Mail and Thunderbird (with Thunderbird's
 // "moz-cite-prefix" attribution), Yahoo's "yahoo_quoted", Proton Mail's
 // "protonmail_quote", and everything from Outlook's "divRplyFwdMsg" or
-// "appendonsend" marker or its border-topped "From:" header block on.
-// trimmedQuote reports whether something was removed. If removing the quotes
+// "appendonsend" marker or its border-topped "From:" header block on. Quote
+// elements that text of the sender follows stay as the context of inline
+// answers, and forwarded messages stay. trimmedQuote reports whether
+// something was removed. If removing the quotes
 // would leave no text, as for a message that is only a forward, the whole
 // body is rendered and trimmedQuote is false.
 func HTMLToTextTrimmed(htmlText string) (text string, trimmedQuote bool, err error) {
@@ -193,14 +195,27 @@ func breakTableRows(n *html.Node) {
 }
 
 // stripQuotedHTML removes the quoted parts of a reply from doc and reports
-// whether it removed anything.
+// whether it removed anything. A quote element that text of the sender
+// follows is kept as the context of an inline answer, and a forwarded
+// message is kept for Trim to reduce its header block.
 func stripQuotedHTML(doc *html.Node) bool {
-	var remove []*html.Node
+	type quote struct {
+		n     *html.Node
+		texts int // the number of text nodes before the quote's end
+	}
+	var quotes []quote
 	var cutAt *html.Node
+	texts := 0
 	var walk func(n *html.Node) bool // returns false to stop
 	walk = func(n *html.Node) bool {
 		for c := n.FirstChild; c != nil; c = c.NextSibling {
-			if c.Type != html.ElementNode {
+			switch {
+			case c.Type == html.TextNode:
+				if !isInvisibleLine(strings.TrimSpace(c.Data)) {
+					texts++
+				}
+				continue
+			case c.Type != html.ElementNode, isSignatureElement(c):
 				continue
 			}
 			if isQuoteCut(c) {
@@ -208,7 +223,9 @@ func stripQuotedHTML(doc *html.Node) bool {
 				return false
 			}
 			if isQuoteElement(c) {
-				remove = append(remove, c)
+				if !isForwardQuote(c) {
+					quotes = append(quotes, quote{c, texts})
+				}
 				continue
 			}
 			if !walk(c) {
@@ -218,13 +235,62 @@ func stripQuotedHTML(doc *html.Node) bool {
 		return true
 	}
 	walk(doc)
-	for _, n := range remove {
-		n.Parent.RemoveChild(n)
+	removed := false
+	for _, q := range quotes {
+		if q.texts == texts { // no text follows
+			q.n.Parent.RemoveChild(q.n)
+			removed = true
+		}
 	}
 	if cutAt != nil {
 		cutFrom(cutAt)
 	}
-	return len(remove) > 0 || cutAt != nil
+	return removed || cutAt != nil
+}
+
+// isSignatureElement reports whether n is a signature block that Gmail or
+// Thunderbird marks, or an element whose text is not shown.
+func isSignatureElement(n *html.Node) bool {
+	switch n.DataAtom {
+	case atom.Script, atom.Style, atom.Head:
+		return true
+	}
+	class := " " + attr(n, "class") + " "
+	return strings.Contains(class, " moz-signature ") || strings.Contains(class, " gmail_signature ")
+}
+
+// isForwardQuote reports whether the quote element n holds a forwarded
+// message: Gmail starts it with "---------- Forwarded message ---------",
+// Apple Mail puts "Begin forwarded message:" right above it.
+func isForwardQuote(n *html.Node) bool {
+	if isForwardSeparator(strings.TrimSpace(firstText(n))) {
+		return true
+	}
+	for p := n.PrevSibling; p != nil; p = p.PrevSibling {
+		switch {
+		case p.Type == html.TextNode && strings.TrimSpace(p.Data) == "", p.DataAtom == atom.Br:
+			continue
+		case p.Type == html.TextNode:
+			return isForwardSeparator(strings.TrimSpace(p.Data))
+		case p.Type == html.ElementNode:
+			return isForwardSeparator(strings.TrimSpace(firstText(p)))
+		}
+		return false
+	}
+	return false
+}
+
+// firstText returns the first non-blank text node inside n.
+func firstText(n *html.Node) string {
+	for c := n.FirstChild; c != nil; c = c.NextSibling {
+		if c.Type == html.TextNode && strings.TrimSpace(c.Data) != "" {
+			return c.Data
+		}
+		if t := firstText(c); t != "" {
+			return t
+		}
+	}
+	return ""
 }
 
 // cutFrom removes n and everything after it in document order, along with an

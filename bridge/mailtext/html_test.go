@@ -123,9 +123,34 @@ func TestHTMLToTextTrimmed(t *testing.T) {
 			trimmed: true,
 		},
 		{
-			name: "interleaved apple reply keeps the text after the quote",
+			name: "interleaved apple reply keeps the quote that text answers",
 			in:   `<div>Hi,</div><blockquote type="cite">What is your order number?</blockquote><div>It is 4711.</div>`,
-			want: "Hi,\nIt is 4711.", trimmed: true,
+			want: "Hi,\n\n>\n> What is your order number?\n\nIt is 4711.", trimmed: false,
+		},
+		{
+			name: "interleaved reply drops the trailing quote and keeps the answered one",
+			in: `<div>Hi,</div><blockquote type="cite">Which colour?</blockquote><div>Blue.</div>` +
+				`<blockquote type="cite">Anything else?<br>Support</blockquote><div class="gmail_signature">Jane Doe</div>`,
+			want: "Hi,\n\n>\n> Which colour?\n\nBlue.\nJane Doe", trimmed: true,
+		},
+		{
+			name: "quote followed only by a tracker mark is trailing",
+			in:   `<div>Thanks.</div><div class="gmail_quote">On Tue, Support wrote:<blockquote class="gmail_quote">Hi</blockquote></div><div>&#x1427;&#x200b;</div>`,
+			want: "Thanks.", trimmed: true,
+		},
+		{
+			name: "gmail forward below text is kept",
+			in: `<div dir="ltr">Can you help?<br><br><div class="gmail_quote"><div dir="ltr" class="gmail_attr">---------- Forwarded message ---------<br>` +
+				`From: Shop &lt;shop@example.com&gt;<br>Subject: Your order<br></div><br><div>Your order has shipped.</div></div></div>`,
+			want:    "Can you help?\n\n---------- Forwarded message ---------\nFrom: Shop <shop@example.com>\nSubject: Your order\n\nYour order has shipped.",
+			trimmed: false,
+		},
+		{
+			name: "apple mail forward below text is kept",
+			in: `<html><body dir="auto"><div dir="ltr">Is this real?</div><div dir="ltr"><br><div dir="ltr">Begin forwarded message:</div><br class="Apple-interchange-newline">` +
+				`<blockquote type="cite"><div><b>From: </b>Bank &lt;service@bank.example&gt;<br><b>Subject: </b>Verify</div><br><div>Please verify.</div></blockquote></div></body></html>`,
+			want:    "Is this real?\n\nBegin forwarded message:\n\n>\n> From: Bank <service@bank.example>\n> Subject: Verify\n>\n> Please verify.\n>",
+			trimmed: false,
 		},
 		{
 			name: "outlook web divRplyFwdMsg",

@@ -87,6 +87,8 @@ var (
 		`|lähetetty \S[^,;!?:]{0,50}` +
 		`|odesl[áa]no (?:z|ze|pomocí) \S[^,;!?]{0,50}` +
 		`|\S[^,;!?]{0,40} gönderildi` +
+		`|\S[^,;!?]{0,30}から送信` +
+		`|(?:发自|寄自)\S[^,;!?]{0,30}` +
 		`)\.?$`)
 
 	// appWordRe matches the device or app that a mail-app signature names;
@@ -105,20 +107,27 @@ var (
 type line struct {
 	raw    string // the line without its line ending
 	trim   string // raw without surrounding white space
-	quoted bool   // the first non-blank character is '>'
+	quoted bool   // the line carries a quote marker ('>' or '|')
+	empty  bool   // the line shows nothing
 }
 
-func (l line) blank() bool { return l.trim == "" }
+func (l line) blank() bool { return l.empty }
 
 // splitLines splits normalised text into lines.
 func splitLines(text string) []line {
 	raws := strings.Split(text, "\n")
 	lines := make([]line, len(raws))
 	for i, r := range raws {
-		t := strings.TrimSpace(r)
-		lines[i] = line{raw: r, trim: t, quoted: strings.HasPrefix(t, ">")}
+		lines[i] = newLine(r)
 	}
 	return lines
+}
+
+// newLine classifies the raw line r.
+func newLine(r string) line {
+	t := strings.TrimSpace(r)
+	empty := t == "" || (t[0] >= utf8.RuneSelf && isInvisibleLine(t))
+	return line{raw: r, trim: t, quoted: !empty && isQuoteMarked(t), empty: empty}
 }
 
 // normalizeSpaces replaces the no-break and other special spaces that mail
@@ -321,7 +330,7 @@ func headerKindOf(key string) headerKind {
 		"gönderildi", "tarih", "发送时间", "發送時間", "日期", "送信日時", "보낸 날짜", "sent at", "στάλθηκε", "trimis",
 		"poslano", "надіслано", "寄件日期", "odoslané":
 		return headerSent
-	case "to", "an", "à", "a", "para", "aan", "do", "till", "кому", "til", "vastaanottaja", "címzett", "komu",
+	case "to", "an", "à", "a", "pour", "para", "aan", "do", "till", "кому", "til", "vastaanottaja", "címzett", "komu",
 		"kime", "收件人", "宛先", "받는 사람", "destinatario", "destinataire", "empfänger", "destinatário", "προς",
 		"către", "prima", "收件者":
 		return headerTo
@@ -527,12 +536,13 @@ var mobileSignatureStarts = []string{
 	"outlook ", "envoy", "obtenir ", "télécharger ", "enviad", "obtener ", "descargar ",
 	"baixe o ", "baixar o ", "obtenha o ", "inviato ", "scarica ", "verzonden ", "verstuurd ",
 	"wysłane ", "wyslane ", "pobierz ", "skickat", "skaffa ", "sendt ", "hent ", "отправлено ",
-	"получите ", "загрузите ", "скачайте ", "lähetetty ", "odeslá", "odesla",
+	"получите ", "загрузите ", "скачайте ", "lähetetty ", "odeslá", "odesla", "发自", "寄自",
 }
 
 // mayBeMobileSignature is a cheap necessary condition for
 // mobileSignatureRe, which is slow to fail on the ordinary lines of a body:
-// s starts with one of mobileSignatureStarts or ends with "gönderildi",
+// s starts with one of mobileSignatureStarts or ends with "gönderildi" or
+// "から送信",
 // compared with the same case folding as the expression's (?i).
 func mayBeMobileSignature(s string) bool {
 	for _, w := range mobileSignatureStarts {
@@ -540,7 +550,8 @@ func mayBeMobileSignature(s string) bool {
 			return true
 		}
 	}
-	return hasSuffixFold(strings.TrimSuffix(s, "."), "gönderildi")
+	s = strings.TrimSuffix(s, ".")
+	return hasSuffixFold(s, "gönderildi") || strings.HasSuffix(s, "から送信")
 }
 
 // hasPrefixFold reports whether s starts with prefix under simple Unicode

@@ -9,96 +9,189 @@ import (
 type Result struct {
 	// Text is the new part of the message: what the sender wrote, without
 	// quoted history and signature, cleaned of trailing white space and
-	// repeated blank lines. It is never empty when the input has text.
+	// repeated blank lines, followed by the content of any message the
+	// sender forwarded. It is never empty when the input has visible text.
 	Text string
-	// Trimmed reports whether quoted history or a signature was removed.
+	// Trimmed reports whether quoted history, a signature or a forwarded
+	// message's header block was removed.
 	Trimmed bool
 	// Quote is the removed quoted history, cleaned; it may be empty.
 	Quote string
 	// Signature is the removed signature without its "-- " delimiter,
 	// cleaned; it may be empty.
 	Signature string
+	// Cuts lists what each rule removed or rewrote: the cuts of history and
+	// forwards in the order of the text, then the signature's.
+	Cuts []Cut
 }
 
 // Trim cuts the quoted history and the signature off the plain-text body of a
 // reply and returns the new part.
 //
 // Quoted history starts at an attribution line ("On <date>, <name> wrote:"
-// and its translations, also wrapped over up to three lines), an Outlook-style
-// header block (From/Sent/To/Subject in many languages, with or without a
-// "____" rule above it), an "-----Original Message-----" or forwarded-message
-// separator, or a help desk's "reply above this line" marker; everything from
-// there on is removed. Blocks of '>'-quoted lines, with the attribution line
-// that introduces them, are removed wherever they are, so the answers of an
-// interleaved reply are kept. The signature starts at a "-- " line (or a "--"
-// line followed by a few short lines); a closing "Sent from my iPhone"-style
-// line is removed too.
+// and its translations, also wrapped over up to three lines, or verbless as
+// "2026/3/3 Jane <jane@example.com>"), an Outlook-style header block
+// (From/Sent/To/Subject in many languages, with or without a "____" rule
+// above it), an "-----Original Message-----" separator, or a help desk's
+// "reply above this line" marker; everything from there on is removed.
+// Blocks of quoted lines ('>' or '|') are kept when text of the sender
+// follows them, as the context of inline answers; trailing ones are removed
+// with the attribution line that introduces them. The signature starts at a
+// "-- " line (or a "--" line followed by a few short lines or by nothing); a
+// closing "Sent from my iPhone"-style line is removed too.
 //
-// If trimming would leave nothing, as for a message that is only a forward,
-// Trim returns the whole text, cleaned, with Trimmed false.
+// A forwarded message ("---------- Forwarded message ---------", "Begin
+// forwarded message:" and their translations) is kept below the sender's
+// text, its header block reduced to one "Forwarded: from X, date, subject"
+// line.
+//
+// If trimming would leave nothing, as for a message that is only quoted
+// history, Trim returns QuoteOnlyNote above the whole text, cleaned, with
+// Trimmed false.
 func Trim(text string) Result {
+	return TrimWith(text, Options{})
+}
+
+// Options changes how TrimWith trims.
+type Options struct {
+	// Forwarded tells that the message is a forward, as its subject says
+	// (see IsForwardSubject). Outlook writes forwards like replies, with a
+	// header block or an "-----Original Message-----" separator; in a
+	// forward, the first of them starts the forwarded message, which is
+	// kept.
+	Forwarded bool
+}
+
+// TrimWith is Trim with options.
+func TrimWith(text string, opts Options) Result {
 	text = strings.TrimPrefix(normalizeNewlines(text), "\ufeff")
 	lines := splitLines(text)
 
 	s := scanner{lines: lines, kept: make([]string, 0, len(lines))}
-	if cut := s.scan(); cut >= 0 {
-		s.cutAt(cut)
+	if cut, rule := s.scan(); cut >= 0 {
+		switch {
+		case opts.Forwarded && (rule == RuleHeaderBlock || rule == RuleSeparator):
+			s.dropPending()
+			s.trimRuleAbove()
+			headerAt := 1
+			if k, _ := headerKeyOf(lines[cut].trim); k != headerNone {
+				headerAt = 0
+			}
+			s.forward(lines[cut:], headerAt)
+		default:
+			s.cutAt(cut, rule)
+		}
 	}
+	s.dropPending()
 	body, sig, rest := splitSignature(s.kept)
+	if cut := s.kept[len(body) : len(s.kept)-len(rest)]; len(cut) > 0 {
+		rule := RuleAppSignature
+		if strings.TrimSpace(cut[0]) == "--" {
+			rule = RuleSignature
+		}
+		s.cuts = append(s.cuts, newCut(rule, cut))
+	}
 	quote := s.quote
 	if strings.TrimSpace(strings.Join(rest, "")) != "" {
+		s.cuts = append(s.cuts, newCut(RuleAfterAppSignature, rest))
 		q := make([]string, 0, len(rest)+1+len(quote))
 		q = append(append(q, rest...), "")
 		quote = append(q, quote...)
 	}
 	res := Result{
 		Text:      cleanLines(body),
-		Trimmed:   len(quote) > 0 || len(body) < len(s.kept),
+		Trimmed:   len(s.cuts) > 0,
 		Quote:     cleanLines(quote),
 		Signature: cleanLines(sig),
+		Cuts:      s.cuts,
+	}
+	if res.Text == QuoteOnlyNote {
+		res.Text = "" // Trim's own output, trimmed again
+	}
+	if fwd := cleanLines(s.forwarded); fwd != "" {
+		if res.Text != "" {
+			res.Text += "\n\n"
+		}
+		res.Text += fwd
+		return res
 	}
 	if res.Text == "" {
-		return Result{Text: cleanLines(rawLines(lines))}
+		all := cleanLines(rawLines(lines))
+		if all == "" {
+			return Result{}
+		}
+		if len(quote) == 0 || strings.HasPrefix(all, QuoteOnlyNote) {
+			return Result{Text: all}
+		}
+		return Result{Text: QuoteOnlyNote + "\n\n" + all, Cuts: []Cut{{Rule: RuleQuoteOnly, Lines: len(lines)}}}
 	}
 	return res
 }
 
-// scanner sorts the lines of a message into kept text and quoted history.
+// scanner sorts the lines of a message into kept text, quoted history and
+// forwarded messages.
 type scanner struct {
-	lines      []line
-	kept       []string // the lines kept, with blank lines where quotes were
-	quote      []string // the lines removed as quoted history
-	gap        bool     // a quote was removed since the last kept text
-	hasText    bool     // a non-blank line was kept
-	quoteSeen  bool     // a '>' block was removed as a quote
-	promptSeen bool     // a '>' block was kept as command prompts
+	lines     []line
+	kept      []string // the lines the sender wrote, with the quotes they answer
+	quote     []string // the lines removed as quoted history
+	forwarded []string // forwarded messages with their header notes
+	cuts      []Cut
+	pending   []span // quote blocks that no text has followed yet
+	inSig     bool   // a signature started after a pending quote
 }
 
-// keep keeps l as text of the new message.
+// span is the range lines[start:end].
+type span struct{ start, end int }
+
+// keep keeps l, the next line of s.lines, as text of the new message. Text that follows pending quote
+// blocks makes them context that is kept; a signature does not.
 func (s *scanner) keep(l line) {
-	if !l.blank() {
-		if s.gap && s.hasText {
-			s.kept = append(s.kept, "") // separates interleaved answers
+	if l.blank() && len(s.pending) > 0 && !s.inSig {
+		s.pending[len(s.pending)-1].end++ // l is the line after the block
+		return
+	}
+	if !l.blank() && len(s.pending) > 0 && !s.inSig {
+		if isSignatureStart(l) {
+			s.inSig = true
+		} else {
+			for _, b := range s.pending {
+				for _, q := range s.lines[b.start:b.end] {
+					s.kept = append(s.kept, q.raw)
+				}
+			}
+			s.pending = s.pending[:0]
 		}
-		s.gap, s.hasText = false, true
 	}
 	s.kept = append(s.kept, l.raw)
 }
 
-// drop removes ls as quoted history.
-func (s *scanner) drop(ls []line) {
-	if len(s.quote) > 0 && !s.gap {
+// isSignatureStart reports whether l starts a signature: a "--" delimiter or
+// an app signature line.
+func isSignatureStart(l line) bool {
+	return l.trim == "--" || isMobileSignature(l.trim)
+}
+
+// drop removes ls as quoted history by rule.
+func (s *scanner) drop(ls []line, rule string) {
+	raw := rawLines(ls)
+	if len(s.quote) > 0 {
 		s.quote = append(s.quote, "")
 	}
-	for _, l := range ls {
-		s.quote = append(s.quote, l.raw)
+	s.quote = append(s.quote, raw...)
+	s.cuts = append(s.cuts, newCut(rule, raw))
+}
+
+// dropPending removes the quote blocks that no text followed.
+func (s *scanner) dropPending() {
+	for _, b := range s.pending {
+		s.drop(s.lines[b.start:b.end], RuleTrailingQuote)
 	}
-	s.gap = true
+	s.pending = s.pending[:0]
 }
 
 // scan keeps and drops lines up to the start of the quoted history, whose
-// index it returns, or -1 if there is none.
-func (s *scanner) scan() int {
+// index it returns with the rule that found it, or -1 if there is none.
+func (s *scanner) scan() (int, string) {
 	lines := s.lines
 	for i := 0; i < len(lines); i++ {
 		l := lines[i]
@@ -110,64 +203,111 @@ func (s *scanner) scan() int {
 			i = s.quoteBlock(i) - 1
 			continue
 		}
+		if isForwardSeparator(l.trim) {
+			s.dropPending()
+			s.trimRuleAbove()
+			s.forward(lines[i:], 1)
+			return -1, ""
+		}
 
 		if n, strong := attributionAt(lines, i); n > 0 {
 			if j := nextNonBlank(lines, i+n); j < len(lines) && lines[j].quoted {
-				s.drop(lines[i:j]) // the quote block follows
-				s.quoteSeen = true
+				s.drop(lines[i:j], RuleAttribution) // the quote block follows
 				i = j - 1
 				continue
 			}
 			if strong {
-				return i
+				return i, RuleAttribution
 			}
 		} else if j := nextNonBlank(lines, i+1); j < len(lines) && lines[j].quoted && looseAttribution(l.trim) {
-			s.drop(lines[i:j])
-			s.quoteSeen = true
+			s.drop(lines[i:j], RuleAttribution)
 			i = j - 1
 			continue
 		}
 
-		if isSeparator(l.trim) || isReplyAbove(l.trim) || isHeaderBlock(lines, i) {
-			return i
-		}
-		if isRule(l.trim) {
+		switch {
+		case isSeparator(l.trim):
+			return i, RuleSeparator
+		case isReplyAbove(l.trim):
+			return i, RuleReplyAbove
+		case isHeaderBlock(lines, i):
+			return i, RuleHeaderBlock
+		case isRule(l.trim):
 			if j := nextNonBlank(lines, i+1); j < len(lines) && j <= i+3 && headerBlockAt(lines, j, true) {
-				return i
+				return i, RuleHeaderBlock
 			}
 		}
 		s.keep(l)
 	}
-	return -1
+	return -1, ""
 }
 
-// quoteBlock handles the block of '>' lines starting at lines[i] and returns
-// the index of the line after it.
+// quoteBlock sets the block of quoted lines starting at lines[i] aside until
+// it is known whether text follows it, and returns the index of the line
+// after it.
 func (s *scanner) quoteBlock(i int) int {
 	lines := s.lines
 	j := i
 	for j < len(lines) && (lines[j].quoted || (lines[j].blank() && j+1 < len(lines) && lines[j+1].quoted)) {
 		j++
 	}
-	wedged := !s.quoteSeen && i > 0 && !lines[i-1].blank() && j < len(lines) && !lines[j].blank()
-	if wedged && (s.promptSeen || endsWithColon(lines[i-1].trim)) {
-		// Wedged between text lines and introduced by a colon: shell
-		// prompts or a REPL session ("I ran:\n> node -v\nv20"), not a
-		// quote.
-		s.promptSeen = true
-		for _, q := range lines[i:j] {
-			s.keep(q)
-		}
-		return j
-	}
-	s.drop(lines[i:j])
-	s.quoteSeen = true
+	s.pending = append(s.pending, span{i, j})
 	return j
 }
 
-// cutAt removes lines[cut:] as quoted history, along with a separator rule
-// right above it.
-func (s *scanner) cutAt(cut int) {
+// forward handles the forwarded message that starts at lines[0], its header
+// block at lines[headerAt] (after a separator line, or without one): the
+// separator and header block become one note line, the content is kept, and
+// so are the messages it forwards in turn. Content that the client quoted
+// (an HTML rendering of Apple Mail's forward) loses one level of quote
+// marks.
+func (s *scanner) forward(lines []line, headerAt int) {
+	for len(lines) > 0 {
+		body := lines[headerAt:]
+		if j := nextNonBlank(body, 0); j < len(body) && body[j].quoted {
+			body = unquoteBlock(body[j:])
+		}
+		end, note := forwardHeader(body, 0)
+		s.cuts = append(s.cuts, newCut(RuleForward, append(rawLines(lines[:headerAt]), rawLines(body[:end])...)))
+		if len(s.forwarded) > 0 {
+			s.forwarded = append(s.forwarded, "")
+		}
+		s.forwarded = append(s.forwarded, note, "")
+		lines, headerAt = nil, 1
+		for i := end; i < len(body); i++ {
+			if isForwardSeparator(body[i].trim) {
+				lines = body[i:]
+				break
+			}
+			if isForwardEnd(body[i].trim) {
+				s.cuts = append(s.cuts, newCut(RuleForward, rawLines(body[i:i+1])))
+			} else {
+				s.forwarded = append(s.forwarded, body[i].raw)
+			}
+		}
+	}
+}
+
+// unquoteBlock removes one level of quote marks from the block of quoted
+// lines that ls starts with.
+func unquoteBlock(ls []line) []line {
+	k := 0
+	for k < len(ls) && (ls[k].quoted || ls[k].blank()) {
+		k++
+	}
+	out := make([]line, 0, len(ls))
+	for _, l := range ls[:k] {
+		r := strings.TrimLeft(l.raw, " \t")
+		if r != "" && (r[0] == '>' || r[0] == '|') {
+			r = strings.TrimPrefix(r[1:], " ")
+		}
+		out = append(out, newLine(r))
+	}
+	return append(out, ls[k:]...)
+}
+
+// trimRuleAbove removes a separator rule from the end of the kept lines.
+func (s *scanner) trimRuleAbove() {
 	for k := len(s.kept) - 1; k >= 0; k-- {
 		t := strings.TrimSpace(s.kept[k])
 		if t == "" {
@@ -178,12 +318,19 @@ func (s *scanner) cutAt(cut int) {
 		}
 		break
 	}
+}
+
+// cutAt removes lines[cut:] as quoted history found by rule, along with a
+// separator rule right above it.
+func (s *scanner) cutAt(cut int, rule string) {
+	s.dropPending()
+	s.trimRuleAbove()
 	if len(s.quote) > 0 {
 		s.quote = append(s.quote, "")
 	}
-	for _, l := range s.lines[cut:] {
-		s.quote = append(s.quote, l.raw)
-	}
+	raw := rawLines(s.lines[cut:])
+	s.quote = append(s.quote, raw...)
+	s.cuts = append(s.cuts, newCut(rule, raw))
 }
 
 // nextNonBlank returns the index of the first non-blank line at or after i,
@@ -233,7 +380,7 @@ func splitSignature(lines []string) (body, sig, rest []string) {
 	delim, app := -1, -1
 	for i, l := range lines {
 		t := strings.TrimSpace(l)
-		if t == "--" && delim < 0 && (strings.HasPrefix(l, "-- ") || shortTrailer(lines[i+1:])) {
+		if t == "--" && delim < 0 && (strings.HasPrefix(l, "-- ") || shortTrailer(lines[i+1:]) || allBlank(lines[i+1:])) {
 			delim = i
 		}
 		if app < 0 && delim < 0 && isMobileSignature(t) {
@@ -288,4 +435,14 @@ func shortTrailer(lines []string) bool {
 		}
 	}
 	return short
+}
+
+// allBlank reports whether lines show nothing.
+func allBlank(lines []string) bool {
+	for _, l := range lines {
+		if !isInvisibleLine(strings.TrimSpace(l)) {
+			return false
+		}
+	}
+	return true
 }

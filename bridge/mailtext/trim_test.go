@@ -290,21 +290,20 @@ var trimCases = []trimCase{
 	{
 		name:    "gmail forward with text above",
 		in:      "Can you help with this?\n\n---------- Forwarded message ---------\nFrom: Shop <shop@example.com>\nDate: Tue, 3 Mar 2026 at 10:15\nSubject: Your order\nTo: <jane@example.com>\n\nYour order has shipped.\n",
-		want:    "Can you help with this?",
+		want:    "Can you help with this?\n\nForwarded: from Shop <shop@example.com>, Tue, 3 Mar 2026 at 10:15, Your order\n\nYour order has shipped.",
 		trimmed: true,
-		quote:   "Your order has shipped.",
 	},
 	{
 		name:    "apple forward with text above",
 		in:      "FYI\n\nBegin forwarded message:\n\nFrom: Shop <shop@example.com>\nSubject: Your order\nDate: 3 March 2026 at 10:15:00 CET\nTo: jane@example.com\n\nYour order has shipped.\n",
-		want:    "FYI",
+		want:    "FYI\n\nForwarded: from Shop <shop@example.com>, 3 March 2026 at 10:15:00 CET, Your order\n\nYour order has shipped.",
 		trimmed: true,
 	},
 	{
-		name:    "forward only keeps everything",
+		name:    "forward only keeps the forwarded content",
 		in:      "---------- Forwarded message ---------\nFrom: Shop <shop@example.com>\nDate: Tue, 3 Mar 2026 at 10:15\nSubject: Your order\nTo: <jane@example.com>\n\nYour order has shipped.\n",
-		want:    "---------- Forwarded message ---------\nFrom: Shop <shop@example.com>\nDate: Tue, 3 Mar 2026 at 10:15\nSubject: Your order\nTo: <jane@example.com>\n\nYour order has shipped.",
-		trimmed: false,
+		want:    "Forwarded: from Shop <shop@example.com>, Tue, 3 Mar 2026 at 10:15, Your order\n\nYour order has shipped.",
+		trimmed: true,
 	},
 	{
 		name:    "help desk reply marker",
@@ -321,17 +320,17 @@ var trimCases = []trimCase{
 		trimmed: true,
 	},
 	{
-		name:    "interleaved reply keeps the answers",
+		name:    "interleaved reply keeps the answers with their questions",
 		in:      "On Tue, 3 Mar 2026 at 10:15, Jane Doe <jane@example.com> wrote:\n> What is your order number?\n\n4711\n\n> Which colour?\n\nBlue, please.\n",
-		want:    "4711\n\nBlue, please.",
+		want:    "> What is your order number?\n\n4711\n\n> Which colour?\n\nBlue, please.",
 		trimmed: true,
-		quote:   "> Which colour?",
+		quote:   "On Tue, 3 Mar 2026 at 10:15, Jane Doe <jane@example.com> wrote:",
 	},
 	{
 		name:    "bottom posted answer after a quote",
 		in:      "> Could you check the logs?\n> Thanks\nI checked them, nothing unusual.\n",
-		want:    "I checked them, nothing unusual.",
-		trimmed: true,
+		want:    "> Could you check the logs?\n> Thanks\nI checked them, nothing unusual.",
+		trimmed: false,
 	},
 	{
 		name:    "attribution of unknown language before a quote block",
@@ -340,9 +339,9 @@ var trimCases = []trimCase{
 		trimmed: true,
 	},
 	{
-		name:    "only a quote keeps everything",
+		name:    "only a quote keeps everything below a note",
 		in:      "> just quoted\n> text\n",
-		want:    "> just quoted\n> text",
+		want:    QuoteOnlyNote + "\n\n> just quoted\n> text",
 		trimmed: false,
 	},
 
@@ -395,7 +394,7 @@ var trimCases = []trimCase{
 	{
 		name:    "mobile signature with empty reply keeps everything",
 		in:      "Sent from my iPhone\n\nOn Mar 3, 2026, at 10:15, Support <support@example.com> wrote:\n\n> Does tomorrow work?\n",
-		want:    "Sent from my iPhone\n\nOn Mar 3, 2026, at 10:15, Support <support@example.com> wrote:\n\n> Does tomorrow work?",
+		want:    QuoteOnlyNote + "\n\nSent from my iPhone\n\nOn Mar 3, 2026, at 10:15, Support <support@example.com> wrote:\n\n> Does tomorrow work?",
 		trimmed: false,
 	},
 
@@ -540,8 +539,8 @@ var trimCases = []trimCase{
 	{
 		name:    "inline answers right below a quoted line",
 		in:      "Hi Jane,\n> Can you send the invoice?\nSure, it is attached.\n",
-		want:    "Hi Jane,\n\nSure, it is attached.",
-		trimmed: true,
+		want:    "Hi Jane,\n> Can you send the invoice?\nSure, it is attached.",
+		trimmed: false,
 	},
 
 	// Cleaning.
@@ -549,6 +548,11 @@ var trimCases = []trimCase{
 		name: "crlf, trailing spaces and blank runs",
 		in:   "\r\n\r\n  Hello  \r\n\r\n\r\n\r\nWorld\t\r\n\r\n",
 		want: "Hello\n\nWorld",
+	},
+	{
+		name: "a code block at the start keeps its indentation",
+		in:   "    make build\n    ./bin/app\n\nfails with exit 2.\n",
+		want: "    make build\n    ./bin/app\n\nfails with exit 2.",
 	},
 	{name: "empty input", in: "", want: ""},
 	{name: "white space only", in: " \n\t\n", want: ""},

@@ -144,7 +144,7 @@ func TestInspect(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, errOut)
 	}
-	for _, want := range []string{`"action": "post"`, `"email": "jane@example.test"`, `"text": "Hi,\n\nwhere is order 99?\n\nJane"`, `"method": "authres-dmarc"`, `"full_text"`, `"classification"`} {
+	for _, want := range []string{`"action": "post"`, `"email": "jane@example.test"`, `"text": "Hi,\n\nwhere is order 99?\n\nJane"`, `"method": "authres-dmarc"`, `"full_text"`, `"classification"`, `"trimmed_by"`, `"rule": "signature"`} {
 		if !strings.Contains(out, want) {
 			t.Errorf("inspect output lacks %s:\n%s", want, out)
 		}
