@@ -22,6 +22,7 @@ import (
 	"mailgate/bridge/mailparse"
 	"mailgate/bridge/mailtext"
 	"mailgate/bridge/verify"
+	"mailgate/mailaddr"
 )
 
 // Action is what mailgate does with one inbound email.
@@ -150,7 +151,7 @@ func (a *Analyzer) Analyze(ctx context.Context, raw []byte) *Decision {
 
 	var from string
 	if len(email.From) == 1 {
-		from = strings.ToLower(email.From[0].Address)
+		from = mailaddr.Key(email.From[0].Address)
 	}
 	d.Classification = classify.Classify(classify.Input{
 		Header:      &email.Header,
@@ -278,7 +279,7 @@ func bodyText(email *mailparse.Email) (full, trimmed string, wasTrimmed bool, cu
 func dedupeKey(email *mailparse.Email, text string) string {
 	var from string
 	if len(email.From) > 0 {
-		from = strings.ToLower(email.From[0].Address)
+		from = mailaddr.Key(email.From[0].Address)
 	}
 	// Two different emails can carry the same Message-ID (broken or hostile
 	// senders); the sender, date and subject tell them apart, while a copy of

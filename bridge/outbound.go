@@ -19,6 +19,7 @@ import (
 	"mailgate/bridge/mailparse"
 	"mailgate/bridge/msgid"
 	"mailgate/bridge/userlike"
+	"mailgate/mailaddr"
 	"mailgate/smtpout"
 	"mailgate/smtpout/safefetch"
 	"mailgate/store"
@@ -677,7 +678,7 @@ func (o *Outbound) notify(ctx context.Context, ch OutboundChannel, contact, reci
 		return
 	}
 	body, err := userlike.InboundMessage{
-		Email: strings.ToLower(contact),
+		Email: mailaddr.Key(contact),
 		Text:  fmt.Sprintf("[mailgate] Your reply could not be delivered to %s: %s", recipient, reason),
 	}.Marshal()
 	if err == nil {

@@ -64,6 +64,8 @@ import (
 	"time"
 
 	_ "modernc.org/sqlite" // registers the "sqlite" database/sql driver
+
+	"mailgate/mailaddr"
 )
 
 // ErrNotFound is returned (possibly wrapped) when a looked-up row does not
@@ -372,7 +374,7 @@ func fromMS(v int64) time.Time {
 func (db *DB) nowMS() int64 { return db.now().UnixMilli() }
 
 // normContact is the key a contact (an email address) is stored under.
-func normContact(c string) string { return strings.ToLower(strings.TrimSpace(c)) }
+func normContact(c string) string { return mailaddr.Key(c) }
 
 // boolInt converts a bool to SQLite's 0/1.
 func boolInt(b bool) int {

@@ -11,6 +11,8 @@ import (
 	"io"
 	"strings"
 	"time"
+
+	"mailgate/mailaddr"
 )
 
 // This file holds every decision about the JSON that crosses the wire between
@@ -36,14 +38,14 @@ type InboundMessage struct {
 }
 
 // Marshal validates m and encodes it as the compact JSON body of an inbound
-// POST. Email must be set and already lower-case, and exactly one of Text
+// POST. Email must be set with its ASCII letters already lower-case (mailaddr.Key), and exactly one of Text
 // and URL must be set. HTML characters are not escaped, so URLs stay
 // readable.
 func (m InboundMessage) Marshal() ([]byte, error) {
 	switch {
 	case strings.TrimSpace(m.Email) == "":
 		return nil, errors.New("userlike: inbound message: email is required")
-	case m.Email != strings.ToLower(m.Email):
+	case m.Email != mailaddr.LowerASCII(m.Email):
 		return nil, fmt.Errorf("userlike: inbound message: email %q is not lower-case", m.Email)
 	case m.Text == "" && m.URL == "":
 		return nil, fmt.Errorf("userlike: inbound message for %q: neither text nor url is set", m.Email)
@@ -118,7 +120,7 @@ func DecodeOutbound(body []byte) (*Outbound, error) {
 		return nil, fmt.Errorf("userlike: decode outbound payload: got %s, want a JSON object", jsonKind(v))
 	}
 	o := &Outbound{
-		Contact:  strings.ToLower(strings.TrimSpace(firstString(obj, contactPaths))),
+		Contact:  mailaddr.Key(firstString(obj, contactPaths)),
 		Text:     firstString(obj, textPaths),
 		MediaURL: strings.TrimSpace(firstString(obj, mediaURLPaths)),
 		Operator: firstString(obj, operatorPaths),

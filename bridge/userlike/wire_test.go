@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"mailgate/mailaddr"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files in testdata")
@@ -344,6 +346,7 @@ func addOutboundSeeds(f *testing.F) {
 	}
 	f.Add([]byte(`{"message":{"message":{"message":{}}}}`))
 	f.Add([]byte(`{"email":"\u00c4@example.com","url":"x","is_deleted":1e0}`))
+	f.Add([]byte(`{"email":"\u212Aate@example.com","text":"hi"}`))
 }
 
 func FuzzDecodeOutbound(f *testing.F) {
@@ -359,8 +362,8 @@ func FuzzDecodeOutbound(f *testing.F) {
 		if o.IsMessage() && o.Contact == "" {
 			t.Fatalf("message without contact: %+v", o)
 		}
-		if o.Contact != strings.ToLower(o.Contact) {
-			t.Fatalf("contact %q is not lower-case", o.Contact)
+		if o.Contact != mailaddr.LowerASCII(o.Contact) {
+			t.Fatalf("contact %q is not ASCII-lower-case", o.Contact)
 		}
 		if o.IDFromHash != (o.ID == "") {
 			t.Fatalf("IDFromHash %v with ID %q", o.IDFromHash, o.ID)
@@ -418,6 +421,28 @@ func BenchmarkDecodeOutbound(b *testing.B) {
 	for b.Loop() {
 		if _, err := DecodeOutbound(body); err != nil {
 			b.Fatal(err)
+		}
+	}
+}
+
+// TestDecodeOutboundKeepsNonASCIILocalPart: a contact whose local part is
+// not ASCII is never folded into another address (U+212A KELVIN SIGN would
+// become "k" under Unicode lower-casing, U+0130 would become "i").
+func TestDecodeOutboundKeepsNonASCIILocalPart(t *testing.T) {
+	for _, tt := range []struct{ in, want string }{
+		{"\u212Aate@Example.com", "\u212Aate@example.com"},
+		{"\u0130rem@example.com", "\u0130rem@example.com"},
+		{"Kate@Example.com", "kate@example.com"},
+	} {
+		o, err := DecodeOutbound([]byte(`{"email":"` + tt.in + `","text":"hi","id":"1"}`))
+		if err != nil {
+			t.Fatalf("%s: %v", tt.in, err)
+		}
+		if o.Contact != tt.want {
+			t.Errorf("contact of %s = %q, want %q", tt.in, o.Contact, tt.want)
+		}
+		if _, err := (InboundMessage{Email: o.Contact, Text: "hi"}).Marshal(); err != nil {
+			t.Errorf("marshal inbound for %q: %v", o.Contact, err)
 		}
 	}
 }

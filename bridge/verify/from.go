@@ -11,11 +11,13 @@ import (
 	"unicode/utf8"
 
 	"github.com/emersion/go-message/charset"
+
+	"mailgate/mailaddr"
 )
 
 // identity is the single author of a message, as found in its From header.
 type identity struct {
-	addr   string // local@domain, local part lower-cased, domain ASCII lower-cased
+	addr   string // local@domain, local part ASCII-lower-cased, domain ASCII lower-cased
 	local  string
 	domain string // ASCII (punycode) form, lower-cased
 	name   string // decoded display name
@@ -68,7 +70,7 @@ func parseFrom(values []string) (identity, error) {
 	if !strings.Contains(ascii, ".") {
 		return identity{}, fmt.Errorf("From address %q: domain %q is not fully qualified", clip(a.Address), ascii)
 	}
-	local = strings.ToLower(local)
+	local = mailaddr.LowerASCII(local)
 	return identity{
 		addr:   local + "@" + ascii,
 		local:  local,

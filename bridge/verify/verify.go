@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/emersion/go-message/textproto"
+
+	"mailgate/mailaddr"
 )
 
 // Values of Options.Require.
@@ -80,7 +82,8 @@ type Verdict struct {
 	// (ASCII, lower-cased); the From domain itself for authres-dmarc and
 	// allowlist.
 	Domain string `json:"domain"`
-	// From is the one From address: local part lower-cased, domain in its
+	// From is the one From address: local part with its ASCII letters
+	// lower-cased (other characters kept as written), domain in its
 	// ASCII (punycode, "xn--...") form lower-cased, so equal addresses
 	// compare equal as strings. Empty when the From header was unusable.
 	From string `json:"from"`
@@ -154,7 +157,7 @@ func New(opts Options) (*Verifier, error) {
 			if err != nil || !isDotAtom(local) {
 				return nil, fmt.Errorf("verify: allow entry %q: not an address or a domain", a)
 			}
-			v.allowAddr[strings.ToLower(local)+"@"+d] = true
+			v.allowAddr[mailaddr.LowerASCII(local)+"@"+d] = true
 			continue
 		}
 		d, err := asciiDomain(a)

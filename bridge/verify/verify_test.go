@@ -467,6 +467,37 @@ func TestVerify(t *testing.T) {
 		{name: "From with address literal", raw: message(body, "From: jane@[192.0.2.1]"), wantResult: ResultFail},
 		{name: "From with quoted local part", raw: message(body, `From: "jane@bank.example"@trusted.example`), wantResult: ResultFail, reasonHas: "dot-atom"},
 		{
+			name: "quoted local part that is a dot-atom is the same mailbox",
+			raw: message(body,
+				"Authentication-Results: mx.google.com; dmarc=pass header.from=example.com",
+				`From: "jane"@example.com`),
+			wantResult: ResultPass, wantMethod: MethodAuthresDMARC, wantDomain: "example.com", wantFrom: "jane@example.com",
+		},
+		// Unicode case folding must never turn one address into another:
+		// only ASCII letters are lower-cased (RFC 5321 section 2.4 leaves
+		// the local part's case to the receiving host; RFC 6532 adds UTF-8).
+		{
+			name: "Kelvin sign local part is not folded to k",
+			raw: message(body,
+				"Authentication-Results: mx.google.com; dmarc=pass header.from=example.com",
+				"From: \u212Aate <\u212Aate@example.com>"),
+			wantResult: ResultPass, wantMethod: MethodAuthresDMARC, wantDomain: "example.com", wantFrom: "\u212Aate@example.com",
+		},
+		{
+			name: "dotted capital I local part is not folded to i",
+			raw: message(body,
+				"Authentication-Results: mx.google.com; dmarc=pass header.from=example.com",
+				"From: \u0130rem@example.com"),
+			wantResult: ResultPass, wantMethod: MethodAuthresDMARC, wantDomain: "example.com", wantFrom: "\u0130rem@example.com",
+		},
+		{
+			name: "ASCII local part is lower-cased",
+			raw: message(body,
+				"Authentication-Results: mx.google.com; dmarc=pass header.from=example.com",
+				"From: Kate.SMITH@Example.COM"),
+			wantResult: ResultPass, wantMethod: MethodAuthresDMARC, wantDomain: "example.com", wantFrom: "kate.smith@example.com",
+		},
+		{
 			name: "From with two addresses",
 			raw: message(body,
 				"Authentication-Results: mx.google.com; dmarc=pass header.from=example.com",
