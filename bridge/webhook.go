@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/mail"
 	"strings"
+	"sync"
 	"time"
 
 	"mailgate/bridge/userlike"
@@ -67,16 +68,19 @@ type WebhookOptions struct {
 //
 // Answers, all with a small JSON body:
 //
-//	404 unknown channel          405 not POST (with Allow)
-//	401 wrong or missing token   413 body over MaxWebhookBody
+//	404 a path outside Prefix    405 not POST (with Allow)
+//	401 wrong or missing token, or an unknown channel (the same answer,
+//	    so the channel names stay secret; logged at most once per
+//	    refusalLogInterval)      413 body over MaxWebhookBody
 //	400 malformed JSON, or a message without contact address
 //	200 {"status":"queued","id":N}, {"status":"duplicate"},
 //	    {"status":"ignored"} (no text and no media), {"status":"cancelled"}
 //	    or {"status":"not-cancelled"} (is_deleted)
 //	503 the store failed; Userlike retries
 type Webhook struct {
-	opts WebhookOptions
-	log  *slog.Logger
+	opts     WebhookOptions
+	log      *slog.Logger
+	refusals logLimiter
 }
 
 // NewWebhook returns a Webhook for opts.
@@ -97,33 +101,38 @@ func NewWebhook(opts WebhookOptions) *Webhook {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Webhook{opts: opts, log: log}
+	return &Webhook{opts: opts, log: log, refusals: logLimiter{every: refusalLogInterval}}
 }
 
 // ServeHTTP implements http.Handler.
 func (h *Webhook) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	name, ok := strings.CutPrefix(r.URL.Path, h.opts.Prefix)
-	var ch WebhookChannel
-	if ok && name != "" && !strings.Contains(name, "/") {
-		ch, ok = h.opts.Channels(name)
-	} else {
-		ok = false
-	}
 	if !ok {
-		writeJSON(w, http.StatusNotFound, map[string]string{"error": "unknown channel"})
+		writeJSON(w, http.StatusNotFound, map[string]string{"error": "not found"})
 		return
 	}
-	log := h.log.With("channel", ch.Name)
 	if r.Method != http.MethodPost {
 		w.Header().Set("Allow", http.MethodPost)
 		writeJSON(w, http.StatusMethodNotAllowed, map[string]string{"error": "method not allowed"})
 		return
 	}
-	if !tokenMatches(r.Header.Get(userlike.TokenHeader), ch.OutboundToken) {
-		log.Warn("webhook: request with a wrong or missing token refused", "remote", r.RemoteAddr)
+	// An unknown channel gets the same 401 as a wrong token, after the same
+	// work, so that a caller without a token cannot tell which channel
+	// names exist.
+	var ch WebhookChannel
+	known := name != "" && !strings.Contains(name, "/")
+	if known {
+		ch, known = h.opts.Channels(name)
+	}
+	if !tokenMatches(r.Header.Get(userlike.TokenHeader), ch.OutboundToken) || !known {
+		if n, ok := h.refusals.allow(h.opts.Now()); ok {
+			h.log.Warn("webhook: request with a wrong or missing token, or for an unknown channel, refused",
+				"remote", r.RemoteAddr, "path", clipPath(r.URL.Path), "suppressed_since_last", n)
+		}
 		writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "unauthorized"})
 		return
 	}
+	log := h.log.With("channel", ch.Name)
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxWebhookBody))
 	if err != nil {
 		var tooBig *http.MaxBytesError
@@ -236,11 +245,45 @@ func validContact(c string) bool {
 // first, so that neither the comparison nor its length check depends on
 // the secret's length. An empty want matches nothing.
 func tokenMatches(got, want string) bool {
-	if want == "" {
-		return false
-	}
 	g, wt := sha256.Sum256([]byte(got)), sha256.Sum256([]byte(want))
-	return subtle.ConstantTimeCompare(g[:], wt[:]) == 1
+	return subtle.ConstantTimeCompare(g[:], wt[:]) == 1 && want != ""
+}
+
+// refusalLogInterval is the least time between two log lines about refused
+// webhook requests: an unauthenticated caller must not be able to fill the
+// journal.
+const refusalLogInterval = 10 * time.Second
+
+// logLimiter lets one log line through per interval and counts the ones it
+// held back.
+type logLimiter struct {
+	every time.Duration
+
+	mu         sync.Mutex
+	last       time.Time
+	suppressed int
+}
+
+// allow reports whether a line may be logged at now and, if so, how many
+// were held back since the last one.
+func (l *logLimiter) allow(now time.Time) (suppressed int, ok bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if !l.last.IsZero() && now.Sub(l.last) < l.every {
+		l.suppressed++
+		return 0, false
+	}
+	n := l.suppressed
+	l.last, l.suppressed = now, 0
+	return n, true
+}
+
+// clipPath shortens a request path for a log line.
+func clipPath(p string) string {
+	if len(p) > 80 {
+		return p[:80] + "..."
+	}
+	return p
 }
 
 // writeStoreUnavailable answers 503: Userlike retries.

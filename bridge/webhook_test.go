@@ -109,10 +109,10 @@ func TestWebhookStatuses(t *testing.T) {
 		status                          int
 		want                            map[string]any
 	}{
-		{"unknown channel", "POST", "/userlike/nope", testOutboundToken, msg, 404, map[string]any{"error": "unknown channel"}},
-		{"no channel", "POST", "/userlike/", testOutboundToken, msg, 404, map[string]any{"error": "unknown channel"}},
-		{"nested path", "POST", "/userlike/support/x", testOutboundToken, msg, 404, map[string]any{"error": "unknown channel"}},
-		{"other prefix", "POST", "/media/support", testOutboundToken, msg, 404, map[string]any{"error": "unknown channel"}},
+		{"unknown channel", "POST", "/userlike/nope", testOutboundToken, msg, 401, map[string]any{"error": "unauthorized"}},
+		{"no channel", "POST", "/userlike/", testOutboundToken, msg, 401, map[string]any{"error": "unauthorized"}},
+		{"nested path", "POST", "/userlike/support/x", testOutboundToken, msg, 401, map[string]any{"error": "unauthorized"}},
+		{"other prefix", "POST", "/media/support", testOutboundToken, msg, 404, map[string]any{"error": "not found"}},
 		{"GET", "GET", "/userlike/support", testOutboundToken, "", 405, map[string]any{"error": "method not allowed"}},
 		{"no token", "POST", "/userlike/support", "", msg, 401, map[string]any{"error": "unauthorized"}},
 		{"wrong token", "POST", "/userlike/support", "s3cret-outbound-tokeN", msg, 401, map[string]any{"error": "unauthorized"}},
@@ -317,4 +317,52 @@ func FuzzWebhookBody(f *testing.F) {
 			t.Fatalf("status %d for %q", rec.Code, body)
 		}
 	})
+}
+
+// TestWebhookHidesChannelNames: without the token, an unknown channel and a
+// known one get the same answer, and a flood of refused requests writes a
+// bounded number of log lines.
+func TestWebhookHidesChannelNames(t *testing.T) {
+	f := newWebhookFixture(t)
+	msg := `{"email":"jane@example.com","text":"hi","message":{"id":"1"}}`
+	answer := func(path, token string) (int, string) {
+		req := httptest.NewRequest("POST", path, strings.NewReader(msg))
+		if token != "" {
+			req.Header.Set("API-SECURITY-TOKEN", token)
+		}
+		rec := httptest.NewRecorder()
+		f.h.ServeHTTP(rec, req)
+		return rec.Code, rec.Body.String()
+	}
+	knownCode, knownBody := answer("/userlike/support", "wrong")
+	for _, path := range []string{"/userlike/nope", "/userlike/support2", "/userlike/"} {
+		for _, token := range []string{"", "wrong", testOutboundToken} {
+			code, body := answer(path, token)
+			if code != knownCode || body != knownBody {
+				t.Errorf("POST %s token %q: %d %s, want the known channel's %d %s", path, token, code, body, knownCode, knownBody)
+			}
+		}
+	}
+	for range 1000 {
+		answer("/userlike/nope", "")
+	}
+	if n := strings.Count(f.logs.String(), "refused"); n > 2 {
+		t.Errorf("%d refusal log lines for ~1,000 refused requests at one instant, want at most 2", n)
+	}
+}
+
+func TestLogLimiter(t *testing.T) {
+	l := logLimiter{every: 10 * time.Second}
+	t0 := time.Unix(1_700_000_000, 0)
+	if n, ok := l.allow(t0); !ok || n != 0 {
+		t.Fatalf("first line: %d %v", n, ok)
+	}
+	for i := range 5 {
+		if _, ok := l.allow(t0.Add(time.Duration(i) * time.Second)); ok {
+			t.Fatalf("line %d within the interval let through", i)
+		}
+	}
+	if n, ok := l.allow(t0.Add(10 * time.Second)); !ok || n != 5 {
+		t.Fatalf("after the interval: %d %v, want 5 true", n, ok)
+	}
 }
