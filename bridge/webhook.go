@@ -144,10 +144,12 @@ func (h *Webhook) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusBadRequest, map[string]string{"error": "cannot read the body"})
 		return
 	}
-	if ch.Debug {
+	// Decode first, then redact: DecodeOutbound refuses hostile nesting
+	// before the debug log copies anything.
+	msg, err := userlike.DecodeOutbound(body)
+	if ch.Debug && err == nil {
 		log.Info("webhook: payload", "payload", string(userlike.RedactPayload(body)))
 	}
-	msg, err := userlike.DecodeOutbound(body)
 	if err != nil {
 		log.Warn("webhook: payload refused", "err", err, "bytes", len(body))
 		reason := "malformed JSON payload"

@@ -274,12 +274,17 @@ func isSensitiveKey(key string) bool {
 // "authorization" (case-insensitive), at any depth, for debug logging.
 // Key order and number spelling are kept, so the log shows the shape
 // Userlike sent. A body that is not valid JSON is replaced by a short
-// placeholder, since it cannot be redacted reliably.
+// placeholder, since it cannot be redacted reliably, and so is one nested
+// deeper than MaxRedactDepth. The body is validated first, by a scanner
+// that needs no recursion, so that hostile nesting costs no memory.
 func RedactPayload(body []byte) []byte {
+	if !json.Valid(body) {
+		return fmt.Appendf(nil, "<unparsable payload of %d bytes withheld>", len(body))
+	}
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.UseNumber()
 	var out bytes.Buffer
-	if err := redactValue(dec, &out); err != nil {
+	if err := redactValue(dec, &out, 0); err != nil {
 		return fmt.Appendf(nil, "<unparsable payload of %d bytes withheld>", len(body))
 	}
 	if _, err := dec.Token(); err != io.EOF {
@@ -288,9 +293,16 @@ func RedactPayload(body []byte) []byte {
 	return out.Bytes()
 }
 
+// MaxRedactDepth is the deepest nesting of arrays and objects RedactPayload
+// copies; Userlike's payloads are a few levels deep.
+const MaxRedactDepth = 32
+
 // redactValue copies one JSON value from dec to out, dropping sensitive
-// object members.
-func redactValue(dec *json.Decoder, out *bytes.Buffer) error {
+// object members; depth is the nesting of the value.
+func redactValue(dec *json.Decoder, out *bytes.Buffer, depth int) error {
+	if depth > MaxRedactDepth {
+		return fmt.Errorf("nested deeper than %d", MaxRedactDepth)
+	}
 	tok, err := dec.Token()
 	if err != nil {
 		return err
@@ -323,7 +335,7 @@ func redactValue(dec *json.Decoder, out *bytes.Buffer) error {
 				first = false
 				writeJSONString(out, key)
 				out.WriteByte(':')
-				if err := redactValue(dec, out); err != nil {
+				if err := redactValue(dec, out, depth+1); err != nil {
 					return err
 				}
 			}
@@ -337,7 +349,7 @@ func redactValue(dec *json.Decoder, out *bytes.Buffer) error {
 				if i > 0 {
 					out.WriteByte(',')
 				}
-				if err := redactValue(dec, out); err != nil {
+				if err := redactValue(dec, out, depth+1); err != nil {
 					return err
 				}
 			}

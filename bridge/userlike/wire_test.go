@@ -7,6 +7,7 @@ import (
 	"flag"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -444,5 +445,36 @@ func TestDecodeOutboundKeepsNonASCIILocalPart(t *testing.T) {
 		if _, err := (InboundMessage{Email: o.Contact, Text: "hi"}).Marshal(); err != nil {
 			t.Errorf("marshal inbound for %q: %v", o.Contact, err)
 		}
+	}
+}
+
+// TestRedactPayloadDeepNesting: a 1 MiB body of '[' (or of nested objects)
+// is withheld without recursing a million levels deep. It cost about
+// 0.5 GB before RedactPayload validated first.
+func TestRedactPayloadDeepNesting(t *testing.T) {
+	for _, body := range [][]byte{
+		bytes.Repeat([]byte("["), 1<<20),
+		append(bytes.Repeat([]byte("["), 10000), bytes.Repeat([]byte("]"), 10000)...),
+		[]byte(strings.Repeat(`{"a":`, 5000) + "1" + strings.Repeat("}", 5000)),
+	} {
+		var before, after runtime.MemStats
+		runtime.GC()
+		runtime.ReadMemStats(&before)
+		out := RedactPayload(body)
+		runtime.ReadMemStats(&after)
+		if !bytes.HasPrefix(out, []byte("<unparsable payload")) {
+			t.Errorf("%d-byte nested body: got %.40q, want it withheld", len(body), out)
+		}
+		if alloc := after.TotalAlloc - before.TotalAlloc; alloc > 64<<20 {
+			t.Errorf("%d-byte nested body: allocated %d MiB, want under 64 MiB", len(body), alloc>>20)
+		}
+		// Deep recursion grows the goroutine stack, which TotalAlloc does
+		// not count.
+		if stack := int64(after.StackSys) - int64(before.StackSys); stack > 64<<20 {
+			t.Errorf("%d-byte nested body: stack grew by %d MiB, want under 64 MiB", len(body), stack>>20)
+		}
+	}
+	if got := string(RedactPayload([]byte(`[[[{"token":"x","a":1}]]]`))); got != `[[[{"a":1}]]]` {
+		t.Errorf("shallow nesting: %s", got)
 	}
 }
