@@ -87,6 +87,48 @@ type Decision struct {
 	CharsetFallbacks int `json:"-"`
 	// Report is the delivery report of a bounce, if it carried one.
 	Report *mailparse.Report `json:"-"`
+	// Bounce, for a bounce with a delivery report, says whether the report
+	// may be matched to a reply ("trusted: ...") or not ("untrusted: ...").
+	Bounce string `json:"bounce,omitempty"`
+}
+
+// BounceTrusted reports whether the email is a bounce whose delivery report
+// may mark a reply failed.
+func (d *Decision) BounceTrusted() bool {
+	return d.Report != nil && d.Classification.Class == classify.ClassBounce && strings.HasPrefix(d.Bounce, "trusted:")
+}
+
+// judgeBounce sets d.Bounce. Anyone can send a message that looks like a
+// delivery status notification (RFC 3464) and quotes one of our Message-IDs,
+// so a report is trusted only when
+//
+//   - the mailbox provider delivered it with a null reverse-path: the topmost
+//     Return-Path (added at final delivery, RFC 5321 section 4.4) is "<>",
+//     as RFC 5321 section 4.5.5 requires of every notification; or
+//   - its From is verified (DMARC, DKIM or the allow list) in one of the
+//     relay's own domains, for relays that report by ordinary mail.
+//
+// Even a trusted report never has its text posted: the notice is a fixed
+// sentence and the status code (Outbound.HandleBounce).
+func (d *Decision) judgeBounce(returnPath string, domains []string) {
+	if d.Report == nil || d.Classification.Class != classify.ClassBounce {
+		return
+	}
+	if strings.TrimSpace(returnPath) == "<>" {
+		d.Bounce = "trusted: delivered with a null sender (Return-Path: <>)"
+		return
+	}
+	if d.Verification.Passed() {
+		_, dom, _ := strings.Cut(d.Verification.From, "@")
+		for _, bd := range domains {
+			bd = strings.TrimSuffix(mailaddr.Key(bd), ".")
+			if bd != "" && (dom == bd || strings.HasSuffix(dom, "."+bd)) {
+				d.Bounce = "trusted: sender verified in the relay's domain " + bd
+				return
+			}
+		}
+	}
+	d.Bounce = "untrusted: neither a null sender nor a verified sender in the relay's domains; not matched to a reply"
 }
 
 // AnalyzerOptions configures an Analyzer.
@@ -103,6 +145,10 @@ type AnalyzerOptions struct {
 	SubjectLine bool
 	// IsOwnMessageID recognises Message-IDs that mailgate made.
 	IsOwnMessageID func(id string) bool
+	// BounceDomains are the relay's own domains (the domain of smtp.from
+	// and the relay's host name): a bounce whose sender is verified in one
+	// of them (or below it) may fail a reply. See Decision.Bounce.
+	BounceDomains []string
 }
 
 // Analyzer turns raw emails into Decisions. It keeps no state; the only I/O
@@ -173,6 +219,7 @@ func (a *Analyzer) Analyze(ctx context.Context, raw []byte) *Decision {
 	}
 	d.DedupeKey = dedupeKey(email, d.FullText)
 	d.decide(a.opts.PostMailingLists)
+	d.judgeBounce(email.Header.Get("Return-Path"), a.opts.BounceDomains)
 	d.SetThread(len(d.References) == 0, a.opts.SubjectLine)
 	return d
 }

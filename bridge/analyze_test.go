@@ -222,3 +222,55 @@ func TestAnalyzeTrimmedBy(t *testing.T) {
 		})
 	}
 }
+
+// TestAnalyzeBounceTrust: a delivery report may fail a reply only when the
+// mailbox provider delivered it with a null sender, or its sender is
+// verified in the relay's own domain. A forged one is never trusted.
+func TestAnalyzeBounceTrust(t *testing.T) {
+	v, err := verify.New(verify.Options{TrustedAuthservIDs: []string{"mx.example.test"}, Resolver: noDNS{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := NewAnalyzer(AnalyzerOptions{Verifier: v, BounceDomains: []string{"acme.test", "smtp.relay.test"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	report := "MIME-Version: 1.0\r\n" +
+		"Content-Type: multipart/report; report-type=delivery-status; boundary=\"B\"\r\n" +
+		"\r\n--B\r\nContent-Type: text/plain\r\n\r\nCall +1 555 0100 to claim your refund.\r\n" +
+		"--B\r\nContent-Type: message/delivery-status\r\n\r\nReporting-MTA: dns; mx.evil.test\r\n\r\n" +
+		"Final-Recipient: rfc822; jane@example.com\r\nAction: failed\r\nStatus: 5.1.1\r\n" +
+		"Diagnostic-Code: smtp; 550 call +1 555 0100 for your refund\r\n\r\n--B--\r\n"
+	tests := []struct {
+		name    string
+		headers string
+		trusted bool
+	}{
+		{"forged: unverified mailer-daemon", "From: MAILER-DAEMON@evil.test\r\nSubject: Undelivered Mail\r\n", false},
+		{"forged: verified but foreign domain",
+			"Authentication-Results: mx.example.test; dmarc=pass header.from=evil.test\r\nFrom: MAILER-DAEMON@evil.test\r\nSubject: Undelivered Mail\r\n", false},
+		{"forged: null Return-Path below a real one",
+			"Return-Path: <mallory@evil.test>\r\nReturn-Path: <>\r\nFrom: MAILER-DAEMON@evil.test\r\nSubject: Undelivered Mail\r\n", false},
+		{"forged: look-alike relay domain",
+			"Authentication-Results: mx.example.test; dmarc=pass header.from=notacme.test\r\nFrom: MAILER-DAEMON@notacme.test\r\nSubject: Undelivered Mail\r\n", false},
+		{"null sender as delivered", "Return-Path: <>\r\nFrom: MAILER-DAEMON@mx.example.com\r\nSubject: Undelivered Mail\r\n", true},
+		{"verified relay domain",
+			"Authentication-Results: mx.example.test; dmarc=pass header.from=acme.test\r\nFrom: postmaster@acme.test\r\nSubject: Undelivered Mail\r\n", true},
+		{"verified relay host",
+			"Authentication-Results: mx.example.test; dmarc=pass header.from=smtp.relay.test\r\nFrom: MAILER-DAEMON@smtp.relay.test\r\nSubject: Undelivered Mail\r\n", true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			d := a.Analyze(context.Background(), []byte(tt.headers+report))
+			if d.Classification.Class != "bounce" || d.Report == nil {
+				t.Fatalf("not a bounce with a report: %+v", d.Classification)
+			}
+			if d.Action == ActionPost {
+				t.Fatalf("a bounce is posted: %+v", d)
+			}
+			if got := d.BounceTrusted(); got != tt.trusted {
+				t.Errorf("BounceTrusted = %v (%s), want %v", got, d.Bounce, tt.trusted)
+			}
+		})
+	}
+}

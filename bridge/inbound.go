@@ -57,8 +57,9 @@ type InboundOptions struct {
 	// Notify tells the mailbox watcher that IMAP actions, or messages to
 	// fetch again, are pending.
 	Notify func()
-	// OnBounce, when set, gets every bounce that carries a delivery
-	// report, so that the outbox can match it to the reply it concerns.
+	// OnBounce, when set, gets every trusted bounce that carries a
+	// delivery report (Decision.BounceTrusted), so that the outbox can
+	// match it to the reply it concerns.
 	OnBounce func(ctx context.Context, report *mailparse.Report, raw []byte)
 	// Observe, when set, is told the outcome of every email.
 	Observe func(Outcome)
@@ -255,8 +256,13 @@ func (in *Inbound) Handle(ctx context.Context, m *imapsync.Message) error {
 	case ActionSkip:
 		row.State = store.StateSkipped
 		row.After = in.opts.After
-		if d.Classification.Class == classify.ClassBounce && d.Report != nil && in.opts.OnBounce != nil {
+		switch {
+		case d.Report == nil || d.Classification.Class != classify.ClassBounce || in.opts.OnBounce == nil:
+		case d.BounceTrusted():
 			in.opts.OnBounce(ctx, d.Report, m.Raw)
+		default:
+			in.log.Warn("inbound: bounce not matched to a reply: "+d.Bounce,
+				"from", d.Contact.Email, "verdict", d.Verification.Result, "uid", m.UID, "folder", m.Folder)
 		}
 	case ActionQuarantine:
 		row.State = store.StateQuarantined

@@ -11,6 +11,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -748,6 +749,9 @@ func (o *Outbound) HandleBounce(ctx context.Context, channel string, report *mai
 		log.Info("outbound: another bounce of a reply already failed")
 		return true, nil
 	}
+	// The report's own text (Diagnostic-Code, Final-Recipient) is written
+	// by whoever sent the report: it goes to the store and the log, never
+	// into the customer's conversation.
 	reason := oneLine(report.DiagnosticCode)
 	if reason == "" {
 		reason = strings.TrimSpace(report.Status + " " + report.Action)
@@ -755,19 +759,23 @@ func (o *Outbound) HandleBounce(ctx context.Context, channel string, report *mai
 	if reason == "" {
 		reason = "the message bounced"
 	}
-	recipient := oneLine(report.FinalRecipient)
-	if recipient == "" {
-		recipient = contact
+	notice := "the recipient's mail server returned it"
+	if dsnStatus.MatchString(report.Status) {
+		notice += " (status " + report.Status + ")"
 	}
+	log.Warn("outbound: a reply bounced", "final_recipient", oneLine(report.FinalRecipient), "reason", reason)
 	ch, ok := o.opts.Channels(channel)
 	if !ok {
 		ch = OutboundChannel{Name: channel}
 	}
 	o.fail(ctx, ch, contact, ids, len(ids), "bounced: "+reason, false)
 	o.opts.Observe(OutboundOutcome{Channel: channel, Kind: "bounced", Items: len(ids)})
-	o.notify(ctx, ch, contact, recipient, reason)
+	o.notify(ctx, ch, contact, contact, notice)
 	return true, nil
 }
+
+// dsnStatus matches an RFC 3463 status code: class.subject.detail.
+var dsnStatus = regexp.MustCompile(`^[245]\.[0-9]{1,3}\.[0-9]{1,3}$`)
 
 // bounceIsFailure reports whether a delivery report says the message was
 // not delivered: Action "failed", or a 5.x.x status without an action.

@@ -772,7 +772,9 @@ func TestHandleBounce(t *testing.T) {
 	if got.State != store.OutboxFailed || !strings.Contains(got.LastError, "550 5.1.1 user unknown") {
 		t.Fatalf("bounced item = %+v", got)
 	}
-	want := "[mailgate] Your reply could not be delivered to jane@example.com: 550 5.1.1 user unknown"
+	// The report's own text never reaches the conversation: a fixed
+	// sentence and the status code.
+	want := "[mailgate] Your reply could not be delivered to jane@example.com: the recipient's mail server returned it (status 5.1.1)"
 	if n := f.ul.notices(); len(n) != 1 || n[0].Text != want || n[0].Email != "jane@example.com" {
 		t.Fatalf("notices = %+v", n)
 	}

@@ -229,28 +229,11 @@ func (d *daemon) startChannel(parent context.Context, ch config.Channel) error {
 	if resolver == nil {
 		resolver = verify.NewCachingResolver(verify.NetResolver(), 10*time.Minute, 1024)
 	}
-	v, err := verify.New(verify.Options{
-		TrustedAuthservIDs: ch.Verify.TrustedAuthservIDs,
-		Require:            ch.Verify.Require,
-		Allow:              ch.Verify.Allow,
-		SelfDKIM:           ch.Verify.DKIM,
-		StrictAlignment:    ch.Verify.StrictAlignment,
-		Resolver:           resolver,
-	})
-	if err != nil {
-		return fmt.Errorf("channel %q: %w", ch.Name, err)
-	}
 	cfg := d.opts.Config
-	analyzer, err := bridge.NewAnalyzer(bridge.AnalyzerOptions{
-		Verifier: v,
-		Parse: mailparse.Options{
-			MaxAttachmentSize: int64(cfg.Media.MaxSize),
-			MaxAttachments:    cfg.Media.MaxCount,
-			Sink:              mediaSink{lib: d.media, channel: ch.Name},
-		},
-		PostMailingLists: ch.Inbound.MailingLists == "post",
-		SubjectLine:      ch.Inbound.Subject == "first-line",
-		IsOwnMessageID:   d.msgid.IsOwn,
+	analyzer, err := newAnalyzer(cfg, &ch, analyzerDeps{
+		Resolver:       resolver,
+		Sink:           mediaSink{lib: d.media, channel: ch.Name},
+		IsOwnMessageID: d.msgid.IsOwn,
 	})
 	if err != nil {
 		return err

@@ -8,7 +8,6 @@ import (
 	"os"
 
 	"mailgate/bridge"
-	"mailgate/bridge/mailparse"
 	"mailgate/bridge/verify"
 	"mailgate/config"
 )
@@ -35,24 +34,27 @@ func cmdInspect(ctx context.Context, env *environment, args []string) error {
 		return fmt.Errorf("read email: %w", err)
 	}
 
-	opts := inspectSettings{Require: "dmarc", MaxSize: 25 << 20, MaxCount: 20, Subject: "first-line", Lists: "skip"}
+	// Without a configuration file, the defaults of a channel apply.
+	cfg := &config.Config{Media: config.Media{MaxSize: 25 << 20, MaxCount: 20}}
+	ch := &config.Channel{
+		Verify:  config.Verify{Require: "dmarc"},
+		Inbound: config.Inbound{Subject: "first-line", MailingLists: "skip"},
+	}
 	if *path != "" {
-		cfg, err := loadConfig(env, *path)
-		if err != nil {
+		if cfg, err = loadConfig(env, *path); err != nil {
 			return err
 		}
-		ch := &cfg.Channels[0]
+		ch = &cfg.Channels[0]
 		if *channel != "" {
 			var ok bool
 			if ch, ok = cfg.Channel(*channel); !ok {
 				return usageError{fmt.Errorf("%s: no channel %q", *path, *channel)}
 			}
 		}
-		opts = settingsFromConfig(cfg, ch)
 	} else if *channel != "" {
 		return usageError{fmt.Errorf("mailgate inspect: -channel needs -c")}
 	}
-	d, err := inspectEmail(ctx, raw, opts)
+	d, err := inspectEmail(ctx, raw, cfg, ch, verify.NetResolver())
 	if err != nil {
 		return err
 	}
@@ -62,55 +64,11 @@ func cmdInspect(ctx context.Context, env *environment, args []string) error {
 	return enc.Encode(d)
 }
 
-// inspectSettings are the channel settings that change a Decision.
-type inspectSettings struct {
-	TrustedAuthservIDs []string
-	Require            string
-	Allow              []string
-	SelfDKIM           bool
-	MaxSize            int64
-	MaxCount           int
-	Subject            string
-	Lists              string
-	Resolver           verify.Resolver
-}
-
-func settingsFromConfig(cfg *config.Config, ch *config.Channel) inspectSettings {
-	return inspectSettings{
-		TrustedAuthservIDs: ch.Verify.TrustedAuthservIDs,
-		Require:            ch.Verify.Require,
-		Allow:              ch.Verify.Allow,
-		SelfDKIM:           ch.Verify.DKIM,
-		MaxSize:            int64(cfg.Media.MaxSize),
-		MaxCount:           cfg.Media.MaxCount,
-		Subject:            ch.Inbound.Subject,
-		Lists:              ch.Inbound.MailingLists,
-	}
-}
-
-// inspectEmail analyzes raw as the daemon would, with attachments measured
-// but not stored. With self DKIM on, it looks up DNS keys (read-only).
-func inspectEmail(ctx context.Context, raw []byte, s inspectSettings) (*bridge.Decision, error) {
-	resolver := s.Resolver
-	if resolver == nil {
-		resolver = verify.NetResolver()
-	}
-	v, err := verify.New(verify.Options{
-		TrustedAuthservIDs: s.TrustedAuthservIDs,
-		Require:            s.Require,
-		Allow:              s.Allow,
-		SelfDKIM:           s.SelfDKIM,
-		Resolver:           resolver,
-	})
-	if err != nil {
-		return nil, err
-	}
-	a, err := bridge.NewAnalyzer(bridge.AnalyzerOptions{
-		Verifier:         v,
-		Parse:            mailparse.Options{MaxAttachmentSize: s.MaxSize, MaxAttachments: s.MaxCount},
-		PostMailingLists: s.Lists == "post",
-		SubjectLine:      s.Subject == "first-line",
-	})
+// inspectEmail analyzes raw exactly as the daemon would for channel ch
+// (newAnalyzer), with attachments measured but not stored. With self DKIM
+// on, it looks up DNS keys (read-only) through resolver.
+func inspectEmail(ctx context.Context, raw []byte, cfg *config.Config, ch *config.Channel, resolver verify.Resolver) (*bridge.Decision, error) {
+	a, err := newAnalyzer(cfg, ch, analyzerDeps{Resolver: resolver})
 	if err != nil {
 		return nil, err
 	}

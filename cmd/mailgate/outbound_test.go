@@ -171,3 +171,52 @@ func TestDaemonReplyFailureIsNotified(t *testing.T) {
 		t.Errorf("status: %d\n%s", code, out)
 	}
 }
+
+// TestDaemonForgedBounceChangesNothing: a delivery report quoting a sent
+// reply's Message-ID, from a sender that is neither the null sender as
+// delivered nor verified in the relay's domain, fails nothing and posts
+// nothing. A genuine one fails the reply, and its notice carries a fixed
+// sentence and the status code, never the report's own text.
+func TestDaemonForgedBounceChangesNothing(t *testing.T) {
+	e := newTestEnv(t, "", "coalesce = \"0s\"")
+	e.start()
+	if code, resp := e.webhook("outbound-token-xyz", `{"id":"r1","email":"jane@example.test","text":"Your refund is on its way.","operator_name":"Olivia"}`); code != 200 {
+		t.Fatalf("webhook: %d %s", code, resp)
+	}
+	sent := e.waitMailboxMessages("jane@example.test", "jane-pass", "INBOX", 1)
+	m, err := mail.ReadMessage(bytes.NewReader(sent[0]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	msgID := strings.Trim(m.Header.Get("Message-ID"), "<>")
+	dsn := func(headers string) string {
+		return headers + "To: support@example.test\nSubject: Undelivered Mail Returned to Sender\n" +
+			"MIME-Version: 1.0\nContent-Type: multipart/report; report-type=delivery-status; boundary=\"B\"\n\n" +
+			"--B\nContent-Type: text/plain\n\nYour refund failed. Call +1 555 0100 now.\n" +
+			"--B\nContent-Type: message/delivery-status\n\nReporting-MTA: dns; mx.evil.test\n\n" +
+			"Final-Recipient: rfc822; jane@example.test\nAction: failed\nStatus: 5.1.1\n" +
+			"Diagnostic-Code: smtp; 550 refund failed, call +1 555 0100 now\n\n" +
+			"--B\nContent-Type: text/rfc822-headers\n\nMessage-ID: <" + msgID + ">\n\n--B--\n"
+	}
+	e.deliver(dsn("From: MAILER-DAEMON@evil.test\nMessage-ID: <forged-dsn@evil.test>\n"))
+	// Handled in UID order: once this is posted, the forged report was seen.
+	e.deliver(customerMail("real@example.test", "Real", "after-forged@example.test", "Hi", "genuine"))
+	posts := e.ul.waitPosts(1)
+	if len(posts) != 1 || posts[0].Email != "real@example.test" {
+		t.Fatalf("posts after the forged report = %+v, want only the customer's", posts)
+	}
+	if code, out, _ := runCLI(t, "", "status", "-c", e.cfgPath); code != 0 || !strings.Contains(out, "1 sent, 0 failed") {
+		t.Fatalf("a forged report failed a reply: exit %d\n%s", code, out)
+	}
+
+	e.deliver(dsn("Return-Path: <>\nFrom: MAILER-DAEMON@mx.example.test\nMessage-ID: <real-dsn@mx.example.test>\n"))
+	posts = e.ul.waitPosts(2)
+	notice := posts[1]
+	want := "[mailgate] Your reply could not be delivered to jane@example.test: the recipient's mail server returned it (status 5.1.1)"
+	if notice.Email != "jane@example.test" || notice.Text != want {
+		t.Errorf("notice = %+v, want %q", notice, want)
+	}
+	if code, out, _ := runCLI(t, "", "status", "-c", e.cfgPath); code != 0 || !strings.Contains(out, "1 failed") {
+		t.Errorf("status after the genuine report: exit %d\n%s", code, out)
+	}
+}

@@ -1,0 +1,69 @@
+package main
+
+import (
+	"fmt"
+	"net"
+	"strings"
+
+	"mailgate/bridge"
+	"mailgate/bridge/mailparse"
+	"mailgate/bridge/verify"
+	"mailgate/config"
+)
+
+// analyzerDeps are what a channel's analyzer needs beyond its
+// configuration.
+type analyzerDeps struct {
+	// Resolver answers the verifier's DNS queries.
+	Resolver verify.Resolver
+	// Sink stores attachments; nil measures them without keeping them
+	// (inspect).
+	Sink mailparse.AttachmentSink
+	// IsOwnMessageID recognises mailgate's Message-IDs; nil recognises
+	// none (inspect has no installation key).
+	IsOwnMessageID func(string) bool
+}
+
+// newAnalyzer builds the verifier and analyzer of channel ch from the
+// configuration. It is the one place that turns configuration into
+// decisions: the daemon (run, reload, demo) and inspect both call it, so
+// inspect decides exactly as the daemon does.
+func newAnalyzer(cfg *config.Config, ch *config.Channel, deps analyzerDeps) (*bridge.Analyzer, error) {
+	v, err := verify.New(verify.Options{
+		TrustedAuthservIDs: ch.Verify.TrustedAuthservIDs,
+		Require:            ch.Verify.Require,
+		Allow:              ch.Verify.Allow,
+		SelfDKIM:           ch.Verify.DKIM,
+		StrictAlignment:    ch.Verify.StrictAlignment,
+		Resolver:           deps.Resolver,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("channel %q: %w", ch.Name, err)
+	}
+	return bridge.NewAnalyzer(bridge.AnalyzerOptions{
+		Verifier: v,
+		Parse: mailparse.Options{
+			MaxAttachmentSize: int64(cfg.Media.MaxSize),
+			MaxAttachments:    cfg.Media.MaxCount,
+			Sink:              deps.Sink,
+		},
+		PostMailingLists: ch.Inbound.MailingLists == "post",
+		SubjectLine:      ch.Inbound.Subject == "first-line",
+		IsOwnMessageID:   deps.IsOwnMessageID,
+		BounceDomains:    relayDomains(ch),
+	})
+}
+
+// relayDomains are the channel's own sending domains: the domain of
+// smtp.from and the relay's host name. A bounce verified in one of them
+// may fail a reply.
+func relayDomains(ch *config.Channel) []string {
+	var ds []string
+	if _, d, ok := strings.Cut(ch.SMTP.From.Address, "@"); ok && d != "" {
+		ds = append(ds, d)
+	}
+	if host, _, err := net.SplitHostPort(ch.SMTP.Address); err == nil && strings.Contains(host, ".") && net.ParseIP(host) == nil {
+		ds = append(ds, host)
+	}
+	return ds
+}
