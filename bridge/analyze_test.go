@@ -4,10 +4,12 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 	"unicode/utf8"
 
+	"mailgate/bridge/mailparse"
 	"mailgate/bridge/mailtext"
 	"mailgate/bridge/verify"
 )
@@ -272,5 +274,36 @@ func TestAnalyzeBounceTrust(t *testing.T) {
 				t.Errorf("BounceTrusted = %v (%s), want %v", got, d.Bounce, tt.trusted)
 			}
 		})
+	}
+}
+
+// TestAnalyzeHeaderBomb: an email whose header (or a part's) is over the
+// shared 1 MiB limit is dead-lettered with that reason, at bounded cost.
+func TestAnalyzeHeaderBomb(t *testing.T) {
+	if verify.MaxHeaderBytes != mailparse.MaxHeaderBytes {
+		t.Fatalf("verify reads %d header bytes, mailparse %d: the limits must match", verify.MaxHeaderBytes, mailparse.MaxHeaderBytes)
+	}
+	a := newTestAnalyzer(t)
+	for _, inPart := range []bool{false, true} {
+		var b strings.Builder
+		b.WriteString("Authentication-Results: mx.example.test; dmarc=pass header.from=example.test\r\nFrom: jane@example.test\r\n")
+		if inPart {
+			b.WriteString("Content-Type: multipart/mixed; boundary=\"b\"\r\n\r\n--b\r\n")
+		}
+		for b.Len() < 40<<20 {
+			b.WriteString("X: y\r\n")
+		}
+		b.WriteString("\r\nbody\r\n")
+		var before, after runtime.MemStats
+		runtime.GC()
+		runtime.ReadMemStats(&before)
+		d := a.Analyze(context.Background(), []byte(b.String()))
+		runtime.ReadMemStats(&after)
+		if d.Action != ActionDead || !strings.Contains(d.Reason, "header larger than 1 MiB") {
+			t.Errorf("inPart %v: action %s, reason %q; want dead for the header size", inPart, d.Action, d.Reason)
+		}
+		if alloc := after.TotalAlloc - before.TotalAlloc; alloc > 256<<20 {
+			t.Errorf("inPart %v: analyzing allocated %d MiB, want under 256 MiB", inPart, alloc>>20)
+		}
 	}
 }

@@ -13,9 +13,17 @@ import (
 	"github.com/emersion/go-message/textproto"
 )
 
-// maxHeaderBytes bounds the top-level header block kept in memory; fields
-// beyond it are read and dropped.
-const maxHeaderBytes = 1 << 20
+// MaxHeaderBytes bounds every header block read: the message's own and
+// each MIME part's. A larger one fails Parse with ErrHeaderTooLarge (fail
+// closed): millions of tiny fields would otherwise cost gigabytes of memory.
+// bridge/verify reads the message header under the same limit.
+const MaxHeaderBytes = 1 << 20
+
+const maxHeaderBytes = MaxHeaderBytes
+
+// ErrHeaderTooLarge is returned by Parse when a header block, of the
+// message or of a MIME part, is larger than MaxHeaderBytes.
+var ErrHeaderTooLarge = errors.New("header larger than 1 MiB")
 
 // topHeader is the result of reading a message's header block.
 type topHeader struct {
@@ -27,8 +35,8 @@ type topHeader struct {
 // readTopHeader reads the header block forgivingly: leading junk (an mbox
 // "From " line, blank lines, garbage) is skipped, a line that is not a field
 // ends the header even without the blank separator, and over-long headers
-// are truncated at maxHeaderBytes. It fails with ErrNoHeader only when no
-// field at all can be found, or with the reader's error.
+// fail with ErrHeaderTooLarge. It fails with ErrNoHeader when no field at
+// all can be found, or with the reader's error.
 func readTopHeader(br *bufio.Reader) (topHeader, error) {
 	var th topHeader
 	var fields [][]byte
@@ -36,7 +44,6 @@ func readTopHeader(br *bufio.Reader) (topHeader, error) {
 	total := 0
 	junk := 0
 	mbox := false
-	dropped := false
 loop:
 	for {
 		line, err := readBoundedLine(br, maxHeaderBytes+1)
@@ -67,8 +74,7 @@ loop:
 				continue
 			}
 			if over {
-				dropped = true
-				continue
+				return th, ErrHeaderTooLarge
 			}
 			cur = append(cur, line...)
 		case isFieldLine(line):
@@ -77,8 +83,7 @@ loop:
 				cur = nil
 			}
 			if over {
-				dropped = true
-				continue
+				return th, ErrHeaderTooLarge
 			}
 			cur = append([]byte(nil), line...)
 		default:
@@ -109,9 +114,6 @@ loop:
 	}
 	if junk > 0 {
 		th.problems = append(th.problems, fmt.Sprintf("%d lines before the header skipped", junk))
-	}
-	if dropped {
-		th.problems = append(th.problems, fmt.Sprintf("header larger than %s; later fields dropped", humanSize(maxHeaderBytes)))
 	}
 	// textproto.Header.AddRaw puts a field on top of the others, so add them
 	// last to first.
@@ -347,3 +349,71 @@ func truncate(s string, n int) string {
 
 // isRuneStart reports whether b can begin a UTF-8 sequence.
 func isRuneStart(b byte) bool { return b&0xC0 != 0x80 }
+
+// partHeaderGuard passes a multipart body through and fails with
+// ErrHeaderTooLarge once the header of one of its parts (the lines after a
+// delimiter line "--boundary", up to the first empty line; RFC 2046
+// section 5.1.1) grows beyond MaxHeaderBytes. The multipart reader reads
+// part headers without a limit, so the limit is kept here, on the stream it
+// reads.
+type partHeaderGuard struct {
+	r     io.Reader
+	delim []byte // "--" + boundary
+	fail  func(error)
+
+	line     []byte // the start of the current line, for delimiter detection
+	long     bool   // the current line is longer than line can hold
+	blank    bool   // the current line is empty so far (CR aside)
+	inHeader bool   // between a delimiter line and the next empty line
+	size     int    // bytes of the current part header
+	err      error
+}
+
+func newPartHeaderGuard(r io.Reader, boundary string, fail func(error)) *partHeaderGuard {
+	return &partHeaderGuard{r: r, delim: []byte("--" + boundary), fail: fail, blank: true}
+}
+
+// Read implements io.Reader.
+func (g *partHeaderGuard) Read(b []byte) (int, error) {
+	if g.err != nil {
+		return 0, g.err
+	}
+	n, err := g.r.Read(b)
+	for _, c := range b[:n] {
+		if g.inHeader {
+			g.size++
+			if g.size > MaxHeaderBytes {
+				g.err = ErrHeaderTooLarge
+				g.fail(g.err)
+				return 0, g.err
+			}
+		}
+		if c == '\n' {
+			g.endLine()
+			continue
+		}
+		if c != '\r' {
+			g.blank = false
+		}
+		if len(g.line) < len(g.delim)+64 {
+			g.line = append(g.line, c)
+		} else {
+			g.long = true
+		}
+	}
+	return n, err
+}
+
+// endLine moves the state on at the end of a line.
+func (g *partHeaderGuard) endLine() {
+	switch {
+	case g.inHeader && g.blank:
+		g.inHeader = false
+	case !g.inHeader && !g.long && bytes.HasPrefix(g.line, g.delim):
+		rest := bytes.TrimRight(g.line[len(g.delim):], " \t\r")
+		if len(rest) == 0 { // a delimiter, not the close delimiter "--b--"
+			g.inHeader, g.size = true, 0
+		}
+	}
+	g.line, g.long, g.blank = g.line[:0], false, true
+}

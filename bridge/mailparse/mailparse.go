@@ -219,6 +219,7 @@ type Report struct {
 
 // Parse reads one raw email from r and returns what it could make of it.
 // It fails only when no header field can be read at all (ErrNoHeader), when
+// a header block is larger than MaxHeaderBytes (ErrHeaderTooLarge), when
 // reading r fails, or when ctx is done; everything else becomes a Problem.
 // It never panics: a panic inside is returned as an error naming the
 // Message-ID when known.
@@ -279,11 +280,15 @@ type parser struct {
 	textCut  bool
 	unlisted int // attachments beyond maxListedAttachments
 	report   *reportState
+	limitErr error // a limit that fails the whole parse (ErrHeaderTooLarge)
 }
 
 // fatal returns the error that must stop parsing: the input failed or the
 // context is done.
 func (p *parser) fatal() error {
+	if p.limitErr != nil {
+		return p.limitErr
+	}
 	if p.src.err != nil {
 		return p.src.err
 	}
@@ -568,7 +573,8 @@ func (p *parser) multipart(pi partInfo, body io.Reader, n node) {
 		p.report = &reportState{}
 		isReport = true
 	}
-	capture := &prefixCapture{r: body, max: p.opts.MaxTextSize}
+	guard := newPartHeaderGuard(body, boundary, func(err error) { p.limitErr = err })
+	capture := &prefixCapture{r: guard, max: p.opts.MaxTextSize}
 	mr := textproto.NewMultipartReader(capture, boundary)
 	for i := 1; ; i++ {
 		if p.fatal() != nil {

@@ -176,8 +176,8 @@ func New(opts Options) (*Verifier, error) {
 // DKIM signature checked here, or an Allow entry backing it. ctx bounds the
 // DNS queries of the self DKIM check.
 func (v *Verifier) Verify(ctx context.Context, raw []byte) Verdict {
-	h, err := textproto.ReadHeader(bufio.NewReader(bytes.NewReader(raw)))
-	if err != nil && !errors.Is(err, io.EOF) {
+	h, err := readHeader(raw)
+	if err != nil {
 		return Verdict{Result: ResultFail, Reason: fmt.Sprintf("unreadable message header: %v", clipErr(err))}
 	}
 	id, err := parseFrom(h.Values("From"))
@@ -244,3 +244,50 @@ func (v *Verifier) Verify(ctx context.Context, raw []byte) Verdict {
 }
 
 func clipErr(err error) string { return clip(err.Error()) }
+
+// MaxHeaderBytes is the largest message header Verify reads, the same limit
+// as the MIME parser's (mailparse.MaxHeaderBytes). A larger header fails
+// verification: millions of tiny fields would cost gigabytes to parse.
+const MaxHeaderBytes = 1 << 20
+
+// errHeaderTooLarge is the error of readHeader for a header block over
+// MaxHeaderBytes.
+var errHeaderTooLarge = errors.New("header larger than 1 MiB")
+
+// readHeader parses the header block of raw, reading at most MaxHeaderBytes
+// of it. A message without a body separator is all header.
+func readHeader(raw []byte) (textproto.Header, error) {
+	head := raw
+	if len(head) > MaxHeaderBytes {
+		head = head[:MaxHeaderBytes]
+	}
+	end := headerEnd(head)
+	if end < 0 {
+		if len(raw) > MaxHeaderBytes {
+			return textproto.Header{}, errHeaderTooLarge
+		}
+		end = len(raw)
+	}
+	h, err := textproto.ReadHeader(bufio.NewReader(bytes.NewReader(raw[:end])))
+	if err != nil && !errors.Is(err, io.EOF) {
+		return h, err
+	}
+	return h, nil
+}
+
+// headerEnd returns the length of the header block at the start of b,
+// including the empty line that ends it, or -1 when b holds no empty line.
+func headerEnd(b []byte) int {
+	if len(b) > 0 && (b[0] == '\n' || bytes.HasPrefix(b, []byte("\r\n"))) {
+		return 0
+	}
+	i := bytes.Index(b, []byte("\n\r\n"))
+	j := bytes.Index(b, []byte("\n\n"))
+	switch {
+	case i >= 0 && (j < 0 || i < j):
+		return i + 3
+	case j >= 0:
+		return j + 2
+	}
+	return -1
+}
