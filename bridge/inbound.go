@@ -57,6 +57,11 @@ type InboundOptions struct {
 	// Notify tells the mailbox watcher that IMAP actions, or messages to
 	// fetch again, are pending.
 	Notify func()
+	// RemoveMedia, when set, deletes stored attachments by media id. The
+	// attachments of an email that is not posted (skipped, quarantined,
+	// dead, a duplicate) are removed as soon as its decision is recorded,
+	// so that unverified senders cannot fill the disk.
+	RemoveMedia func(ctx context.Context, ids []string) error
 	// OnBounce, when set, gets every trusted bounce that carries a
 	// delivery report (Decision.BounceTrusted), so that the outbox can
 	// match it to the reply it concerns.
@@ -342,7 +347,7 @@ func buildPosts(d *Decision) ([][]byte, error) {
 }
 
 func (in *Inbound) record(ctx context.Context, row *store.Inbound, d *Decision) error {
-	if d != nil {
+	if d != nil && row.State == store.StateFetched {
 		for _, a := range d.Attachments {
 			if a.MediaID != "" {
 				row.MediaIDs = append(row.MediaIDs, a.MediaID)
@@ -352,6 +357,9 @@ func (in *Inbound) record(ctx context.Context, row *store.Inbound, d *Decision) 
 	res, err := in.opts.DB.RecordInbound(ctx, row)
 	if err != nil {
 		return fmt.Errorf("bridge: record %s uid %d: %w", row.Folder, row.UID, err)
+	}
+	if row.State != store.StateFetched || res.Existing || res.DuplicateOf != 0 {
+		in.removeMedia(ctx, row, d)
 	}
 	if res.Existing {
 		return nil
@@ -615,4 +623,26 @@ func (in *Inbound) dead(ctx context.Context, id int64, reason string) {
 	in.observe(Outcome{Kind: "dead"})
 	in.opts.Notify()
 	in.poke()
+}
+
+// removeMedia deletes the attachments that d stored while it was analyzed,
+// once the decision not to post them is recorded. A failure is logged: the
+// records then expire with the media TTL like any other.
+func (in *Inbound) removeMedia(ctx context.Context, row *store.Inbound, d *Decision) {
+	if d == nil || in.opts.RemoveMedia == nil {
+		return
+	}
+	var ids []string
+	for _, a := range d.Attachments {
+		if a.MediaID != "" {
+			ids = append(ids, a.MediaID)
+		}
+	}
+	if len(ids) == 0 {
+		return
+	}
+	if err := in.opts.RemoveMedia(context.WithoutCancel(ctx), ids); err != nil {
+		in.log.Error("inbound: cannot remove the attachments of an email that is not posted; they expire with media.url_ttl",
+			"uid", row.UID, "folder", row.Folder, "state", row.State, "err", err)
+	}
 }

@@ -947,3 +947,32 @@ func BenchmarkPut(b *testing.B) {
 		}
 	}
 }
+
+// TestRemove: removing records deletes their files at once unless another
+// record shares the content; unknown ids are ignored.
+func TestRemove(t *testing.T) {
+	fx := newFixture(t, nil)
+	ctx := context.Background()
+	shared := []byte("shared attachment")
+	lonely := []byte("only in the quarantined email")
+	a := fx.put(t, PutMeta{Filename: "s.txt"}, shared)
+	b := fx.put(t, PutMeta{Filename: "l.txt"}, lonely)
+	kept := fx.put(t, PutMeta{Filename: "s2.txt"}, shared)
+
+	res, err := fx.lib.Remove(ctx, []string{a.ID, b.ID, "AAAAAAAAAAAAAAAAAAAAAA"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := (SweepResult{Records: 2, Files: 1, Bytes: int64(len(lonely))}); res != want {
+		t.Errorf("Remove = %+v, want %+v", res, want)
+	}
+	if _, err := os.Stat(fx.lib.filePath(b.SHA256)); !os.IsNotExist(err) {
+		t.Errorf("the lonely file is still there: %v", err)
+	}
+	if _, err := os.Stat(fx.lib.filePath(kept.SHA256)); err != nil {
+		t.Errorf("the shared file is gone: %v", err)
+	}
+	if _, err := fx.lib.index.Media(ctx, a.ID); !errors.Is(err, ErrNotFound) {
+		t.Errorf("record %s still indexed: %v", a.ID, err)
+	}
+}

@@ -49,6 +49,33 @@ func (l *Library) sweepRecords(ctx context.Context, olderThan time.Time, res *Sw
 	if err != nil {
 		return fmt.Errorf("media: list records before %s: %w", olderThan.Format(time.RFC3339), err)
 	}
+	return l.removeRecords(ctx, recs, res)
+}
+
+// Remove deletes the records with the given ids, and every file no record
+// refers to any more, at once rather than when they expire: the media of an
+// email that is not posted (quarantined, skipped, dead) must not outlive
+// that decision. Unknown ids are ignored. It returns what it removed.
+func (l *Library) Remove(ctx context.Context, ids []string) (SweepResult, error) {
+	var res SweepResult
+	var recs []*Record
+	for _, id := range ids {
+		rec, err := l.index.Media(ctx, id)
+		if errors.Is(err, ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return res, fmt.Errorf("media: look up %s: %w", id, err)
+		}
+		recs = append(recs, rec)
+	}
+	err := l.removeRecords(ctx, recs, &res)
+	return res, err
+}
+
+// removeRecords deletes recs from the index and the files that no
+// remaining record refers to, counting both in res.
+func (l *Library) removeRecords(ctx context.Context, recs []*Record, res *SweepResult) error {
 	if len(recs) == 0 {
 		return nil
 	}
@@ -68,7 +95,7 @@ func (l *Library) sweepRecords(ctx context.Context, olderThan time.Time, res *Sw
 	if err := l.index.DeleteMedia(ctx, ids); err != nil {
 		return fmt.Errorf("media: delete %d records: %w", len(ids), err)
 	}
-	res.Records = len(ids)
+	res.Records += len(ids)
 	// The records are gone; a file skipped now would never be looked at
 	// again, so finish this loop even if ctx is canceled.
 	fctx := context.WithoutCancel(ctx)

@@ -276,6 +276,10 @@ func (d *daemon) startChannel(parent context.Context, ch config.Channel) error {
 			}
 			return rec.ID, nil
 		},
+		RemoveMedia: func(ctx context.Context, ids []string) error {
+			_, err := d.media.Remove(ctx, ids)
+			return err
+		},
 		Notify:  func() { run.watcher.Notify() },
 		Observe: d.observer(ch.Name),
 		OnBounce: func(ctx context.Context, report *mailparse.Report, raw []byte) {

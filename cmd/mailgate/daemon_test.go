@@ -5,9 +5,12 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
+	"errors"
 	"fmt"
+	"io/fs"
 	"net/http"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -356,5 +359,46 @@ func TestDaemonDeadRetryRefetches(t *testing.T) {
 	time.Sleep(300 * time.Millisecond)
 	if n := len(e.ul.received()); n != 2 {
 		t.Errorf("%d posts, want 2", n)
+	}
+}
+
+// TestDaemonQuarantinedMediaIsRemoved: the attachments of an unverified
+// sender are stored while the email is parsed, before the verdict, and
+// removed as soon as the quarantine is recorded; content that a posted
+// email shares stays.
+func TestDaemonQuarantinedMediaIsRemoved(t *testing.T) {
+	e := newTestEnv(t, "")
+	own := bytes.Repeat([]byte("%PDF-1.4 only in the forged email\n"), 3000)
+	shared := bytes.Repeat([]byte("%PDF-1.4 in both emails\n"), 3000)
+	withAttachments := func(headers string, atts ...[]byte) string {
+		s := headers + "MIME-Version: 1.0\nContent-Type: multipart/mixed; boundary=b1\n\n--b1\nContent-Type: text/plain\n\nSee attached.\n"
+		for i, a := range atts {
+			s += fmt.Sprintf("--b1\nContent-Type: application/pdf\nContent-Disposition: attachment; filename=a%d.pdf\nContent-Transfer-Encoding: base64\n\n%s\n", i, wrap(base64.StdEncoding.EncodeToString(a)))
+		}
+		return s + "--b1--\n"
+	}
+	e.deliver(withAttachments("Authentication-Results: evil.example; dmarc=pass header.from=example.test\n"+
+		"From: Jane <jane@example.test>\nTo: support@example.test\nSubject: Invoice\nMessage-ID: <forged-media@evil.example>\n", own, shared))
+	e.deliver(withAttachments("Authentication-Results: mx.example.test; dmarc=pass header.from=example.test\n"+
+		"From: Real <real@example.test>\nTo: support@example.test\nSubject: Invoice\nMessage-ID: <real-media@example.test>\n", shared))
+	e.start()
+	// Handled in UID order: once the second email is posted, the first
+	// is quarantined.
+	posts := e.ul.waitPosts(2)
+	e.waitLedger(func(s string) bool { return strings.Contains(s, "quarantined=1") })
+	file := func(b []byte) string {
+		sum := sha256.Sum256(b)
+		h := hex.EncodeToString(sum[:])
+		return filepath.Join(e.dir, "state", "media", h[:2], h)
+	}
+	if _, err := os.Stat(file(own)); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("the quarantined email's attachment is still stored: %v", err)
+	}
+	if _, err := os.Stat(file(shared)); err != nil {
+		t.Errorf("the posted email's attachment is gone: %v", err)
+	}
+	sum, resp := download(t, posts[1].URL)
+	if want := sha256.Sum256(shared); resp.StatusCode != 200 || sum != hex.EncodeToString(want[:]) {
+		t.Errorf("posted media: status %d", resp.StatusCode)
 	}
 }
