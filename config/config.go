@@ -13,6 +13,7 @@ package config
 
 import (
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"net/mail"
 	"net/netip"
@@ -27,6 +28,10 @@ type Options struct {
 	// Getenv looks up environment variables ($STATE_DIRECTORY,
 	// $CREDENTIALS_DIRECTORY). Nil means os.Getenv.
 	Getenv func(string) string
+	// Mode is the permission of the configuration file, when known (Load
+	// sets it): a file readable by all users that holds a secret inline
+	// gets a warning.
+	Mode fs.FileMode
 }
 
 // Config is a parsed and validated configuration file.
@@ -263,6 +268,9 @@ func Load(path string, opts Options) (*Config, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("config: read %s: %w", path, err)
+	}
+	if fi, err := os.Stat(path); err == nil {
+		opts.Mode = fi.Mode().Perm()
 	}
 	return Parse(path, data, opts)
 }

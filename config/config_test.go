@@ -617,6 +617,18 @@ func TestWarnings(t *testing.T) {
 		name: "smtp password without username",
 		src:  minimal + "password = \"p\"\n",
 		want: []string{`c.toml:14: channel "support": smtp.password: set but unused: username is empty, so mailgate does not authenticate`},
+	}, {
+		name: "plain http inbound_url and public_url to another host",
+		src: "[server]\npublic_url = \"http://mailgate.example.com\"\n" +
+			strings.Replace(minimal, "https://userlike.example.com/in", "http://userlike.example.com/in", 1),
+		want: []string{
+			`c.toml:2: server.public_url: plain http to mailgate.example.com: the token and customer mail travel unencrypted; use https`,
+			`c.toml:6: channel "support": userlike.inbound_url: plain http to userlike.example.com: the token and customer mail travel unencrypted; use https`,
+		},
+	}, {
+		name: "plain http on loopback is fine",
+		src: "[server]\npublic_url = \"http://127.0.0.1:8080\"\n" +
+			strings.Replace(minimal, "https://userlike.example.com/in", "http://localhost:9000/in", 1),
 	}}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -1049,4 +1061,46 @@ func FuzzParse(f *testing.F) {
 		}
 		_ = cfg.Summary()
 	})
+}
+
+// TestWorldReadableInlineSecrets: Load warns about each secret given inline
+// in a configuration file that all users can read, and not when only the
+// owner can.
+func TestWorldReadableInlineSecrets(t *testing.T) {
+	dir := t.TempDir()
+	for _, tt := range []struct {
+		mode os.FileMode
+		want []string
+	}{
+		{0o644, []string{
+			`: channel "support": userlike.inbound_token: a secret given inline in a file readable by all users (mode 0644); restrict it with chmod o-r, or use inbound_token_file or inbound_token_credential`,
+			`: channel "support": userlike.outbound_token: a secret given inline in a file readable by all users (mode 0644)`,
+			`: channel "support": imap.password: a secret given inline in a file readable by all users (mode 0644)`,
+		}},
+		{0o640, nil},
+	} {
+		path := writeFile(t, dir, fmt.Sprintf("c%o.toml", tt.mode), minimal, tt.mode)
+		if err := os.Chmod(path, tt.mode); err != nil { // the umask may have narrowed it
+			t.Fatal(err)
+		}
+		cfg, err := Load(path, noEnv)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(cfg.Warnings) != len(tt.want) {
+			t.Fatalf("mode %o: warnings %q, want %d", tt.mode, cfg.Warnings, len(tt.want))
+		}
+		for i, w := range tt.want {
+			if !strings.Contains(cfg.Warnings[i], w) {
+				t.Errorf("mode %o: warning %q, want it to contain %q", tt.mode, cfg.Warnings[i], w)
+			}
+		}
+		for _, w := range cfg.Warnings {
+			for _, secret := range secretValues {
+				if strings.Contains(w, secret) {
+					t.Errorf("warning %q shows a secret", w)
+				}
+			}
+		}
+	}
 }

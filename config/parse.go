@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"math"
 	"net/mail"
 	"net/netip"
@@ -77,6 +78,7 @@ type warning struct {
 
 // parser collects the errors and warnings of one Parse call.
 type parser struct {
+	mode    fs.FileMode // of the file, if known
 	name    string
 	baseDir string
 	getenv  func(string) string
@@ -100,6 +102,7 @@ func Parse(name string, data []byte, opts Options) (*Config, error) {
 		getenv = os.Getenv
 	}
 	p := &parser{
+		mode:    opts.Mode,
 		name:    name,
 		baseDir: filepath.Dir(name),
 		getenv:  getenv,
@@ -492,6 +495,9 @@ func (p *parser) secret(a at, name string, inline, file, cred value) Secret {
 	}
 	switch {
 	case inline.set:
+		if p.mode&0o004 != 0 {
+			p.warnf(a.key(name), "a secret given inline in a file readable by all users (mode %#o); restrict it with chmod o-r, or use %s_file or %s_credential", p.mode, name, name)
+		}
 		return Secret{value: p.str(a.key(name), inline)}
 	case file.set:
 		fa := a.key(name + "_file")

@@ -17,7 +17,8 @@ func (p *parser) validate(cfg *Config) {
 	top := at{ch: -1}
 
 	p.hostPort(top.key("server", "listen"), cfg.Server.Listen)
-	p.httpURL(top.key("server", "public_url"), cfg.Server.PublicURL)
+	// A public_url defaulted from listen has its own warning already.
+	p.httpURL(top.key("server", "public_url"), cfg.Server.PublicURL, cfg.Server.PublicURL != "http://"+cfg.Server.Listen)
 	if cfg.Metrics.Listen != "" {
 		p.hostPort(top.key("metrics", "listen"), cfg.Metrics.Listen)
 	}
@@ -78,7 +79,7 @@ func (p *parser) validateChannel(c at, ch *Channel) {
 	if ch.Userlike.InboundURL == "" {
 		p.errorf(ul.key("inbound_url"), "missing (the Inbound URL shown in Userlike's Custom Channel settings)")
 	} else {
-		p.httpURL(ul.key("inbound_url"), ch.Userlike.InboundURL)
+		p.httpURL(ul.key("inbound_url"), ch.Userlike.InboundURL, true)
 	}
 	p.requireSecret(ul, "inbound_token", ch.Userlike.InboundToken)
 	p.requireSecret(ul, "outbound_token", ch.Userlike.OutboundToken)
@@ -337,8 +338,9 @@ func (p *parser) hostPort(a at, s string) {
 	}
 }
 
-// httpURL checks an absolute http or https URL.
-func (p *parser) httpURL(a at, s string) {
+// httpURL checks an absolute http or https URL; with warnPlain, plain http
+// to another machine gets a warning.
+func (p *parser) httpURL(a at, s string, warnPlain bool) {
 	u, err := url.Parse(s)
 	switch {
 	case err != nil:
@@ -347,6 +349,8 @@ func (p *parser) httpURL(a at, s string) {
 		p.errorf(a, "%q is not an absolute http or https URL", s)
 	case u.Host == "":
 		p.errorf(a, "%q has no host", s)
+	case warnPlain && u.Scheme == "http" && !isLoopback(u.Hostname()):
+		p.warnf(a, "plain http to %s: the token and customer mail travel unencrypted; use https", u.Hostname())
 	}
 }
 
