@@ -347,6 +347,12 @@ func buildPosts(d *Decision) ([][]byte, error) {
 }
 
 func (in *Inbound) record(ctx context.Context, row *store.Inbound, d *Decision) error {
+	// The mailbox is the source of truth for the bytes: the posts are
+	// rendered already, and a refetch goes by UID. Only a dead letter keeps
+	// its raw copy in the store (`mailgate dead show -raw`).
+	if row.State != store.StateDead {
+		row.Raw = nil
+	}
 	if d != nil && row.State == store.StateFetched {
 		for _, a := range d.Attachments {
 			if a.MediaID != "" {

@@ -143,6 +143,9 @@ func cmdDead(ctx context.Context, env *environment, args []string) error {
 			return err
 		}
 		if *raw {
+			if r.Raw == nil {
+				return fmt.Errorf("mailgate dead show: email %d has no raw copy in the store (only emails dead-lettered when fetched keep one); it is in folder %q, UIDVALIDITY %d, UID %d", id, r.Folder, r.UIDValidity, r.UID)
+			}
 			_, err := env.stdout.Write(r.Raw)
 			return err
 		}
