@@ -359,6 +359,7 @@ func isRuneStart(b byte) bool { return b&0xC0 != 0x80 }
 type partHeaderGuard struct {
 	r     io.Reader
 	delim []byte // "--" + boundary
+	max   int    // MaxHeaderBytes; smaller in tests
 	fail  func(error)
 
 	line     []byte // the start of the current line, for delimiter detection
@@ -370,36 +371,47 @@ type partHeaderGuard struct {
 }
 
 func newPartHeaderGuard(r io.Reader, boundary string, fail func(error)) *partHeaderGuard {
-	return &partHeaderGuard{r: r, delim: []byte("--" + boundary), fail: fail, blank: true}
+	return &partHeaderGuard{r: r, delim: []byte("--" + boundary), max: MaxHeaderBytes, fail: fail, blank: true}
 }
 
-// Read implements io.Reader.
+// Read implements io.Reader. It looks at the data a line at a time, so an
+// attachment's body costs one IndexByte per line.
 func (g *partHeaderGuard) Read(b []byte) (int, error) {
 	if g.err != nil {
 		return 0, g.err
 	}
 	n, err := g.r.Read(b)
-	for _, c := range b[:n] {
+	for buf := b[:n]; len(buf) > 0; {
+		seg := buf
+		i := bytes.IndexByte(buf, '\n')
+		if i >= 0 {
+			seg = buf[:i]
+		}
 		if g.inHeader {
-			g.size++
-			if g.size > MaxHeaderBytes {
+			g.size += len(seg)
+			if i >= 0 {
+				g.size++
+			}
+			if g.size > g.max {
 				g.err = ErrHeaderTooLarge
 				g.fail(g.err)
 				return 0, g.err
 			}
 		}
-		if c == '\n' {
-			g.endLine()
-			continue
-		}
-		if c != '\r' {
+		if g.blank && len(bytes.TrimLeft(seg, "\r")) > 0 {
 			g.blank = false
 		}
-		if len(g.line) < len(g.delim)+64 {
-			g.line = append(g.line, c)
+		if room := len(g.delim) + 64 - len(g.line); room >= len(seg) {
+			g.line = append(g.line, seg...)
 		} else {
+			g.line = append(g.line, seg[:max(room, 0)]...)
 			g.long = true
 		}
+		if i < 0 {
+			break
+		}
+		g.endLine()
+		buf = buf[i+1:]
 	}
 	return n, err
 }

@@ -62,15 +62,18 @@ func TestParseHeaderTooLarge(t *testing.T) {
 	}
 }
 
-// FuzzPartHeaderGuard: the guard passes every byte through unchanged until
-// it fails, and it fails only when a part header really is over the limit
-// (checked here with a small limit by a plain line scan).
+// FuzzPartHeaderGuard: the guard passes every byte through unchanged
+// until it fails, whatever the read sizes, and it fails exactly when a
+// simple line-by-line scan finds a part header over the limit (a small
+// limit here, so that fuzz inputs reach it).
 func FuzzPartHeaderGuard(f *testing.F) {
-	f.Add([]byte("--b\r\nA: b\r\n\r\nbody\r\n--b--\r\n"), uint8(3))
-	f.Add([]byte("--b \r\nA: b\r\nC: d\r\n"), uint8(1))
-	f.Fuzz(func(t *testing.T, data []byte, chunk uint8) {
+	f.Add([]byte("--b\r\nA: b\r\n\r\nbody\r\n--b--\r\n"), uint8(3), uint8(40))
+	f.Add([]byte("--b \r\nA: b\r\nC: d\r\n"), uint8(1), uint8(8))
+	f.Add([]byte("pre\n--b\nX: 1\nY: 2\n\n--b--\nepilogue epilogue\n"), uint8(2), uint8(5))
+	f.Fuzz(func(t *testing.T, data []byte, chunk, limit uint8) {
 		var failed error
 		g := newPartHeaderGuard(&chunkReader{data: data, n: int(chunk) + 1}, "b", func(err error) { failed = err })
+		g.max = int(limit)
 		var out bytes.Buffer
 		_, err := out.ReadFrom(g)
 		if err == nil && !bytes.Equal(out.Bytes(), data) {
@@ -79,10 +82,39 @@ func FuzzPartHeaderGuard(f *testing.F) {
 		if (err != nil) != (failed != nil) {
 			t.Fatalf("error %v, fail callback %v", err, failed)
 		}
-		if len(data) <= MaxHeaderBytes && err != nil {
-			t.Fatalf("failed on %d bytes, under the limit: %v", len(data), err)
+		if want := overLongPartHeader(data, "--b", int(limit)); want != errors.Is(err, ErrHeaderTooLarge) {
+			t.Fatalf("%q with limit %d: error %v, want too large %v", data, limit, err, want)
 		}
 	})
+}
+
+// overLongPartHeader is the guard's rule, written plainly: after a
+// delimiter line, the bytes up to and including the first empty line must
+// not exceed limit.
+func overLongPartHeader(data []byte, delim string, limit int) bool {
+	inHeader, size := false, 0
+	lines := bytes.SplitAfter(data, []byte("\n"))
+	for _, line := range lines {
+		if inHeader {
+			size += len(line)
+			if size > limit {
+				return true
+			}
+		}
+		content := bytes.TrimSuffix(line, []byte("\n"))
+		terminated := len(content) < len(line)
+		if !terminated {
+			break
+		}
+		switch {
+		case inHeader && len(bytes.Trim(content, "\r")) == 0:
+			inHeader = false
+		case !inHeader && bytes.HasPrefix(content, []byte(delim)) && len(content) <= len(delim)+64 &&
+			len(bytes.TrimRight(content[len(delim):], " \t\r")) == 0:
+			inHeader, size = true, 0
+		}
+	}
+	return false
 }
 
 // chunkReader reads data n bytes at a time.
