@@ -15,7 +15,7 @@ func TestDaemonKelvinSignIsNotKate(t *testing.T) {
 	want := map[string]bool{"\u212Aate@example.test": true, "\u0130rene@example.test": true}
 	for _, p := range posts[:2] {
 		if !want[p.Email] {
-			t.Errorf("a post went to %q, want one of %q", p.Email, want)
+			t.Errorf("a post went to %q, want one of %v", p.Email, want)
 		}
 		delete(want, p.Email)
 	}
