@@ -77,7 +77,8 @@ func writeConfig(dir string, cfg daemonConfig) (path, listen string, err error) 
 	fmt.Fprintf(&b, "[[channel]]\nname = \"support\"\n\n")
 	fmt.Fprintf(&b, "[channel.userlike]\ninbound_url = %s\ninbound_token = %s\noutbound_token = %s\n\n",
 		q(cfg.InboundURL), q(inboundToken), q(outboundToken))
-	fmt.Fprintf(&b, "[channel.imap]\naddress = %s\nsecurity = \"none\"\nusername = %s\npassword = %s\n",
+	// The backlog is in the mailbox before mailgate starts: post it all.
+	fmt.Fprintf(&b, "[channel.imap]\naddress = %s\nsecurity = \"none\"\nusername = %s\npassword = %s\nstart = \"all\"\n",
 		q(cfg.IMAPAddr), q(cfg.User), q(cfg.Password))
 	if cfg.After != "" {
 		fmt.Fprintf(&b, "after = %s\n", q(cfg.After))

@@ -74,7 +74,8 @@ type InboundOptions struct {
 
 // Outcome is reported to InboundOptions.Observe, for metrics.
 type Outcome struct {
-	// Kind is "posted", "skipped", "quarantined", "dead" or "retried".
+	// Kind is "posted", "skipped", "quarantined", "dead", "retried" or
+	// "history" (messages in a folder before reading started, not posted).
 	Kind string
 	// Reason is a short label (for skips, the classification).
 	Reason string
@@ -83,6 +84,8 @@ type Outcome struct {
 	Latency time.Duration
 	// CharsetFallbacks counts parts decoded with a guessed charset.
 	CharsetFallbacks int
+	// Count is how many messages a "history" outcome left out.
+	Count int
 }
 
 // Inbound moves customer emails of one channel from the mailbox into
@@ -138,9 +141,21 @@ type postItem struct {
 }
 
 // Cursor implements imapsync.CursorStore.
-func (in *Inbound) Cursor(ctx context.Context, folder string) (uidValidity, uid uint32, err error) {
+func (in *Inbound) Cursor(ctx context.Context, folder string) (imapsync.Cursor, error) {
 	c, err := in.opts.DB.Cursor(ctx, in.opts.Channel, folder)
-	return c.UIDValidity, c.UID, err
+	return imapsync.Cursor(c), err
+}
+
+// StartFolder implements imapsync.CursorStore: it records where reading the
+// folder starts, durably, and counts the history it leaves out.
+func (in *Inbound) StartFolder(ctx context.Context, folder string, c imapsync.Cursor) error {
+	if err := in.opts.DB.SetCursor(ctx, in.opts.Channel, folder, store.Cursor(c)); err != nil {
+		return err
+	}
+	in.log.Info("inbound: mail already in the folder is history and is not posted (imap.start)",
+		"folder", folder, "history", c.History, "after_uid", c.UID)
+	in.observe(Outcome{Kind: "history", Count: c.History})
+	return nil
 }
 
 // Refetches implements imapsync.RefetchSource: the dead letters that
@@ -184,7 +199,7 @@ func (in *Inbound) ActionsDone(ctx context.Context, ids []int64) error {
 // verification, trimming and storing the attachments need no order and
 // no ledger, so the Watcher runs them on several messages at once.
 func (in *Inbound) Prepare(ctx context.Context, m *imapsync.Message) {
-	if !m.TooLarge {
+	if !m.TooLarge && !m.History {
 		m.Prepared = in.opts.Analyzer.Analyze(ctx, m.Raw)
 	}
 }
@@ -204,6 +219,14 @@ func (in *Inbound) Handle(ctx context.Context, m *imapsync.Message) error {
 	}
 	if row.ArrivedAt.IsZero() {
 		row.ArrivedAt = in.opts.Now()
+	}
+	if m.History {
+		// In the folder before reading started (imap.start): recorded,
+		// never posted, never touched.
+		row.State = store.StateSkipped
+		row.Classification = "history"
+		row.Reason = "in the folder before mailgate started reading it (imap.start)"
+		return in.record(ctx, row, nil)
 	}
 	if m.TooLarge {
 		row.State = store.StateDead

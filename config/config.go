@@ -169,6 +169,11 @@ type IMAP struct {
 	// QuarantineFolder receives messages that fail verification (default
 	// "Quarantine").
 	QuarantineFolder string
+	// Start is where reading a folder begins when mailgate has no cursor
+	// for it (a new store, or a new UIDVALIDITY): "now" (default: mail
+	// already there is history, not posted), "all", or a duration such as
+	// "7d" (mail that arrived within it is posted).
+	Start StartPoint
 	// PollInterval is how often folders are polled when IDLE is not
 	// available (default 5m, at least 10s).
 	PollInterval Duration
@@ -391,6 +396,7 @@ func (a IMAP) equal(b IMAP) bool {
 		a.After == b.After &&
 		a.MoveTo == b.MoveTo &&
 		a.QuarantineFolder == b.QuarantineFolder &&
+		a.Start == b.Start &&
 		a.PollInterval == b.PollInterval &&
 		a.IdleRefresh == b.IdleRefresh &&
 		a.TLSServerName == b.TLSServerName &&

@@ -401,6 +401,23 @@ func (p *parser) strs(a at, v value) []string {
 	return out
 }
 
+// start converts [channel.imap] start; absent is "now".
+func (p *parser) start(a at, v value) StartPoint {
+	var sp StartPoint
+	if v.v == nil {
+		return sp
+	}
+	s, ok := v.v.(string)
+	if !ok {
+		p.errorf(a, "must be \"now\", \"all\" or a duration string such as \"7d\", not %s", tomlType(v.v))
+		return sp
+	}
+	if err := sp.UnmarshalText([]byte(s)); err != nil {
+		p.errorf(a, "%v", err)
+	}
+	return sp
+}
+
 // duration converts a duration string such as "5m"; absent is 0.
 func (p *parser) duration(a at, v value) Duration {
 	var d Duration
@@ -649,6 +666,7 @@ func (p *parser) convertChannel(c at, r *rawChannel) Channel {
 			After:              p.str(im.key("after"), r.IMAP.After),
 			MoveTo:             p.str(im.key("move_to"), r.IMAP.MoveTo),
 			QuarantineFolder:   p.str(im.key("quarantine_folder"), r.IMAP.QuarantineFolder),
+			Start:              p.start(im.key("start"), r.IMAP.Start),
 			PollInterval:       p.duration(im.key("poll_interval"), r.IMAP.PollInterval),
 			IdleRefresh:        p.duration(im.key("idle_refresh"), r.IMAP.IdleRefresh),
 			TLSServerName:      p.str(im.key("tls_server_name"), r.IMAP.TLSServerName),

@@ -106,6 +106,7 @@ type rawIMAP struct {
 	After              value `toml:"after"`
 	MoveTo             value `toml:"move_to"`
 	QuarantineFolder   value `toml:"quarantine_folder"`
+	Start              value `toml:"start"`
 	PollInterval       value `toml:"poll_interval"`
 	IdleRefresh        value `toml:"idle_refresh"`
 	TLSServerName      value `toml:"tls_server_name"`
@@ -239,6 +240,7 @@ func applyDefaults(raw *rawFile, getenv func(string) string) []warning {
 		c.IMAP.Folders.def([]any{"INBOX"})
 		c.IMAP.After.def("seen")
 		c.IMAP.QuarantineFolder.def("Quarantine")
+		c.IMAP.Start.def("now")
 		c.IMAP.PollInterval.def("5m")
 		c.IMAP.IdleRefresh.def("10m")
 		c.IMAP.InsecureSkipVerify.def(false)

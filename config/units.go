@@ -117,3 +117,55 @@ func (s Size) String() string {
 	}
 	return strconv.FormatInt(int64(s), 10) + "B" // unreachable: "B" divides everything
 }
+
+// StartPoint is [channel.imap] start. The zero StartPoint is "now".
+type StartPoint struct {
+	// All posts everything a folder holds ("all").
+	All bool
+	// Since, when All is false, posts the mail that arrived within Since
+	// before the start ("7d"); 0 posts none of it ("now").
+	Since time.Duration
+}
+
+// UnmarshalText parses "now", "all", a number of days ("7d") or a Go
+// duration ("36h").
+func (s *StartPoint) UnmarshalText(text []byte) error {
+	t := string(text)
+	switch t {
+	case "now":
+		*s = StartPoint{}
+		return nil
+	case "all":
+		*s = StartPoint{All: true}
+		return nil
+	}
+	var d time.Duration
+	if days, ok := strings.CutSuffix(t, "d"); ok {
+		n, err := strconv.Atoi(days)
+		if err != nil || n <= 0 || n > 36500 {
+			return fmt.Errorf("invalid start %q: want \"now\", \"all\" or a duration such as \"7d\" or \"36h\"", t)
+		}
+		d = time.Duration(n) * 24 * time.Hour
+	} else {
+		v, err := time.ParseDuration(t)
+		if err != nil || v <= 0 {
+			return fmt.Errorf("invalid start %q: want \"now\", \"all\" or a duration such as \"7d\" or \"36h\"", t)
+		}
+		d = v
+	}
+	*s = StartPoint{Since: d}
+	return nil
+}
+
+// String returns the start point as written in the configuration.
+func (s StartPoint) String() string {
+	switch {
+	case s.All:
+		return "all"
+	case s.Since == 0:
+		return "now"
+	case s.Since%(24*time.Hour) == 0:
+		return strconv.Itoa(int(s.Since/(24*time.Hour))) + "d"
+	}
+	return s.Since.String()
+}

@@ -113,8 +113,13 @@ func (g *mailgate) config(opts mailgateOptions) string {
 	fmt.Fprintf(&b, "[[channel]]\nname = \"support\"\n\n")
 	fmt.Fprintf(&b, "[channel.userlike]\ninbound_url = %s\ninbound_token = %s\noutbound_token = %s\n\n",
 		q(opts.InboundURL), q(inboundToken), q(outboundToken))
+	imapLines := lines(opts.IMAP)
+	if !strings.Contains(imapLines, "start =") {
+		// The scenarios deliver their mail before mailgate starts.
+		imapLines = "start = \"all\"\n" + imapLines
+	}
 	fmt.Fprintf(&b, "[channel.imap]\naddress = %s\nsecurity = \"none\"\nusername = %s\npassword = %s\n%s\n",
-		q(suite.vars["IMAP_ADDR"]), q(supportUser), q(suite.vars["MAIL_PASSWORD"]), lines(opts.IMAP))
+		q(suite.vars["IMAP_ADDR"]), q(supportUser), q(suite.vars["MAIL_PASSWORD"]), imapLines)
 	fmt.Fprintf(&b, "[channel.smtp]\naddress = %s\nsecurity = \"none\"\nfrom = %s\n%s\n",
 		q(suite.vars["SMTP_ADDR"]), q("Support <"+supportUser+">"), lines(opts.SMTP))
 	verify := opts.Verify

@@ -34,7 +34,7 @@ var bodySection = imap.FetchItemBodySection{Peek: true}
 func (s *session) catchUp(ctx context.Context) (retry time.Duration, err error) {
 	f := s.f
 	o := &f.w.opts
-	storedValidity, storedUID, err := o.Cursors.Cursor(ctx, f.name)
+	cur, err := o.Cursors.Cursor(ctx, f.name)
 	if err != nil {
 		if ctx.Err() != nil {
 			return 0, ctx.Err()
@@ -43,11 +43,8 @@ func (s *session) catchUp(ctx context.Context) (retry time.Duration, err error) 
 		f.log.Warn("imap: reading cursor failed", "err", err, "retry_in", retry)
 		return retry, nil
 	}
-	var from uint32
-	switch {
-	case storedValidity == 0:
-		from = 0
-	case storedValidity != s.validity:
+	storedValidity := cur.UIDValidity
+	if storedValidity != 0 && storedValidity != s.validity {
 		pair := [2]uint32{storedValidity, s.validity}
 		if f.announced != pair {
 			f.log.Info("imap: UIDVALIDITY differs from cursor, rescanning folder",
@@ -62,10 +59,29 @@ func (s *session) catchUp(ctx context.Context) (retry time.Duration, err error) 
 			}
 			f.announced = pair
 		}
-		from = 0
-	default:
-		from = storedUID
 	}
+	if storedValidity != s.validity && !o.Start.All {
+		start, err := s.startPoint(o.Start, o.Now())
+		if err != nil {
+			return 0, err
+		}
+		if err := o.Cursors.StartFolder(ctx, f.name, start); err != nil {
+			if ctx.Err() != nil {
+				return 0, ctx.Err()
+			}
+			retry = f.handlerBackoff.next()
+			f.log.Warn("imap: recording the folder's start point failed", "err", err, "retry_in", retry)
+			return retry, nil
+		}
+		f.log.Info("imap: reading starts here; older mail of the folder is history and is not posted",
+			"uidvalidity", s.validity, "after_uid", start.UID, "history", start.History)
+		cur, storedValidity = start, start.UIDValidity
+	}
+	var from uint32
+	if storedValidity == s.validity {
+		from = cur.UID
+	}
+	s.history = cur
 	if f.memValidity == s.validity && f.memUID > from {
 		from = f.memUID
 	}
@@ -438,6 +454,7 @@ func (s *session) fetchBatch(uids []imap.UID, emit func([]*Message) bool) (incom
 			InternalDate: buf.InternalDate,
 			Flags:        buf.Flags,
 			TooLarge:     o.MaxMessageSize > 0 && buf.RFC822Size > o.MaxMessageSize,
+			History:      s.isHistory(uint32(buf.UID), buf.InternalDate),
 		}
 	})
 	if err != nil {
@@ -457,7 +474,7 @@ func (s *session) fetchBatch(uids []imap.UID, emit func([]*Message) bool) (incom
 		end, size := start, int64(0)
 		for end < len(msgs) {
 			m := msgs[end]
-			if !m.TooLarge {
+			if !m.TooLarge && !m.History {
 				if end > start && size+m.Size > maxBodyChunk {
 					break
 				}
@@ -472,7 +489,7 @@ func (s *session) fetchBatch(uids []imap.UID, emit func([]*Message) bool) (incom
 			return false, err
 		}
 		for i, m := range chunk {
-			if !m.TooLarge && !got[m.UID] {
+			if !m.TooLarge && !m.History && !got[m.UID] {
 				// Most likely expunged between the two FETCHes. Stop
 				// before it: the next UID SEARCH tells whether it still
 				// exists.
@@ -493,7 +510,7 @@ func (s *session) fetchBodies(chunk []*Message) (got map[uint32]bool, err error)
 	var set imap.UIDSet
 	byUID := make(map[uint32]*Message, len(chunk))
 	for _, m := range chunk {
-		if !m.TooLarge {
+		if !m.TooLarge && !m.History {
 			set.AddNum(imap.UID(m.UID))
 			byUID[m.UID] = m
 		}
@@ -546,4 +563,64 @@ func (s *session) uidFetch(set imap.UIDSet, opts *imap.FetchOptions, fn func(*im
 		fn(buf)
 	}
 	return cmd.Close()
+}
+
+// isHistory reports whether the message uid, which arrived at internalDate,
+// lies in the folder's history (Cursor.HistoryBelow).
+func (s *session) isHistory(uid uint32, internalDate time.Time) bool {
+	h := s.history
+	return h.UIDValidity == s.validity && uid < h.HistoryBelow && !internalDate.IsZero() && internalDate.Before(h.HistoryBefore)
+}
+
+// startPoint finds where reading the selected folder starts under start at
+// now: after the last UID for "now"; for Since, before the first message
+// that arrived within Since (UID SEARCH SINCE, then the exact INTERNALDATE),
+// with the older messages above it marked as history.
+func (s *session) startPoint(start Start, now time.Time) (Cursor, error) {
+	c := Cursor{UIDValidity: s.validity}
+	all, err := s.searchAfter(0)
+	if err != nil {
+		return c, err
+	}
+	next := s.uidNext
+	if len(all) > 0 && uint32(all[len(all)-1]) >= next {
+		next = uint32(all[len(all)-1]) + 1 // no or a stale UIDNEXT
+	}
+	c.UID, c.History = next-1, len(all)
+	if next == 0 {
+		c.UID = 0
+	}
+	if start.Since <= 0 || len(all) == 0 {
+		return c, nil
+	}
+	cutoff := now.Add(-start.Since)
+	// SEARCH SINCE compares dates only, in the server's time zone: ask from
+	// a day earlier and check INTERNALDATE exactly (RFC 9051 section 6.4.4).
+	s.wd.arm()
+	data, err := s.c.UIDSearch(&imap.SearchCriteria{Since: cutoff.AddDate(0, 0, -1)}, nil).Wait()
+	s.wd.disarm()
+	if err != nil {
+		return c, fmt.Errorf("uid search since %s: %w", cutoff.Format(time.DateOnly), err)
+	}
+	candidates := data.AllUIDs()
+	if len(candidates) == 0 {
+		return c, nil
+	}
+	var window []uint32
+	err = s.uidFetch(imap.UIDSetNum(candidates...), &imap.FetchOptions{UID: true, InternalDate: true}, func(buf *imapclient.FetchMessageBuffer) {
+		if buf.UID != 0 && !buf.InternalDate.Before(cutoff) {
+			window = append(window, uint32(buf.UID))
+		}
+	})
+	if err != nil {
+		return c, fmt.Errorf("uid fetch internaldate: %w", err)
+	}
+	if len(window) == 0 {
+		return c, nil
+	}
+	first := slices.Min(window)
+	c.UID = first - 1
+	c.HistoryBelow, c.HistoryBefore = next, cutoff
+	c.History = len(all) - len(window)
+	return c, nil
 }

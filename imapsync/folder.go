@@ -271,6 +271,9 @@ type session struct {
 	wd *watchdog
 
 	validity   uint32
+	uidNext    uint32 // UIDNEXT of the last SELECT; 0 when not sent
+	messages   uint32 // EXISTS of the last SELECT
+	history    Cursor // the history marks of the folder's cursor
 	hasIdle    bool
 	hasMove    bool
 	hasUIDPlus bool
@@ -293,6 +296,7 @@ func (s *session) selectFolder() error {
 		s.f.log.Info("imap: UIDVALIDITY changed", "old", s.validity, "new", data.UIDValidity)
 	}
 	s.validity = data.UIDValidity
+	s.uidNext, s.messages = uint32(data.UIDNext), data.NumMessages
 	s.f.log.Debug("imap: selected", "uidvalidity", data.UIDValidity, "uidnext", data.UIDNext, "messages", data.NumMessages)
 	return nil
 }

@@ -82,6 +82,12 @@ type Options struct {
 	// from MinBackoff up to MaxBackoff (with jitter) and is reset after a
 	// successful sync. Defaults DefaultMinBackoff and DefaultMaxBackoff.
 	MinBackoff, MaxBackoff time.Duration
+	// Start says where reading a folder without a cursor (a new store, or
+	// a new UIDVALIDITY) begins. The zero Start is "now": what the folder
+	// holds is history, not handed; only mail that arrives afterwards is.
+	Start Start
+	// Now returns the current time, for Start.Since. Default time.Now.
+	Now func() time.Time
 	// Cursors tells how far each folder has been recorded. Required.
 	Cursors CursorStore
 	// Handler records fetched messages. Required. It is called from one
@@ -155,12 +161,43 @@ func (e *AuthError) Error() string {
 // Unwrap returns the server's error.
 func (e *AuthError) Unwrap() error { return e.Err }
 
+// Start is where reading a folder without a cursor begins: a folder of a
+// mailbox that has years of mail in it must not be posted by surprise.
+type Start struct {
+	// All hands everything the folder holds.
+	All bool
+	// Since, when All is false, hands the messages whose INTERNALDATE is
+	// within Since before the start (found with SEARCH SINCE, then
+	// checked exactly); 0 hands none of them.
+	Since time.Duration
+}
+
+// Cursor is how far a folder has been recorded, and where its history
+// lies.
+type Cursor struct {
+	// UIDValidity and UID: the highest UID recorded under UIDVALIDITY;
+	// zero values mean nothing has been recorded.
+	UIDValidity, UID uint32
+	// HistoryBelow and HistoryBefore: a message with a UID below
+	// HistoryBelow whose INTERNALDATE is before HistoryBefore was in the
+	// folder before reading started. It is handed with History set and
+	// without its body. Zero: no history marks.
+	HistoryBelow  uint32
+	HistoryBefore time.Time
+	// History is how many messages the start point left out.
+	History int
+}
+
 // CursorStore tells how far a folder has been durably recorded. The
-// Watcher only reads cursors; the Handler advances them.
+// Handler advances cursors; the Watcher reads them and records where
+// reading a folder starts.
 type CursorStore interface {
-	// Cursor returns the folder's UIDVALIDITY and the highest UID recorded
-	// under it; zero values mean nothing has been recorded.
-	Cursor(ctx context.Context, folder string) (uidValidity, uid uint32, err error)
+	// Cursor returns the folder's cursor.
+	Cursor(ctx context.Context, folder string) (Cursor, error)
+	// StartFolder durably sets the cursor of a folder that had none under
+	// c.UIDValidity, with its history marks, before anything of it is
+	// handed.
+	StartFolder(ctx context.Context, folder string, c Cursor) error
 }
 
 // A RefetchSource is a CursorStore that can ask for messages at or below
@@ -193,6 +230,10 @@ type Message struct {
 	// TooLarge is set when Size exceeds Options.MaxMessageSize; the body
 	// was not fetched.
 	TooLarge bool
+	// History is set for a message that was in the folder before reading
+	// started (Cursor.HistoryBelow); the body was not fetched. The Handler
+	// records it without acting on it.
+	History bool
 	// Prepared is what a Preparer's Prepare left for Handle; nil when the
 	// Handler is no Preparer.
 	Prepared any
@@ -326,6 +367,12 @@ func (o Options) withDefaults() (Options, error) {
 	}
 	if o.BatchSize == 0 {
 		o.BatchSize = DefaultBatchSize
+	}
+	if o.Start.Since < 0 {
+		return o, fmt.Errorf("imapsync: channel %q: negative Start.Since %v", o.Channel, o.Start.Since)
+	}
+	if o.Now == nil {
+		o.Now = time.Now
 	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)

@@ -11,8 +11,9 @@ import (
 // nopStore is a Handler and CursorStore that does nothing.
 type nopStore struct{}
 
-func (nopStore) Cursor(context.Context, string) (uint32, uint32, error) { return 0, 0, nil }
-func (nopStore) Handle(context.Context, *Message) error                 { return nil }
+func (nopStore) Cursor(context.Context, string) (Cursor, error)    { return Cursor{}, nil }
+func (nopStore) StartFolder(context.Context, string, Cursor) error { return nil }
+func (nopStore) Handle(context.Context, *Message) error            { return nil }
 func (nopStore) UIDValidityChanged(context.Context, string, uint32, uint32) error {
 	return nil
 }

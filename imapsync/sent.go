@@ -122,7 +122,8 @@ func (s *SentFolder) resolve(c *imapclient.Client) (string, error) {
 
 type noCursors struct{}
 
-func (noCursors) Cursor(context.Context, string) (uint32, uint32, error) { return 0, 0, nil }
+func (noCursors) Cursor(context.Context, string) (Cursor, error)    { return Cursor{}, nil }
+func (noCursors) StartFolder(context.Context, string, Cursor) error { return nil }
 
 type noHandler struct{}
 

@@ -157,7 +157,8 @@ func (discardWriter) Write(p []byte) (int, error) { return len(p), nil }
 // recorder is the test's Handler, CursorStore and ActionSource, in memory.
 type recorder struct {
 	mu         sync.Mutex
-	cursors    map[string][2]uint32
+	cursors    map[string]Cursor
+	starts     []Cursor // StartFolder calls
 	handled    []*Message
 	attempts   []uint32
 	changes    [][3]uint32 // UIDValidityChanged: old, new and 0
@@ -169,14 +170,21 @@ type recorder struct {
 }
 
 func newRecorder() *recorder {
-	return &recorder{cursors: make(map[string][2]uint32), done: make(map[int64]bool)}
+	return &recorder{cursors: make(map[string]Cursor), done: make(map[int64]bool)}
 }
 
-func (r *recorder) Cursor(ctx context.Context, folder string) (uint32, uint32, error) {
+func (r *recorder) Cursor(ctx context.Context, folder string) (Cursor, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	c := r.cursors[folder]
-	return c[0], c[1], nil
+	return r.cursors[folder], nil
+}
+
+func (r *recorder) StartFolder(ctx context.Context, folder string, c Cursor) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.cursors[folder] = c
+	r.starts = append(r.starts, c)
+	return nil
 }
 
 func (r *recorder) Handle(ctx context.Context, m *Message) error {
@@ -188,8 +196,11 @@ func (r *recorder) Handle(ctx context.Context, m *Message) error {
 		return errors.New("ledger busy")
 	}
 	r.handled = append(r.handled, m)
-	if c := r.cursors[m.Folder]; c[0] != m.UIDValidity || c[1] < m.UID {
-		r.cursors[m.Folder] = [2]uint32{m.UIDValidity, m.UID}
+	if c := r.cursors[m.Folder]; c.UIDValidity != m.UIDValidity {
+		r.cursors[m.Folder] = Cursor{UIDValidity: m.UIDValidity, UID: m.UID}
+	} else if c.UID < m.UID {
+		c.UID = m.UID
+		r.cursors[m.Folder] = c
 	}
 	return nil
 }
@@ -198,7 +209,7 @@ func (r *recorder) UIDValidityChanged(ctx context.Context, folder string, old, n
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.changes = append(r.changes, [3]uint32{old, new, 0})
-	r.cursors[folder] = [2]uint32{new, 0}
+	r.cursors[folder] = Cursor{UIDValidity: new}
 	return nil
 }
 
@@ -283,6 +294,7 @@ func baseOptions(ts *testServer, r *recorder) Options {
 		IdleRefresh:  time.Hour,
 		MinBackoff:   10 * time.Millisecond,
 		MaxBackoff:   100 * time.Millisecond,
+		Start:        Start{All: true}, // most tests hand a backlog
 		Cursors:      r,
 		Handler:      r,
 		Actions:      r,
@@ -1002,4 +1014,70 @@ func TestRefetchGivesUp(t *testing.T) {
 	if tries != maxRefetchTries || !strings.Contains(why, "3 tries") {
 		t.Errorf("uid 2 tried %d times again, given up with %q; want %d tries", tries, why, maxRefetchTries)
 	}
+}
+
+// TestStartPoint: a folder without a cursor starts where Options.Start
+// says. "now" hands only mail that arrives afterwards; Since hands the mail
+// whose INTERNALDATE is within it, and an older message above the first
+// one in the window is handed as History, without its body.
+func TestStartPoint(t *testing.T) {
+	now := time.Now()
+	old, recent := now.AddDate(0, 0, -30), now.AddDate(0, 0, -2)
+	appendAt := func(ts *testServer, n int, at time.Time) {
+		t.Helper()
+		if _, err := ts.user.Append("INBOX", bytes.NewReader([]byte(testMail(n))), &imap.AppendOptions{Time: at}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Run("now", func(t *testing.T) {
+		ts := newTestServer(t, fullCaps)
+		r := newRecorder()
+		for i := 1; i <= 3; i++ {
+			appendAt(ts, i, old)
+		}
+		opts := baseOptions(ts, r)
+		opts.Start = Start{}
+		opts.PollInterval = 50 * time.Millisecond
+		startWatcher(t, opts)
+		waitFor(t, "the start point", func() bool { r.mu.Lock(); defer r.mu.Unlock(); return len(r.starts) == 1 })
+		ts.appendMsg("INBOX", testMail(4))
+		ts.appendMsg("INBOX", testMail(5))
+		got := waitHandled(t, r, 2)
+		if want := []uint32{4, 5}; !slices.Equal(uidsOf(got), want) {
+			t.Fatalf("handed UIDs %v, want %v", uidsOf(got), want)
+		}
+		r.mu.Lock()
+		start := r.starts[0]
+		r.mu.Unlock()
+		if start.UID != 3 || start.History != 3 || start.HistoryBelow != 0 {
+			t.Errorf("start = %+v, want after UID 3 with 3 history messages", start)
+		}
+	})
+	t.Run("since", func(t *testing.T) {
+		ts := newTestServer(t, fullCaps)
+		r := newRecorder()
+		appendAt(ts, 1, old)
+		appendAt(ts, 2, old)
+		appendAt(ts, 3, recent)
+		appendAt(ts, 4, old) // moved in later: an old message above the window's first
+		appendAt(ts, 5, recent)
+		opts := baseOptions(ts, r)
+		opts.Start = Start{Since: 7 * 24 * time.Hour}
+		startWatcher(t, opts)
+		got := waitHandled(t, r, 3)
+		if want := []uint32{3, 4, 5}; !slices.Equal(uidsOf(got), want) {
+			t.Fatalf("handed UIDs %v, want %v", uidsOf(got), want)
+		}
+		for _, m := range got {
+			if wantHistory := m.UID == 4; m.History != wantHistory || (m.Raw == nil) != wantHistory {
+				t.Errorf("UID %d: History %v, body %d bytes; want history %v", m.UID, m.History, len(m.Raw), wantHistory)
+			}
+		}
+		r.mu.Lock()
+		start := r.starts[0]
+		r.mu.Unlock()
+		if start.UID != 2 || start.HistoryBelow != 6 || start.History != 3 {
+			t.Errorf("start = %+v, want after UID 2, history below 6, 3 history messages", start)
+		}
+	})
 }

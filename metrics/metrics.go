@@ -67,6 +67,7 @@ type Metrics struct {
 	inboundLatency   *prometheus.HistogramVec
 	outboundLatency  *prometheus.HistogramVec
 	charsetFallbacks *prometheus.CounterVec
+	history          *prometheus.CounterVec
 	state            *stateCollector
 }
 
@@ -97,6 +98,10 @@ func New() *Metrics {
 			Help:    "Time from a Userlike webhook to the reply's acceptance by the SMTP relay.",
 			Buckets: LatencyBuckets(),
 		}, []string{"channel"}),
+		history: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "mailgate_inbound_history_total",
+			Help: "Messages already in a folder when mailgate started reading it (imap.start), left unposted.",
+		}, []string{"channel"}),
 		charsetFallbacks: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "mailgate_charset_fallbacks_total",
 			Help: "Message parts whose declared charset was unknown or wrong and were decoded by a fallback.",
@@ -105,7 +110,7 @@ func New() *Metrics {
 	}
 	m.reg.MustRegister(
 		m.inbound, m.skipped, m.outbound,
-		m.inboundLatency, m.outboundLatency, m.charsetFallbacks,
+		m.inboundLatency, m.outboundLatency, m.charsetFallbacks, m.history,
 		m.state,
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
@@ -130,6 +135,7 @@ func (m *Metrics) InitChannel(channel string) {
 	m.inboundLatency.WithLabelValues(channelLabel(channel))
 	m.outboundLatency.WithLabelValues(channelLabel(channel))
 	m.charsetFallbacks.WithLabelValues(channelLabel(channel))
+	m.history.WithLabelValues(channelLabel(channel))
 }
 
 // Inbound counts one inbound email of channel reaching outcome, one of
@@ -166,6 +172,15 @@ func (m *Metrics) InboundLatency(channel string, d time.Duration) {
 // to the SMTP relay accepting it. A negative d is recorded as zero.
 func (m *Metrics) OutboundLatency(channel string, d time.Duration) {
 	m.outboundLatency.WithLabelValues(channelLabel(channel)).Observe(seconds(d))
+}
+
+// History adds n to the count of messages of channel that were in a folder
+// before mailgate started reading it and were left unposted.
+func (m *Metrics) History(channel string, n int) {
+	if m == nil || n <= 0 {
+		return
+	}
+	m.history.WithLabelValues(channelLabel(channel)).Add(float64(n))
 }
 
 // CharsetFallbacks adds n to the count of message parts of channel decoded

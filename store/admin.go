@@ -14,6 +14,9 @@ type FolderCursor struct {
 	UIDValidity uint32    `json:"uidvalidity"`
 	UID         uint32    `json:"uid"`
 	UpdatedAt   time.Time `json:"updated_at"`
+	// History is how many messages were in the folder when mailgate
+	// started reading it and were left unposted (imap.start).
+	History int `json:"history"`
 }
 
 // ChannelStatus summarises one channel's state in the store, for `mailgate
@@ -35,14 +38,14 @@ type ChannelStatus struct {
 // Status returns the state of one channel.
 func (db *DB) Status(ctx context.Context, channel string) (*ChannelStatus, error) {
 	st := &ChannelStatus{Channel: channel}
-	rows, err := db.read.QueryContext(ctx, `SELECT folder, uidvalidity, uid, updated_at FROM cursors WHERE channel = ? ORDER BY folder`, channel)
+	rows, err := db.read.QueryContext(ctx, `SELECT folder, uidvalidity, uid, updated_at, history FROM cursors WHERE channel = ? ORDER BY folder`, channel)
 	if err != nil {
 		return nil, fmt.Errorf("store: status of %q: %w", channel, err)
 	}
 	for rows.Next() {
 		var c FolderCursor
 		var updated int64
-		if err := rows.Scan(&c.Folder, &c.UIDValidity, &c.UID, &updated); err != nil {
+		if err := rows.Scan(&c.Folder, &c.UIDValidity, &c.UID, &updated, &c.History); err != nil {
 			rows.Close()
 			return nil, fmt.Errorf("store: status of %q: %w", channel, err)
 		}

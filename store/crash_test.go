@@ -108,7 +108,7 @@ func TestKill9KeepsCommits(t *testing.T) {
 	if err != nil || len(in.Posts) != 2 || len(in.Raw) == 0 {
 		t.Fatalf("after kill -9: row = %+v, %v", in, err)
 	}
-	if c, err := db.Cursor(context.Background(), "c", "INBOX"); err != nil || c != (Cursor{1, 77}) {
+	if c, err := db.Cursor(context.Background(), "c", "INBOX"); err != nil || c != (Cursor{UIDValidity: 1, UID: 77}) {
 		t.Fatalf("after kill -9: cursor = %+v, %v", c, err)
 	}
 	if th, ok, err := db.Thread(context.Background(), "c", "crash@example.org"); err != nil || !ok || len(th.MessageIDs) != 1 {

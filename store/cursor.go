@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"time"
 )
 
 // Cursor is how far the ledger has recorded a folder: the highest UID
@@ -13,15 +14,26 @@ import (
 type Cursor struct {
 	UIDValidity uint32
 	UID         uint32
+	// HistoryBelow and HistoryBefore mark the folder's history: messages
+	// with a UID below HistoryBelow that arrived before HistoryBefore were
+	// there before mailgate started reading the folder. Zero: none.
+	HistoryBelow  uint32
+	HistoryBefore time.Time
+	// History is how many messages the start point left out.
+	History int
 }
 
 // Cursor returns the cursor of (channel, folder), or the zero Cursor when
 // there is none.
 func (db *DB) Cursor(ctx context.Context, channel, folder string) (Cursor, error) {
 	var c Cursor
+	var before int64
 	err := db.read.QueryRowContext(ctx,
-		`SELECT uidvalidity, uid FROM cursors WHERE channel = ? AND folder = ?`,
-		channel, folder).Scan(&c.UIDValidity, &c.UID)
+		`SELECT uidvalidity, uid, history_below, history_before, history FROM cursors WHERE channel = ? AND folder = ?`,
+		channel, folder).Scan(&c.UIDValidity, &c.UID, &c.HistoryBelow, &before, &c.History)
+	if before != 0 {
+		c.HistoryBefore = time.UnixMilli(before).UTC()
+	}
 	if errors.Is(err, sql.ErrNoRows) {
 		return Cursor{}, nil
 	}
@@ -32,15 +44,20 @@ func (db *DB) Cursor(ctx context.Context, channel, folder string) (Cursor, error
 }
 
 // SetCursor sets the cursor of (channel, folder) to c, unconditionally (it
-// may go backwards). It is meant for a UIDVALIDITY change; RecordInbound
+// may go backwards), with its history marks. It records where reading a
+// folder starts (a new store, or a UIDVALIDITY change); RecordInbound
 // advances the cursor by itself.
 func (db *DB) SetCursor(ctx context.Context, channel, folder string, c Cursor) error {
-	_, err := db.write.ExecContext(ctx, `
-		INSERT INTO cursors (channel, folder, uidvalidity, uid, updated_at) VALUES (?, ?, ?, ?, ?)
+	var before int64
+	if !c.HistoryBefore.IsZero() {
+		before = c.HistoryBefore.UnixMilli()
+	}
+	if _, err := db.exec(ctx, `
+		INSERT INTO cursors (channel, folder, uidvalidity, uid, updated_at, history_below, history_before, history) VALUES (?, ?, ?, ?, ?, ?, ?, ?)
 		ON CONFLICT (channel, folder) DO UPDATE SET
-			uidvalidity = excluded.uidvalidity, uid = excluded.uid, updated_at = excluded.updated_at`,
-		channel, folder, c.UIDValidity, c.UID, db.nowMS())
-	if err != nil {
+			uidvalidity = excluded.uidvalidity, uid = excluded.uid, updated_at = excluded.updated_at,
+			history_below = excluded.history_below, history_before = excluded.history_before, history = excluded.history`,
+		channel, folder, c.UIDValidity, c.UID, db.nowMS(), c.HistoryBelow, before, c.History); err != nil {
 		return fmt.Errorf("store: set cursor %s/%s: %w", channel, folder, err)
 	}
 	return nil
@@ -55,6 +72,10 @@ func (db *DB) advanceCursor(ctx context.Context, tx *sql.Tx, channel, folder str
 		ON CONFLICT (channel, folder) DO UPDATE SET
 			uid = CASE WHEN cursors.uidvalidity = excluded.uidvalidity
 				THEN max(cursors.uid, excluded.uid) ELSE excluded.uid END,
+			history_below = CASE WHEN cursors.uidvalidity = excluded.uidvalidity
+				THEN cursors.history_below ELSE 0 END,
+			history_before = CASE WHEN cursors.uidvalidity = excluded.uidvalidity
+				THEN cursors.history_before ELSE 0 END,
 			uidvalidity = excluded.uidvalidity,
 			updated_at = excluded.updated_at`,
 		channel, folder, uidvalidity, uid, now)

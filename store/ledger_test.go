@@ -50,12 +50,12 @@ func TestCursorAdvance(t *testing.T) {
 		rec   Cursor  // the recorded message
 		want  Cursor
 	}{
-		{"none", nil, Cursor{5, 10}, Cursor{5, 10}},
-		{"forward", &Cursor{5, 10}, Cursor{5, 12}, Cursor{5, 12}},
-		{"older uid keeps max", &Cursor{5, 10}, Cursor{5, 3}, Cursor{5, 10}},
-		{"same uid", &Cursor{5, 10}, Cursor{5, 10}, Cursor{5, 10}},
-		{"new uidvalidity lower uid", &Cursor{5, 10}, Cursor{6, 2}, Cursor{6, 2}},
-		{"new uidvalidity higher uid", &Cursor{5, 10}, Cursor{4, 20}, Cursor{4, 20}},
+		{"none", nil, Cursor{UIDValidity: 5, UID: 10}, Cursor{UIDValidity: 5, UID: 10}},
+		{"forward", &Cursor{UIDValidity: 5, UID: 10}, Cursor{UIDValidity: 5, UID: 12}, Cursor{UIDValidity: 5, UID: 12}},
+		{"older uid keeps max", &Cursor{UIDValidity: 5, UID: 10}, Cursor{UIDValidity: 5, UID: 3}, Cursor{UIDValidity: 5, UID: 10}},
+		{"same uid", &Cursor{UIDValidity: 5, UID: 10}, Cursor{UIDValidity: 5, UID: 10}, Cursor{UIDValidity: 5, UID: 10}},
+		{"new uidvalidity lower uid", &Cursor{UIDValidity: 5, UID: 10}, Cursor{UIDValidity: 6, UID: 2}, Cursor{UIDValidity: 6, UID: 2}},
+		{"new uidvalidity higher uid", &Cursor{UIDValidity: 5, UID: 10}, Cursor{UIDValidity: 4, UID: 20}, Cursor{UIDValidity: 4, UID: 20}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			db, _ := openTest(t)
@@ -88,7 +88,8 @@ func TestCursorAdvance(t *testing.T) {
 	// SetCursor goes backwards when told to.
 	db, _ := openTest(t)
 	ctx := context.Background()
-	for _, c := range []Cursor{{7, 100}, {7, 3}, {2, 1}} {
+	history := Cursor{UIDValidity: 8, UID: 40, HistoryBelow: 90, HistoryBefore: time.UnixMilli(1_700_000_000_000).UTC(), History: 55}
+	for _, c := range []Cursor{{UIDValidity: 7, UID: 100}, {UIDValidity: 7, UID: 3}, {UIDValidity: 2, UID: 1}, history} {
 		if err := db.SetCursor(ctx, "c", "INBOX", c); err != nil {
 			t.Fatal(err)
 		}
@@ -177,7 +178,7 @@ func TestRecordInbound(t *testing.T) {
 	if r := mustRecord(t, db, other); r.DuplicateOf != 0 || r.Existing {
 		t.Fatalf("other channel: %+v", r)
 	}
-	if c, _ := db.Cursor(ctx, "c", "INBOX"); c != (Cursor{1, 12}) {
+	if c, _ := db.Cursor(ctx, "c", "INBOX"); c != (Cursor{UIDValidity: 1, UID: 12}) {
 		t.Fatalf("cursor = %+v", c)
 	}
 

@@ -118,7 +118,7 @@ func TestOpenMigratesAndReopens(t *testing.T) {
 	if v, err := db.SchemaVersion(ctx); err != nil || v != len(ms) {
 		t.Fatalf("SchemaVersion after reopen = %d, %v; want %d", v, err, len(ms))
 	}
-	if c, err := db.Cursor(ctx, "c", "INBOX"); err != nil || c != (Cursor{9, 4}) {
+	if c, err := db.Cursor(ctx, "c", "INBOX"); err != nil || c != (Cursor{UIDValidity: 9, UID: 4}) {
 		t.Fatalf("Cursor after reopen = %+v, %v", c, err)
 	}
 	var bt int

@@ -68,6 +68,9 @@ func printStatus(w io.Writer, st *store.ChannelStatus) {
 	fmt.Fprintf(w, "channel %q\n", st.Channel)
 	for _, c := range st.Cursors {
 		fmt.Fprintf(w, "  folder %-20s uidvalidity %d, last uid %d (%s)\n", c.Folder, c.UIDValidity, c.UID, ago(c.UpdatedAt))
+		if c.History > 0 {
+			fmt.Fprintf(w, "  %-27s %d older messages left unposted as history (imap.start)\n", "", c.History)
+		}
 	}
 	if len(st.Cursors) == 0 {
 		fmt.Fprintln(w, "  no folder synced yet")

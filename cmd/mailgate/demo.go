@@ -106,6 +106,7 @@ security = "none"
 username = %q
 password = %q
 poll_interval = "30s"
+start = "all"
 [channel.smtp]
 address = %q
 security = "none"

@@ -153,6 +153,7 @@ security = "none"
 username = %[6]q
 password = %[7]q
 poll_interval = "10s"
+start = "all"
 
 [channel.smtp]
 address = %[8]q

@@ -62,6 +62,8 @@ func (d *daemon) observer(channel string) func(bridge.Outcome) {
 			d.metrics.Inbound(channel, metrics.InboundRetried)
 		case "charset-fallback":
 			d.metrics.CharsetFallbacks(channel, o.CharsetFallbacks)
+		case "history":
+			d.metrics.History(channel, o.Count)
 		}
 	}
 }

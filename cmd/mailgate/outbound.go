@@ -66,6 +66,7 @@ func imapOptions(ch config.Channel) imapsync.Options {
 		Folders:          ch.IMAP.Folders,
 		QuarantineFolder: ch.IMAP.QuarantineFolder,
 		MoveTo:           ch.IMAP.MoveTo,
+		Start:            imapsync.Start{All: ch.IMAP.Start.All, Since: ch.IMAP.Start.Since},
 	}
 }
 
