@@ -91,14 +91,32 @@ func Choose(advertised []string, cred Credentials) (sasl.Client, error) {
 	}
 	switch {
 	case has(OAuthBearer):
-		return sasl.NewOAuthBearerClient(&sasl.OAuthBearerOptions{
+		return &oauthBearerClient{Client: sasl.NewOAuthBearerClient(&sasl.OAuthBearerOptions{
 			Username: cred.Username,
 			Token:    cred.Token,
 			Host:     cred.Host,
 			Port:     cred.Port,
-		}), nil
+		})}, nil
 	case has(XOAuth2):
 		return NewXOAuth2Client(cred.Username, cred.Token), nil
 	}
 	return nil, fmt.Errorf("%w (advertised: %s)", ErrNoMechanism, strings.Join(advertised, " "))
+}
+
+// oauthBearerClient is go-sasl's OAUTHBEARER client, answering an error
+// challenge with the dummy response %x01 as RFC 7628 section 3.2.3 requires
+// (go-sasl aborts instead), so the server ends the exchange cleanly.
+type oauthBearerClient struct {
+	sasl.Client
+	err error // the server's error challenge, if any
+}
+
+func (c *oauthBearerClient) Next(challenge []byte) ([]byte, error) {
+	_, err := c.Client.Next(challenge)
+	var be *sasl.OAuthBearerError
+	if !errors.As(err, &be) {
+		return nil, fmt.Errorf("oauthbearer: unexpected server challenge (%d bytes, not JSON)", len(challenge))
+	}
+	c.err = be
+	return []byte{0x01}, nil
 }

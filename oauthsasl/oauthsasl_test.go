@@ -100,3 +100,17 @@ func TestChoose(t *testing.T) {
 		})
 	}
 }
+
+func TestOAuthBearerErrorChallenge(t *testing.T) {
+	c, err := Choose([]string{"OAUTHBEARER"}, Credentials{Username: "u", Token: "secret-token"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := c.Next([]byte(`{"status":"invalid_token","schemes":"bearer"}`))
+	if err != nil || string(resp) != "\x01" {
+		t.Fatalf("error challenge: resp %q err %v, want %q", resp, err, "\x01")
+	}
+	if _, err := c.Next([]byte("garbage")); err == nil || strings.Contains(err.Error(), "secret-token") {
+		t.Fatalf("garbage challenge: %v", err)
+	}
+}
