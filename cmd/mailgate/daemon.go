@@ -33,6 +33,9 @@ type daemonOptions struct {
 	Getenv     func(string) string
 	// Resolver replaces DNS for self DKIM checks (tests).
 	Resolver verify.Resolver
+	// Listen opens the webhook and metrics listeners; nil means
+	// net.Listen. Tests hand over listeners they bound on port 0.
+	Listen func(network, addr string) (net.Listener, error)
 }
 
 // daemon is one running mailgate: the store, the HTTP listener and one set
@@ -136,7 +139,10 @@ func startDaemon(ctx context.Context, opts daemonOptions) (*daemon, error) {
 		w.Header().Set("Content-Type", "application/json")
 		fmt.Fprintln(w, `{"status":"ok"}`)
 	})
-	d.ln, err = net.Listen("tcp", cfg.Server.Listen)
+	if d.opts.Listen == nil {
+		d.opts.Listen = net.Listen
+	}
+	d.ln, err = d.opts.Listen("tcp", cfg.Server.Listen)
 	if err != nil {
 		db.Close()
 		return nil, fmt.Errorf("server: listen on %s: %w", cfg.Server.Listen, err)

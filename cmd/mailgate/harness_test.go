@@ -114,6 +114,11 @@ type testEnv struct {
 	httpAddr string
 	// metricsAddr serves /metrics, /healthz and /readyz.
 	metricsAddr string
+
+	// bound holds the listeners bound on port 0 for httpAddr and
+	// metricsAddr until the first daemon takes them (see listen).
+	mu    sync.Mutex
+	bound map[string]net.Listener
 }
 
 func newTestEnv(t *testing.T, extraTOML string, smtpTOML ...string) *testEnv {
@@ -123,7 +128,8 @@ func newTestEnv(t *testing.T, extraTOML string, smtpTOML ...string) *testEnv {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { dm.Close() })
-	e := &testEnv{t: t, mail: dm, ul: newFakeUserlike(t), dir: t.TempDir(), httpAddr: freeAddr(t), metricsAddr: freeAddr(t)}
+	e := &testEnv{t: t, mail: dm, ul: newFakeUserlike(t), dir: t.TempDir(), bound: map[string]net.Listener{}}
+	e.httpAddr, e.metricsAddr = e.bind(), e.bind()
 	e.cfgPath = filepath.Join(e.dir, "config.toml")
 	cfg := fmt.Sprintf(`
 [server]
@@ -171,13 +177,42 @@ trusted_authserv_ids = ["mx.example.test"]
 	return e
 }
 
-func freeAddr(t *testing.T) string {
+// bind binds a listener on 127.0.0.1 port 0, keeps it for the daemon
+// (listen) and returns its address: no other process can take the port
+// between choosing it and serving on it.
+func (e *testEnv) bind() string {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		t.Fatal(err)
+		e.t.Fatal(err)
 	}
-	defer ln.Close()
+	e.t.Cleanup(func() { ln.Close() })
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.bound[ln.Addr().String()] = ln
 	return ln.Addr().String()
+}
+
+// releasePorts closes the listeners still held for the daemon.
+func (e *testEnv) releasePorts() {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for addr, ln := range e.bound {
+		ln.Close()
+		delete(e.bound, addr)
+	}
+}
+
+// listen is the daemon's Listen: the listener bound for addr the first
+// time, a new one on the same address after a restart.
+func (e *testEnv) listen(network, addr string) (net.Listener, error) {
+	e.mu.Lock()
+	ln, ok := e.bound[addr]
+	delete(e.bound, addr)
+	e.mu.Unlock()
+	if ok {
+		return ln, nil
+	}
+	return net.Listen(network, addr)
 }
 
 // start runs the daemon in-process until the test ends.
@@ -189,7 +224,7 @@ func (e *testEnv) start() (stop func()) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	log := slog.New(slog.NewTextHandler(testWriter{e.t}, &slog.HandlerOptions{Level: slog.LevelInfo}))
-	d, err := startDaemon(ctx, daemonOptions{Config: cfg, ConfigPath: e.cfgPath, Logger: log})
+	d, err := startDaemon(ctx, daemonOptions{Config: cfg, ConfigPath: e.cfgPath, Logger: log, Listen: e.listen})
 	if err != nil {
 		cancel()
 		e.t.Fatal(err)

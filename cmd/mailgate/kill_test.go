@@ -28,6 +28,10 @@ func (e *testEnv) startChild(logName string) *exec.Cmd {
 	if err != nil {
 		e.t.Fatal(err)
 	}
+	// A child binds its own listeners: give up the ports held for an
+	// in-process daemon. (The port is free for a moment here; handing the
+	// sockets over, as systemd socket activation does, would close that.)
+	e.releasePorts()
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(), "MAILGATE_TEST_RUN_CONFIG="+e.cfgPath)
 	cmd.Stdout, cmd.Stderr = logf, logf
