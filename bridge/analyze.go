@@ -15,6 +15,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"slices"
 	"strings"
 	"unicode/utf8"
 
@@ -74,6 +75,10 @@ type Decision struct {
 	Verification   verify.Verdict   `json:"verification"`
 	Attachments    []AttachmentInfo `json:"attachments"`
 	Problems       []string         `json:"problems,omitempty"`
+	// ViaForm is the verified form sender (verify.form_senders) of a
+	// contact-form email, whose contact is the Reply-To address that a
+	// visitor typed and nobody verified.
+	ViaForm string `json:"via_form,omitempty"`
 
 	// NewText is the trimmed text without the subject line.
 	NewText string `json:"-"`
@@ -149,6 +154,10 @@ type AnalyzerOptions struct {
 	// and the relay's host name): a bounce whose sender is verified in one
 	// of them (or below it) may fail a reply. See Decision.Bounce.
 	BounceDomains []string
+	// FormSenders are the From addresses of the company's own web forms,
+	// lower-cased. A verified email from one of them is posted under its
+	// Reply-To address, flagged as not verified. See Decision.ViaForm.
+	FormSenders []string
 }
 
 // Analyzer turns raw emails into Decisions. It keeps no state; the only I/O
@@ -219,6 +228,7 @@ func (a *Analyzer) Analyze(ctx context.Context, raw []byte) *Decision {
 	}
 	d.DedupeKey = dedupeKey(email, d.FullText)
 	d.decide(a.opts.PostMailingLists)
+	d.contactForm(email.ReplyTo, a.opts.FormSenders)
 	d.judgeBounce(email.Header.Get("Return-Path"), a.opts.BounceDomains)
 	d.SetThread(len(d.References) == 0, a.opts.SubjectLine)
 	return d
@@ -238,6 +248,9 @@ func (d *Decision) SetThread(newThread, subjectLine bool) {
 	}
 	if d.Text == "" && !d.hasMedia() {
 		d.Text = "[mailgate] The email had no text."
+	}
+	if d.ViaForm != "" {
+		d.Text = strings.TrimSuffix(ViaFormLine+"\n\n"+d.Text, "\n\n")
 	}
 	if len(d.Text) > MaxPostText {
 		cut := d.Text[:MaxPostText]
@@ -286,6 +299,35 @@ func (d *Decision) decide(postLists bool) {
 	default:
 		d.Action, d.Reason = ActionQuarantine, "sender not verified: "+v.Reason
 	}
+}
+
+// ViaFormLine flags the text of a contact-form email: its contact address
+// was typed into a web form and is not verified.
+const ViaFormLine = "[mailgate] via contact form (address not verified)"
+
+// contactForm makes the Reply-To address the contact of a verified email
+// from one of the company's own web forms. The form's From is verified; the
+// visitor's address is not, so the text says so (SetThread), and a form
+// email without a usable Reply-To is quarantined rather than posted under
+// the form's address, which would merge every visitor into one contact.
+func (d *Decision) contactForm(replyTo string, formSenders []string) {
+	if d.Action != ActionPost || !d.Verification.Passed() || !slices.Contains(formSenders, d.Verification.From) {
+		return
+	}
+	form := d.Verification.From
+	visitor := mailaddr.Key(replyTo)
+	local, domain, ok := strings.Cut(visitor, "@")
+	switch {
+	case !ok || local == "" || !strings.Contains(domain, "."):
+		d.Action, d.Reason = ActionQuarantine, fmt.Sprintf("contact form %s: no usable Reply-To address (%q)", form, replyTo)
+		return
+	case slices.Contains(formSenders, visitor):
+		d.Action, d.Reason = ActionQuarantine, fmt.Sprintf("contact form %s: the Reply-To %s is a form sender itself", form, visitor)
+		return
+	}
+	d.ViaForm = form
+	d.Contact = Contact{Email: visitor}
+	d.Reason = fmt.Sprintf("contact form %s verified (%s); contact is its Reply-To %s, not verified", form, d.Verification.Reason, visitor)
 }
 
 // bodyText returns the full text of the email, its new part and the cuts

@@ -307,3 +307,52 @@ func TestAnalyzeHeaderBomb(t *testing.T) {
 		}
 	}
 }
+
+// TestAnalyzeContactForm: a verified email from a listed form sender is
+// posted under its Reply-To, flagged; anything else about Reply-To leaves
+// the verified From as the contact.
+func TestAnalyzeContactForm(t *testing.T) {
+	v, err := verify.New(verify.Options{TrustedAuthservIDs: []string{"mx.example.test"}, Resolver: noDNS{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := NewAnalyzer(AnalyzerOptions{Verifier: v, SubjectLine: true, FormSenders: []string{"forms@company.test"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const pass = "Authentication-Results: mx.example.test; dmarc=pass header.from=company.test\r\n"
+	tests := []struct {
+		name    string
+		raw     string
+		action  Action
+		contact string
+		flagged bool
+	}{
+		{"verified form sender", pass + "From: Website <Forms@Company.test>\r\nReply-To: Visitor <Visitor@Gmail.test>\r\nSubject: Question\r\n\r\nHello?\r\n",
+			ActionPost, "visitor@gmail.test", true},
+		{"form sender not verified", "From: forms@company.test\r\nReply-To: visitor@gmail.test\r\nSubject: Question\r\n\r\nHello?\r\n",
+			ActionQuarantine, "forms@company.test", false},
+		{"form sender forged in another domain's pass", "Authentication-Results: mx.example.test; dmarc=pass header.from=evil.test\r\nFrom: forms@company.test\r\nReply-To: visitor@gmail.test\r\nSubject: Question\r\n\r\nHello?\r\n",
+			ActionQuarantine, "forms@company.test", false},
+		{"form without Reply-To", pass + "From: forms@company.test\r\nSubject: Question\r\n\r\nHello?\r\n",
+			ActionQuarantine, "forms@company.test", false},
+		{"form whose Reply-To is the form", pass + "From: forms@company.test\r\nReply-To: FORMS@company.test\r\nSubject: Question\r\n\r\nHello?\r\n",
+			ActionQuarantine, "forms@company.test", false},
+		{"other verified sender with Reply-To", pass + "From: sales@company.test\r\nReply-To: visitor@gmail.test\r\nSubject: Question\r\n\r\nHello?\r\n",
+			ActionPost, "sales@company.test", false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			d := a.Analyze(context.Background(), []byte(tt.raw))
+			if d.Action != tt.action || d.Contact.Email != tt.contact {
+				t.Fatalf("action %s contact %q (%s), want %s %q", d.Action, d.Contact.Email, d.Reason, tt.action, tt.contact)
+			}
+			if got := strings.HasPrefix(d.Text, ViaFormLine+"\n\n"); got != tt.flagged || (d.ViaForm != "") != tt.flagged {
+				t.Errorf("flagged = %v (via %q), want %v; text %q", got, d.ViaForm, tt.flagged, d.Text)
+			}
+			if tt.flagged && !strings.Contains(d.Text, "Subject: Question\n\nHello?") {
+				t.Errorf("text %q lost the email", d.Text)
+			}
+		})
+	}
+}

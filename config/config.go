@@ -250,6 +250,10 @@ type Verify struct {
 	// domain exactly, instead of sharing its organizational domain
 	// (default false).
 	StrictAlignment bool
+	// FormSenders lists lower-cased From addresses of the company's own web
+	// forms. A verified email from one of them is posted under its Reply-To
+	// address, flagged as not verified (default none).
+	FormSenders []string
 }
 
 // Inbound is [channel.inbound]: how customer mail is posted to Userlike.
@@ -336,6 +340,9 @@ func (c *Config) Summary() []string {
 		if len(ch.Verify.Allow) > 0 {
 			fmt.Fprintf(&b, " allow=%d", len(ch.Verify.Allow))
 		}
+		if len(ch.Verify.FormSenders) > 0 {
+			fmt.Fprintf(&b, " form_senders=%s", strings.Join(ch.Verify.FormSenders, ","))
+		}
 		lines = append(lines, b.String())
 	}
 	return lines
@@ -407,5 +414,6 @@ func (a Verify) equal(b Verify) bool {
 	return slices.Equal(a.TrustedAuthservIDs, b.TrustedAuthservIDs) &&
 		slices.Equal(a.Allow, b.Allow) &&
 		a.Require == b.Require && a.DKIM == b.DKIM && a.OnFail == b.OnFail &&
-		a.StrictAlignment == b.StrictAlignment
+		a.StrictAlignment == b.StrictAlignment &&
+		slices.Equal(a.FormSenders, b.FormSenders)
 }

@@ -205,6 +205,13 @@ func TestParseErrors(t *testing.T) {
 			`c.toml:15: channel "support": verify.allow: invalid entry "a b@example.com": want an address (name@example.com) or a domain (example.com), without wildcards`,
 		},
 	}, {
+		name: "form senders",
+		src:  minimal + "[channel.verify]\nform_senders = [\"example.com\", \"forms@example.com\", \"forms@example.com\"]\n",
+		want: []string{
+			`c.toml:15: channel "support": verify.form_senders: address "forms@example.com" is listed twice`,
+			`c.toml:15: channel "support": verify.form_senders: invalid address "example.com": want the form's From address (forms@example.com)`,
+		},
+	}, {
 		name: "from",
 		src:  strings.Replace(minimal, `"Support <support@example.com>"`, `"a@example.com, b@example.com"`, 1),
 		want: []string{`c.toml:13: channel "support": smtp.from: invalid address "a@example.com, b@example.com": mail: expected single address, got ", b@example.com"`},
@@ -443,6 +450,17 @@ func TestParseAllowLowerCased(t *testing.T) {
 	}
 }
 
+func TestParseFormSendersLowerCased(t *testing.T) {
+	src := minimal + "[channel.verify]\nform_senders = [\"Forms@Example.COM\"]\n"
+	cfg, err := Parse("c.toml", []byte(src), noEnv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := cfg.Channels[0].Verify.FormSenders, []string{"forms@example.com"}; !slices.Equal(got, want) {
+		t.Errorf("FormSenders = %q, want %q", got, want)
+	}
+}
+
 func TestDefaults(t *testing.T) {
 	cfg, err := Parse("c.toml", []byte(minimal), noEnv)
 	if err != nil {
@@ -495,6 +513,7 @@ func TestDefaults(t *testing.T) {
 				Require:            "dmarc",
 				Allow:              []string{},
 				OnFail:             "quarantine",
+				FormSenders:        []string{},
 			},
 			Inbound: Inbound{
 				Subject:        "first-line",

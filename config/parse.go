@@ -695,6 +695,7 @@ func (p *parser) convertChannel(c at, r *rawChannel) Channel {
 			DKIM:               p.boolean(ve.key("dkim"), r.Verify.DKIM),
 			OnFail:             p.str(ve.key("on_fail"), r.Verify.OnFail),
 			StrictAlignment:    p.boolean(ve.key("strict_alignment"), r.Verify.StrictAlignment),
+			FormSenders:        p.strs(ve.key("form_senders"), r.Verify.FormSenders),
 		},
 		Inbound: Inbound{
 			Subject:        p.str(in.key("subject"), r.Inbound.Subject),
@@ -706,6 +707,9 @@ func (p *parser) convertChannel(c at, r *rawChannel) Channel {
 	}
 	for i, a := range ch.Verify.Allow {
 		ch.Verify.Allow[i] = strings.ToLower(a)
+	}
+	for i, a := range ch.Verify.FormSenders {
+		ch.Verify.FormSenders[i] = strings.ToLower(a)
 	}
 
 	fa := sm.key("from")

@@ -140,6 +140,7 @@ type rawVerify struct {
 	DKIM               value `toml:"dkim"`
 	OnFail             value `toml:"on_fail"`
 	StrictAlignment    value `toml:"strict_alignment"`
+	FormSenders        value `toml:"form_senders"`
 }
 
 type rawInbound struct {
@@ -259,6 +260,7 @@ func applyDefaults(raw *rawFile, getenv func(string) string) []warning {
 		c.Verify.DKIM.def(false)
 		c.Verify.OnFail.def("quarantine")
 		c.Verify.StrictAlignment.def(false)
+		c.Verify.FormSenders.def([]any{})
 
 		c.Inbound.Subject.def("first-line")
 		c.Inbound.MailingLists.def("skip")

@@ -154,6 +154,12 @@ func (p *parser) validateChannel(c at, ch *Channel) {
 		}
 	}
 	p.oneOf(ve.key("on_fail"), ch.Verify.OnFail, "quarantine", "reject")
+	p.list(ve.key("form_senders"), ch.Verify.FormSenders, "address")
+	for _, a := range ch.Verify.FormSenders {
+		if !strings.Contains(a, "@") || !validAllowEntry(a) {
+			p.errorf(ve.key("form_senders"), "invalid address %q: want the form's From address (forms@example.com)", a)
+		}
+	}
 
 	in := c.key("inbound")
 	p.oneOf(in.key("subject"), ch.Inbound.Subject, "first-line", "none")

@@ -51,6 +51,7 @@ func newAnalyzer(cfg *config.Config, ch *config.Channel, deps analyzerDeps) (*br
 		SubjectLine:      ch.Inbound.Subject == "first-line",
 		IsOwnMessageID:   deps.IsOwnMessageID,
 		BounceDomains:    relayDomains(ch),
+		FormSenders:      ch.Verify.FormSenders,
 	})
 }
 

@@ -88,3 +88,32 @@ func TestInspectDecidesAsDaemon(t *testing.T) {
 		})
 	}
 }
+
+// TestDaemonContactForm: mail from a listed, verified form sender is posted
+// under its Reply-To and flagged; inspect says the same.
+func TestDaemonContactForm(t *testing.T) {
+	e := newTestEnv(t, `form_senders = ["Forms@example.test"]`)
+	raw := "Authentication-Results: mx.example.test; dmarc=pass header.from=example.test\n" +
+		"From: Website form <forms@example.test>\nReply-To: visitor@visitor.test\nTo: support@example.test\n" +
+		"Subject: Contact form\nMessage-ID: <form-1@example.test>\nDate: Tue, 24 Nov 2026 10:00:00 +0000\n\nPlease call me back.\n"
+	path := filepath.Join(t.TempDir(), "form.eml")
+	if err := os.WriteFile(path, []byte(raw), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	code, out, errOut := runCLI(t, "", "inspect", "-c", e.cfgPath, path)
+	if code != 0 {
+		t.Fatalf("inspect: exit %d: %s", code, errOut)
+	}
+	if !strings.Contains(out, `"email": "visitor@visitor.test"`) || !strings.Contains(out, `"via_form": "forms@example.test"`) {
+		t.Errorf("inspect does not take the Reply-To as the contact:\n%s", out)
+	}
+	e.deliver(raw)
+	e.start()
+	p := e.ul.waitPosts(1)[0]
+	if p.Email != "visitor@visitor.test" {
+		t.Errorf("posted under %q, want the Reply-To", p.Email)
+	}
+	if !strings.HasPrefix(p.Text, "[mailgate] via contact form (address not verified)\n\n") || !strings.Contains(p.Text, "Please call me back.") {
+		t.Errorf("posted text %q", p.Text)
+	}
+}
