@@ -74,8 +74,9 @@ type InboundOptions struct {
 
 // Outcome is reported to InboundOptions.Observe, for metrics.
 type Outcome struct {
-	// Kind is "posted", "skipped", "quarantined", "dead", "retried" or
-	// "history" (messages in a folder before reading started, not posted).
+	// Kind is "posted", "skipped", "quarantined", "dead", "retried",
+	// "history" (messages in a folder before reading started, not posted)
+	// or "action-refused" (IMAP actions the server refused).
 	Kind string
 	// Reason is a short label (for skips, the classification).
 	Reason string
@@ -84,7 +85,8 @@ type Outcome struct {
 	Latency time.Duration
 	// CharsetFallbacks counts parts decoded with a guessed charset.
 	CharsetFallbacks int
-	// Count is how many messages a "history" outcome left out.
+	// Count is how many messages a "history" outcome left out, or how many
+	// actions an "action-refused" outcome concerns.
 	Count int
 }
 
@@ -188,6 +190,18 @@ func (in *Inbound) PendingActions(ctx context.Context, folder string, limit int)
 		actions[i] = imapsync.Action{ID: p.ID, UIDValidity: p.UIDValidity, UID: p.UID, Kind: p.Action.Kind, Dest: p.Action.Dest}
 	}
 	return actions, nil
+}
+
+// ActionsRefused implements imapsync.ActionSource: the refusal is kept on
+// the ledger rows (mailgate status) and counted.
+func (in *Inbound) ActionsRefused(ctx context.Context, ids []int64, reason string) error {
+	if err := in.opts.DB.ActionsRefused(ctx, ids, reason); err != nil {
+		return err
+	}
+	if in.opts.Observe != nil {
+		in.opts.Observe(Outcome{Kind: "action-refused", Count: len(ids)})
+	}
+	return nil
 }
 
 // ActionsDone implements imapsync.ActionSource.

@@ -134,9 +134,26 @@ func (s *session) applyActions(ctx context.Context) error {
 				f.log.Warn("imap: action failed, will retry", "kind", g.kind, "dest", g.dest, "uids", g.uids.String(), "err", err)
 			case errors.As(err, &imapErr):
 				// The server refused: retrying will not help, and the
-				// message stays where it is, which loses nothing.
-				f.log.Error("imap: action refused by server, giving up", "kind", g.kind, "dest", g.dest, "uids", g.uids.String(), "err", err)
-				done = append(done, g.ids...)
+				// message stays where it is, which loses nothing. It is
+				// recorded as refused, for status and metrics, and a
+				// message that should have left the folder is flagged so
+				// that it stands out in a mail client.
+				flagged := ""
+				if g.kind == ActionMove {
+					flagged = "; the messages stay in " + fmt.Sprintf("%q", f.name)
+					if ferr := s.addFlag(g.uids, imap.FlagFlagged); ferr == nil {
+						flagged += ", flagged"
+					}
+				}
+				reason := fmt.Sprintf("%s: %v%s", actionName(g), err, flagged)
+				f.log.Error("imap: action refused by server, giving up", "kind", g.kind, "dest", g.dest, "uids", g.uids.String(), "err", err,
+					"hint", "run `mailgate check-config -connect` to see which folder names the server accepts")
+				if rerr := o.Actions.ActionsRefused(ctx, g.ids, reason); rerr != nil {
+					if ctx.Err() != nil {
+						return ctx.Err()
+					}
+					f.log.Warn("imap: recording refused actions failed", "err", rerr)
+				}
 			default:
 				if len(done) > 0 {
 					if derr := o.Actions.ActionsDone(ctx, done); derr != nil {
@@ -160,6 +177,21 @@ func (s *session) applyActions(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// actionName says what a group does, for the operator.
+func actionName(g actionGroup) string {
+	switch g.kind {
+	case ActionMove:
+		return fmt.Sprintf("move to %q", g.dest)
+	case ActionSeen:
+		return `flag \Seen`
+	case ActionFlag:
+		return `flag \Flagged`
+	case ActionDelete:
+		return "delete"
+	}
+	return g.kind
 }
 
 // transientCode tells response codes worth retrying later.

@@ -290,6 +290,11 @@ type ActionSource interface {
 	// ActionsDone marks actions as applied (or as impossible to apply,
 	// which is logged).
 	ActionsDone(ctx context.Context, ids []int64) error
+	// ActionsRefused marks actions the server refused, with its words in
+	// reason: they are not retried, and must stay visible to the operator.
+	// The messages stay where they are; a refused move is flagged
+	// \Flagged instead, when the server allows it.
+	ActionsRefused(ctx context.Context, ids []int64, reason string) error
 }
 
 // withDefaults validates o and returns a copy with defaults filled in.

@@ -86,30 +86,20 @@ func (s *SentFolder) resolve(c *imapclient.Client) (string, error) {
 	if s.resolved != "" {
 		return s.resolved, nil
 	}
-	list, err := c.List("", "*", &imap.ListOptions{ReturnSpecialUse: c.Caps().Has(imap.CapSpecialUse)}).Collect()
+	fl, err := listFolders(c)
 	if err != nil {
-		return "", fmt.Errorf("imap: list folders: %w", err)
+		return "", fmt.Errorf("imap: %w", err)
 	}
 	exists := func(name string) bool {
-		return slices.ContainsFunc(list, func(d *imap.ListData) bool { return strings.EqualFold(d.Mailbox, name) })
+		return slices.ContainsFunc(fl, func(d *imap.ListData) bool { return strings.EqualFold(d.Mailbox, name) })
 	}
 	name := s.folder
 	if name == SentFolderAuto {
-		name = ""
-		for _, d := range list {
-			if slices.Contains(d.Attrs, imap.MailboxAttrSent) {
-				name = d.Mailbox
-				break
-			}
+		ns, err := personalNamespace(c)
+		if err != nil {
+			return "", fmt.Errorf("imap: %w", err)
 		}
-		for _, fb := range sentFallbacks {
-			if name == "" && exists(fb) {
-				name = fb
-			}
-		}
-		if name == "" {
-			name = sentFallbacks[0]
-		}
+		name = fl.sentFolder(ns)
 	}
 	if !exists(name) {
 		if err := c.Create(name, nil).Wait(); err != nil {

@@ -43,6 +43,9 @@ type testServer struct {
 	mem  *imapmemserver.Server
 	user *imapmemserver.User
 	caps imap.CapSet
+	// wrap, when set, wraps each new session (for servers that behave
+	// unlike imapmemserver).
+	wrap func(imapserver.Session) imapserver.Session
 
 	mu   sync.Mutex
 	srv  *imapserver.Server
@@ -72,7 +75,14 @@ func (ts *testServer) listen(addr string) {
 	ts.t.Helper()
 	srv := imapserver.New(&imapserver.Options{
 		NewSession: func(*imapserver.Conn) (imapserver.Session, *imapserver.GreetingData, error) {
-			return devmail.PollingIdle(ts.mem.NewSession()), nil, nil
+			sess := devmail.PollingIdle(ts.mem.NewSession())
+			ts.mu.Lock()
+			wrap := ts.wrap
+			ts.mu.Unlock()
+			if wrap != nil {
+				sess = wrap(sess)
+			}
+			return sess, nil, nil
 		},
 		Caps:         ts.caps,
 		InsecureAuth: true,
@@ -166,6 +176,7 @@ type recorder struct {
 	failTimes  int
 	pending    []Action
 	done       map[int64]bool
+	refused    []string // ActionsRefused reasons
 	handleHook func(m *Message)
 }
 
@@ -231,6 +242,16 @@ func (r *recorder) ActionsDone(ctx context.Context, ids []int64) error {
 	for _, id := range ids {
 		r.done[id] = true
 	}
+	return nil
+}
+
+func (r *recorder) ActionsRefused(ctx context.Context, ids []int64, reason string) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, id := range ids {
+		r.done[id] = true
+	}
+	r.refused = append(r.refused, reason)
 	return nil
 }
 

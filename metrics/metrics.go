@@ -68,6 +68,7 @@ type Metrics struct {
 	outboundLatency  *prometheus.HistogramVec
 	charsetFallbacks *prometheus.CounterVec
 	history          *prometheus.CounterVec
+	actionsRefused   *prometheus.CounterVec
 	state            *stateCollector
 }
 
@@ -102,6 +103,10 @@ func New() *Metrics {
 			Name: "mailgate_inbound_history_total",
 			Help: "Messages already in a folder when mailgate started reading it (imap.start), left unposted.",
 		}, []string{"channel"}),
+		actionsRefused: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "mailgate_imap_actions_refused_total",
+			Help: "IMAP actions on inbound mail (imap.after, quarantine moves) that the server refused; the mail stays where it was.",
+		}, []string{"channel"}),
 		charsetFallbacks: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "mailgate_charset_fallbacks_total",
 			Help: "Message parts whose declared charset was unknown or wrong and were decoded by a fallback.",
@@ -110,7 +115,7 @@ func New() *Metrics {
 	}
 	m.reg.MustRegister(
 		m.inbound, m.skipped, m.outbound,
-		m.inboundLatency, m.outboundLatency, m.charsetFallbacks, m.history,
+		m.inboundLatency, m.outboundLatency, m.charsetFallbacks, m.history, m.actionsRefused,
 		m.state,
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
@@ -136,6 +141,7 @@ func (m *Metrics) InitChannel(channel string) {
 	m.outboundLatency.WithLabelValues(channelLabel(channel))
 	m.charsetFallbacks.WithLabelValues(channelLabel(channel))
 	m.history.WithLabelValues(channelLabel(channel))
+	m.actionsRefused.WithLabelValues(channelLabel(channel))
 }
 
 // Inbound counts one inbound email of channel reaching outcome, one of
@@ -181,6 +187,15 @@ func (m *Metrics) History(channel string, n int) {
 		return
 	}
 	m.history.WithLabelValues(channelLabel(channel)).Add(float64(n))
+}
+
+// ActionsRefused adds n to the count of IMAP actions of channel that the
+// server refused.
+func (m *Metrics) ActionsRefused(channel string, n int) {
+	if m == nil || n <= 0 {
+		return
+	}
+	m.actionsRefused.WithLabelValues(channelLabel(channel)).Add(float64(n))
 }
 
 // CharsetFallbacks adds n to the count of message parts of channel decoded

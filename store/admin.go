@@ -33,6 +33,11 @@ type ChannelStatus struct {
 	// LastError is the newest error recorded on a ledger or outbox row.
 	LastError   string    `json:"last_error,omitempty"`
 	LastErrorAt time.Time `json:"last_error_at,omitzero"`
+	// ActionsRefused counts the emails whose IMAP action (imap.after, the
+	// quarantine move) the server refused; they stay where they were.
+	ActionsRefused int `json:"actions_refused,omitempty"`
+	// LastActionRefused is the newest refusal, with the server's words.
+	LastActionRefused string `json:"last_action_refused,omitempty"`
 }
 
 // Status returns the state of one channel.
@@ -87,6 +92,14 @@ func (db *DB) Status(ctx context.Context, channel string) (*ChannelStatus, error
 	default:
 		st.LastError, st.LastErrorAt = msg, fromMS(at)
 	}
+	var last sql.NullString
+	err = db.read.QueryRowContext(ctx, `SELECT count(*),
+		(SELECT after_error FROM inbound WHERE channel = ? AND after_error != '' ORDER BY updated_at DESC, id DESC LIMIT 1)
+		FROM inbound WHERE channel = ? AND after_error != ''`, channel, channel).Scan(&st.ActionsRefused, &last)
+	if err != nil {
+		return nil, fmt.Errorf("store: status of %q: %w", channel, err)
+	}
+	st.LastActionRefused = last.String
 	return st, nil
 }
 

@@ -823,6 +823,28 @@ func (db *DB) ActionsDone(ctx context.Context, ids []int64) error {
 	return nil
 }
 
+// ActionsRefused marks the IMAP actions of the given rows as refused by the
+// server with reason: they are done (retrying cannot help) and counted by
+// Status.
+func (db *DB) ActionsRefused(ctx context.Context, ids []int64, reason string) error {
+	if len(ids) == 0 {
+		return nil
+	}
+	j, err := jsonArray(ids)
+	if err != nil {
+		return fmt.Errorf("store: actions refused: %w", err)
+	}
+	if reason == "" {
+		reason = "refused"
+	}
+	_, err = db.writeExec(ctx, `UPDATE inbound SET after_done = 1, after_error = ?, updated_at = ?
+		WHERE id IN (SELECT value FROM json_each(?))`, reason, db.nowMS(), j)
+	if err != nil {
+		return fmt.Errorf("store: actions refused: %w", err)
+	}
+	return nil
+}
+
 // Counts returns the number of ledger rows per state of the channel ("" =
 // all channels). States without rows are absent.
 func (db *DB) Counts(ctx context.Context, channel string) (map[InboundState]int, error) {

@@ -586,6 +586,22 @@ func TestPendingActions(t *testing.T) {
 	if !in.AfterDone {
 		t.Fatal("AfterDone not set")
 	}
+
+	// A refused action is done, and counted by Status with its reason.
+	if err := db.ActionsRefused(ctx, []int64{skipped}, `move to "Junk": NO [NOPERM] Permission denied`); err != nil {
+		t.Fatal(err)
+	}
+	got, _ = db.PendingActions(ctx, "c", "INBOX", 0)
+	if len(got) != 1 || got[0].ID != fetched {
+		t.Fatalf("PendingActions after refusal = %+v", got)
+	}
+	st, err := db.Status(ctx, "c")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.ActionsRefused != 1 || st.LastActionRefused != `move to "Junk": NO [NOPERM] Permission denied` {
+		t.Errorf("Status refused = %d %q", st.ActionsRefused, st.LastActionRefused)
+	}
 }
 
 func TestCountsListPrune(t *testing.T) {

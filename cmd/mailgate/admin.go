@@ -87,6 +87,10 @@ func printStatus(w io.Writer, st *store.ChannelStatus) {
 	if st.LastError != "" {
 		fmt.Fprintf(w, "  last error (%s): %s\n", ago(st.LastErrorAt), st.LastError)
 	}
+	if st.ActionsRefused > 0 {
+		fmt.Fprintf(w, "  imap actions refused by the server: %d (the mail stays where it was; see check-config -connect)\n", st.ActionsRefused)
+		fmt.Fprintf(w, "    last: %s\n", st.LastActionRefused)
+	}
 }
 
 func ago(t time.Time) string {

@@ -17,7 +17,7 @@ import (
 func cmdCheckConfig(ctx context.Context, env *environment, args []string) error {
 	fs := newFlagSet(env, "check-config", "[-c FILE]", "load and validate the configuration, print one line per channel")
 	path := configFlag(env, fs)
-	connect := fs.Bool("connect", false, "also log in to IMAP and SMTP and check the folders, sending nothing")
+	connect := fs.Bool("connect", false, "also log in to IMAP and SMTP and check the folders (creating the ones mailgate writes to), sending nothing")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -42,7 +42,8 @@ func cmdCheckConfig(ctx context.Context, env *environment, args []string) error 
 
 // checkConnections logs in to every channel's IMAP server and SMTP relay
 // and prints each step as ok or FAILED with the server's words. It sends
-// nothing and changes nothing.
+// nothing; the only change it makes is to create a missing folder that
+// mailgate writes to (quarantine, move_to, sent), as the daemon would.
 func checkConnections(ctx context.Context, w io.Writer, cfg *config.Config) bool {
 	ok := true
 	report := func(ch, name string, err error, note string) {
@@ -50,6 +51,9 @@ func checkConnections(ctx context.Context, w io.Writer, cfg *config.Config) bool
 		case err != nil:
 			ok = false
 			fmt.Fprintf(w, "  FAILED  %s: %s: %v\n", ch, name, err)
+			if note != "" {
+				fmt.Fprintf(w, "          %s\n", note)
+			}
 		case note != "":
 			fmt.Fprintf(w, "  ok      %s: %s (%s)\n", ch, name, note)
 		default:
@@ -57,7 +61,7 @@ func checkConnections(ctx context.Context, w io.Writer, cfg *config.Config) bool
 		}
 	}
 	for _, ch := range cfg.Channels {
-		for _, st := range imapsync.Check(ctx, imapOptions(ch)) {
+		for _, st := range imapsync.Check(ctx, imapOptions(ch), imapsync.CheckOptions{SentFolder: ch.SMTP.SentFolder}) {
 			report(ch.Name, "imap: "+st.Name, st.Err, st.Note)
 		}
 		sender, err := smtpout.NewSender(smtpout.SenderOptions{

@@ -163,6 +163,11 @@ func TestCheckConfigConnect(t *testing.T) {
 	if code != 0 || strings.Contains(out, "FAILED") || !strings.Contains(out, `imap: log in as "support@example.test"`) || !strings.Contains(out, "smtp: connect") {
 		t.Errorf("exit %d\n%s%s", code, out, errOut)
 	}
+	e.deliver("From: a@example.test\nSubject: old\n\nold mail\n")
+	_, out, _ = runCLI(t, "", "check-config", "-connect", "-c", e.cfgPath)
+	if !strings.Contains(out, `imap: folder "INBOX" (1 messages; start = "all" posts all of them on a first start)`) {
+		t.Errorf("no count of what the start point posts:\n%s", out)
+	}
 	writeFile(t, e.cfgPath, strings.Replace(readFile(t, e.cfgPath), `password = "`+supportPass+`"`, `password = "nope"`, 1))
 	code, out, _ = runCLI(t, "", "check-config", "-connect", "-c", e.cfgPath)
 	if code != 1 || !strings.Contains(out, "FAILED  support: imap: log in") {

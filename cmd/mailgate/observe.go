@@ -63,6 +63,8 @@ func (d *daemon) observer(channel string) func(bridge.Outcome) {
 			d.metrics.CharsetFallbacks(channel, o.CharsetFallbacks)
 		case "history":
 			d.metrics.History(channel, o.Count)
+		case "action-refused":
+			d.metrics.ActionsRefused(channel, o.Count)
 		}
 	}
 }
