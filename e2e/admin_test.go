@@ -37,6 +37,9 @@ type channelStatus struct {
 	Inbound   map[string]int `json:"inbound"`
 	Outbox    map[string]int `json:"outbox"`
 	LastError string         `json:"last_error"`
+	// ActionsRefused counts the IMAP actions the server refused.
+	ActionsRefused    int    `json:"actions_refused"`
+	LastActionRefused string `json:"last_action_refused"`
 }
 
 // LedgerRows is the number of inbound ledger rows, whatever their state.

@@ -42,6 +42,8 @@ type mailgateOptions struct {
 	// Extra is TOML appended to the end of the file, inside the channel
 	// (for example "[channel.inbound]\nmailing_lists = \"post\"").
 	Extra string
+	// IMAPUser is the mailbox mailgate logs in to (default supportUser).
+	IMAPUser string
 }
 
 // mailgate is one mailgate daemon of a scenario, as a child process that
@@ -118,8 +120,12 @@ func (g *mailgate) config(opts mailgateOptions) string {
 		// The scenarios deliver their mail before mailgate starts.
 		imapLines = "start = \"all\"\n" + imapLines
 	}
+	imapUser := opts.IMAPUser
+	if imapUser == "" {
+		imapUser = supportUser
+	}
 	fmt.Fprintf(&b, "[channel.imap]\naddress = %s\nsecurity = \"none\"\nusername = %s\npassword = %s\n%s\n",
-		q(suite.vars["IMAP_ADDR"]), q(supportUser), q(suite.vars["MAIL_PASSWORD"]), imapLines)
+		q(suite.vars["IMAP_ADDR"]), q(imapUser), q(suite.vars["MAIL_PASSWORD"]), imapLines)
 	fmt.Fprintf(&b, "[channel.smtp]\naddress = %s\nsecurity = \"none\"\nfrom = %s\n%s\n",
 		q(suite.vars["SMTP_ADDR"]), q("Support <"+supportUser+">"), lines(opts.SMTP))
 	verify := opts.Verify

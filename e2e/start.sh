@@ -82,6 +82,10 @@ for i in $(seq 1 50); do users="$users cust$i"; done
 for u in $users; do
 	echo "$u@$DOMAIN:{PLAIN}$PASSWORD::::::" >>"$W/dovecot/users.new"
 done
+# prefixed@ sees its folders as Cyrus shows them in Debian's default layout:
+# below "INBOX." with "." as the separator, so CREATE "Archive" is refused
+# (the passdb's userdb_ fields override the namespace for IMAP logins).
+echo "prefixed@$DOMAIN:{PLAIN}$PASSWORD::::::userdb_namespace/inbox/prefix=INBOX. userdb_namespace/inbox/separator=." >>"$W/dovecot/users.new"
 mv "$W/dovecot/users.new" "$W/dovecot/users"
 chown root:dovecot "$W/dovecot/users"
 chmod 0640 "$W/dovecot/users"

@@ -4,6 +4,9 @@ package e2e
 
 import (
 	"fmt"
+	"io"
+	"net/http"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -123,5 +126,78 @@ func TestStartPoint(t *testing.T) {
 				t.Errorf("INBOX holds %d messages, want %d: nothing is lost", n, len(tt.history)+2)
 			}
 		})
+	}
+}
+
+// prefixedUser's folders live below "INBOX." with "." as the separator, as
+// on Cyrus in Debian's default layout (see start.sh).
+const prefixedUser = "prefixed@example.test"
+
+// TestFolderPrefix runs check-config -connect and the daemon against a
+// Dovecot mailbox whose folders must be named "INBOX.<name>" (issue 12):
+// check-config reports the server's refusal of "Done/2026" and creates and
+// names "INBOX.Done.2026" instead; the daemon, still configured with a name
+// the server refuses, leaves the mail in INBOX, flagged, and says so in
+// status and the metrics.
+func TestFolderPrefix(t *testing.T) {
+	resetMailbox(t, prefixedUser)
+	ul := newFakeUserlike(t, inboundToken)
+	g := newMailgate(t, testDir(t), mailgateOptions{
+		InboundURL: ul.InboundURL(),
+		IMAPUser:   prefixedUser,
+		IMAP:       "after = \"move\"\nmove_to = \"Done/2026\"\nquarantine_folder = \"INBOX.Quarantine\"",
+	})
+	out, err := g.cli("check-config", "-connect", "-c", g.cfgPath)
+	if err == nil {
+		t.Errorf("check-config -connect passed a move_to the server refuses:\n%s", out)
+	}
+	for _, want := range []string{
+		`imap: personal namespace (prefix "INBOX.", separator ".")`,
+		`FAILED  support: imap: imap.move_to "Done/2026": the server refuses to create it`,
+		`created "INBOX.Done.2026" instead, which the server accepts: write imap.move_to = "INBOX.Done.2026"`,
+		`ok      support: imap: imap.quarantine_folder "INBOX.Quarantine" (created it: it did not exist)`,
+		`ok      support: imap: smtp.sent_folder "INBOX.Sent" (exists)`,
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("check-config -connect does not say %q:\n%s", want, out)
+		}
+	}
+	// The same name the server refuses, now in the daemon's hands; the
+	// folder check-config created is not the one configured.
+	dir := testDir(t) + "-daemon"
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	g = newMailgate(t, dir, mailgateOptions{
+		InboundURL: ul.InboundURL(),
+		IMAPUser:   prefixedUser,
+		IMAP:       "after = \"move\"\nmove_to = \"Refused\"",
+	})
+	requireDaemon(t, g.Start())
+	deliver(t, prefixedUser, email{From: "jane@example.test", Subject: "Moved?", Body: "Where does this go?"}.raw())
+	if _, ok := ul.WaitAccepted(time.Minute, func(p []inboundPost) bool { return len(p) == 1 }); !ok {
+		t.Fatalf("the email was not posted; log:\n%s", g.LogTail(40))
+	}
+	st, ok := g.waitStatus(t, time.Minute, func(s channelStatus) bool { return s.ActionsRefused > 0 })
+	if !ok || st.ActionsRefused != 1 || !strings.Contains(st.LastActionRefused, `move to "Refused"`) {
+		t.Fatalf("status does not show the refused move: %d %q\nlog:\n%s", st.ActionsRefused, st.LastActionRefused, g.LogTail(40))
+	}
+	if out, err := g.cli("status", "-c", g.cfgPath); err != nil || !strings.Contains(out, "imap actions refused by the server: 1") {
+		t.Errorf("status (%v) does not say so:\n%s", err, out)
+	}
+	if n := countMessages(t, prefixedUser, "INBOX", "FLAGGED"); n != 1 {
+		t.Errorf("INBOX holds %d flagged messages, want the one whose move was refused", n)
+	}
+	if !g.WaitLog("imap: action refused by server", 10*time.Second) {
+		t.Errorf("no ERROR logged for the refused move")
+	}
+	resp, err := http.Get("http://" + g.metrics + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !strings.Contains(string(body), `mailgate_imap_actions_refused_total{channel="support"} 1`) {
+		t.Errorf("metrics lack the refused move:\n%s", body)
 	}
 }
