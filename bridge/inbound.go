@@ -492,6 +492,13 @@ func (in *Inbound) Run(ctx context.Context) error {
 	results := make(chan postResult, in.opts.Workers)
 	inflight := map[string]bool{}
 	backoff := map[string]*contactBackoff{}
+	// queue holds due posts read ahead, of contacts neither in flight nor
+	// backed off, so that a backlog costs one DuePosts query per
+	// queueDepth posts instead of one per post. An entry cannot go stale:
+	// only this loop advances or finishes a contact's unfinished rows, and
+	// a contact leaves the queue when its post starts.
+	var queue []store.DuePost
+	queueDepth := 8 * in.opts.Workers
 	refetches := 0 // dead letters waiting to be fetched again
 	var refetchChecked time.Time
 	timer := time.NewTimer(0)
@@ -507,6 +514,9 @@ func (in *Inbound) Run(ctx context.Context) error {
 		next := now.Add(idleRecheck)
 		for c := range inflight {
 			skip = append(skip, c)
+		}
+		for _, p := range queue {
+			skip = append(skip, p.Contact)
 		}
 		for c, b := range backoff {
 			if b.until.After(now) {
@@ -529,12 +539,18 @@ func (in *Inbound) Run(ctx context.Context) error {
 			}
 		}
 		if free := in.opts.Workers - len(inflight); free > 0 && ctx.Err() == nil {
-			due, err := in.opts.DB.DuePosts(ctx, in.opts.Channel, skip, free)
-			if err != nil && ctx.Err() == nil {
-				in.log.Error("inbound: reading due posts failed", "err", err)
-				next = now.Add(5 * time.Second)
+			if len(queue) < free {
+				due, err := in.opts.DB.DuePosts(ctx, in.opts.Channel, skip, queueDepth-len(queue))
+				if err != nil && ctx.Err() == nil {
+					in.log.Error("inbound: reading due posts failed", "err", err)
+					next = now.Add(5 * time.Second)
+				}
+				queue = append(queue, due...)
 			}
-			for _, p := range due {
+			n := min(free, len(queue))
+			start := queue[:n:n]
+			queue = queue[n:]
+			for _, p := range start {
 				inflight[p.Contact] = true
 				wg.Add(1)
 				go func() {

@@ -3,7 +3,9 @@ package store
 import (
 	"context"
 	"fmt"
+	"strings"
 	"testing"
+	"time"
 )
 
 // BenchmarkRecordInbound records a posted email's ledger row with and
@@ -83,4 +85,50 @@ func BenchmarkDuePostsBacklog(b *testing.B) {
 			b.Fatalf("got %d due posts", len(due))
 		}
 	}
+}
+
+// BenchmarkLedgerLifecycle is the ledger's work for one email of a
+// backlog, as the daemon does it: record the row with its text and one
+// post (and the cursor), read the due posts a batch at a time, mark the
+// post accepted, read the pending IMAP action and mark it done.
+func BenchmarkLedgerLifecycle(b *testing.B) {
+	db, _ := openTest(b)
+	ctx := context.Background()
+	body := []byte(`{"type":"message","text":"Hello, I have a question about my order."}`)
+	text := strings.Repeat("A line of a customer's email, long enough to be typical.\n", 150) // about 8 KiB
+	const batch = 32
+	b.ReportAllocs()
+	uid := 0
+	for b.Loop() {
+		var ids []int64
+		for range batch {
+			uid++
+			in := &Inbound{Channel: "c", Folder: "INBOX", UIDValidity: 1, UID: uint32(uid),
+				DedupeKey: fmt.Sprintf("<b%d@example.org>", uid), MessageID: fmt.Sprintf("<b%d@example.org>", uid),
+				Contact: fmt.Sprintf("u%d@example.org", uid), Subject: "Question", FullText: text,
+				Posts: [][]byte{body}, After: Action{Kind: "seen"}, ArrivedAt: time.Now()}
+			res, err := db.RecordInbound(ctx, in)
+			if err != nil {
+				b.Fatal(err)
+			}
+			ids = append(ids, res.ID)
+		}
+		due, err := db.DuePosts(ctx, "c", nil, batch)
+		if err != nil || len(due) != batch {
+			b.Fatalf("DuePosts: %d, %v", len(due), err)
+		}
+		for _, d := range due {
+			if _, err := db.PostAccepted(ctx, d.LedgerID, d.Seq); err != nil {
+				b.Fatal(err)
+			}
+		}
+		acts, err := db.PendingActions(ctx, "c", "INBOX", batch)
+		if err != nil || len(acts) != batch {
+			b.Fatalf("PendingActions: %d, %v", len(acts), err)
+		}
+		if err := db.ActionsDone(ctx, ids); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Microseconds())/float64(b.N*batch), "µs/email")
 }

@@ -9,7 +9,6 @@ import (
 	"math"
 	"slices"
 	"strings"
-	"sync"
 	"time"
 )
 
@@ -71,10 +70,11 @@ func (db *DB) Enqueue(ctx context.Context, it *OutboxItem) (id int64, duplicate 
 	if it.State != "" && it.State != OutboxQueued {
 		return 0, false, fmt.Errorf("store: enqueue %q: cannot enqueue in state %q", it.UserlikeID, it.State)
 	}
-	req := &enqueueReq{ctx: ctx, it: it, wake: make(chan struct{})}
-	db.enqueue.run(db, req)
-	if req.err != nil {
-		return 0, false, fmt.Errorf("store: enqueue %s %q: %w", it.Channel, it.UserlikeID, req.err)
+	// Concurrent webhook calls share a transaction and the fsync (see
+	// groupCommit).
+	req := &enqueueReq{it: it}
+	if err := db.tx(ctx, func(tx *sql.Tx) error { return db.enqueueTx(ctx, tx, req) }); err != nil {
+		return 0, false, fmt.Errorf("store: enqueue %s %q: %w", it.Channel, it.UserlikeID, err)
 	}
 	if !req.duplicate {
 		now := req.now
@@ -85,116 +85,15 @@ func (db *DB) Enqueue(ctx context.Context, it *OutboxItem) (id int64, duplicate 
 	return req.id, req.duplicate, nil
 }
 
-// enqueueReq is one Enqueue call waiting for its batch.
+// enqueueReq is one Enqueue call and its results.
 type enqueueReq struct {
-	ctx  context.Context
-	it   *OutboxItem
-	wake chan struct{} // closed when done, or when it is to lead the next batch
-	lead bool          // set before wake is closed: run the next batch
+	it *OutboxItem
 
 	// Results.
 	id        int64
 	duplicate bool
 	sendAfter int64
 	now       int64
-	err       error
-}
-
-// enqueueBatcher is the group commit of Enqueue: concurrent calls are
-// written in one transaction and made durable by one barrier, instead of a
-// transaction and an fsync each. The first caller leads: it takes every
-// queued request, commits them, hands the lead to the next waiting caller
-// (whose batch then commits while this one's fsync runs) and passes the
-// barrier before it answers its batch. One failing request does not fail
-// the others (see enqueueBatch).
-type enqueueBatcher struct {
-	mu      sync.Mutex
-	queue   []*enqueueReq
-	leading bool
-}
-
-// maxEnqueueBatch bounds a batch, so that a flood does not make one
-// transaction (and the latency of its first request) arbitrarily long.
-const maxEnqueueBatch = 64
-
-// run returns once req has its result.
-func (b *enqueueBatcher) run(db *DB, req *enqueueReq) {
-	b.mu.Lock()
-	b.queue = append(b.queue, req)
-	if b.leading {
-		b.mu.Unlock()
-		<-req.wake
-		if !req.lead {
-			return
-		}
-		b.mu.Lock() // the previous leader handed over; b.leading stays true
-	}
-	b.leading = true
-	n := min(len(b.queue), maxEnqueueBatch)
-	batch := b.queue[:n:n]
-	b.queue = b.queue[n:]
-	b.mu.Unlock()
-
-	err := db.enqueueBatch(batch)
-
-	b.mu.Lock()
-	if len(b.queue) > 0 {
-		next := b.queue[0]
-		next.lead = true
-		close(next.wake)
-	} else {
-		b.leading = false
-	}
-	b.mu.Unlock()
-
-	if err == nil {
-		// Concurrent leaders share this fsync (see walSyncer).
-		err = db.Barrier(context.WithoutCancel(batch[0].ctx))
-	}
-	for _, r := range batch {
-		if err != nil && r.err == nil {
-			r.err = err
-		}
-		if r != req {
-			close(r.wake)
-		}
-	}
-}
-
-// errBatchItem aborts a batch transaction in which one request failed.
-var errBatchItem = errors.New("a request of the batch failed")
-
-// enqueueBatch writes the requests of batch in one transaction. A request
-// whose context has ended is not written. When one request fails, the
-// transaction is rolled back and the requests are written one per
-// transaction, so that each gets its own outcome (a savepoint per request
-// would cost a statement journal write for every page it touches). The
-// error is the transaction's; per-request errors are in the requests.
-func (db *DB) enqueueBatch(batch []*enqueueReq) error {
-	// The transaction is the batch's, not any one caller's: a caller that
-	// gives up does not take the others down.
-	ctx := context.WithoutCancel(batch[0].ctx)
-	err := db.lazyTx(ctx, func(tx *sql.Tx) error {
-		for _, r := range batch {
-			if r.err = r.ctx.Err(); r.err != nil {
-				continue
-			}
-			if r.err = db.enqueueTx(ctx, tx, r); r.err != nil {
-				return errBatchItem
-			}
-		}
-		return nil
-	})
-	if !errors.Is(err, errBatchItem) || len(batch) == 1 {
-		return err
-	}
-	for _, r := range batch {
-		if r.err = r.ctx.Err(); r.err != nil {
-			continue
-		}
-		r.err = db.lazyTx(ctx, func(tx *sql.Tx) error { return db.enqueueTx(ctx, tx, r) })
-	}
-	return nil
 }
 
 // enqueueTx inserts one request's item and reschedules its contact's

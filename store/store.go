@@ -97,7 +97,7 @@ type DB struct {
 
 	wstmts, rstmts *stmtCache // prepared statements of write and read
 
-	enqueue enqueueBatcher // group commit of Enqueue
+	commits groupCommit // every write transaction goes through it
 }
 
 // StateError reports that a ledger or outbox row is not in a state that
@@ -323,26 +323,15 @@ func (db *DB) SchemaVersion(ctx context.Context) (int, error) {
 // fn must use tx only, never db.write: the writer has a single connection
 // and tx holds it.
 func (db *DB) tx(ctx context.Context, fn func(tx *sql.Tx) error) error {
-	if err := db.lazyTx(ctx, fn); err != nil {
-		return err
-	}
-	return db.Barrier(ctx)
+	return db.commits.run(db, ctx, fn, true)
 }
 
 // lazyTx is tx without the barrier: the commit survives the process dying
 // but not a power cut until the next Barrier. Only the inbound ledger and
 // the SMTP bookkeeping use it (see the package doc).
+// Concurrent calls share one transaction and one commit (see groupCommit).
 func (db *DB) lazyTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
-	db.wstmts.prepare(ctx)
-	tx, err := db.write.BeginTx(ctx, nil)
-	if err != nil {
-		return err
-	}
-	if err := fn(tx); err != nil {
-		tx.Rollback()
-		return err
-	}
-	return tx.Commit()
+	return db.commits.run(db, ctx, fn, false)
 }
 
 // exec runs one statement on the writer and makes it durable (Barrier).
