@@ -383,7 +383,7 @@ func (o *Outbound) prepare(ctx context.Context, j *job) bool {
 	if from == "" {
 		from = j.ch.From.Address
 	}
-	j.env = &smtpout.Envelope{From: from, To: append([]string{b.Contact}, cc...), Data: raw}
+	j.env = &smtpout.Envelope{From: from, To: []string{b.Contact}, Copies: cc, Data: raw}
 	return true
 }
 
@@ -643,6 +643,13 @@ func (o *Outbound) settle(ctx context.Context, j *job, err error) {
 			latency = max(latency, o.opts.Now().Sub(it.CreatedAt))
 		}
 		o.opts.Observe(OutboundOutcome{Channel: j.ch.Name, Kind: "sent", Items: len(j.ids), Latency: latency})
+		for _, r := range j.env.Refused {
+			// The contact got the reply; the operator is told which
+			// colleague did not, since the conversation said who would.
+			copyTo := strings.TrimSuffix(strings.TrimPrefix(r.Command, "RCPT TO:<"), ">")
+			log.Warn("outbound: the relay refused a CC recipient; the reply went out without that copy", "cc", copyTo, "reason", smtpReason(r))
+			o.notify(ctx, j.ch, b.Contact, copyTo+" (CC)", smtpReason(r))
+		}
 		if j.ch.SentFolder != nil {
 			if err := j.ch.SentFolder.AppendSent(ctx, j.raw); err != nil {
 				log.Error("outbound: reply sent, but copying it to the Sent folder failed; not retried", "err", err)

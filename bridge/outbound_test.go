@@ -1057,3 +1057,38 @@ func TestOutboundReplyCc(t *testing.T) {
 		})
 	}
 }
+
+// TestOutboundRefusedCopy: the relay refusing a colleague in Cc does not
+// keep the reply from the contact; the operator is told which copy failed.
+func TestOutboundRefusedCopy(t *testing.T) {
+	f := newOutboundFixtureWith(t, func(f *outboundFixture) { f.replyCc = true })
+	f.relay.setRcpt(func(_ int, to string) error {
+		if to == "bob@example.org" {
+			return &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 1}, Message: "no such user"}
+		}
+		return nil
+	})
+	ctx := context.Background()
+	const jane = "jane@example.com"
+	if _, err := f.db.RecordInbound(ctx, &store.Inbound{
+		Channel: "support", Folder: "INBOX", UIDValidity: 1, UID: 1, DedupeKey: "mid:c1@mail.example.com",
+		MessageID: "c1@mail.example.com", Contact: jane, Subject: "Order 1234", ThreadSubject: "Order 1234",
+		Posts: [][]byte{[]byte(`{"text":"x"}`)}, ArrivedAt: f.clk.Now(), Cc: []string{"bob@example.org", "carol@example.net"},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	f.post(map[string]any{"email": jane, "text": "It ships today.", "operator_name": "Olga", "id": "op-1"})
+	f.clk.Add(11 * time.Second)
+	f.flush()
+	msgs := f.relay.delivered()
+	if len(msgs) != 1 || strings.Join(msgs[0].to, ",") != jane+",carol@example.net" {
+		t.Fatalf("delivered %+v", msgs)
+	}
+	if it, _ := f.db.Outbox(ctx, 1); it.State != store.OutboxSent {
+		t.Fatalf("reply not sent: %+v", it)
+	}
+	want := "[mailgate] Your reply could not be delivered to bob@example.org (CC): 550 5.1.1 no such user"
+	if n := f.ul.notices(); len(n) != 1 || n[0].Email != jane || n[0].Text != want {
+		t.Fatalf("notices = %+v, want %q", n, want)
+	}
+}

@@ -10,9 +10,11 @@ import (
 
 // TestDaemonReplyCopiesCustomersCc: a customer writes to support with two
 // colleagues in Cc (and, as people do, the support address and an alias of
-// it too). The operator sees who was copied; the reply goes to the customer
-// with both colleagues in Cc, threaded, and never to mailgate's own
-// addresses. A later email with one colleague narrows the list and says so.
+// it too, and a colleague whose address does not exist). The operator sees
+// who was copied; the reply goes to the customer with the colleagues in Cc,
+// threaded, and never to mailgate's own addresses; the refused colleague is
+// reported to the operator. A later email with one colleague narrows the
+// list and says so.
 func TestDaemonReplyCopiesCustomersCc(t *testing.T) {
 	e := newTestEnv(t, "", "coalesce = \"0s\"", "reply_to = \"Help Desk <help@example.test>\"")
 	users := map[string]string{
@@ -26,11 +28,11 @@ func TestDaemonReplyCopiesCustomersCc(t *testing.T) {
 		}
 	}
 	e.deliver(customerMail("jane@example.test", "Jane Doe", "cc1@example.test", "Invoice 77 is wrong", "Please correct it.",
-		"Cc: Bob Builder <bob@example.org>, Support <SUPPORT@example.test>,\n Carol <carol@example.net>, help@example.test"))
+		"Cc: Bob Builder <bob@example.org>, Support <SUPPORT@example.test>,\n Carol <carol@example.net>, help@example.test, dan@example.org"))
 	e.start()
 
 	posts := e.ul.waitPosts(1)
-	if want := "Subject: Invoice 77 is wrong\nCC: bob@example.org, carol@example.net\n\nPlease correct it."; posts[0].Text != want {
+	if want := "Subject: Invoice 77 is wrong\nCC: bob@example.org, carol@example.net, dan@example.org\n\nPlease correct it."; posts[0].Text != want {
 		t.Errorf("first post = %q, want %q", posts[0].Text, want)
 	}
 
@@ -44,8 +46,9 @@ func TestDaemonReplyCopiesCustomersCc(t *testing.T) {
 	reply("op-1", "Corrected, see the new invoice.")
 
 	// devmail delivers one copy per accepted RCPT TO and refuses unknown
-	// recipients (which would fail the reply), so the mailboxes that got
-	// the reply are exactly its envelope recipients.
+	// recipients (dan has no mailbox): the mailboxes that got the reply are
+	// exactly its accepted envelope recipients. Dan's refusal does not keep
+	// the reply from the others; the operator is told.
 	janeMsgs := e.waitMailboxMessages("jane@example.test", "jane-pass", "INBOX", 1)
 	bobMsgs := e.waitMailboxMessages("bob@example.org", "bob-pass", "INBOX", 1)
 	carolMsgs := e.waitMailboxMessages("carol@example.net", "carol-pass", "INBOX", 1)
@@ -58,6 +61,10 @@ func TestDaemonReplyCopiesCustomersCc(t *testing.T) {
 	// The support INBOX holds the customer's email only.
 	if n := len(e.mailbox(supportUser, supportPass, "INBOX")); n != 1 {
 		t.Errorf("the support INBOX has %d messages, want 1: the reply went to support too", n)
+	}
+	posts = e.ul.waitPosts(2)
+	if want := "[mailgate] Your reply could not be delivered to dan@example.org (CC): 550 5.1.1 user unknown"; posts[1].Email != "jane@example.test" || posts[1].Text != want {
+		t.Errorf("notice = %+v, want %q", posts[1], want)
 	}
 	m, err := mail.ReadMessage(bytes.NewReader(janeMsgs[0]))
 	if err != nil {
@@ -78,7 +85,7 @@ func TestDaemonReplyCopiesCustomersCc(t *testing.T) {
 		}
 	}
 	checkAddrs(m, "To", "jane@example.test")
-	checkAddrs(m, "Cc", "bob@example.org", "carol@example.net")
+	checkAddrs(m, "Cc", "bob@example.org", "carol@example.net", "dan@example.org")
 	if got := m.Header.Get("In-Reply-To"); got != "<cc1@example.test>" {
 		t.Errorf("In-Reply-To = %q", got)
 	}
@@ -91,9 +98,9 @@ func TestDaemonReplyCopiesCustomersCc(t *testing.T) {
 	ourID := strings.Trim(m.Header.Get("Message-ID"), "<>")
 	e.deliver(customerMail("jane@example.test", "Jane Doe", "cc2@example.test", "Re: Invoice 77 is wrong", "Thanks, Bob is off now.",
 		"In-Reply-To: <"+ourID+">", "Cc: carol@example.net"))
-	posts = e.ul.waitPosts(2)
-	if want := "CC: carol@example.net\n\nThanks, Bob is off now."; posts[1].Text != want {
-		t.Errorf("second post = %q, want %q", posts[1].Text, want)
+	posts = e.ul.waitPosts(3)
+	if want := "CC: carol@example.net\n\nThanks, Bob is off now."; posts[2].Text != want {
+		t.Errorf("second post = %q, want %q", posts[2].Text, want)
 	}
 	reply("op-2", "Noted.")
 	janeMsgs = e.waitMailboxMessages("jane@example.test", "jane-pass", "INBOX", 2)
