@@ -2,8 +2,10 @@ package main
 
 import (
 	"bytes"
+	"encoding/json"
 	"fmt"
 	"net/mail"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -27,8 +29,23 @@ func TestDaemonReplyCopiesCustomersCc(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	e.deliver(customerMail("jane@example.test", "Jane Doe", "cc1@example.test", "Invoice 77 is wrong", "Please correct it.",
-		"Cc: Bob Builder <bob@example.org>, Support <SUPPORT@example.test>,\n Carol <carol@example.net>, help@example.test, dan@example.org"))
+	first := customerMail("jane@example.test", "Jane Doe", "cc1@example.test", "Invoice 77 is wrong", "Please correct it.",
+		"Cc: Bob Builder <bob@example.org>, Support <SUPPORT@example.test>,\n Carol <carol@example.net>, help@example.test, dan@example.org")
+	// inspect shows the list the daemon keeps.
+	path := filepath.Join(t.TempDir(), "first.eml")
+	writeFile(t, path, first)
+	code, out, errOut := runCLI(t, "", "inspect", "-c", e.cfgPath, path)
+	var d struct {
+		Cc   []string `json:"cc"`
+		Text string   `json:"text"`
+	}
+	if code != 0 || json.Unmarshal([]byte(out), &d) != nil {
+		t.Fatalf("inspect: exit %d: %s%s", code, out, errOut)
+	}
+	if strings.Join(d.Cc, ",") != "bob@example.org,carol@example.net,dan@example.org" || !strings.Contains(d.Text, "\nCC: bob@example.org, carol@example.net, dan@example.org\n") {
+		t.Errorf("inspect: cc %q, text %q", d.Cc, d.Text)
+	}
+	e.deliver(first)
 	e.start()
 
 	posts := e.ul.waitPosts(1)
