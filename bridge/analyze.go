@@ -98,6 +98,9 @@ type Decision struct {
 	// was different: the text states the new list, as a new conversation's
 	// does (see SetThread).
 	CcChanged bool `json:"-"`
+	// KeepCc says that the email does not change the CC list of the
+	// contact's thread: its sender is not verified.
+	KeepCc bool `json:"-"`
 }
 
 // BounceTrusted reports whether the email is a bounce whose delivery report
@@ -153,8 +156,9 @@ type AnalyzerOptions struct {
 	SubjectLine bool
 	// IsOwnMessageID recognises Message-IDs that mailgate made.
 	IsOwnMessageID func(id string) bool
-	// ReplyCc keeps the email's Cc addresses for the replies
-	// (smtp.reply_cc = "thread"); the posted text then says who they are.
+	// ReplyCc keeps the Cc addresses of an email whose sender is verified
+	// for the replies (smtp.reply_cc = "thread"); the posted text then
+	// says who they are.
 	ReplyCc bool
 	// OwnAddresses are mailgate's own addresses (the mailbox, smtp.from,
 	// smtp.reply_to, of every channel): never copied on a reply.
@@ -232,7 +236,18 @@ func (a *Analyzer) Analyze(ctx context.Context, raw []byte) *Decision {
 		d.Attachments = append(d.Attachments, info)
 	}
 	d.DedupeKey = dedupeKey(email, d.FullText)
-	if a.opts.ReplyCc {
+	switch {
+	case !a.opts.ReplyCc:
+	case !d.Verification.Passed():
+		// Only a sender verified to own the From address changes who
+		// gets the contact's replies: a forged email (verify.require =
+		// "none") must not copy the operator's next answer to a stranger,
+		// nor drop the colleagues the contact copied.
+		d.KeepCc = true
+		if len(email.Cc) > 0 {
+			d.Problems = append(d.Problems, "the Cc addresses are not copied on replies: the sender is not verified")
+		}
+	default:
 		var dropped int
 		d.Cc, dropped = replyCc(email.Cc, d.Contact.Email, a.opts.OwnAddresses)
 		if dropped > 0 {

@@ -56,11 +56,13 @@ func TestAnalyzeCc(t *testing.T) {
 	const ar = "Authentication-Results: mx.example.test; dmarc=pass header.from=example.test\r\n"
 	const head = ar + "From: Jane <jane@example.test>\r\nTo: Support <support@example.com>\r\nSubject: Broken\r\n"
 	tests := []struct {
-		name    string
-		replyCc bool
-		raw     string
-		cc      []string
-		text    string
+		name     string
+		replyCc  bool
+		noVerify bool // verify.require = "none": the sender is not verified
+		raw      string
+		cc       []string
+		keep     bool
+		text     string
 	}{
 		{
 			name:    "new conversation states the CC list after the subject",
@@ -76,6 +78,14 @@ func TestAnalyzeCc(t *testing.T) {
 			text:    "Subject: Broken\n\nIt is broken.",
 		},
 		{
+			name:     "an unverified sender copies nobody and changes nothing",
+			replyCc:  true,
+			noVerify: true,
+			raw:      "From: Jane <jane@example.test>\r\nSubject: Broken\r\nCc: eve@example.org\r\n\r\nIt is broken.\r\n",
+			keep:     true,
+			text:     "Subject: Broken\n\nIt is broken.",
+		},
+		{
 			name: "reply_cc none keeps no CC and says nothing",
 			raw:  head + "Cc: bob@example.org\r\n\r\nIt is broken.\r\n",
 			text: "Subject: Broken\n\nIt is broken.",
@@ -83,7 +93,11 @@ func TestAnalyzeCc(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			v, err := verify.New(verify.Options{TrustedAuthservIDs: []string{"mx.example.test"}, Resolver: noDNS{}})
+			vo := verify.Options{TrustedAuthservIDs: []string{"mx.example.test"}, Resolver: noDNS{}}
+			if tc.noVerify {
+				vo.Require = "none"
+			}
+			v, err := verify.New(vo)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -97,6 +111,9 @@ func TestAnalyzeCc(t *testing.T) {
 			}
 			if strings.Join(d.Cc, ",") != strings.Join(tc.cc, ",") {
 				t.Errorf("Cc = %q, want %q", d.Cc, tc.cc)
+			}
+			if d.KeepCc != tc.keep {
+				t.Errorf("KeepCc = %v, want %v", d.KeepCc, tc.keep)
 			}
 			if d.Text != tc.text {
 				t.Errorf("Text = %q, want %q", d.Text, tc.text)

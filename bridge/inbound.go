@@ -256,7 +256,7 @@ func (in *Inbound) Handle(ctx context.Context, m *imapsync.Message) error {
 	row.FullText = d.FullText
 	row.ThreadSubject = NormalizeSubject(d.Subject)
 	row.NewThread = d.NewThread
-	row.Cc = d.Cc
+	row.Cc, row.KeepCc = d.Cc, d.KeepCc
 	if v, err := json.Marshal(d.Verification); err == nil {
 		row.Verdict = v
 	}
@@ -345,7 +345,7 @@ func (in *Inbound) applyState(ctx context.Context, d *Decision) error {
 		newThread = false
 	}
 	// The operator is told whenever the CC list of the replies changes.
-	d.CcChanged = !newThread && ok && !sameAddresses(th.Cc, d.Cc)
+	d.CcChanged = !d.KeepCc && !newThread && ok && !sameAddresses(th.Cc, d.Cc)
 	d.SetThread(newThread, in.opts.SubjectLine)
 	return nil
 }

@@ -19,7 +19,9 @@ func TestReplyCc(t *testing.T) {
 	const customer = "jane@example.test"
 	colleagues := []string{"bob@example.test", "cust7@example.test"}
 	resetMailboxes(t, customer, colleagues[0], colleagues[1])
-	ul, g := startScenario(t, mailgateOptions{SMTP: `coalesce = "0s"`})
+	// Only a verified sender's Cc is kept: the test stands in for the
+	// trusted MTA's Authentication-Results, as TestSpoofing does.
+	ul, g := startScenario(t, mailgateOptions{SMTP: `coalesce = "0s"`, Verify: `trusted_authserv_ids = ["mx.example.test"]`})
 
 	orig := email{
 		FromName:  "Jane Doe",
@@ -28,7 +30,8 @@ func TestReplyCc(t *testing.T) {
 		Body:      "Please send a corrected invoice (cc-question).",
 		MessageID: "cc-" + randomToken() + "@client.example.test",
 	}
-	raw := append([]byte("Cc: Bob <bob@example.test>, Support <SUPPORT@example.test>,\r\n cust7@example.test, reject@example.test\r\n"), orig.raw()...)
+	raw := append([]byte("Authentication-Results: mx.example.test; dmarc=pass header.from=example.test\r\n"+
+		"Cc: Bob <bob@example.test>, Support <SUPPORT@example.test>,\r\n cust7@example.test, reject@example.test\r\n"), orig.raw()...)
 	sendSMTP(t, customer, []string{supportUser}, raw)
 	posts, ok := ul.WaitAccepted(60*time.Second, func(p []inboundPost) bool { return countMarker(p, "cc-question") > 0 })
 	if !ok {

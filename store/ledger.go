@@ -118,6 +118,8 @@ type Inbound struct {
 	// replace the CC list of the contact's thread when the row is to be
 	// posted (RecordInbound only; not stored in the ledger row).
 	Cc []string
+	// KeepCc leaves the thread's CC list as it is (an unverified sender).
+	KeepCc bool
 }
 
 // RecordResult is what RecordInbound did.
@@ -151,7 +153,7 @@ type RecordResult struct {
 // are linked to the row, and when the row is to be posted (fetched) and has
 // a contact, the customer's Message-ID joins the contact's thread (a new
 // thread with in.ThreadSubject when in.NewThread or when none exists) and
-// in.Cc becomes the thread's CC list.
+// in.Cc becomes the thread's CC list (unless in.KeepCc).
 //
 // On success in.ID, in.State, in.Reason, in.CreatedAt and in.UpdatedAt
 // describe what was written.
@@ -277,8 +279,10 @@ func (db *DB) RecordInbound(ctx context.Context, in *Inbound) (RecordResult, err
 					return err
 				}
 			}
-			if err := db.setThreadCc(ctx, tx, in.Channel, contact, in.Cc); err != nil {
-				return err
+			if !in.KeepCc {
+				if err := db.setThreadCc(ctx, tx, in.Channel, contact, in.Cc); err != nil {
+					return err
+				}
 			}
 		}
 		return nil

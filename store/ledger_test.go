@@ -1029,18 +1029,20 @@ func TestThreadCc(t *testing.T) {
 		state     InboundState
 		noMsgID   bool
 		newThread bool
+		keep      bool
 		want      []string
 	}{
 		{name: "first email with two CCs", cc: []string{"bob@example.org", "carol@example.net"}, want: []string{"bob@example.org", "carol@example.net"}},
 		{name: "skipped email changes nothing", cc: []string{"eve@example.org"}, state: StateSkipped, want: []string{"bob@example.org", "carol@example.net"}},
 		{name: "one CC", cc: []string{"carol@example.net"}, want: []string{"carol@example.net"}},
+		{name: "an unverified sender's email keeps the list", cc: nil, keep: true, want: []string{"carol@example.net"}},
 		{name: "no CC clears", want: nil},
 		{name: "without Message-ID still sets", cc: []string{"dave@example.com"}, noMsgID: true, want: []string{"dave@example.com"}},
 		{name: "new thread", cc: []string{"erin@example.com"}, newThread: true, want: []string{"erin@example.com"}},
 	}
 	for i, s := range steps {
 		in := newInbound(uint32(i+1), "Jane@Example.test", 1)
-		in.Cc, in.State, in.NewThread = s.cc, s.state, s.newThread
+		in.Cc, in.State, in.NewThread, in.KeepCc = s.cc, s.state, s.newThread, s.keep
 		if s.noMsgID {
 			in.MessageID, in.DedupeKey = "", ""
 		}
