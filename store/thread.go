@@ -20,12 +20,12 @@ type Thread struct {
 	LastOurID      string
 	// Messages are MessageIDs with who wrote them and when they joined
 	// the thread, in the same order.
-	Messages []ThreadMessage
-	// Cc are the addr-specs the contact's latest posted email had in Cc
-	// (mailgate's own addresses already left out); replies copy them.
-	Cc        []string
+	Messages  []ThreadMessage
 	CreatedAt time.Time
 	UpdatedAt time.Time
+	// Cc are the addr-specs the contact's latest posted email had in Cc
+	// (mailgate's own addresses already left out); replies copy them.
+	Cc []string
 }
 
 // ThreadMessage is one Message-ID of a thread.
