@@ -15,6 +15,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"net/mail"
 	"slices"
 	"strings"
 	"unicode/utf8"
@@ -74,7 +75,10 @@ type Decision struct {
 	Classification classify.Result  `json:"classification"`
 	Verification   verify.Verdict   `json:"verification"`
 	Attachments    []AttachmentInfo `json:"attachments"`
-	Problems       []string         `json:"problems,omitempty"`
+	// Cc are the addresses replies copy (smtp.reply_cc = "thread"): the
+	// email's Cc without mailgate's own addresses and the contact.
+	Cc       []string `json:"cc,omitempty"`
+	Problems []string `json:"problems,omitempty"`
 	// ViaForm is the verified form sender (verify.form_senders) of a
 	// contact-form email, whose contact is the Reply-To address that a
 	// visitor typed and nobody verified.
@@ -95,6 +99,13 @@ type Decision struct {
 	// Bounce, for a bounce with a delivery report, says whether the report
 	// may be matched to a reply ("trusted: ...") or not ("untrusted: ...").
 	Bounce string `json:"bounce,omitempty"`
+	// CcChanged says that the email continues a conversation whose CC list
+	// was different: the text states the new list, as a new conversation's
+	// does (see SetThread).
+	CcChanged bool `json:"-"`
+	// KeepCc says that the email does not change the CC list of the
+	// contact's thread: its sender is not verified.
+	KeepCc bool `json:"-"`
 }
 
 // BounceTrusted reports whether the email is a bounce whose delivery report
@@ -150,6 +161,13 @@ type AnalyzerOptions struct {
 	SubjectLine bool
 	// IsOwnMessageID recognises Message-IDs that mailgate made.
 	IsOwnMessageID func(id string) bool
+	// ReplyCc keeps the Cc addresses of an email whose sender is verified
+	// for the replies (smtp.reply_cc = "thread"); the posted text then
+	// says who they are.
+	ReplyCc bool
+	// OwnAddresses are mailgate's own addresses (the mailbox, smtp.from,
+	// smtp.reply_to, of every channel): never copied on a reply.
+	OwnAddresses []string
 	// BounceDomains are the relay's own domains (the domain of smtp.from
 	// and the relay's host name): a bounce whose sender is verified in one
 	// of them (or below it) may fail a reply. See Decision.Bounce.
@@ -227,6 +245,24 @@ func (a *Analyzer) Analyze(ctx context.Context, raw []byte) *Decision {
 		d.Attachments = append(d.Attachments, info)
 	}
 	d.DedupeKey = dedupeKey(email, d.FullText)
+	switch {
+	case !a.opts.ReplyCc:
+	case !d.Verification.Passed():
+		// Only a sender verified to own the From address changes who
+		// gets the contact's replies: a forged email (verify.require =
+		// "none") must not copy the operator's next answer to a stranger,
+		// nor drop the colleagues the contact copied.
+		d.KeepCc = true
+		if len(email.Cc) > 0 {
+			d.Problems = append(d.Problems, "the Cc addresses are not copied on replies: the sender is not verified")
+		}
+	default:
+		var dropped int
+		d.Cc, dropped = replyCc(email.Cc, d.Contact.Email, a.opts.OwnAddresses)
+		if dropped > 0 {
+			d.Problems = append(d.Problems, fmt.Sprintf("%d Cc addresses over the limit of %d are not copied on replies", dropped, MaxCc))
+		}
+	}
 	d.decide(a.opts.PostMailingLists)
 	d.contactForm(email.ReplyTo, a.opts.FormSenders)
 	d.judgeBounce(email.Header.Get("Return-Path"), a.opts.BounceDomains)
@@ -234,14 +270,73 @@ func (a *Analyzer) Analyze(ctx context.Context, raw []byte) *Decision {
 	return d
 }
 
+// MaxCc is the most Cc addresses of one email that replies copy; the rest
+// are left out (and the email's problems say so), so that one email cannot
+// turn a reply into a mass mailing.
+const MaxCc = 10
+
+// replyCc returns the addresses of cc that replies copy, in order: valid
+// addr-specs other than the contact and own (compared as mailaddr.Key,
+// ASCII case-insensitively), each once, at most MaxCc; dropped counts the
+// usable addresses left out over MaxCc.
+func replyCc(cc []*mail.Address, contact string, own []string) (out []string, dropped int) {
+	skip := map[string]bool{mailaddr.Key(contact): true}
+	for _, o := range own {
+		skip[mailaddr.Key(o)] = true
+	}
+	for _, a := range cc {
+		if a == nil || !plainAddrSpec(a.Address) {
+			continue
+		}
+		k := mailaddr.Key(a.Address)
+		if skip[k] {
+			continue
+		}
+		skip[k] = true
+		if len(out) == MaxCc {
+			dropped++
+			continue
+		}
+		out = append(out, a.Address)
+	}
+	return out, dropped
+}
+
+// plainAddrSpec reports whether a is an addr-spec that can be written in
+// RCPT TO and a Cc header as is: RFC 5321 section 4.5.3.1.3 caps a path at
+// 256 octets, so an address at 254.
+func plainAddrSpec(a string) bool {
+	if a == "" || len(a) > 254 || strings.ContainsFunc(a, func(r rune) bool { return r <= ' ' || r == 0x7f || r == '<' || r == '>' }) {
+		return false
+	}
+	p, err := mail.ParseAddress("<" + a + ">")
+	return err == nil && p.Address == a && strings.Contains(a, "@")
+}
+
+// ccLine is the line that tells the operator who replies are copied to.
+func ccLine(cc []string) string {
+	if len(cc) == 0 {
+		return "CC: none (replies go to the contact only)"
+	}
+	return "CC: " + strings.Join(cc, ", ")
+}
+
 // SetThread records whether the email starts a new conversation and
 // recomputes the posted text: the subject goes first on a new conversation
-// when subjectLine is set.
+// when subjectLine is set, and the CC list that replies copy is stated on
+// a new conversation that has one and whenever CcChanged.
 func (d *Decision) SetThread(newThread, subjectLine bool) {
 	d.NewThread = newThread
 	d.Text = d.NewText
+	var head []string
 	if newThread && subjectLine && d.Subject != "" {
-		d.Text = "Subject: " + d.Subject
+		head = append(head, "Subject: "+d.Subject)
+	}
+	if (newThread && len(d.Cc) > 0) || d.CcChanged {
+		head = append(head, ccLine(d.Cc))
+	}
+	if len(head) > 0 {
+		d.Text = strings.Join(head, "\n")
 		if d.NewText != "" {
 			d.Text += "\n\n" + d.NewText
 		}
@@ -327,6 +422,9 @@ func (d *Decision) contactForm(replyTo string, formSenders []string) {
 	}
 	d.ViaForm = form
 	d.Contact = Contact{Email: visitor}
+	// The visitor is not verified: the email does not change who gets
+	// the contact's replies (see KeepCc).
+	d.Cc, d.KeepCc = nil, true
 	d.Reason = fmt.Sprintf("contact form %s verified (%s); contact is its Reply-To %s, not verified", form, d.Verification.Reason, visitor)
 }
 

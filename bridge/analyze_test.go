@@ -12,6 +12,7 @@ import (
 	"mailgate/bridge/mailparse"
 	"mailgate/bridge/mailtext"
 	"mailgate/bridge/verify"
+	"mailgate/mailaddr"
 )
 
 func newTestAnalyzer(t testing.TB) *Analyzer {
@@ -122,9 +123,25 @@ func FuzzAnalyze(f *testing.F) {
 		}
 	}
 	f.Add([]byte("From: a@b\r\n\r\nhi"))
-	a := newTestAnalyzer(f)
+	v, err := verify.New(verify.Options{TrustedAuthservIDs: []string{"mx.example.test"}, Resolver: noDNS{}})
+	if err != nil {
+		f.Fatal(err)
+	}
+	own := []string{"support@example.com"}
+	a, err := NewAnalyzer(AnalyzerOptions{Verifier: v, SubjectLine: true, ReplyCc: true, OwnAddresses: own})
+	if err != nil {
+		f.Fatal(err)
+	}
 	f.Fuzz(func(t *testing.T, raw []byte) {
 		d := a.Analyze(context.Background(), raw)
+		if len(d.Cc) > MaxCc {
+			t.Fatalf("%d CCs", len(d.Cc))
+		}
+		for _, c := range d.Cc {
+			if !plainAddrSpec(c) || mailaddr.Key(c) == mailaddr.Key(own[0]) || (d.Contact.Email != "" && mailaddr.Key(c) == mailaddr.Key(d.Contact.Email)) {
+				t.Fatalf("CC %q kept (contact %q)", c, d.Contact.Email)
+			}
+		}
 		switch d.Action {
 		case ActionPost, ActionSkip, ActionQuarantine, ActionDead:
 		default:

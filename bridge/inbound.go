@@ -16,6 +16,7 @@ import (
 	"mailgate/bridge/mailparse"
 	"mailgate/bridge/userlike"
 	"mailgate/imapsync"
+	"mailgate/mailaddr"
 	"mailgate/media"
 	"mailgate/store"
 )
@@ -269,6 +270,7 @@ func (in *Inbound) Handle(ctx context.Context, m *imapsync.Message) error {
 	row.FullText = d.FullText
 	row.ThreadSubject = NormalizeSubject(d.Subject)
 	row.NewThread = d.NewThread
+	row.Cc, row.KeepCc = d.Cc, d.KeepCc
 	if v, err := json.Marshal(d.Verification); err == nil {
 		row.Verdict = v
 	}
@@ -348,18 +350,32 @@ func (in *Inbound) applyState(ctx context.Context, d *Decision) error {
 	if err != nil {
 		return err
 	}
-	newThread := !known
-	if newThread {
-		th, ok, err := in.opts.DB.Thread(ctx, in.opts.Channel, d.Contact.Email)
-		if err != nil {
-			return err
-		}
-		if ok && th.Subject != "" && th.Subject == NormalizeSubject(d.Subject) {
-			newThread = false
-		}
+	th, ok, err := in.opts.DB.Thread(ctx, in.opts.Channel, d.Contact.Email)
+	if err != nil {
+		return err
 	}
+	newThread := !known
+	if newThread && ok && th.Subject != "" && th.Subject == NormalizeSubject(d.Subject) {
+		newThread = false
+	}
+	// The operator is told whenever the CC list of the replies changes.
+	d.CcChanged = !d.KeepCc && !newThread && ok && !sameAddresses(th.Cc, d.Cc)
 	d.SetThread(newThread, in.opts.SubjectLine)
 	return nil
+}
+
+// sameAddresses reports whether a and b hold the same addresses in the
+// same order, ASCII case-insensitively.
+func sameAddresses(a, b []string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if mailaddr.Key(a[i]) != mailaddr.Key(b[i]) {
+			return false
+		}
+	}
+	return true
 }
 
 func buildPosts(d *Decision) ([][]byte, error) {

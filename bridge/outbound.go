@@ -89,6 +89,13 @@ type OutboundChannel struct {
 	FooterText, FooterHTML string
 	// Quote quotes the customer's last email below the reply.
 	Quote bool
+	// ReplyCc copies replies to the CC list of the contact's thread (the
+	// Cc of the contact's latest email; smtp.reply_cc = "thread").
+	ReplyCc bool
+	// OwnAddresses are mailgate's own addresses, never copied on a reply
+	// even if a thread lists one (the configuration may have changed since
+	// the email came in).
+	OwnAddresses []string
 }
 
 // OutboundOutcome is reported to OutboundOptions.Observe, for metrics.
@@ -361,7 +368,8 @@ func (o *Outbound) prepare(ctx context.Context, j *job) bool {
 			return false
 		}
 	}
-	raw, err := o.render(ctx, j, th, opens)
+	cc := replyRecipients(j.ch, b.Contact, th)
+	raw, err := o.render(ctx, j, th, opens, cc)
 	if err != nil {
 		if ctx.Err() != nil {
 			o.retry(context.WithoutCancel(ctx), j, err)
@@ -375,8 +383,34 @@ func (o *Outbound) prepare(ctx context.Context, j *job) bool {
 	if from == "" {
 		from = j.ch.From.Address
 	}
-	j.env = &smtpout.Envelope{From: from, To: []string{b.Contact}, Data: raw}
+	j.env = &smtpout.Envelope{From: from, To: []string{b.Contact}, Copies: cc, Data: raw}
 	return true
+}
+
+// replyRecipients are the addresses a reply to contact in th copies: the
+// thread's CC list when the channel keeps it, without the contact and the
+// channel's own addresses.
+func replyRecipients(ch OutboundChannel, contact string, th *store.Thread) []string {
+	if !ch.ReplyCc || th == nil || len(th.Cc) == 0 {
+		return nil
+	}
+	var cc []*mail.Address
+	for _, a := range th.Cc {
+		cc = append(cc, &mail.Address{Address: a})
+	}
+	out, _ := replyCc(cc, contact, append([]string{ch.From.Address, ch.EnvelopeFrom}, ch.OwnAddresses...))
+	return out
+}
+
+// bounceRecipient is the addr-spec of a report's Final-Recipient (RFC 3464
+// section 2.3.2, the type prefix already removed) as mailaddr.Key; "" when
+// the report names none or not as an address.
+func bounceRecipient(final string) string {
+	final = strings.Trim(strings.TrimSpace(final), "<>")
+	if !plainAddrSpec(final) {
+		return ""
+	}
+	return mailaddr.Key(final)
 }
 
 // reuseMessageID returns the Message-ID of an earlier attempt when every
@@ -396,7 +430,7 @@ func reuseMessageID(items []*store.OutboxItem) string {
 
 // render builds the email of j's items as a reply in th; opens says that
 // th was started for this email.
-func (o *Outbound) render(ctx context.Context, j *job, th *store.Thread, opens bool) ([]byte, error) {
+func (o *Outbound) render(ctx context.Context, j *job, th *store.Thread, opens bool, cc []string) ([]byte, error) {
 	b := &j.batch
 	newest := b.Items[len(b.Items)-1]
 	h := ReplyHeaders(th, ReplyThreadOptions{MessageID: j.msgID, Written: newest.CreatedAt, Opens: opens})
@@ -412,6 +446,9 @@ func (o *Outbound) render(ctx context.Context, j *job, th *store.Thread, opens b
 		ThreadIndex: h.ThreadIndex,
 		Date:        o.opts.Now(),
 		Headers:     map[string]string{OwnHeader: j.ch.Name},
+	}
+	for _, a := range cc {
+		r.Cc = append(r.Cc, mail.Address{Address: a})
 	}
 	var texts []string
 	for _, it := range b.Items {
@@ -606,6 +643,13 @@ func (o *Outbound) settle(ctx context.Context, j *job, err error) {
 			latency = max(latency, o.opts.Now().Sub(it.CreatedAt))
 		}
 		o.opts.Observe(OutboundOutcome{Channel: j.ch.Name, Kind: "sent", Items: len(j.ids), Latency: latency})
+		for _, r := range j.env.Refused {
+			// The contact got the reply; the operator is told which
+			// colleague did not, since the conversation said who would.
+			copyTo := strings.TrimSuffix(strings.TrimPrefix(r.Command, "RCPT TO:<"), ">")
+			log.Warn("outbound: the relay refused a CC recipient; the reply went out without that copy", "cc", copyTo, "reason", smtpReason(r))
+			o.notify(ctx, j.ch, b.Contact, copyTo+" (CC)", smtpReason(r))
+		}
 		if j.ch.SentFolder != nil {
 			if err := j.ch.SentFolder.AppendSent(ctx, j.raw); err != nil {
 				log.Error("outbound: reply sent, but copying it to the Sent folder failed; not retried", "err", err)
@@ -743,6 +787,13 @@ func (o *Outbound) HandleBounce(ctx context.Context, channel string, report *mai
 	if !bounceIsFailure(report) {
 		log.Info("outbound: delivery report about a reply", "action", report.Action, "status", report.Status,
 			"report_type", report.ReportType, "bytes", len(raw))
+		return true, nil
+	}
+	if rcpt := bounceRecipient(report.FinalRecipient); rcpt != "" && rcpt != mailaddr.Key(contact) {
+		// The copy to a CC recipient bounced (smtp.reply_cc): the contact's
+		// copy may well have arrived, so the reply is not failed for it.
+		log.Warn("outbound: the copy of a reply to a CC recipient bounced; the reply is not failed for it",
+			"final_recipient", oneLine(report.FinalRecipient), "status", report.Status)
 		return true, nil
 	}
 	if settled {

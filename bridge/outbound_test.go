@@ -20,6 +20,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/emersion/go-message"
+	gmmail "github.com/emersion/go-message/mail"
 	"github.com/emersion/go-smtp"
 
 	"mailgate/bridge/mailparse"
@@ -204,6 +205,9 @@ type outboundFixture struct {
 	gen     *msgid.Generator
 	fetcher *safefetch.Fetcher
 	maxSize int64
+	// replyCc and own are the channel's ReplyCc and OwnAddresses.
+	replyCc bool
+	own     []string
 }
 
 // sentFolder records AppendSent calls.
@@ -228,6 +232,13 @@ func (s *sentFolder) count() int {
 
 func newOutboundFixture(t *testing.T) *outboundFixture {
 	t.Helper()
+	return newOutboundFixtureWith(t, nil)
+}
+
+// newOutboundFixtureWith lets setup change the fixture before the store
+// and the worker are opened.
+func newOutboundFixtureWith(t *testing.T, setup func(*outboundFixture)) *outboundFixture {
+	t.Helper()
 	f := &outboundFixture{
 		t:      t,
 		clk:    &testClock{t: time.Date(2026, 3, 2, 9, 0, 0, 0, time.UTC)},
@@ -242,6 +253,9 @@ func newOutboundFixture(t *testing.T) *outboundFixture {
 		t.Fatal(err)
 	}
 	f.fetcher = safefetch.New(safefetch.Options{AllowCIDRs: []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}, Timeout: 10 * time.Second})
+	if setup != nil {
+		setup(f)
+	}
 	f.open()
 	return f
 }
@@ -274,6 +288,8 @@ func (f *outboundFixture) open() {
 		Notify:         client,
 		NotifyFailures: true,
 		SentFolder:     f.sent,
+		ReplyCc:        f.replyCc,
+		OwnAddresses:   f.own,
 	}
 	f.out, err = NewOutbound(OutboundOptions{
 		DB: db,
@@ -963,5 +979,116 @@ func TestOutboundBurstBarriers(t *testing.T) {
 	}
 	if got := f.db.WALSyncs() - before; got != 2 {
 		t.Errorf("the burst of 3 replies took %d WAL fsyncs, want 2", got)
+	}
+}
+
+func TestOutboundReplyCc(t *testing.T) {
+	tests := []struct {
+		name    string
+		replyCc bool
+		own     []string
+		cc      []string
+		want    []string
+	}{
+		{name: "two colleagues", replyCc: true, cc: []string{"bob@example.org", "carol@example.net"},
+			want: []string{"bob@example.org", "carol@example.net"}},
+		{name: "reply_cc none", cc: []string{"bob@example.org"}},
+		{name: "own addresses configured since are left out", replyCc: true,
+			own: []string{"Help@acme.test"}, cc: []string{"support@acme.test", "help@acme.test", "bob@example.org", "jane@example.com"},
+			want: []string{"bob@example.org"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newOutboundFixtureWith(t, func(f *outboundFixture) { f.replyCc, f.own = tc.replyCc, tc.own })
+			ctx := context.Background()
+			const jane = "jane@example.com"
+			if _, err := f.db.RecordInbound(ctx, &store.Inbound{
+				Channel: "support", Folder: "INBOX", UIDValidity: 1, UID: 1, DedupeKey: "mid:c1@mail.example.com",
+				MessageID: "c1@mail.example.com", Contact: jane, Subject: "Order 1234", ThreadSubject: "Order 1234",
+				Posts: [][]byte{[]byte(`{"text":"x"}`)}, ArrivedAt: f.clk.Now(), Cc: tc.cc,
+			}); err != nil {
+				t.Fatal(err)
+			}
+			f.post(map[string]any{"email": jane, "text": "It ships today.", "operator_name": "Olga", "id": "op-1"})
+			f.clk.Add(11 * time.Second)
+			f.flush()
+			msgs := f.relay.delivered()
+			if len(msgs) != 1 {
+				t.Fatalf("%d emails delivered, want 1", len(msgs))
+			}
+			if want := append([]string{jane}, tc.want...); strings.Join(msgs[0].to, ",") != strings.Join(want, ",") {
+				t.Errorf("RCPT TO %q, want %q", msgs[0].to, want)
+			}
+			h := gmmail.Header{Header: parseMail(t, msgs[0].data).header}
+			cc, err := h.AddressList("Cc")
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got []string
+			for _, a := range cc {
+				got = append(got, a.Address)
+			}
+			if strings.Join(got, ",") != strings.Join(tc.want, ",") {
+				t.Errorf("Cc header %q, want %q", got, tc.want)
+			}
+			if irt := h.Get("In-Reply-To"); irt != "<c1@mail.example.com>" {
+				t.Errorf("In-Reply-To = %q", irt)
+			}
+			if len(tc.want) == 0 {
+				return
+			}
+			// A bounce of a colleague's copy does not fail the reply; one
+			// about the contact does.
+			it, _ := f.db.Outbox(ctx, 1)
+			ccBounce := strings.Replace(fmt.Sprintf(dsnTemplate, "failed", it.MessageID), "Final-Recipient: rfc822; jane@example.com", "Final-Recipient: rfc822; "+tc.want[0], 1)
+			if matched, err := f.out.HandleBounce(ctx, "support", parseReport(t, ccBounce), nil); !matched || err != nil {
+				t.Fatalf("HandleBounce(cc) = %v, %v", matched, err)
+			}
+			if got, _ := f.db.Outbox(ctx, 1); got.State != store.OutboxSent || len(f.ul.notices()) != 0 {
+				t.Fatalf("a colleague's bounce failed the reply: %+v, notices %+v", got, f.ul.notices())
+			}
+			bounce := fmt.Sprintf(dsnTemplate, "failed", it.MessageID)
+			if matched, err := f.out.HandleBounce(ctx, "support", parseReport(t, bounce), nil); !matched || err != nil {
+				t.Fatalf("HandleBounce = %v, %v", matched, err)
+			}
+			if got, _ := f.db.Outbox(ctx, 1); got.State != store.OutboxFailed {
+				t.Fatalf("the contact's bounce did not fail the reply: %+v", got)
+			}
+		})
+	}
+}
+
+// TestOutboundRefusedCopy: the relay refusing a colleague in Cc does not
+// keep the reply from the contact; the operator is told which copy failed.
+func TestOutboundRefusedCopy(t *testing.T) {
+	f := newOutboundFixtureWith(t, func(f *outboundFixture) { f.replyCc = true })
+	f.relay.setRcpt(func(_ int, to string) error {
+		if to == "bob@example.org" {
+			return &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 1}, Message: "no such user"}
+		}
+		return nil
+	})
+	ctx := context.Background()
+	const jane = "jane@example.com"
+	if _, err := f.db.RecordInbound(ctx, &store.Inbound{
+		Channel: "support", Folder: "INBOX", UIDValidity: 1, UID: 1, DedupeKey: "mid:c1@mail.example.com",
+		MessageID: "c1@mail.example.com", Contact: jane, Subject: "Order 1234", ThreadSubject: "Order 1234",
+		Posts: [][]byte{[]byte(`{"text":"x"}`)}, ArrivedAt: f.clk.Now(), Cc: []string{"bob@example.org", "carol@example.net"},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	f.post(map[string]any{"email": jane, "text": "It ships today.", "operator_name": "Olga", "id": "op-1"})
+	f.clk.Add(11 * time.Second)
+	f.flush()
+	msgs := f.relay.delivered()
+	if len(msgs) != 1 || strings.Join(msgs[0].to, ",") != jane+",carol@example.net" {
+		t.Fatalf("delivered %+v", msgs)
+	}
+	if it, _ := f.db.Outbox(ctx, 1); it.State != store.OutboxSent {
+		t.Fatalf("reply not sent: %+v", it)
+	}
+	want := "[mailgate] Your reply could not be delivered to bob@example.org (CC): 550 5.1.1 no such user"
+	if n := f.ul.notices(); len(n) != 1 || n[0].Email != jane || n[0].Text != want {
+		t.Fatalf("notices = %+v, want %q", n, want)
 	}
 }

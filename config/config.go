@@ -230,6 +230,9 @@ type SMTP struct {
 	// Quote quotes the customer's last message below the reply (default
 	// false).
 	Quote bool
+	// ReplyCc is "thread" (default: replies copy the Cc addresses of the
+	// contact's latest email, without mailgate's own addresses) or "none".
+	ReplyCc string
 }
 
 // Verify is [channel.verify]: how a sender's address is trusted.
@@ -323,6 +326,9 @@ func (c *Config) Summary() []string {
 			fmt.Fprintf(&b, " sent_folder=%s", ch.SMTP.SentFolder)
 		}
 		fmt.Fprintf(&b, " coalesce=%s max_age=%s", shortDuration(ch.SMTP.Coalesce), shortDuration(ch.SMTP.MaxAge))
+		if ch.SMTP.ReplyCc == "none" {
+			b.WriteString(" reply_cc=none")
+		}
 		fmt.Fprintf(&b, "; userlike %s", redactURL(ch.Userlike.InboundURL))
 		if ch.Userlike.Debug {
 			b.WriteString(" debug")

@@ -297,6 +297,14 @@ func TestParseErrors(t *testing.T) {
 			`c.toml:17: channel "support": verify.strict_alignment: must be true or false, not a string`,
 		},
 	}, {
+		name: "reply_cc not one of the choices",
+		src:  minimal + "reply_cc = \"all\"\n",
+		want: []string{`c.toml:14: channel "support": smtp.reply_cc: invalid value "all" (want "thread", "none")`},
+	}, {
+		name: "reply_cc of the wrong type",
+		src:  minimal + "reply_cc = false\n",
+		want: []string{`c.toml:14: channel "support": smtp.reply_cc: must be a string, not a boolean`},
+	}, {
 		name: "footers and new_subject of the wrong type",
 		src:  minimal + "new_subject = 1\nfooter_text = true\nfooter_html = 2.5\n",
 		want: []string{
@@ -379,7 +387,7 @@ func TestReplyKeys(t *testing.T) {
 			"new_subject = \"Re: your request\"\nfrom_template = \"{channel}: {operator}\"\n" +
 			"reply_to = \"Help <help@example.com>\"\nnotify_failures = false\nmax_age = \"1m\"\ncoalesce = \"60s\"\n" +
 			"footer_text = \"ACME {not a placeholder}\"\nfooter_html = \"<p>ACME</p>\"\nquote = true\n" +
-			"[channel.verify]\nstrict_alignment = true\n",
+			"reply_cc = \"none\"\n[channel.verify]\nstrict_alignment = true\n",
 		check: func(t *testing.T, cfg *Config) {
 			want := SMTP{
 				Address:        "smtp.example.com:587",
@@ -395,6 +403,7 @@ func TestReplyKeys(t *testing.T) {
 				FooterText:     "ACME {not a placeholder}",
 				FooterHTML:     "<p>ACME</p>",
 				Quote:          true,
+				ReplyCc:        "none",
 			}
 			if got := cfg.Channels[0].SMTP; got != want {
 				t.Errorf("smtp:\n got %+v\nwant %+v", got, want)
@@ -507,6 +516,7 @@ func TestDefaults(t *testing.T) {
 				NotifyFailures: true,
 				MaxAge:         Duration{72 * time.Hour},
 				Coalesce:       Duration{10 * time.Second},
+				ReplyCc:        "thread",
 			},
 			Verify: Verify{
 				TrustedAuthservIDs: []string{},
@@ -915,7 +925,7 @@ func TestChannelEqual(t *testing.T) {
 		{"other allow list", minimal + "[channel.verify]\nallow = [\"example.org\"]\n", false},
 		{"other rate", minimal + "[channel.inbound]\nrate_limit = 5\n", false},
 		{"other from", strings.Replace(minimal, "Support <", "Help <", 1), false},
-		{"new keys at their defaults", minimal + "from_template = \"{operator} ({channel})\"\nnotify_failures = true\nmax_age = \"72h\"\ncoalesce = \"10s\"\nquote = false\n[channel.verify]\nstrict_alignment = false\n", true},
+		{"new keys at their defaults", minimal + "from_template = \"{operator} ({channel})\"\nnotify_failures = true\nmax_age = \"72h\"\ncoalesce = \"10s\"\nquote = false\nreply_cc = \"thread\"\n[channel.verify]\nstrict_alignment = false\n", true},
 		{"other from_template", minimal + "from_template = \"{operator}\"\n", false},
 		{"other reply_to", minimal + "reply_to = \"help@example.com\"\n", false},
 		{"other new_subject", minimal + "new_subject = \"Hello\"\n", false},
@@ -925,6 +935,7 @@ func TestChannelEqual(t *testing.T) {
 		{"other footer_text", minimal + "footer_text = \"ACME\"\n", false},
 		{"other footer_html", minimal + "footer_html = \"<p>ACME</p>\"\n", false},
 		{"quote", minimal + "quote = true\n", false},
+		{"no reply cc", minimal + "reply_cc = \"none\"\n", false},
 		{"strict alignment", minimal + "[channel.verify]\nstrict_alignment = true\n", false},
 	}
 	for _, tt := range tests {

@@ -687,6 +687,7 @@ func (p *parser) convertChannel(c at, r *rawChannel) Channel {
 			FooterText:     p.str(sm.key("footer_text"), r.SMTP.FooterText),
 			FooterHTML:     p.str(sm.key("footer_html"), r.SMTP.FooterHTML),
 			Quote:          p.boolean(sm.key("quote"), r.SMTP.Quote),
+			ReplyCc:        p.str(sm.key("reply_cc"), r.SMTP.ReplyCc),
 		},
 		Verify: Verify{
 			TrustedAuthservIDs: p.strs(ve.key("trusted_authserv_ids"), r.Verify.TrustedAuthservIDs),

@@ -131,6 +131,7 @@ type rawSMTP struct {
 	FooterText         value `toml:"footer_text"`
 	FooterHTML         value `toml:"footer_html"`
 	Quote              value `toml:"quote"`
+	ReplyCc            value `toml:"reply_cc"`
 }
 
 type rawVerify struct {
@@ -253,6 +254,7 @@ func applyDefaults(raw *rawFile, getenv func(string) string) []warning {
 		c.SMTP.MaxAge.def("72h")
 		c.SMTP.Coalesce.def("10s")
 		c.SMTP.Quote.def(false)
+		c.SMTP.ReplyCc.def("thread")
 
 		c.Verify.TrustedAuthservIDs.def([]any{})
 		c.Verify.Require.def("dmarc")

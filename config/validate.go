@@ -138,6 +138,7 @@ func (p *parser) validateChannel(c at, ch *Channel) {
 	}
 	p.durationRange(sm.key("max_age"), ch.SMTP.MaxAge, time.Minute, 0)
 	p.durationRange(sm.key("coalesce"), ch.SMTP.Coalesce, 0, maxCoalesce)
+	p.oneOf(sm.key("reply_cc"), ch.SMTP.ReplyCc, "thread", "none")
 
 	ve := c.key("verify")
 	p.list(ve.key("trusted_authserv_ids"), ch.Verify.TrustedAuthservIDs, "authserv-id")

@@ -29,6 +29,10 @@ type Reply struct {
 	From mail.Address
 	// To is the customer.
 	To mail.Address
+	// Cc are copied on the reply (the customer's colleagues). Each address
+	// must be a valid addr-spec; display names are cleaned like From's.
+	// The caller puts them into the envelope too.
+	Cc []mail.Address
 	// ReplyTo, if not empty, is one address ("Name <a@b>" or "a@b") for the
 	// Reply-To header.
 	ReplyTo string
@@ -162,6 +166,14 @@ func Render(r *Reply) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
+	cc := make([]*mail.Address, 0, len(r.Cc))
+	for _, a := range r.Cc {
+		c, err := cleanAddress("Cc", a)
+		if err != nil {
+			return nil, err
+		}
+		cc = append(cc, c)
+	}
 	msgID, ok := cleanMsgID(r.MessageID)
 	if !ok {
 		return nil, fmt.Errorf("smtpout: render: invalid or missing MessageID %q", r.MessageID)
@@ -170,6 +182,11 @@ func Render(r *Reply) ([]byte, error) {
 	m := gomail.NewMsg(gomail.WithNoDefaultUserAgent())
 	m.SetAddrHeaderFromMailAddress(gomail.HeaderFrom, from)
 	m.SetAddrHeaderFromMailAddress(gomail.HeaderTo, to)
+	if len(cc) > 0 {
+		// go-mail formats each address with net/mail (quoting or
+		// encoding the display name) and folds the list.
+		m.SetAddrHeaderFromMailAddress(gomail.HeaderCc, cc...)
+	}
 	if strings.TrimSpace(r.ReplyTo) != "" {
 		rt, err := mail.ParseAddress(cleanHeaderText(r.ReplyTo))
 		if err != nil {

@@ -3,6 +3,7 @@ package smtpout
 import (
 	"bytes"
 	"encoding/base64"
+	"fmt"
 	"io"
 	"net/mail"
 	"os"
@@ -522,6 +523,10 @@ func TestRenderRejects(t *testing.T) {
 		{"header name empty", func(r *Reply) { r.Headers = map[string]string{"": "x"} }},
 		{"reserved header", func(r *Reply) { r.Headers = map[string]string{"bcc": "x@y.example"} }},
 		{"reserved content-type", func(r *Reply) { r.Headers = map[string]string{"Content-Type": "text/html"} }},
+		{"cc with CRLF", func(r *Reply) { r.Cc = []mail.Address{{Address: "a@b.example\r\nBcc: x@y.example"}} }},
+		{"cc with name in address", func(r *Reply) { r.Cc = []mail.Address{{Address: "Eve <a@b.example>"}} }},
+		{"cc two in one", func(r *Reply) { r.Cc = []mail.Address{{Address: "a@b.example, c@d.example"}} }},
+		{"cc empty", func(r *Reply) { r.Cc = []mail.Address{{Address: ""}} }},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -626,5 +631,62 @@ func BenchmarkRender(b *testing.B) {
 		if _, err := Render(in); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+func TestRenderCc(t *testing.T) {
+	long := strings.Repeat("x", 60)
+	tests := []struct {
+		name string
+		cc   []mail.Address
+		want []string // "Name <addr>" or "addr", as parsed back
+	}{
+		{name: "none"},
+		{name: "two colleagues", cc: []mail.Address{{Name: "Bob Example", Address: "bob@example.org"}, {Address: "carol@example.net"}},
+			want: []string{"Bob Example <bob@example.org>", "carol@example.net"}},
+		{name: "names are quoted, encoded and cleaned",
+			cc:   []mail.Address{{Name: "Müller, Jürgen", Address: "jm@example.de"}, {Name: "Eve\r\nBcc: victim@example.net", Address: "eve@example.org"}},
+			want: []string{"Müller, Jürgen <jm@example.de>", "Eve Bcc: victim@example.net <eve@example.org>"}},
+		{name: "a long list is folded", cc: func() []mail.Address {
+			var cc []mail.Address
+			for i := range 10 {
+				cc = append(cc, mail.Address{Name: long, Address: fmt.Sprintf("%s%d@example.org", long, i)})
+			}
+			return cc
+		}(), want: func() []string {
+			var w []string
+			for i := range 10 {
+				w = append(w, fmt.Sprintf("%s <%s%d@example.org>", long, long, i))
+			}
+			return w
+		}()},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			in := baseReply()
+			in.Cc = tc.cc
+			r := mustRender(t, in) // checks line lengths
+			list, err := r.header.AddressList("Cc")
+			if err != nil {
+				t.Fatalf("Cc %q: %v", r.header.Get("Cc"), err)
+			}
+			var got []string
+			for _, a := range list {
+				if a.Name != "" {
+					got = append(got, a.Name+" <"+a.Address+">")
+				} else {
+					got = append(got, a.Address)
+				}
+			}
+			if strings.Join(got, "|") != strings.Join(tc.want, "|") {
+				t.Errorf("Cc = %q, want %q\n%s", got, tc.want, r.raw)
+			}
+			if bytes.Contains(r.raw, []byte("\r\nBcc:")) {
+				t.Errorf("injected header line:\n%s", r.raw)
+			}
+			if to, err := r.header.AddressList("To"); err != nil || len(to) != 1 || to[0].Address != "jane@example.org" {
+				t.Errorf("To = %v, %v", to, err)
+			}
+		})
 	}
 }

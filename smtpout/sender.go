@@ -74,8 +74,19 @@ type Envelope struct {
 	// From is the envelope sender (MAIL FROM), an addr-spec without angle
 	// brackets; empty means the null sender.
 	From string
-	// To are the envelope recipients (RCPT TO), addr-specs.
+	// To are the envelope recipients (RCPT TO), addr-specs. A refusal of
+	// any of them fails the message.
 	To []string
+	// Copies are further recipients, RCPT TO after To (a reply's Cc). A
+	// relay's refusal of one, permanent or temporary, does not stop the
+	// message: the copy is left out and the refusal recorded in Refused,
+	// so that a colleague's mistyped address never keeps the reply from
+	// the customer (RFC 5321 section 3.3 lets a transaction go on after a
+	// refused RCPT).
+	Copies []string
+	// Refused is set by Send: the refusals of Copies, one per copy left
+	// out, for the message's last attempt.
+	Refused []*SMTPError
 	// Data is the complete message with CRLF line endings, as Render
 	// returns it.
 	Data []byte
@@ -276,7 +287,7 @@ func checkEnvelope(m *Envelope) error {
 	if len(m.To) == 0 {
 		return fmt.Errorf("%w: no recipients", ErrInvalidEnvelope)
 	}
-	for _, to := range m.To {
+	for _, to := range append(m.To[:len(m.To):len(m.To)], m.Copies...) {
 		if !validAddrSpec(to) {
 			return fmt.Errorf("%w: recipient %q is not an addr-spec", ErrInvalidEnvelope, to)
 		}
@@ -477,8 +488,9 @@ func (sess *session) deliver(ctx context.Context, m *Envelope) error {
 		sess.broken = err
 		return err
 	}
+	m.Refused = nil
 	ascii := isASCII(m.From)
-	for _, to := range m.To {
+	for _, to := range append(m.To[:len(m.To):len(m.To)], m.Copies...) {
 		ascii = ascii && isASCII(to)
 	}
 	c.SkipSMTPUTF8(ascii)
@@ -494,6 +506,19 @@ func (sess *session) deliver(ctx context.Context, m *Envelope) error {
 		}
 		if err := c.Rcpt("<" + to + ">"); err != nil {
 			return sess.abort(ctx, sess.fail(ctx, cmd, err))
+		}
+	}
+	for _, to := range m.Copies {
+		cmd = "RCPT TO:<" + to + ">"
+		if err := sess.touch(ctx); err != nil {
+			return sess.fail(ctx, cmd, err)
+		}
+		if err := c.Rcpt("<" + to + ">"); err != nil {
+			var tp *textproto.Error
+			if !errors.As(err, &tp) || tp.Code == 421 {
+				return sess.abort(ctx, sess.fail(ctx, cmd, err))
+			}
+			m.Refused = append(m.Refused, newSMTPError(cmd, tp.Code, tp.Msg))
 		}
 	}
 	if err := sess.touch(ctx); err != nil {

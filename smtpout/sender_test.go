@@ -706,3 +706,71 @@ func TestSenderCheck(t *testing.T) {
 		t.Error("check of a closed port succeeded")
 	}
 }
+
+func TestSendCopies(t *testing.T) {
+	tests := []struct {
+		name    string
+		copies  []string
+		refuse  map[string]int // copy -> reply code
+		wantErr bool           // the message fails
+		wantTo  []string       // as the relay accepted them
+		refused []string       // Refused commands
+	}{
+		{name: "all accepted", copies: []string{"bob@example.org", "carol@example.net"},
+			wantTo: []string{"jane@example.org", "bob@example.org", "carol@example.net"}},
+		{name: "a refused copy is left out", copies: []string{"bob@example.org", "carol@example.net"},
+			refuse: map[string]int{"bob@example.org": 550},
+			wantTo: []string{"jane@example.org", "carol@example.net"}, refused: []string{"RCPT TO:<bob@example.org>"}},
+		{name: "a temporarily refused copy is left out too", copies: []string{"bob@example.org"},
+			refuse: map[string]int{"bob@example.org": 450},
+			wantTo: []string{"jane@example.org"}, refused: []string{"RCPT TO:<bob@example.org>"}},
+		{name: "the relay closing fails the message", copies: []string{"bob@example.org"},
+			refuse: map[string]int{"bob@example.org": 421}, wantErr: true},
+		{name: "a refused contact fails the message", copies: []string{"bob@example.org"},
+			refuse: map[string]int{"jane@example.org": 550}, wantErr: true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			relay := &testRelay{rcptHook: func(_ int, to string) error {
+				if code := tc.refuse[to]; code != 0 {
+					return &smtp.SMTPError{Code: code, EnhancedCode: smtp.EnhancedCode{code / 100, 1, 1}, Message: "not here"}
+				}
+				return nil
+			}}
+			addr := startRelay(t, relay, relayOptions{})
+			s := newTestSender(t, SenderOptions{Address: addr, Security: SecurityNone})
+			env := testEnvelope(t, 1)
+			env.Copies = tc.copies
+			err := sendOne(t, s, env)
+			if (err != nil) != tc.wantErr {
+				t.Fatalf("Send: %v, want error %v", err, tc.wantErr)
+			}
+			got := relay.delivered()
+			if tc.wantErr {
+				if len(got) != 0 {
+					t.Errorf("relay got %d messages", len(got))
+				}
+				return
+			}
+			if len(got) != 1 || strings.Join(got[0].to, ",") != strings.Join(tc.wantTo, ",") {
+				t.Fatalf("relay got %+v, want one to %q", got, tc.wantTo)
+			}
+			var refused []string
+			for _, r := range env.Refused {
+				refused = append(refused, r.Command)
+				if r.Code != tc.refuse[strings.TrimSuffix(strings.TrimPrefix(r.Command, "RCPT TO:<"), ">")] {
+					t.Errorf("refusal %+v", r)
+				}
+			}
+			if strings.Join(refused, ",") != strings.Join(tc.refused, ",") {
+				t.Errorf("Refused = %q, want %q", refused, tc.refused)
+			}
+		})
+	}
+	// A copy that is not an addr-spec makes the envelope invalid.
+	env := testEnvelope(t, 2)
+	env.Copies = []string{"bob@example.org>\r\nDATA"}
+	if err := checkEnvelope(env); !errors.Is(err, ErrInvalidEnvelope) {
+		t.Errorf("checkEnvelope = %v", err)
+	}
+}

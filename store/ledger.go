@@ -114,6 +114,12 @@ type Inbound struct {
 	NewThread      bool   // start a new thread even if the contact has one
 	Attempts       int    // POST rounds started (MarkPosting)
 	LastError      string
+	// Cc are the addr-specs replies to the contact copy from now on: they
+	// replace the CC list of the contact's thread when the row is to be
+	// posted (RecordInbound only; not stored in the ledger row).
+	Cc []string
+	// KeepCc leaves the thread's CC list as it is (an unverified sender).
+	KeepCc bool
 }
 
 // RecordResult is what RecordInbound did.
@@ -146,7 +152,8 @@ type RecordResult struct {
 // in.UID (see SetCursor for a UIDVALIDITY change), the media in in.MediaIDs
 // are linked to the row, and when the row is to be posted (fetched) and has
 // a contact, the customer's Message-ID joins the contact's thread (a new
-// thread with in.ThreadSubject when in.NewThread or when none exists).
+// thread with in.ThreadSubject when in.NewThread or when none exists) and
+// in.Cc becomes the thread's CC list (unless in.KeepCc).
 //
 // On success in.ID, in.State, in.Reason, in.CreatedAt and in.UpdatedAt
 // describe what was written.
@@ -265,8 +272,15 @@ func (db *DB) RecordInbound(ctx context.Context, in *Inbound) (RecordResult, err
 			}
 		}
 		if state == StateFetched && contact != "" {
-			if in.NewThread || in.MessageID != "" {
+			// The contact's latest email decides the CC list, also when
+			// it has none.
+			if in.NewThread || in.MessageID != "" || len(in.Cc) > 0 {
 				if err := db.addThreadMessage(ctx, tx, in.Channel, contact, in.MessageID, false, in.NewThread, in.ThreadSubject, now); err != nil {
+					return err
+				}
+			}
+			if !in.KeepCc {
+				if err := db.setThreadCc(ctx, tx, in.Channel, contact, in.Cc); err != nil {
 					return err
 				}
 			}

@@ -1032,3 +1032,51 @@ func TestPostAcceptedAndFailed(t *testing.T) {
 		t.Fatalf("single post: %s attempts %d", in.State, in.Attempts)
 	}
 }
+
+// TestThreadCc: the CC list of a thread is that of the contact's latest
+// posted email; a later email without Cc clears it, a skipped one (not
+// posted) leaves it, a new thread starts with its own.
+func TestThreadCc(t *testing.T) {
+	db, _ := openTest(t)
+	ctx := context.Background()
+	steps := []struct {
+		name      string
+		cc        []string
+		state     InboundState
+		noMsgID   bool
+		newThread bool
+		keep      bool
+		want      []string
+	}{
+		{name: "first email with two CCs", cc: []string{"bob@example.org", "carol@example.net"}, want: []string{"bob@example.org", "carol@example.net"}},
+		{name: "skipped email changes nothing", cc: []string{"eve@example.org"}, state: StateSkipped, want: []string{"bob@example.org", "carol@example.net"}},
+		{name: "one CC", cc: []string{"carol@example.net"}, want: []string{"carol@example.net"}},
+		{name: "an unverified sender's email keeps the list", cc: nil, keep: true, want: []string{"carol@example.net"}},
+		{name: "no CC clears", want: nil},
+		{name: "without Message-ID still sets", cc: []string{"dave@example.com"}, noMsgID: true, want: []string{"dave@example.com"}},
+		{name: "new thread", cc: []string{"erin@example.com"}, newThread: true, want: []string{"erin@example.com"}},
+	}
+	for i, s := range steps {
+		in := newInbound(uint32(i+1), "Jane@Example.test", 1)
+		in.Cc, in.State, in.NewThread, in.KeepCc = s.cc, s.state, s.newThread, s.keep
+		if s.noMsgID {
+			in.MessageID, in.DedupeKey = "", ""
+		}
+		mustRecord(t, db, in)
+		th, ok, err := db.Thread(ctx, "c", "jane@example.test")
+		if err != nil || !ok {
+			t.Fatalf("%s: Thread = %v, %v", s.name, ok, err)
+		}
+		if !reflect.DeepEqual(th.Cc, s.want) {
+			t.Errorf("%s: Cc = %q, want %q", s.name, th.Cc, s.want)
+		}
+	}
+	// A contact whose first email has neither Message-ID nor CC gets no
+	// thread (the first reply starts one), as before.
+	in := newInbound(100, "other@example.test", 1)
+	in.MessageID, in.DedupeKey = "", ""
+	mustRecord(t, db, in)
+	if _, ok, err := db.Thread(ctx, "c", "other@example.test"); ok || err != nil {
+		t.Errorf("Thread(other) = %v, %v; want none", ok, err)
+	}
+}

@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
@@ -22,6 +23,9 @@ type Thread struct {
 	Messages  []ThreadMessage
 	CreatedAt time.Time
 	UpdatedAt time.Time
+	// Cc are the addr-specs the contact's latest posted email had in Cc
+	// (mailgate's own addresses already left out); replies copy them.
+	Cc []string
 }
 
 // ThreadMessage is one Message-ID of a thread.
@@ -57,9 +61,10 @@ type querier interface {
 func currentThread(ctx context.Context, q querier, channel, contact string) (*Thread, error) {
 	t := &Thread{Channel: channel, Contact: contact}
 	var id, created, updated int64
-	err := q.QueryRowContext(ctx, `SELECT id, subject, last_customer_id, last_our_id, created_at, updated_at FROM threads
+	var cc string
+	err := q.QueryRowContext(ctx, `SELECT id, subject, last_customer_id, last_our_id, cc, created_at, updated_at FROM threads
 		WHERE channel = ? AND contact = ? ORDER BY id DESC LIMIT 1`, channel, contact).
-		Scan(&id, &t.Subject, &t.LastCustomerID, &t.LastOurID, &created, &updated)
+		Scan(&id, &t.Subject, &t.LastCustomerID, &t.LastOurID, &cc, &created, &updated)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, nil
 	}
@@ -67,6 +72,11 @@ func currentThread(ctx context.Context, q querier, channel, contact string) (*Th
 		return nil, err
 	}
 	t.CreatedAt, t.UpdatedAt = fromMS(created), fromMS(updated)
+	if cc != "" {
+		if err := json.Unmarshal([]byte(cc), &t.Cc); err != nil {
+			return nil, fmt.Errorf("thread %d: corrupt cc %q: %w", id, cc, err)
+		}
+	}
 	rows, err := q.QueryContext(ctx, `SELECT message_id, ours, created_at FROM thread_messages
 		WHERE thread_id = ? ORDER BY id`, id)
 	if err != nil {
@@ -174,6 +184,20 @@ func (db *DB) addThreadMessage(ctx context.Context, tx *sql.Tx, channel, contact
 		col = "last_our_id"
 	}
 	_, err := db.txExec(ctx, tx, `UPDATE threads SET `+col+` = ?, updated_at = ? WHERE id = ?`, messageID, now, id)
+	return err
+}
+
+// setThreadCc replaces the CC list of the contact's current thread.
+func (db *DB) setThreadCc(ctx context.Context, tx *sql.Tx, channel, contact string, cc []string) error {
+	j := ""
+	if len(cc) > 0 {
+		var err error
+		if j, err = jsonArray(cc); err != nil {
+			return err
+		}
+	}
+	_, err := db.txExec(ctx, tx, `UPDATE threads SET cc = ? WHERE id = (SELECT id FROM threads
+		WHERE channel = ? AND contact = ? ORDER BY id DESC LIMIT 1)`, j, channel, contact)
 	return err
 }
 

@@ -299,6 +299,30 @@ func firstAddress(h *mail.Header, key string) (string, string) {
 	return "", fmt.Sprintf("%s %q has no usable address", key, truncate(raw, 80))
 }
 
+// addressList parses every field named key as an RFC 5322 address-list
+// (section 3.6.3; a message should have at most one Cc, but several are
+// read in order). A field that does not parse strictly contributes no
+// address and a problem: a list cannot be recovered leniently without
+// risking addresses the author did not write.
+func addressList(h *mail.Header, key string) ([]*mail.Address, string) {
+	var out []*mail.Address
+	var probs []string
+	fields := h.FieldsByKey(key)
+	for fields.Next() {
+		raw := fields.Value()
+		if strings.TrimSpace(raw) == "" {
+			continue
+		}
+		list, err := mail.ParseAddressList(raw)
+		if err != nil {
+			probs = append(probs, fmt.Sprintf("%s %q has no usable address list (%v); it is left out", key, truncate(raw, 80), err))
+			continue
+		}
+		out = append(out, list...)
+	}
+	return out, strings.Join(probs, "; ")
+}
+
 // lenientAddress finds an address in a field the strict parser rejected:
 // the last "<local@domain>" or else the first word containing "@".
 func lenientAddress(raw string) *mail.Address {

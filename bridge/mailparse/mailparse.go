@@ -132,6 +132,10 @@ type Email struct {
 	Sender string
 	// ReplyTo is the address of the first Reply-To entry ("" if none).
 	ReplyTo string
+	// Cc holds the addresses of the Cc field(s), in order; empty when
+	// there are none or the field does not parse (then a Problem says
+	// so: an address list is never guessed at leniently).
+	Cc []*mail.Address
 	// Subject is decoded and white-space normalised; "" if none.
 	Subject string
 	// MessageID is the Message-ID without angle brackets; "" if none or
@@ -363,6 +367,9 @@ func (p *parser) headerFields(h textproto.Header) {
 		p.problem("%s", prob)
 	}
 	if e.ReplyTo, prob = firstAddress(mh, "Reply-To"); prob != "" {
+		p.problem("%s", prob)
+	}
+	if e.Cc, prob = addressList(mh, "Cc"); prob != "" {
 		p.problem("%s", prob)
 	}
 	e.Subject = cleanHeaderText(h.Get("Subject"))

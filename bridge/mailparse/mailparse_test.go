@@ -1180,3 +1180,49 @@ func TestExtensionFor(t *testing.T) {
 		}
 	}
 }
+
+func TestParseCc(t *testing.T) {
+	tests := []struct {
+		name    string
+		header  string
+		want    []string // "Name <addr>" or "addr"
+		problem string
+	}{
+		{name: "none", header: "", want: nil},
+		{name: "two", header: "Cc: Bob Example <bob@example.org>, carol@example.net\n",
+			want: []string{"Bob Example <bob@example.org>", "carol@example.net"}},
+		{name: "folded with encoded name", header: "Cc: =?UTF-8?Q?J=C3=BCrgen?= <juergen@example.de>,\n dave@example.com\n",
+			want: []string{"Jürgen <juergen@example.de>", "dave@example.com"}},
+		{name: "two fields read in order", header: "Cc: a@example.org\nCc: b@example.org\n",
+			want: []string{"a@example.org", "b@example.org"}},
+		{name: "group syntax", header: "Cc: Team: x@example.org, y@example.org;\n",
+			want: []string{"x@example.org", "y@example.org"}},
+		{name: "unparsable is left out, not guessed", header: "Cc: bob@example.org <<evil>>, ,,\n",
+			want: nil, problem: "Cc "},
+		{name: "one bad field, one good", header: "Cc: <<<\nCc: ok@example.org\n",
+			want: []string{"ok@example.org"}, problem: "Cc "},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			raw := "From: a@example.com\n" + tc.header + "Subject: hi\n\nhello\n"
+			e, err := Parse(context.Background(), strings.NewReader(raw), Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got []string
+			for _, a := range e.Cc {
+				if a.Name != "" {
+					got = append(got, a.Name+" <"+a.Address+">")
+				} else {
+					got = append(got, a.Address)
+				}
+			}
+			if strings.Join(got, "|") != strings.Join(tc.want, "|") {
+				t.Errorf("Cc = %q, want %q", got, tc.want)
+			}
+			if (tc.problem != "") != hasProblem(e, tc.problem) || (tc.problem == "" && len(e.Problems) > 0) {
+				t.Errorf("Problems %q, want one with %q", e.Problems, tc.problem)
+			}
+		})
+	}
+}

@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"net"
+	"net/mail"
 	"strings"
 
 	"mailgate/bridge"
@@ -52,7 +53,28 @@ func newAnalyzer(cfg *config.Config, ch *config.Channel, deps analyzerDeps) (*br
 		IsOwnMessageID:   deps.IsOwnMessageID,
 		BounceDomains:    relayDomains(ch),
 		FormSenders:      ch.Verify.FormSenders,
+		ReplyCc:          ch.SMTP.ReplyCc == "thread",
+		OwnAddresses:     ownAddresses(cfg),
 	})
+}
+
+// ownAddresses are the addresses of every channel's mailbox that a reply
+// must never be copied to: the IMAP and SMTP user names when they are
+// addresses, smtp.from and smtp.reply_to. A copy there would only come
+// back into a watched mailbox.
+func ownAddresses(cfg *config.Config) []string {
+	var out []string
+	for _, ch := range cfg.Channels {
+		for _, a := range []string{ch.IMAP.Username, ch.SMTP.Username, ch.SMTP.From.Address} {
+			if strings.Contains(a, "@") {
+				out = append(out, a)
+			}
+		}
+		if rt, err := mail.ParseAddress(ch.SMTP.ReplyTo); err == nil {
+			out = append(out, rt.Address)
+		}
+	}
+	return out
 }
 
 // relayDomains are the channel's own sending domains: the domain of

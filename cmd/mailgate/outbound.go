@@ -41,6 +41,8 @@ func (d *daemon) outboundConfig(ch config.Channel, client *userlike.Client) (bri
 		FooterText:     ch.SMTP.FooterText,
 		FooterHTML:     ch.SMTP.FooterHTML,
 		Quote:          ch.SMTP.Quote,
+		ReplyCc:        ch.SMTP.ReplyCc == "thread",
+		OwnAddresses:   ownAddresses(d.opts.Config),
 	}
 	if ch.SMTP.SentFolder != "" {
 		opts := imapOptions(ch)
