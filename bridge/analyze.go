@@ -3,10 +3,10 @@
 // the inbound ledger moving, and it turns operator replies from the webhook
 // into outbox items.
 //
-// The wire format of the Userlike Custom Channel lives in bridge/userlike;
-// the MIME parsing in bridge/mailparse; the reply trimmer in bridge/mailtext;
-// the auto-reply/bounce/list rules in bridge/classify; sender verification in
-// bridge/verify. This package composes them and owns the state transitions.
+// The wire format of the Userlike Custom Channel lives in package userlike;
+// the MIME parsing in mailparse; the reply trimmer in mailtext;
+// the auto-reply/bounce/list rules in classify; sender verification in
+// verify. This package composes them and owns the state transitions.
 package bridge
 
 import (
@@ -20,11 +20,11 @@ import (
 	"strings"
 	"unicode/utf8"
 
-	"mailgate/bridge/classify"
-	"mailgate/bridge/mailparse"
-	"mailgate/bridge/mailtext"
-	"mailgate/bridge/verify"
+	"mailgate/classify"
 	"mailgate/mailaddr"
+	"mailgate/mailparse"
+	"mailgate/mailtext"
+	"mailgate/verify"
 )
 
 // Action is what mailgate does with one inbound email.

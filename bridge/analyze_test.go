@@ -9,10 +9,10 @@ import (
 	"testing"
 	"unicode/utf8"
 
-	"mailgate/bridge/mailparse"
-	"mailgate/bridge/mailtext"
-	"mailgate/bridge/verify"
 	"mailgate/mailaddr"
+	"mailgate/mailparse"
+	"mailgate/mailtext"
+	"mailgate/verify"
 )
 
 func newTestAnalyzer(t testing.TB) *Analyzer {

@@ -7,7 +7,7 @@ import (
 	"strings"
 	"testing"
 
-	"mailgate/bridge/verify"
+	"mailgate/verify"
 )
 
 func TestReplyCc(t *testing.T) {

@@ -12,13 +12,13 @@ import (
 	"sync/atomic"
 	"time"
 
-	"mailgate/bridge/classify"
-	"mailgate/bridge/mailparse"
-	"mailgate/bridge/userlike"
+	"mailgate/classify"
 	"mailgate/imapsync"
 	"mailgate/mailaddr"
+	"mailgate/mailparse"
 	"mailgate/media"
 	"mailgate/store"
+	"mailgate/userlike"
 )
 
 // InboundOptions configures the inbound side of one channel.

@@ -17,13 +17,13 @@ import (
 	"time"
 	"unicode"
 
-	"mailgate/bridge/mailparse"
-	"mailgate/bridge/msgid"
-	"mailgate/bridge/userlike"
 	"mailgate/mailaddr"
+	"mailgate/mailparse"
+	"mailgate/msgid"
 	"mailgate/smtpout"
 	"mailgate/smtpout/safefetch"
 	"mailgate/store"
+	"mailgate/userlike"
 )
 
 // DefaultFromTemplate is the display name of a reply's From when the

@@ -23,12 +23,12 @@ import (
 	gmmail "github.com/emersion/go-message/mail"
 	"github.com/emersion/go-smtp"
 
-	"mailgate/bridge/mailparse"
-	"mailgate/bridge/msgid"
-	"mailgate/bridge/userlike"
+	"mailgate/mailparse"
+	"mailgate/msgid"
 	"mailgate/smtpout"
 	"mailgate/smtpout/safefetch"
 	"mailgate/store"
+	"mailgate/userlike"
 )
 
 // ---- the SMTP relay ----

@@ -13,8 +13,8 @@ import (
 	"sync"
 	"time"
 
-	"mailgate/bridge/userlike"
 	"mailgate/store"
+	"mailgate/userlike"
 )
 
 // MaxWebhookBody is the largest webhook body accepted; larger ones are

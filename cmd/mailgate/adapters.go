@@ -6,7 +6,7 @@ import (
 	"io"
 	"time"
 
-	"mailgate/bridge/mailparse"
+	"mailgate/mailparse"
 	"mailgate/media"
 	"mailgate/store"
 )

@@ -7,9 +7,9 @@ import (
 	"strings"
 
 	"mailgate/bridge"
-	"mailgate/bridge/mailparse"
-	"mailgate/bridge/verify"
 	"mailgate/config"
+	"mailgate/mailparse"
+	"mailgate/verify"
 )
 
 // analyzerDeps are what a channel's analyzer needs beyond its

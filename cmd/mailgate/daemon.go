@@ -13,16 +13,16 @@ import (
 	"time"
 
 	"mailgate/bridge"
-	"mailgate/bridge/mailparse"
-	"mailgate/bridge/msgid"
-	"mailgate/bridge/userlike"
-	"mailgate/bridge/verify"
 	"mailgate/config"
 	"mailgate/imapsync"
+	"mailgate/mailparse"
 	"mailgate/media"
 	"mailgate/metrics"
+	"mailgate/msgid"
 	"mailgate/smtpout/safefetch"
 	"mailgate/store"
+	"mailgate/userlike"
+	"mailgate/verify"
 )
 
 // daemonOptions configures startDaemon.

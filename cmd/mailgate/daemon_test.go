@@ -19,7 +19,7 @@ import (
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapclient"
 
-	"mailgate/bridge/userlike"
+	"mailgate/userlike"
 )
 
 func TestDaemonPostsNewMailOnce(t *testing.T) {

@@ -21,7 +21,7 @@ import (
 
 	"mailgate/config"
 	"mailgate/devmail"
-	"mailgate/msgcenter"
+	"mailgate/userlike/userliketest"
 )
 
 // The demo's fixed names and credentials, printed at start so that a mail
@@ -73,7 +73,7 @@ func cmdDemo(ctx context.Context, env *environment, args []string) error {
 	httpAddr := httpLn.Addr().String()
 	httpLn.Close() // mailgate binds it again; the port is free on loopback
 
-	center := msgcenter.New(msgcenter.Options{
+	center := userliketest.New(userliketest.Options{
 		InboundToken:  demoInboundTok,
 		OutboundURL:   "http://" + httpAddr + "/userlike/demo",
 		OutboundToken: demoOutboundTok,

@@ -19,10 +19,10 @@ import (
 	"testing"
 	"time"
 
-	"mailgate/bridge/userlike"
 	"mailgate/config"
 	"mailgate/devmail"
 	"mailgate/store"
+	"mailgate/userlike"
 )
 
 const (

@@ -8,8 +8,8 @@ import (
 	"os"
 
 	"mailgate/bridge"
-	"mailgate/bridge/verify"
 	"mailgate/config"
+	"mailgate/verify"
 )
 
 func cmdInspect(ctx context.Context, env *environment, args []string) error {

@@ -5,11 +5,11 @@ import (
 	"net/mail"
 
 	"mailgate/bridge"
-	"mailgate/bridge/userlike"
 	"mailgate/config"
 	"mailgate/imapsync"
 	"mailgate/metrics"
 	"mailgate/smtpout"
+	"mailgate/userlike"
 )
 
 // outboundConfig builds what the outbox worker needs to know about a

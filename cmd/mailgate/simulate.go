@@ -13,7 +13,7 @@ import (
 	"syscall"
 	"time"
 
-	"mailgate/msgcenter"
+	"mailgate/userlike/userliketest"
 )
 
 func cmdSimulateUserlike(ctx context.Context, env *environment, args []string) error {
@@ -33,7 +33,7 @@ func cmdSimulateUserlike(ctx context.Context, env *environment, args []string) e
 	}
 	ctx, stop := signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	center := msgcenter.New(msgcenter.Options{InboundToken: *inTok, OutboundURL: *outURL, OutboundToken: *outTok, Out: env.stdout, Operator: *operator})
+	center := userliketest.New(userliketest.Options{InboundToken: *inTok, OutboundURL: *outURL, OutboundToken: *outTok, Out: env.stdout, Operator: *operator})
 	ln, err := net.Listen("tcp", *listen)
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", *listen, err)

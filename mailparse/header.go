@@ -16,7 +16,7 @@ import (
 // MaxHeaderBytes bounds every header block read: the message's own and
 // each MIME part's. A larger one fails Parse with ErrHeaderTooLarge (fail
 // closed): millions of tiny fields would otherwise cost gigabytes of memory.
-// bridge/verify reads the message header under the same limit.
+// package verify reads the message header under the same limit.
 const MaxHeaderBytes = 1 << 20
 
 const maxHeaderBytes = MaxHeaderBytes

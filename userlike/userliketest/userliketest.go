@@ -1,10 +1,10 @@
-// Package msgcenter is a simulated Userlike Message Center for one Custom
+// Package userliketest is a simulated Userlike Message Center for one Custom
 // Channel. It receives inbound messages the way Userlike does (token check,
 // JSON body, a fetch of every media URL) and sends operator replies to the
 // channel's Outbound URL. `mailgate demo` and `mailgate simulate-userlike`
 // use it, so admins can see the whole loop before they connect the real
 // Userlike.
-package msgcenter
+package userliketest
 
 import (
 	"bytes"
@@ -22,7 +22,7 @@ import (
 	"sync"
 	"time"
 
-	"mailgate/bridge/userlike"
+	"mailgate/userlike"
 )
 
 // Options configures a Center.
@@ -169,13 +169,13 @@ func (c *Center) Reply(ctx context.Context, contact, text string) (int, error) {
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.opts.OutboundURL, bytes.NewReader(body))
 	if err != nil {
-		return 0, fmt.Errorf("msgcenter: reply: %w", err)
+		return 0, fmt.Errorf("userliketest: reply: %w", err)
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set(userlike.TokenHeader, c.opts.OutboundToken)
 	resp, err := c.opts.HTTPClient.Do(req)
 	if err != nil {
-		return 0, fmt.Errorf("msgcenter: reply to %s: %w", contact, err)
+		return 0, fmt.Errorf("userliketest: reply to %s: %w", contact, err)
 	}
 	defer resp.Body.Close()
 	io.Copy(io.Discard, resp.Body)

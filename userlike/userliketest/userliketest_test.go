@@ -1,4 +1,4 @@
-package msgcenter
+package userliketest
 
 import (
 	"bytes"
@@ -11,7 +11,7 @@ import (
 	"strings"
 	"testing"
 
-	"mailgate/bridge/userlike"
+	"mailgate/userlike"
 )
 
 func TestCenterInbound(t *testing.T) {
