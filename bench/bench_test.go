@@ -60,7 +60,7 @@ BenchmarkRecordInbound-2   	    2078	    488545 ns/op	    9483 B/op	     198 all
 BenchmarkParse25MiB-2      	       5	 210000000 ns/op	        61.50 peak-heap-MiB	 1000 B/op	  10 allocs/op
 PASS
 ok  	mailgate/store	3.1s
-pkg: mailgate/bridge
+pkg: mailgate/inbound
 BenchmarkAnalyze/plain-2 	   10000	    105000 ns/op
 `
 	got := parseGoBench(out)
@@ -73,7 +73,7 @@ BenchmarkAnalyze/plain-2 	   10000	    105000 ns/op
 	if v, ok := got[1].metric("peak-heap-MiB"); !ok || v != 61.5 {
 		t.Errorf("custom metric = %v, %v", v, ok)
 	}
-	if got[2].Pkg != "mailgate/bridge" || got[2].Name != "Analyze/plain" {
+	if got[2].Pkg != "mailgate/inbound" || got[2].Name != "Analyze/plain" {
 		t.Errorf("third = %+v", got[2])
 	}
 }

@@ -79,6 +79,10 @@ type Result struct {
 	Reason string `json:"reason,omitempty"`
 }
 
+// OwnHeader is the header field mailgate puts on the mail it sends, naming
+// the channel. Mail that carries it is mailgate's own and is never posted.
+const OwnHeader = "X-Mailgate-Channel"
+
 // Options tells Classify how to recognise mailgate's own messages.
 type Options struct {
 	// IsOwnMessageID reports whether a Message-ID (without angle brackets)

@@ -273,7 +273,7 @@ const (
 	ActionQuarantine = "quarantine" // move to Options.QuarantineFolder
 )
 
-// Action is something to do to one message of a folder once the bridge has
+// Action is something to do to one message of a folder once the inbound pipeline has
 // settled it.
 type Action struct {
 	ID          int64

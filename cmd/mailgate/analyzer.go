@@ -6,8 +6,8 @@ import (
 	"net/mail"
 	"strings"
 
-	"mailgate/bridge"
 	"mailgate/config"
+	"mailgate/inbound"
 	"mailgate/mailparse"
 	"mailgate/verify"
 )
@@ -29,7 +29,7 @@ type analyzerDeps struct {
 // configuration. It is the one place that turns configuration into
 // decisions: the daemon (run, reload, demo) and inspect both call it, so
 // inspect decides exactly as the daemon does.
-func newAnalyzer(cfg *config.Config, ch *config.Channel, deps analyzerDeps) (*bridge.Analyzer, error) {
+func newAnalyzer(cfg *config.Config, ch *config.Channel, deps analyzerDeps) (*inbound.Analyzer, error) {
 	v, err := verify.New(verify.Options{
 		TrustedAuthservIDs: ch.Verify.TrustedAuthservIDs,
 		Require:            ch.Verify.Require,
@@ -41,7 +41,7 @@ func newAnalyzer(cfg *config.Config, ch *config.Channel, deps analyzerDeps) (*br
 	if err != nil {
 		return nil, fmt.Errorf("channel %q: %w", ch.Name, err)
 	}
-	return bridge.NewAnalyzer(bridge.AnalyzerOptions{
+	return inbound.NewAnalyzer(inbound.AnalyzerOptions{
 		Verifier: v,
 		Parse: mailparse.Options{
 			MaxAttachmentSize: int64(cfg.Media.MaxSize),

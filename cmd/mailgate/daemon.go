@@ -12,14 +12,15 @@ import (
 	"sync"
 	"time"
 
-	"mailgate/bridge"
 	"mailgate/config"
 	"mailgate/imapsync"
+	"mailgate/inbound"
 	"mailgate/mailparse"
 	"mailgate/media"
 	"mailgate/metrics"
 	"mailgate/msgid"
-	"mailgate/smtpout/safefetch"
+	"mailgate/outbound"
+	"mailgate/outbound/safefetch"
 	"mailgate/store"
 	"mailgate/userlike"
 	"mailgate/verify"
@@ -51,7 +52,7 @@ type daemon struct {
 
 	metrics    *metrics.Metrics
 	metricsSrv *http.Server
-	outbound   *bridge.Outbound
+	outbound   *outbound.Outbox
 
 	reloadMu sync.Mutex // serialises reloads and shutdown
 	mu       sync.Mutex
@@ -64,11 +65,11 @@ type daemon struct {
 // channelRun is the running state of one channel.
 type channelRun struct {
 	cfg     config.Channel
-	out     bridge.OutboundChannel
+	out     outbound.Channel
 	cancel  context.CancelFunc
 	done    chan struct{}
 	watcher *imapsync.Watcher
-	inbound *bridge.Inbound
+	inbound *inbound.Pipeline
 }
 
 // startDaemon opens the store, binds the HTTP listener and starts every
@@ -108,7 +109,7 @@ func startDaemon(ctx context.Context, opts daemonOptions) (*daemon, error) {
 	} else if n > 0 {
 		d.log.Warn("outbound: replies that were being sent when mailgate stopped are queued again; they may reach the customer twice", "count", n)
 	}
-	d.outbound, err = bridge.NewOutbound(bridge.OutboundOptions{
+	d.outbound, err = outbound.New(outbound.Options{
 		DB:       db,
 		Channels: d.outboundChannel,
 		Fetcher: safefetch.New(safefetch.Options{
@@ -125,7 +126,7 @@ func startDaemon(ctx context.Context, opts daemonOptions) (*daemon, error) {
 		db.Close()
 		return nil, err
 	}
-	webhook := bridge.NewWebhook(bridge.WebhookOptions{
+	webhook := outbound.NewWebhook(outbound.WebhookOptions{
 		Channels: d.webhookChannel,
 		DB:       db,
 		Wake:     d.outbound.Wake,
@@ -263,7 +264,7 @@ func (d *daemon) startChannel(parent context.Context, ch config.Channel) error {
 	if ch.Verify.OnFail == "reject" {
 		quarantine = store.Action{Kind: "flag"}
 	}
-	inbound, err := bridge.NewInbound(bridge.InboundOptions{
+	inbound, err := inbound.New(inbound.Options{
 		Channel:        ch.Name,
 		DB:             d.db,
 		Analyzer:       analyzer,

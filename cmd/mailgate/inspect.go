@@ -7,8 +7,8 @@ import (
 	"io"
 	"os"
 
-	"mailgate/bridge"
 	"mailgate/config"
+	"mailgate/inbound"
 	"mailgate/verify"
 )
 
@@ -67,7 +67,7 @@ func cmdInspect(ctx context.Context, env *environment, args []string) error {
 // inspectEmail analyzes raw exactly as the daemon would for channel ch
 // (newAnalyzer), with attachments measured but not stored. With self DKIM
 // on, it looks up DNS keys (read-only) through resolver.
-func inspectEmail(ctx context.Context, raw []byte, cfg *config.Config, ch *config.Channel, resolver verify.Resolver) (*bridge.Decision, error) {
+func inspectEmail(ctx context.Context, raw []byte, cfg *config.Config, ch *config.Channel, resolver verify.Resolver) (*inbound.Decision, error) {
 	a, err := newAnalyzer(cfg, ch, analyzerDeps{Resolver: resolver})
 	if err != nil {
 		return nil, err

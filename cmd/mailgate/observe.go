@@ -9,7 +9,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"mailgate/bridge"
+	"mailgate/inbound"
 	"mailgate/metrics"
 	"mailgate/store"
 )
@@ -44,8 +44,8 @@ func (d *daemon) startMetrics() error {
 }
 
 // observer turns inbound outcomes of a channel into metrics.
-func (d *daemon) observer(channel string) func(bridge.Outcome) {
-	return func(o bridge.Outcome) {
+func (d *daemon) observer(channel string) func(inbound.Outcome) {
+	return func(o inbound.Outcome) {
 		switch o.Kind {
 		case "posted":
 			d.metrics.Inbound(channel, metrics.InboundPosted)

@@ -4,17 +4,17 @@ import (
 	"crypto/tls"
 	"net/mail"
 
-	"mailgate/bridge"
 	"mailgate/config"
 	"mailgate/imapsync"
 	"mailgate/metrics"
+	"mailgate/outbound"
 	"mailgate/smtpout"
 	"mailgate/userlike"
 )
 
 // outboundConfig builds what the outbox worker needs to know about a
 // channel: its SMTP relay, sender identity and Sent folder.
-func (d *daemon) outboundConfig(ch config.Channel, client *userlike.Client) (bridge.OutboundChannel, error) {
+func (d *daemon) outboundConfig(ch config.Channel, client *userlike.Client) (outbound.Channel, error) {
 	sender, err := smtpout.NewSender(smtpout.SenderOptions{
 		Address:  ch.SMTP.Address,
 		Security: ch.SMTP.Security,
@@ -22,13 +22,13 @@ func (d *daemon) outboundConfig(ch config.Channel, client *userlike.Client) (bri
 		Password: ch.SMTP.Password.Reveal(),
 	})
 	if err != nil {
-		return bridge.OutboundChannel{}, err
+		return outbound.Channel{}, err
 	}
 	replyTo := ch.SMTP.ReplyTo
 	if replyTo == "" {
 		replyTo = (&mail.Address{Address: ch.SMTP.From.Address}).String()
 	}
-	out := bridge.OutboundChannel{
+	out := outbound.Channel{
 		Name:           ch.Name,
 		From:           ch.SMTP.From,
 		ReplyTo:        replyTo,
@@ -49,7 +49,7 @@ func (d *daemon) outboundConfig(ch config.Channel, client *userlike.Client) (bri
 		opts.Logger = d.log
 		sent, err := imapsync.NewSentFolder(opts, ch.SMTP.SentFolder)
 		if err != nil {
-			return bridge.OutboundChannel{}, err
+			return outbound.Channel{}, err
 		}
 		out.SentFolder = sent
 	}
@@ -82,12 +82,12 @@ func imapTLS(ch config.Channel) *tls.Config {
 }
 
 // outboundChannel is the outbox worker's channel lookup.
-func (d *daemon) outboundChannel(name string) (bridge.OutboundChannel, bool) {
+func (d *daemon) outboundChannel(name string) (outbound.Channel, bool) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	run, ok := d.channels[name]
 	if !ok {
-		return bridge.OutboundChannel{}, false
+		return outbound.Channel{}, false
 	}
 	return run.out, true
 }
@@ -95,19 +95,19 @@ func (d *daemon) outboundChannel(name string) (bridge.OutboundChannel, bool) {
 // webhookChannel is the webhook's channel lookup. It reads the
 // configuration, not the running channels: a reply for a channel that is
 // restarting after a reload is queued all the same.
-func (d *daemon) webhookChannel(name string) (bridge.WebhookChannel, bool) {
+func (d *daemon) webhookChannel(name string) (outbound.WebhookChannel, bool) {
 	d.mu.Lock()
 	cfg := d.opts.Config
 	d.mu.Unlock()
 	ch, ok := cfg.Channel(name)
 	if !ok {
-		return bridge.WebhookChannel{}, false
+		return outbound.WebhookChannel{}, false
 	}
 	coalesce := ch.SMTP.Coalesce.Duration
 	if coalesce == 0 {
 		coalesce = -1 // configured 0: send each message at once
 	}
-	return bridge.WebhookChannel{
+	return outbound.WebhookChannel{
 		Name:          name,
 		OutboundToken: ch.Userlike.OutboundToken.Reveal(),
 		Debug:         ch.Userlike.Debug,
@@ -116,7 +116,7 @@ func (d *daemon) webhookChannel(name string) (bridge.WebhookChannel, bool) {
 }
 
 // observeOutbound turns outbox outcomes into metrics.
-func (d *daemon) observeOutbound(o bridge.OutboundOutcome) {
+func (d *daemon) observeOutbound(o outbound.Outcome) {
 	switch o.Kind {
 	case "sent":
 		d.metrics.Outbound(o.Channel, metrics.OutboundSent)

@@ -1,4 +1,4 @@
-package bridge
+package inbound
 
 import (
 	"context"
@@ -138,7 +138,7 @@ func FuzzAnalyze(f *testing.F) {
 			t.Fatalf("%d CCs", len(d.Cc))
 		}
 		for _, c := range d.Cc {
-			if !plainAddrSpec(c) || mailaddr.Key(c) == mailaddr.Key(own[0]) || (d.Contact.Email != "" && mailaddr.Key(c) == mailaddr.Key(d.Contact.Email)) {
+			if !mailaddr.Plain(c) || mailaddr.Key(c) == mailaddr.Key(own[0]) || (d.Contact.Email != "" && mailaddr.Key(c) == mailaddr.Key(d.Contact.Email)) {
 				t.Fatalf("CC %q kept (contact %q)", c, d.Contact.Email)
 			}
 		}

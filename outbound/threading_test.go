@@ -1,4 +1,4 @@
-package bridge
+package outbound
 
 import (
 	"bytes"
@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"encoding/binary"
 	"fmt"
+	"mailgate/mailtext"
 	"reflect"
 	"testing"
 	"time"
@@ -20,7 +21,7 @@ func recordCustomerMail(t *testing.T, db *store.DB, uid uint32, contact, message
 	_, err := db.RecordInbound(context.Background(), &store.Inbound{
 		Channel: "support", Folder: "INBOX", UIDValidity: 1, UID: uid,
 		DedupeKey: "mid:" + messageID, MessageID: messageID, Contact: contact, Subject: subject,
-		ThreadSubject: NormalizeSubject(subject), Posts: [][]byte{[]byte(`{"text":"x"}`)},
+		ThreadSubject: mailtext.NormalizeSubject(subject), Posts: [][]byte{[]byte(`{"text":"x"}`)},
 		ArrivedAt: time.Unix(1_700_000_000+int64(uid), 0),
 	})
 	if err != nil {

@@ -1,13 +1,13 @@
-// Package bridge is mailgate's domain: it turns customer emails into
-// Userlike messages (parse, classify, verify, trim, extract media) and keeps
-// the inbound ledger moving, and it turns operator replies from the webhook
-// into outbox items.
+// Package inbound turns customer emails into Userlike messages: the
+// Analyzer decides about one email (parse, classify, verify, trim, extract
+// media) and the Pipeline records its decision in the inbound ledger and
+// posts it to the channel's Inbound URL.
 //
 // The wire format of the Userlike Custom Channel lives in package userlike;
-// the MIME parsing in mailparse; the reply trimmer in mailtext;
-// the auto-reply/bounce/list rules in classify; sender verification in
-// verify. This package composes them and owns the state transitions.
-package bridge
+// the MIME parsing in mailparse; the reply trimmer in mailtext; the
+// auto-reply/bounce/list rules in classify; sender verification in verify.
+// This package composes them and owns the ledger's state transitions.
+package inbound
 
 import (
 	"bytes"
@@ -15,7 +15,6 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
-	"net/mail"
 	"slices"
 	"strings"
 	"unicode/utf8"
@@ -184,14 +183,10 @@ type Analyzer struct {
 	opts AnalyzerOptions
 }
 
-// OwnHeader is the header mailgate puts on the mail it sends, naming the
-// channel. Mail that carries it is mailgate's own and is never posted.
-const OwnHeader = "X-Mailgate-Channel"
-
 // NewAnalyzer returns an Analyzer.
 func NewAnalyzer(opts AnalyzerOptions) (*Analyzer, error) {
 	if opts.Verifier == nil {
-		return nil, fmt.Errorf("bridge: analyzer needs a verifier")
+		return nil, fmt.Errorf("inbound: analyzer needs a verifier")
 	}
 	return &Analyzer{opts: opts}, nil
 }
@@ -232,7 +227,7 @@ func (a *Analyzer) Analyze(ctx context.Context, raw []byte) *Decision {
 		From:        from,
 		ReturnPath:  email.Header.Get("Return-Path"),
 		ContentType: mediaType(email.Header.Get("Content-Type")),
-	}, classify.Options{IsOwnMessageID: a.opts.IsOwnMessageID, OwnHeader: OwnHeader})
+	}, classify.Options{IsOwnMessageID: a.opts.IsOwnMessageID, OwnHeader: classify.OwnHeader})
 
 	d.FullText, d.NewText, d.Trimmed, d.TrimmedBy = bodyText(email)
 	for _, att := range email.Attachments {
@@ -258,7 +253,7 @@ func (a *Analyzer) Analyze(ctx context.Context, raw []byte) *Decision {
 		}
 	default:
 		var dropped int
-		d.Cc, dropped = replyCc(email.Cc, d.Contact.Email, a.opts.OwnAddresses)
+		d.Cc, dropped = mailaddr.Copies(email.Cc, append([]string{d.Contact.Email}, a.opts.OwnAddresses...), MaxCc)
 		if dropped > 0 {
 			d.Problems = append(d.Problems, fmt.Sprintf("%d Cc addresses over the limit of %d are not copied on replies", dropped, MaxCc))
 		}
@@ -274,44 +269,6 @@ func (a *Analyzer) Analyze(ctx context.Context, raw []byte) *Decision {
 // are left out (and the email's problems say so), so that one email cannot
 // turn a reply into a mass mailing.
 const MaxCc = 10
-
-// replyCc returns the addresses of cc that replies copy, in order: valid
-// addr-specs other than the contact and own (compared as mailaddr.Key,
-// ASCII case-insensitively), each once, at most MaxCc; dropped counts the
-// usable addresses left out over MaxCc.
-func replyCc(cc []*mail.Address, contact string, own []string) (out []string, dropped int) {
-	skip := map[string]bool{mailaddr.Key(contact): true}
-	for _, o := range own {
-		skip[mailaddr.Key(o)] = true
-	}
-	for _, a := range cc {
-		if a == nil || !plainAddrSpec(a.Address) {
-			continue
-		}
-		k := mailaddr.Key(a.Address)
-		if skip[k] {
-			continue
-		}
-		skip[k] = true
-		if len(out) == MaxCc {
-			dropped++
-			continue
-		}
-		out = append(out, a.Address)
-	}
-	return out, dropped
-}
-
-// plainAddrSpec reports whether a is an addr-spec that can be written in
-// RCPT TO and a Cc header as is: RFC 5321 section 4.5.3.1.3 caps a path at
-// 256 octets, so an address at 254.
-func plainAddrSpec(a string) bool {
-	if a == "" || len(a) > 254 || strings.ContainsFunc(a, func(r rune) bool { return r <= ' ' || r == 0x7f || r == '<' || r == '>' }) {
-		return false
-	}
-	p, err := mail.ParseAddress("<" + a + ">")
-	return err == nil && p.Address == a && strings.Contains(a, "@")
-}
 
 // ccLine is the line that tells the operator who replies are copied to.
 func ccLine(cc []string) string {

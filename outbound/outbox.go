@@ -1,4 +1,8 @@
-package bridge
+// Package outbound turns operator replies into emails: the Webhook takes
+// Userlike's outbound calls into the store's outbox, and the Outbox sends
+// the due replies by SMTP, threaded into the customer's conversation
+// (threading.go), with the operator's media fetched safely (safefetch).
+package outbound
 
 import (
 	"context"
@@ -6,6 +10,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"mailgate/classify"
+	"mailgate/mailtext"
 	"net/mail"
 	"net/url"
 	"os"
@@ -20,8 +26,8 @@ import (
 	"mailgate/mailaddr"
 	"mailgate/mailparse"
 	"mailgate/msgid"
+	"mailgate/outbound/safefetch"
 	"mailgate/smtpout"
-	"mailgate/smtpout/safefetch"
 	"mailgate/store"
 	"mailgate/userlike"
 )
@@ -29,6 +35,10 @@ import (
 // DefaultFromTemplate is the display name of a reply's From when the
 // channel sets none: the operator's name and the channel's.
 const DefaultFromTemplate = "{operator} ({channel})"
+
+// drainTimeout bounds how long sends in flight may run after shutdown
+// begins.
+const drainTimeout = 30 * time.Second
 
 // DefaultMaxAge is how long a reply is retried before it fails.
 const DefaultMaxAge = 72 * time.Hour
@@ -55,8 +65,8 @@ type SentAppender interface {
 	AppendSent(ctx context.Context, raw []byte) error
 }
 
-// OutboundChannel is what the outbox worker needs to know about one channel.
-type OutboundChannel struct {
+// Channel is what the outbox worker needs to know about one channel.
+type Channel struct {
 	// Name is the channel name (the X-Mailgate-Channel header).
 	Name string
 	// From is the sender of replies. Its display name is the {channel} of
@@ -98,8 +108,8 @@ type OutboundChannel struct {
 	OwnAddresses []string
 }
 
-// OutboundOutcome is reported to OutboundOptions.Observe, for metrics.
-type OutboundOutcome struct {
+// Outcome is reported to Options.Observe, for metrics.
+type Outcome struct {
 	Channel string
 	// Kind is "sent", "retried", "failed" or "bounced".
 	Kind string
@@ -110,11 +120,11 @@ type OutboundOutcome struct {
 	Latency time.Duration
 }
 
-// OutboundOptions configures the outbox worker.
-type OutboundOptions struct {
+// Options configures the outbox worker.
+type Options struct {
 	DB *store.DB
 	// Channels looks a channel up by name.
-	Channels func(name string) (OutboundChannel, bool)
+	Channels func(name string) (Channel, bool)
 	// Fetcher downloads operator media; nil turns every media URL into a
 	// link.
 	Fetcher *safefetch.Fetcher
@@ -129,30 +139,30 @@ type OutboundOptions struct {
 	// IdlePoll is the longest the worker sleeps without a Wake; 0 means 1m.
 	IdlePoll time.Duration
 	// Observe, when set, is told the outcome of every email.
-	Observe func(OutboundOutcome)
+	Observe func(Outcome)
 	Logger  *slog.Logger
 	// Now returns the current time; tests step it to skip backoffs.
 	Now func() time.Time
 }
 
-// Outbound is the outbox worker: it mails the operators' queued replies,
+// Outbox is the outbox worker: it mails the operators' queued replies,
 // each contact's burst as one threaded email, with retries, failure notices
 // and bounce matching.
 //
 // Delivery is at-least-once: an email whose acceptance by the relay was not
 // yet recorded when the process died is sent again after the restart (call
 // store.RequeueSending before Run), under the same Message-ID.
-type Outbound struct {
-	opts OutboundOptions
+type Outbox struct {
+	opts Options
 	log  *slog.Logger
 	wake chan struct{}
 	beat atomic.Int64
 }
 
-// NewOutbound returns the outbox worker.
-func NewOutbound(opts OutboundOptions) (*Outbound, error) {
+// New returns the outbox worker.
+func New(opts Options) (*Outbox, error) {
 	if opts.DB == nil || opts.Channels == nil || opts.MsgID == nil {
-		return nil, errors.New("bridge: outbound needs a store, a channel lookup and a Message-ID generator")
+		return nil, errors.New("outbound: outbound needs a store, a channel lookup and a Message-ID generator")
 	}
 	if opts.MaxMediaSize <= 0 {
 		opts.MaxMediaSize = safefetch.DefaultMaxSize
@@ -164,20 +174,20 @@ func NewOutbound(opts OutboundOptions) (*Outbound, error) {
 		opts.Now = time.Now
 	}
 	if opts.Observe == nil {
-		opts.Observe = func(OutboundOutcome) {}
+		opts.Observe = func(Outcome) {}
 	}
 	log := opts.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	o := &Outbound{opts: opts, log: log, wake: make(chan struct{}, 1)}
+	o := &Outbox{opts: opts, log: log, wake: make(chan struct{}, 1)}
 	o.beat.Store(time.Now().UnixNano())
 	return o, nil
 }
 
 // Wake tells the worker that channel has new or cancelled items. It never
 // blocks.
-func (o *Outbound) Wake(channel string) {
+func (o *Outbox) Wake(channel string) {
 	select {
 	case o.wake <- struct{}{}:
 	default:
@@ -185,11 +195,11 @@ func (o *Outbound) Wake(channel string) {
 }
 
 // Heartbeat is when the worker loop last went round.
-func (o *Outbound) Heartbeat() time.Time { return time.Unix(0, o.beat.Load()) }
+func (o *Outbox) Heartbeat() time.Time { return time.Unix(0, o.beat.Load()) }
 
 // Run mails due replies until ctx is done, then returns nil. It sleeps
 // until the next item is due, a Wake, or IdlePoll.
-func (o *Outbound) Run(ctx context.Context) error {
+func (o *Outbox) Run(ctx context.Context) error {
 	timer := time.NewTimer(0)
 	defer timer.Stop()
 	// Sends in flight when ctx ends may finish, for at most drainTimeout:
@@ -226,7 +236,7 @@ func (o *Outbound) Run(ctx context.Context) error {
 
 // job is one email in the making: a due batch and what became of it.
 type job struct {
-	ch    OutboundChannel
+	ch    Channel
 	batch store.OutboxBatch
 	ids   []int64 // the items marked sending
 	msgID string
@@ -242,7 +252,7 @@ const channelRetry = 15 * time.Second
 // Flush mails every batch that is due now, each channel's over one SMTP
 // connection, and records the outcomes. It returns an error only when the
 // outbox cannot be read.
-func (o *Outbound) Flush(ctx context.Context) error {
+func (o *Outbox) Flush(ctx context.Context) error {
 	batches, err := o.opts.DB.DueOutbox(ctx, o.opts.Now())
 	if err != nil {
 		return err
@@ -277,7 +287,7 @@ func (o *Outbound) Flush(ctx context.Context) error {
 
 // sendChannel prepares the jobs of one channel, sends them in one burst and
 // settles each.
-func (o *Outbound) sendChannel(ctx context.Context, jobs []*job) {
+func (o *Outbox) sendChannel(ctx context.Context, jobs []*job) {
 	var ready []*job
 	for _, j := range jobs {
 		if o.prepare(ctx, j) {
@@ -330,7 +340,7 @@ func (o *Outbound) sendChannel(ctx context.Context, jobs []*job) {
 // prepare marks the job's items sending and renders its email. It returns
 // false when there is nothing to send (all cancelled) or the email cannot
 // be built (then the items have failed).
-func (o *Outbound) prepare(ctx context.Context, j *job) bool {
+func (o *Outbox) prepare(ctx context.Context, j *job) bool {
 	b := &j.batch
 	j.msgID = reuseMessageID(b.Items)
 	if j.msgID == "" {
@@ -363,7 +373,7 @@ func (o *Outbound) prepare(ctx context.Context, j *job) bool {
 		if subject == "" {
 			subject = DefaultNewSubject(channelDisplayName(j.ch))
 		}
-		if th, err = o.opts.DB.EnsureThread(ctx, j.ch.Name, b.Contact, NormalizeSubject(subject)); err != nil {
+		if th, err = o.opts.DB.EnsureThread(ctx, j.ch.Name, b.Contact, mailtext.NormalizeSubject(subject)); err != nil {
 			o.retry(context.WithoutCancel(ctx), j, fmt.Errorf("cannot start the thread: %w", err))
 			return false
 		}
@@ -390,7 +400,7 @@ func (o *Outbound) prepare(ctx context.Context, j *job) bool {
 // replyRecipients are the addresses a reply to contact in th copies: the
 // thread's CC list when the channel keeps it, without the contact and the
 // channel's own addresses.
-func replyRecipients(ch OutboundChannel, contact string, th *store.Thread) []string {
+func replyRecipients(ch Channel, contact string, th *store.Thread) []string {
 	if !ch.ReplyCc || th == nil || len(th.Cc) == 0 {
 		return nil
 	}
@@ -398,7 +408,7 @@ func replyRecipients(ch OutboundChannel, contact string, th *store.Thread) []str
 	for _, a := range th.Cc {
 		cc = append(cc, &mail.Address{Address: a})
 	}
-	out, _ := replyCc(cc, contact, append([]string{ch.From.Address, ch.EnvelopeFrom}, ch.OwnAddresses...))
+	out, _ := mailaddr.Copies(cc, append([]string{contact, ch.From.Address, ch.EnvelopeFrom}, ch.OwnAddresses...), len(cc))
 	return out
 }
 
@@ -407,7 +417,7 @@ func replyRecipients(ch OutboundChannel, contact string, th *store.Thread) []str
 // the report names none or not as an address.
 func bounceRecipient(final string) string {
 	final = strings.Trim(strings.TrimSpace(final), "<>")
-	if !plainAddrSpec(final) {
+	if !mailaddr.Plain(final) {
 		return ""
 	}
 	return mailaddr.Key(final)
@@ -430,7 +440,7 @@ func reuseMessageID(items []*store.OutboxItem) string {
 
 // render builds the email of j's items as a reply in th; opens says that
 // th was started for this email.
-func (o *Outbound) render(ctx context.Context, j *job, th *store.Thread, opens bool, cc []string) ([]byte, error) {
+func (o *Outbox) render(ctx context.Context, j *job, th *store.Thread, opens bool, cc []string) ([]byte, error) {
 	b := &j.batch
 	newest := b.Items[len(b.Items)-1]
 	h := ReplyHeaders(th, ReplyThreadOptions{MessageID: j.msgID, Written: newest.CreatedAt, Opens: opens})
@@ -445,7 +455,7 @@ func (o *Outbound) render(ctx context.Context, j *job, th *store.Thread, opens b
 		ThreadTopic: h.ThreadTopic,
 		ThreadIndex: h.ThreadIndex,
 		Date:        o.opts.Now(),
-		Headers:     map[string]string{OwnHeader: j.ch.Name},
+		Headers:     map[string]string{classify.OwnHeader: j.ch.Name},
 	}
 	for _, a := range cc {
 		r.Cc = append(r.Cc, mail.Address{Address: a})
@@ -496,7 +506,7 @@ type fetchedMedia struct {
 
 // fetchMedia downloads rawURL into dir. When that is not possible (no
 // fetcher, refused address, error, over budget) it returns a link instead.
-func (o *Outbound) fetchMedia(ctx context.Context, j *job, rawURL, dir string, n int, budget int64) (fetchedMedia, *smtpout.Link) {
+func (o *Outbox) fetchMedia(ctx context.Context, j *job, rawURL, dir string, n int, budget int64) (fetchedMedia, *smtpout.Link) {
 	link := &smtpout.Link{URL: rawURL, Label: urlFilename(rawURL)}
 	if u, err := url.Parse(rawURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") {
 		link.URL, link.Reason = "", "not an http(s) link"
@@ -545,7 +555,7 @@ func (o *Outbound) fetchMedia(ctx context.Context, j *job, rawURL, dir string, n
 
 // errMediaBudget is returned by limitWriter when the email's attachments
 // would exceed MaxMediaSize.
-var errMediaBudget = errors.New("bridge: attachments over the size limit")
+var errMediaBudget = errors.New("outbound: attachments over the size limit")
 
 // limitWriter fails once more than left bytes are written.
 type limitWriter struct {
@@ -587,7 +597,7 @@ func operatorOf(items []*store.OutboxItem) string {
 }
 
 // channelDisplayName is the channel's From display name, else its name.
-func channelDisplayName(ch OutboundChannel) string {
+func channelDisplayName(ch Channel) string {
 	if n := oneLine(ch.From.Name); n != "" {
 		return n
 	}
@@ -598,7 +608,7 @@ func channelDisplayName(ch OutboundChannel) string {
 // name and the channel's display name. Control characters (CR, LF, ...) in
 // either become spaces, so that a name can never start a header line.
 // Without an operator name it is the channel's display name.
-func FromDisplayName(ch OutboundChannel, operator string) string {
+func FromDisplayName(ch Channel, operator string) string {
 	operator = oneLine(operator)
 	display := channelDisplayName(ch)
 	if operator == "" {
@@ -624,7 +634,7 @@ func oneLine(s string) string {
 }
 
 // settle records what the relay said about j's email.
-func (o *Outbound) settle(ctx context.Context, j *job, err error) {
+func (o *Outbox) settle(ctx context.Context, j *job, err error) {
 	b := &j.batch
 	log := o.log.With("channel", j.ch.Name, "contact", b.Contact, "message_id", j.msgID, "items", len(j.ids))
 	switch {
@@ -642,7 +652,7 @@ func (o *Outbound) settle(ctx context.Context, j *job, err error) {
 		for _, it := range b.Items {
 			latency = max(latency, o.opts.Now().Sub(it.CreatedAt))
 		}
-		o.opts.Observe(OutboundOutcome{Channel: j.ch.Name, Kind: "sent", Items: len(j.ids), Latency: latency})
+		o.opts.Observe(Outcome{Channel: j.ch.Name, Kind: "sent", Items: len(j.ids), Latency: latency})
 		for _, r := range j.env.Refused {
 			// The contact got the reply; the operator is told which
 			// colleague did not, since the conversation said who would.
@@ -664,7 +674,7 @@ func (o *Outbound) settle(ctx context.Context, j *job, err error) {
 
 // retry schedules j's items again, or fails them when they are older than
 // the channel's MaxAge.
-func (o *Outbound) retry(ctx context.Context, j *job, err error) {
+func (o *Outbox) retry(ctx context.Context, j *job, err error) {
 	b := &j.batch
 	now := o.opts.Now()
 	// The schedule follows the group's freshest message: a reply that
@@ -697,19 +707,19 @@ func (o *Outbound) retry(ctx context.Context, j *job, err error) {
 	}
 	o.log.Warn("outbound: delivery failed, will retry", "channel", j.ch.Name, "contact", b.Contact,
 		"attempt", attempts, "retry_at", next, "err", reason)
-	o.opts.Observe(OutboundOutcome{Channel: j.ch.Name, Kind: "retried", Items: len(j.ids)})
+	o.opts.Observe(Outcome{Channel: j.ch.Name, Kind: "retried", Items: len(j.ids)})
 }
 
 // fail marks ids failed with reason, logs it at ERROR and, when the
 // channel wants it, posts a notice into the contact's conversation.
-func (o *Outbound) fail(ctx context.Context, ch OutboundChannel, contact string, ids []int64, items int, reason string, notify bool) {
+func (o *Outbox) fail(ctx context.Context, ch Channel, contact string, ids []int64, items int, reason string, notify bool) {
 	ctx = context.WithoutCancel(ctx)
 	if err := o.opts.DB.MarkOutboxFailed(ctx, ids, reason); err != nil {
 		o.log.Error("outbound: cannot mark replies as failed", "channel", ch.Name, "contact", contact, "err", err)
 	}
 	o.log.Error("outbound: reply could not be delivered", "channel", ch.Name, "contact", contact,
 		"items", items, "reason", reason)
-	o.opts.Observe(OutboundOutcome{Channel: ch.Name, Kind: "failed", Items: items})
+	o.opts.Observe(Outcome{Channel: ch.Name, Kind: "failed", Items: items})
 	if notify {
 		o.notify(ctx, ch, contact, contact, reason)
 	}
@@ -718,7 +728,7 @@ func (o *Outbound) fail(ctx context.Context, ch OutboundChannel, contact string,
 // notify posts a failure notice into contact's conversation, about a
 // failure at recipient (the contact, unless a forward of it bounced), when
 // the channel wants notices. A notice that cannot be posted is logged.
-func (o *Outbound) notify(ctx context.Context, ch OutboundChannel, contact, recipient, reason string) {
+func (o *Outbox) notify(ctx context.Context, ch Channel, contact, recipient, reason string) {
 	if !ch.NotifyFailures || ch.Notify == nil {
 		return
 	}
@@ -759,7 +769,7 @@ func smtpReason(err error) string {
 // success reports and read receipts are only logged. matched is false when
 // the report is not about a reply of channel that mailgate sent. raw is the
 // report as received; it is not kept.
-func (o *Outbound) HandleBounce(ctx context.Context, channel string, report *mailparse.Report, raw []byte) (matched bool, err error) {
+func (o *Outbox) HandleBounce(ctx context.Context, channel string, report *mailparse.Report, raw []byte) (matched bool, err error) {
 	if report == nil || report.OriginalMessageID == "" || !o.opts.MsgID.IsOwn(report.OriginalMessageID) {
 		return false, nil
 	}
@@ -817,10 +827,10 @@ func (o *Outbound) HandleBounce(ctx context.Context, channel string, report *mai
 	log.Warn("outbound: a reply bounced", "final_recipient", oneLine(report.FinalRecipient), "reason", reason)
 	ch, ok := o.opts.Channels(channel)
 	if !ok {
-		ch = OutboundChannel{Name: channel}
+		ch = Channel{Name: channel}
 	}
 	o.fail(ctx, ch, contact, ids, len(ids), "bounced: "+reason, false)
-	o.opts.Observe(OutboundOutcome{Channel: channel, Kind: "bounced", Items: len(ids)})
+	o.opts.Observe(Outcome{Channel: channel, Kind: "bounced", Items: len(ids)})
 	o.notify(ctx, ch, contact, contact, notice)
 	return true, nil
 }

@@ -1,4 +1,4 @@
-package bridge
+package outbound
 
 import (
 	"bytes"
@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"mailgate/mailtext"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -25,8 +26,8 @@ import (
 
 	"mailgate/mailparse"
 	"mailgate/msgid"
+	"mailgate/outbound/safefetch"
 	"mailgate/smtpout"
-	"mailgate/smtpout/safefetch"
 	"mailgate/store"
 	"mailgate/userlike"
 )
@@ -201,7 +202,7 @@ type outboundFixture struct {
 	sent    *sentFolder
 	logs    *syncBuffer
 	hook    *Webhook
-	out     *Outbound
+	out     *Outbox
 	gen     *msgid.Generator
 	fetcher *safefetch.Fetcher
 	maxSize int64
@@ -280,7 +281,7 @@ func (f *outboundFixture) open() {
 		t.Fatal(err)
 	}
 	client := userlike.NewClient(userlike.ClientOptions{InboundURL: f.ul.srv.URL, Token: "inbound-token"})
-	channel := OutboundChannel{
+	channel := Channel{
 		Name:           "support",
 		From:           mail.Address{Name: "ACME Support", Address: "support@acme.test"},
 		ReplyTo:        "support@acme.test",
@@ -291,9 +292,9 @@ func (f *outboundFixture) open() {
 		ReplyCc:        f.replyCc,
 		OwnAddresses:   f.own,
 	}
-	f.out, err = NewOutbound(OutboundOptions{
+	f.out, err = New(Options{
 		DB: db,
-		Channels: func(name string) (OutboundChannel, bool) {
+		Channels: func(name string) (Channel, bool) {
 			return channel, name == "support"
 		},
 		Fetcher:      f.fetcher,
@@ -346,7 +347,7 @@ func (f *outboundFixture) customerMail(uid uint32, contact, messageID, subject s
 	f.t.Helper()
 	_, err := f.db.RecordInbound(context.Background(), &store.Inbound{
 		Channel: "support", Folder: "INBOX", UIDValidity: 1, UID: uid, DedupeKey: "mid:" + messageID,
-		MessageID: messageID, Contact: contact, Subject: subject, ThreadSubject: NormalizeSubject(subject),
+		MessageID: messageID, Contact: contact, Subject: subject, ThreadSubject: mailtext.NormalizeSubject(subject),
 		Posts: [][]byte{[]byte(`{"text":"x"}`)}, ArrivedAt: f.clk.Now(),
 	})
 	if err != nil {
@@ -873,7 +874,7 @@ func TestOutboundHeaderInjection(t *testing.T) {
 }
 
 func TestFromDisplayName(t *testing.T) {
-	ch := OutboundChannel{Name: "support", From: mail.Address{Name: "ACME\nSupport", Address: "s@acme.test"}}
+	ch := Channel{Name: "support", From: mail.Address{Name: "ACME\nSupport", Address: "s@acme.test"}}
 	for _, c := range []struct {
 		tmpl, operator, want string
 	}{
@@ -888,7 +889,7 @@ func TestFromDisplayName(t *testing.T) {
 			t.Errorf("FromDisplayName(%q, %q) = %q, want %q", c.tmpl, c.operator, got, c.want)
 		}
 	}
-	if got := FromDisplayName(OutboundChannel{Name: "support"}, ""); got != "support" {
+	if got := FromDisplayName(Channel{Name: "support"}, ""); got != "support" {
 		t.Errorf("without a display name: %q", got)
 	}
 }
@@ -942,7 +943,7 @@ func FuzzFromDisplayName(f *testing.F) {
 		f.Add(s, "{operator} ({channel})")
 	}
 	f.Fuzz(func(t *testing.T, operator, tmpl string) {
-		ch := OutboundChannel{Name: "support", From: mail.Address{Name: "ACME", Address: "s@acme.test"}, FromTemplate: tmpl}
+		ch := Channel{Name: "support", From: mail.Address{Name: "ACME", Address: "s@acme.test"}, FromTemplate: tmpl}
 		got := FromDisplayName(ch, operator)
 		if strings.ContainsFunc(got, func(r rune) bool { return r < 0x20 || r == 0x7f || r == '\u2028' || r == '\u2029' }) {
 			t.Fatalf("FromDisplayName(%q, %q) = %q has a control character", operator, tmpl, got)

@@ -1,9 +1,10 @@
-package bridge
+package outbound
 
 import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/binary"
+	"mailgate/mailtext"
 	"strings"
 	"time"
 
@@ -109,9 +110,9 @@ func ReplyHeaders(th *store.Thread, opts ReplyThreadOptions) ThreadHeaders {
 		}
 		h.Subject = strings.Join(strings.Fields(subject), " ")
 	} else {
-		h.Subject = ReplySubject(subject, newSubject)
+		h.Subject = mailtext.ReplySubject(subject, newSubject)
 	}
-	h.ThreadTopic = NormalizeSubject(h.Subject)
+	h.ThreadTopic = mailtext.NormalizeSubject(h.Subject)
 
 	first := h.MessageID
 	if len(ids) > 0 {

@@ -1,56 +1,12 @@
-package bridge
+package inbound
 
 import (
 	"context"
-	"fmt"
-	"net/mail"
 	"strings"
 	"testing"
 
 	"mailgate/verify"
 )
-
-func TestReplyCc(t *testing.T) {
-	own := []string{"support@example.com", "Help@Example.com"}
-	many := make([]*mail.Address, MaxCc+3)
-	for i := range many {
-		many[i] = &mail.Address{Address: fmt.Sprintf("p%d@example.org", i)}
-	}
-	tests := []struct {
-		name    string
-		cc      []*mail.Address
-		want    []string
-		dropped int
-	}{
-		{name: "none"},
-		{name: "two colleagues", cc: []*mail.Address{{Name: "Bob", Address: "bob@example.org"}, {Address: "carol@example.net"}},
-			want: []string{"bob@example.org", "carol@example.net"}},
-		{name: "own addresses left out, case-insensitively",
-			cc:   []*mail.Address{{Address: "SUPPORT@example.com"}, {Address: "bob@example.org"}, {Address: "help@EXAMPLE.COM"}},
-			want: []string{"bob@example.org"}},
-		{name: "the contact and repeats left out",
-			cc:   []*mail.Address{{Address: "Jane@Example.test"}, {Address: "bob@example.org"}, {Address: "BOB@example.org"}},
-			want: []string{"bob@example.org"}},
-		{name: "unusable addresses left out",
-			cc:   []*mail.Address{nil, {Address: ""}, {Address: "no-at-sign"}, {Address: "a\r\nBcc: x@evil.example"}, {Address: strings.Repeat("a", 250) + "@example.org"}, {Address: "ok@example.org"}},
-			want: []string{"ok@example.org"}},
-		{name: "capped", cc: many, want: func() []string {
-			var w []string
-			for _, a := range many[:MaxCc] {
-				w = append(w, a.Address)
-			}
-			return w
-		}(), dropped: 3},
-	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			got, dropped := replyCc(tc.cc, "jane@example.test", own)
-			if strings.Join(got, ",") != strings.Join(tc.want, ",") || dropped != tc.dropped {
-				t.Errorf("replyCc = %q, %d; want %q, %d", got, dropped, tc.want, tc.dropped)
-			}
-		})
-	}
-}
 
 func TestAnalyzeCc(t *testing.T) {
 	const ar = "Authentication-Results: mx.example.test; dmarc=pass header.from=example.test\r\n"

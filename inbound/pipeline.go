@@ -1,4 +1,4 @@
-package bridge
+package inbound
 
 import (
 	"context"
@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"mailgate/mailtext"
 	"math/rand/v2"
 	"strings"
 	"sync"
@@ -21,8 +22,8 @@ import (
 	"mailgate/userlike"
 )
 
-// InboundOptions configures the inbound side of one channel.
-type InboundOptions struct {
+// Options configures the inbound side of one channel.
+type Options struct {
 	// Channel is the channel name, the key of every store row.
 	Channel string
 	DB      *store.DB
@@ -73,7 +74,7 @@ type InboundOptions struct {
 	Now     func() time.Time
 }
 
-// Outcome is reported to InboundOptions.Observe, for metrics.
+// Outcome is reported to Options.Observe, for metrics.
 type Outcome struct {
 	// Kind is "posted", "skipped", "quarantined", "dead", "retried",
 	// "history" (messages in a folder before reading started, not posted)
@@ -91,11 +92,11 @@ type Outcome struct {
 	Count int
 }
 
-// Inbound moves customer emails of one channel from the mailbox into
+// Pipeline moves customer emails of one channel from the mailbox into
 // Userlike. It is the imapsync.Handler, CursorStore and ActionSource of the
 // channel's Watcher, and its Run method posts the ledger's due messages.
-type Inbound struct {
-	opts InboundOptions
+type Pipeline struct {
+	opts Options
 	log  *slog.Logger
 	wake chan struct{}
 	beat atomic.Int64 // unix nanoseconds of the poster loop's last turn
@@ -103,12 +104,12 @@ type Inbound struct {
 
 // Heartbeat is when the poster loop last went round; it goes round at
 // least every few seconds while Run is alive. The daemon's watchdog uses it.
-func (in *Inbound) Heartbeat() time.Time { return time.Unix(0, in.beat.Load()) }
+func (in *Pipeline) Heartbeat() time.Time { return time.Unix(0, in.beat.Load()) }
 
-// NewInbound returns the inbound side of a channel.
-func NewInbound(opts InboundOptions) (*Inbound, error) {
+// New returns the inbound side of a channel.
+func New(opts Options) (*Pipeline, error) {
 	if opts.Channel == "" || opts.DB == nil || opts.Analyzer == nil || opts.Client == nil {
-		return nil, errors.New("bridge: inbound needs a channel, a store, an analyzer and a client")
+		return nil, errors.New("inbound: inbound needs a channel, a store, an analyzer and a client")
 	}
 	if opts.RateLimit == 0 {
 		opts.RateLimit = 20
@@ -132,7 +133,7 @@ func NewInbound(opts InboundOptions) (*Inbound, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Inbound{opts: opts, log: log.With("channel", opts.Channel), wake: make(chan struct{}, 1)}, nil
+	return &Pipeline{opts: opts, log: log.With("channel", opts.Channel), wake: make(chan struct{}, 1)}, nil
 }
 
 // postItem is one queued chat message as kept in the ledger. The Userlike
@@ -144,14 +145,14 @@ type postItem struct {
 }
 
 // Cursor implements imapsync.CursorStore.
-func (in *Inbound) Cursor(ctx context.Context, folder string) (imapsync.Cursor, error) {
+func (in *Pipeline) Cursor(ctx context.Context, folder string) (imapsync.Cursor, error) {
 	c, err := in.opts.DB.Cursor(ctx, in.opts.Channel, folder)
 	return imapsync.Cursor(c), err
 }
 
 // StartFolder implements imapsync.CursorStore: it records where reading the
 // folder starts, durably, and counts the history it leaves out.
-func (in *Inbound) StartFolder(ctx context.Context, folder string, c imapsync.Cursor) error {
+func (in *Pipeline) StartFolder(ctx context.Context, folder string, c imapsync.Cursor) error {
 	if err := in.opts.DB.SetCursor(ctx, in.opts.Channel, folder, store.Cursor(c)); err != nil {
 		return err
 	}
@@ -163,25 +164,25 @@ func (in *Inbound) StartFolder(ctx context.Context, folder string, c imapsync.Cu
 
 // Refetches implements imapsync.RefetchSource: the dead letters that
 // `mailgate dead retry` asked to fetch again.
-func (in *Inbound) Refetches(ctx context.Context, folder string, uidValidity uint32) ([]uint32, error) {
+func (in *Pipeline) Refetches(ctx context.Context, folder string, uidValidity uint32) ([]uint32, error) {
 	return in.opts.DB.Refetches(ctx, in.opts.Channel, folder, uidValidity)
 }
 
 // RefetchFailed implements imapsync.RefetchSource.
-func (in *Inbound) RefetchFailed(ctx context.Context, folder string, uidValidity uint32, uids []uint32, why string) error {
+func (in *Pipeline) RefetchFailed(ctx context.Context, folder string, uidValidity uint32, uids []uint32, why string) error {
 	return in.opts.DB.RefetchFailed(ctx, in.opts.Channel, folder, uidValidity, uids, why)
 }
 
 // UIDValidityChanged implements imapsync.Handler. The folder is rescanned;
 // the ledger's dedupe keys keep already-posted mail from being posted again.
-func (in *Inbound) UIDValidityChanged(ctx context.Context, folder string, old, new uint32) error {
+func (in *Pipeline) UIDValidityChanged(ctx context.Context, folder string, old, new uint32) error {
 	in.log.Warn("imap: UIDVALIDITY changed, rescanning the folder; already posted mail is recognised by its Message-ID",
 		"folder", folder, "old", old, "new", new)
 	return nil
 }
 
 // PendingActions implements imapsync.ActionSource.
-func (in *Inbound) PendingActions(ctx context.Context, folder string, limit int) ([]imapsync.Action, error) {
+func (in *Pipeline) PendingActions(ctx context.Context, folder string, limit int) ([]imapsync.Action, error) {
 	pending, err := in.opts.DB.PendingActions(ctx, in.opts.Channel, folder, limit)
 	if err != nil {
 		return nil, err
@@ -195,7 +196,7 @@ func (in *Inbound) PendingActions(ctx context.Context, folder string, limit int)
 
 // ActionsRefused implements imapsync.ActionSource: the refusal is kept on
 // the ledger rows (mailgate status) and counted.
-func (in *Inbound) ActionsRefused(ctx context.Context, ids []int64, reason string) error {
+func (in *Pipeline) ActionsRefused(ctx context.Context, ids []int64, reason string) error {
 	if err := in.opts.DB.ActionsRefused(ctx, ids, reason); err != nil {
 		return err
 	}
@@ -206,14 +207,14 @@ func (in *Inbound) ActionsRefused(ctx context.Context, ids []int64, reason strin
 }
 
 // ActionsDone implements imapsync.ActionSource.
-func (in *Inbound) ActionsDone(ctx context.Context, ids []int64) error {
+func (in *Pipeline) ActionsDone(ctx context.Context, ids []int64) error {
 	return in.opts.DB.ActionsDone(ctx, ids)
 }
 
 // Prepare analyzes m ahead of Handle (imapsync.Preparer): parsing,
 // verification, trimming and storing the attachments need no order and
 // no ledger, so the Watcher runs them on several messages at once.
-func (in *Inbound) Prepare(ctx context.Context, m *imapsync.Message) {
+func (in *Pipeline) Prepare(ctx context.Context, m *imapsync.Message) {
 	if !m.TooLarge && !m.History {
 		m.Prepared = in.opts.Analyzer.Analyze(ctx, m.Raw)
 	}
@@ -223,7 +224,7 @@ func (in *Inbound) Prepare(ctx context.Context, m *imapsync.Message) {
 // records the decision, its queued posts and the folder cursor in one
 // transaction. It returns an error only for temporary failures (the store,
 // the media directory); a bad email is dead-lettered, never returned.
-func (in *Inbound) Handle(ctx context.Context, m *imapsync.Message) error {
+func (in *Pipeline) Handle(ctx context.Context, m *imapsync.Message) error {
 	row := &store.Inbound{
 		Channel:     in.opts.Channel,
 		Folder:      m.Folder,
@@ -268,7 +269,7 @@ func (in *Inbound) Handle(ctx context.Context, m *imapsync.Message) error {
 	row.Reason = d.Reason
 	row.Classification = string(d.Classification.Class)
 	row.FullText = d.FullText
-	row.ThreadSubject = NormalizeSubject(d.Subject)
+	row.ThreadSubject = mailtext.NormalizeSubject(d.Subject)
 	row.NewThread = d.NewThread
 	row.Cc, row.KeepCc = d.Cc, d.KeepCc
 	if v, err := json.Marshal(d.Verification); err == nil {
@@ -287,7 +288,7 @@ func (in *Inbound) Handle(ctx context.Context, m *imapsync.Message) error {
 				d.NewText = appendLine(d.NewText, "[mailgate] The original email was not attached: it is larger than media.max_size. It stays in the mailbox.")
 				d.SetThread(d.NewThread, in.opts.SubjectLine)
 			case err != nil:
-				return fmt.Errorf("bridge: store the original email of uid %d: %w", m.UID, err)
+				return fmt.Errorf("inbound: store the original email of uid %d: %w", m.UID, err)
 			default:
 				d.Attachments = append(d.Attachments, AttachmentInfo{Name: "original-message.eml", Type: "message/rfc822", Size: int64(len(m.Raw)), Action: "post", MediaID: id})
 			}
@@ -320,7 +321,7 @@ func (in *Inbound) Handle(ctx context.Context, m *imapsync.Message) error {
 }
 
 // attachOriginal reports whether the untrimmed email goes along as media.
-func (in *Inbound) attachOriginal(d *Decision) bool {
+func (in *Pipeline) attachOriginal(d *Decision) bool {
 	if in.opts.StoreOriginal == nil {
 		return false
 	}
@@ -335,7 +336,7 @@ func (in *Inbound) attachOriginal(d *Decision) bool {
 
 // applyState applies what needs the ledger: the per-sender rate limit and
 // whether the email continues a known conversation.
-func (in *Inbound) applyState(ctx context.Context, d *Decision) error {
+func (in *Pipeline) applyState(ctx context.Context, d *Decision) error {
 	since := in.opts.Now().Add(-in.opts.RateWindow)
 	n, err := in.opts.DB.CountFromContact(ctx, in.opts.Channel, d.Contact.Email, since)
 	if err != nil {
@@ -355,7 +356,7 @@ func (in *Inbound) applyState(ctx context.Context, d *Decision) error {
 		return err
 	}
 	newThread := !known
-	if newThread && ok && th.Subject != "" && th.Subject == NormalizeSubject(d.Subject) {
+	if newThread && ok && th.Subject != "" && th.Subject == mailtext.NormalizeSubject(d.Subject) {
 		newThread = false
 	}
 	// The operator is told whenever the CC list of the replies changes.
@@ -392,14 +393,14 @@ func buildPosts(d *Decision) ([][]byte, error) {
 	for i, it := range items {
 		b, err := json.Marshal(it)
 		if err != nil {
-			return nil, fmt.Errorf("bridge: encode post: %w", err)
+			return nil, fmt.Errorf("inbound: encode post: %w", err)
 		}
 		posts[i] = b
 	}
 	return posts, nil
 }
 
-func (in *Inbound) record(ctx context.Context, row *store.Inbound, d *Decision) error {
+func (in *Pipeline) record(ctx context.Context, row *store.Inbound, d *Decision) error {
 	// The mailbox is the source of truth for the bytes: the posts are
 	// rendered already, and a refetch goes by UID. Only a dead letter keeps
 	// its raw copy in the store (`mailgate dead show -raw`).
@@ -415,7 +416,7 @@ func (in *Inbound) record(ctx context.Context, row *store.Inbound, d *Decision) 
 	}
 	res, err := in.opts.DB.RecordInbound(ctx, row)
 	if err != nil {
-		return fmt.Errorf("bridge: record %s uid %d: %w", row.Folder, row.UID, err)
+		return fmt.Errorf("inbound: record %s uid %d: %w", row.Folder, row.UID, err)
 	}
 	if row.State != store.StateFetched || res.Existing || res.DuplicateOf != 0 {
 		in.removeMedia(ctx, row, d)
@@ -460,14 +461,14 @@ func skipLabel(row *store.Inbound) string {
 	return "duplicate"
 }
 
-func (in *Inbound) observe(o Outcome) {
+func (in *Pipeline) observe(o Outcome) {
 	if in.opts.Observe != nil {
 		in.opts.Observe(o)
 	}
 }
 
 // poke wakes the poster without blocking.
-func (in *Inbound) poke() {
+func (in *Pipeline) poke() {
 	select {
 	case in.wake <- struct{}{}:
 	default:
@@ -501,7 +502,7 @@ type postResult struct {
 // time, in order; different contacts are posted concurrently, up to
 // Workers. A contact whose POST fails temporarily is backed off without
 // holding up the others.
-func (in *Inbound) Run(ctx context.Context) error {
+func (in *Pipeline) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	postCtx, cancelPosts := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelPosts()
@@ -619,7 +620,7 @@ func (in *Inbound) Run(ctx context.Context) error {
 
 // post sends one queued chat message. A temporary failure is returned so the
 // contact is backed off; a permanent one dead-letters the email.
-func (in *Inbound) post(ctx context.Context, p store.DuePost) postResult {
+func (in *Pipeline) post(ctx context.Context, p store.DuePost) postResult {
 	// The attempt is counted with the outcome (PostAccepted, PostFailed):
 	// one ledger commit per POST instead of a MarkPosting before it.
 	res := postResult{contact: p.Contact}
@@ -689,7 +690,7 @@ func (in *Inbound) post(ctx context.Context, p store.DuePost) postResult {
 	return res
 }
 
-func (in *Inbound) dead(ctx context.Context, id int64, reason string) {
+func (in *Pipeline) dead(ctx context.Context, id int64, reason string) {
 	if err := in.opts.DB.MarkDead(ctx, id, reason); err != nil {
 		in.log.Error("inbound: dead-lettering failed", "ledger_id", id, "err", err)
 		return
@@ -703,7 +704,7 @@ func (in *Inbound) dead(ctx context.Context, id int64, reason string) {
 // removeMedia deletes the attachments that d stored while it was analyzed,
 // once the decision not to post them is recorded. A failure is logged: the
 // records then expire with the media TTL like any other.
-func (in *Inbound) removeMedia(ctx context.Context, row *store.Inbound, d *Decision) {
+func (in *Pipeline) removeMedia(ctx context.Context, row *store.Inbound, d *Decision) {
 	if d == nil || in.opts.RemoveMedia == nil {
 		return
 	}
