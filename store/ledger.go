@@ -114,6 +114,9 @@ type Inbound struct {
 	NewThread      bool   // start a new thread even if the contact has one
 	Attempts       int    // POST rounds started (MarkPosting)
 	LastError      string
+	// DuplicateOf is the row this one was skipped as a copy of; 0 for none
+	// (set by RecordInbound).
+	DuplicateOf int64
 	// Cc are the addr-specs replies to the contact copy from now on: they
 	// replace the CC list of the contact's thread when the row is to be
 	// posted (RecordInbound only; not stored in the ledger row).
@@ -210,8 +213,8 @@ func (db *DB) RecordInbound(ctx context.Context, in *Inbound) (RecordResult, err
 				// Copies skipped as duplicates of the replaced row are
 				// not originals: they become duplicates of the new one.
 				err = db.txQueryRow(ctx, tx, `SELECT min(id) FROM inbound
-					WHERE channel = ? AND dedupe_key = ? AND dedupe_key != '' AND reason != ?`,
-					in.Channel, in.DedupeKey, fmt.Sprintf("duplicate of #%d", res.Replaced)).Scan(&orig)
+					WHERE channel = ? AND dedupe_key = ? AND dedupe_key != '' AND duplicate_of != ?`,
+					in.Channel, in.DedupeKey, res.Replaced).Scan(&orig)
 			}
 			if err != nil {
 				return err
@@ -227,12 +230,12 @@ func (db *DB) RecordInbound(ctx context.Context, in *Inbound) (RecordResult, err
 				channel, folder, uidvalidity, uid, dedupe_key, message_id, contact, contact_name,
 				subject, state, reason, classification, verdict, posts_total, posts_done,
 				after_kind, after_dest, after_done, thread_subject, new_thread, attempts, last_error,
-				arrived_at, created_at, updated_at, full_text)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+				arrived_at, created_at, updated_at, full_text, duplicate_of)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 			in.Channel, in.Folder, in.UIDValidity, in.UID, in.DedupeKey, in.MessageID, contact, in.ContactName,
 			in.Subject, string(state), reason, in.Classification, in.Verdict, len(posts),
 			in.After.Kind, in.After.Dest, boolInt(in.AfterDone), in.ThreadSubject, boolInt(in.NewThread), in.Attempts, in.LastError,
-			ms(in.ArrivedAt), now, now, in.FullText)
+			ms(in.ArrivedAt), now, now, in.FullText, res.DuplicateOf)
 		if err != nil {
 			return err
 		}
@@ -255,9 +258,9 @@ func (db *DB) RecordInbound(ctx context.Context, in *Inbound) (RecordResult, err
 		if res.Replaced != 0 {
 			// The copies skipped as duplicates of the replaced row now
 			// refer to this one.
-			if _, err := db.txExec(ctx, tx, `UPDATE inbound SET reason = ?
-				WHERE channel = ? AND dedupe_key = ? AND dedupe_key != '' AND reason = ?`,
-				fmt.Sprintf("duplicate of #%d", res.ID), in.Channel, oldKey, fmt.Sprintf("duplicate of #%d", res.Replaced)); err != nil {
+			if _, err := db.txExec(ctx, tx, `UPDATE inbound SET duplicate_of = ?, reason = ?
+				WHERE channel = ? AND dedupe_key = ? AND dedupe_key != '' AND duplicate_of = ?`,
+				res.ID, fmt.Sprintf("duplicate of #%d", res.ID), in.Channel, oldKey, res.Replaced); err != nil {
 				return err
 			}
 		}
@@ -295,6 +298,7 @@ func (db *DB) RecordInbound(ctx context.Context, in *Inbound) (RecordResult, err
 		in.Contact = contact
 		in.State = state
 		in.Reason = reason
+		in.DuplicateOf = res.DuplicateOf
 		in.CreatedAt = fromMS(now)
 		in.UpdatedAt = fromMS(now)
 	}
@@ -340,7 +344,7 @@ func checkInbound(in *Inbound) error {
 const inboundCols = `id, channel, folder, uidvalidity, uid, dedupe_key, message_id, contact, contact_name,
 	subject, state, reason, classification, verdict, posts_total, posts_done,
 	after_kind, after_dest, after_done, thread_subject, new_thread, attempts, last_error,
-	arrived_at, created_at, updated_at, full_text`
+	arrived_at, created_at, updated_at, full_text, duplicate_of`
 
 // scanInbound reads one row of inboundCols.
 func scanInbound(row interface{ Scan(...any) error }) (*Inbound, error) {
@@ -350,7 +354,7 @@ func scanInbound(row interface{ Scan(...any) error }) (*Inbound, error) {
 	err := row.Scan(&in.ID, &in.Channel, &in.Folder, &in.UIDValidity, &in.UID, &in.DedupeKey, &in.MessageID,
 		&in.Contact, &in.ContactName, &in.Subject, &state, &in.Reason, &in.Classification, &in.Verdict,
 		&in.PostsTotal, &in.PostsDone, &in.After.Kind, &in.After.Dest, &in.AfterDone, &in.ThreadSubject,
-		&in.NewThread, &in.Attempts, &in.LastError, &arrived, &created, &updated, &in.FullText)
+		&in.NewThread, &in.Attempts, &in.LastError, &arrived, &created, &updated, &in.FullText, &in.DuplicateOf)
 	if err != nil {
 		return nil, err
 	}

@@ -75,6 +75,14 @@ var ErrNotFound = errors.New("store: not found")
 //go:embed schema/*.sql
 var schemaFS embed.FS
 
+// currentSchema is the whole schema at the newest migration, in one file
+// (store/schema.sql): what a new database is created from, and what a
+// reader consults instead of replaying the migrations in store/schema.
+// TestSchemaFile keeps the two in step.
+//
+//go:embed schema.sql
+var currentSchema string
+
 // Options tunes Open. The zero value is ready to use.
 type Options struct {
 	// BusyTimeout is how long a connection waits for a lock held by
@@ -293,6 +301,24 @@ func (db *DB) migrate(ctx context.Context) error {
 	}
 	if cur > len(ms) {
 		return fmt.Errorf("store: %s has schema version %d, but this mailgate knows only up to %d; upgrade mailgate or restore a backup", db.path, cur, len(ms))
+	}
+	var objects int
+	if err := db.write.QueryRowContext(ctx, "SELECT count(*) FROM sqlite_master").Scan(&objects); err != nil {
+		return fmt.Errorf("store: open %q: read schema: %w", db.path, err)
+	}
+	if cur == 0 && objects == 0 {
+		// A new database: the current schema at once.
+		err := db.tx(ctx, func(tx *sql.Tx) error {
+			if _, err := tx.ExecContext(ctx, currentSchema); err != nil {
+				return err
+			}
+			_, err := tx.ExecContext(ctx, fmt.Sprintf("PRAGMA user_version = %d", len(ms)))
+			return err
+		})
+		if err != nil {
+			return fmt.Errorf("store: open %q: create schema: %w", db.path, err)
+		}
+		return nil
 	}
 	for _, m := range ms[cur:] {
 		err := db.tx(ctx, func(tx *sql.Tx) error {
