@@ -51,7 +51,8 @@ func BenchmarkCatchUp(b *testing.B) {
 					if workers == 0 {
 						opts.Handler = &slowHandler{recorder: r, handle: prepare + record}
 					} else {
-						opts.Handler = &slowPreparer{slowHandler{recorder: r, handle: record}, prepare}
+						sp := &slowPreparer{slowHandler{recorder: r, handle: record}, prepare}
+						opts.Handler, opts.Preparer = sp, sp
 						opts.PrepareWorkers = workers
 					}
 					w, err := NewWatcher(opts)

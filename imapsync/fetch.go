@@ -148,15 +148,14 @@ const (
 	maxRefetchBatch = 100 // UIDs per pass, and so per UID SEARCH
 )
 
-// refetch hands again the messages that the CursorStore, when it is a
-// RefetchSource, asks for, after the new mail. Those the folder no longer
+// refetch hands again the messages that Options.Refetches asks for, after the new mail. Those the folder no longer
 // holds, and those that failed maxRefetchTries times (a body too slow to
 // fetch, say), are given up and reported, so that a refetch never holds up
 // the folder for long. Its results are those of hand.
 func (s *session) refetch(ctx context.Context) (retry time.Duration, err error) {
 	f := s.f
-	src, ok := f.w.opts.Cursors.(RefetchSource)
-	if !ok {
+	src := f.w.opts.Refetches
+	if src == nil {
 		return 0, nil
 	}
 	want, err := src.Refetches(ctx, f.name, s.validity)
@@ -272,7 +271,7 @@ func startPipeline(ctx context.Context, f *folderWatcher) *pipeline {
 		stop:  make(chan struct{}),
 		freed: make(chan struct{}, 1),
 	}
-	p.prep, _ = o.Handler.(Preparer)
+	p.prep = o.Preparer
 	if p.prep != nil {
 		p.work = make(chan *pending, o.BatchSize)
 		for range o.PrepareWorkers {

@@ -75,8 +75,8 @@ type Options struct {
 	// holds at most BatchSize queued messages and 32 MiB of queued bodies
 	// (or one larger message).
 	BatchSize int
-	// PrepareWorkers is how many goroutines per folder run a Preparer's
-	// Prepare. Default runtime.GOMAXPROCS(0), at most 4.
+	// PrepareWorkers is how many goroutines per folder run
+	// Options.Preparer. Default runtime.GOMAXPROCS(0), at most 4.
 	PrepareWorkers int
 	// MinBackoff and MaxBackoff bound the reconnect delay, which doubles
 	// from MinBackoff up to MaxBackoff (with jitter) and is reset after a
@@ -96,6 +96,12 @@ type Options struct {
 	Handler Handler
 	// Actions supplies the flag/move/delete actions to apply. Optional.
 	Actions ActionSource
+	// Refetches names messages to fetch and hand again (dead letters an
+	// admin retries). Optional.
+	Refetches RefetchSource
+	// Preparer does the order-independent part of handling ahead of
+	// Handler, on PrepareWorkers goroutines. Optional.
+	Preparer Preparer
 	// Logger receives the Watcher's logs. When nil, logs are discarded.
 	Logger *slog.Logger
 	// Dial opens the TCP connection. Optional; the default is a net.Dialer
@@ -200,8 +206,8 @@ type CursorStore interface {
 	StartFolder(ctx context.Context, folder string, c Cursor) error
 }
 
-// A RefetchSource is a CursorStore that can ask for messages at or below
-// the cursor to be fetched and handed again, such as a dead letter an
+// A RefetchSource (Options.Refetches) asks for messages at or below the
+// cursor to be fetched and handed again, such as a dead letter an
 // admin retries. The Watcher asks it on every catch-up of a folder, after
 // handing the new mail, and hands those messages (at most 100 a pass) in
 // UID order; the Handler must then record them again instead of treating
@@ -234,8 +240,8 @@ type Message struct {
 	// started (Cursor.HistoryBelow); the body was not fetched. The Handler
 	// records it without acting on it.
 	History bool
-	// Prepared is what a Preparer's Prepare left for Handle; nil when the
-	// Handler is no Preparer.
+	// Prepared is what Options.Preparer left for Handle; nil without a
+	// Preparer.
 	Prepared any
 }
 
@@ -252,9 +258,9 @@ type Handler interface {
 	UIDValidityChanged(ctx context.Context, folder string, old, new uint32) error
 }
 
-// A Preparer is a Handler with work that needs neither order nor the
-// store, such as parsing. When the Handler is a Preparer, the Watcher calls
-// Prepare on fetched messages ahead of Handle, from up to
+// A Preparer (Options.Preparer) does the part of handling that needs
+// neither order nor the store, such as parsing. The Watcher calls Prepare
+// on fetched messages ahead of Handle, from up to
 // Options.PrepareWorkers goroutines per folder, while it fetches the next
 // batch; Handle still receives the messages one at a time in UID order,
 // each after its Prepare returned. Prepare must be safe for concurrent use

@@ -819,7 +819,7 @@ func TestPreparerPipeline(t *testing.T) {
 		ts.appendMsg("INBOX", testMail(i))
 	}
 	opts := baseOptions(ts, r)
-	opts.Handler = p
+	opts.Handler, opts.Preparer = p, p
 	opts.BatchSize = 4
 	opts.PrepareWorkers = 2
 	startWatcher(t, opts)
@@ -885,7 +885,7 @@ func TestPipelineBytesBudget(t *testing.T) {
 		ts.appendMsg("INBOX", testMail(i)+body+"\r\n")
 	}
 	opts := baseOptions(ts, r)
-	opts.Handler = g
+	opts.Handler, opts.Preparer = g, g
 	w, err := NewWatcher(opts)
 	if err != nil {
 		t.Fatal(err)
@@ -967,7 +967,7 @@ func startRefetcher(t *testing.T, n int) (*testServer, *refetcher, *Watcher) {
 		ts.appendMsg("INBOX", testMail(i))
 	}
 	opts := baseOptions(ts, r.recorder)
-	opts.Cursors, opts.Handler = r, r
+	opts.Cursors, opts.Handler, opts.Refetches = r, r, r
 	w := startWatcher(t, opts)
 	waitHandled(t, r.recorder, n)
 	return ts, r, w

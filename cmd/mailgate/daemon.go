@@ -303,7 +303,7 @@ func (d *daemon) startChannel(parent context.Context, ch config.Channel) error {
 	wopts.PollInterval = ch.IMAP.PollInterval.Duration
 	wopts.IdleRefresh = ch.IMAP.IdleRefresh.Duration
 	wopts.MaxMessageSize = int64(cfg.Media.MaxMessageSize)
-	wopts.Cursors, wopts.Handler, wopts.Actions = inbound, inbound, inbound
+	wopts.Cursors, wopts.Handler, wopts.Actions, wopts.Refetches, wopts.Preparer = inbound, inbound, inbound, inbound, inbound
 	wopts.Logger = d.log
 	w, err := imapsync.NewWatcher(wopts)
 	if err != nil {
