@@ -1,30 +1,29 @@
 package main
 
 import (
-	"encoding/json"
-	"io"
+	"context"
 	"net"
 	"net/http"
 	"regexp"
 	"sync"
 	"time"
+
+	"mailgate/userlike/userliketest"
 )
 
 // markerRE finds the marker every benchmark mail carries in its text.
 var markerRE = regexp.MustCompile(`\[bm:[a-z0-9]+-[0-9]+\]`)
 
-// fakeUserlike is a Custom Channel Inbound URL on loopback that answers
-// 200 at once and records when each marked text arrived.
+// fakeUserlike is a Custom Channel Inbound URL on loopback
+// (userliketest.Inbound, lean) that answers 200 at once and records when
+// each marked text arrived.
 type fakeUserlike struct {
+	in  *userliketest.Inbound
 	srv *http.Server
 	ln  net.Listener
 
 	mu      sync.Mutex
-	posts   int                  // accepted POSTs, text and media
-	first   time.Time            // first accepted POST
-	last    time.Time            // last accepted POST
 	arrived map[string]time.Time // marker -> first POST carrying it
-	changed chan struct{}        // closed and replaced on every POST
 }
 
 // startFakeUserlike listens on 127.0.0.1.
@@ -33,8 +32,20 @@ func startFakeUserlike() (*fakeUserlike, error) {
 	if err != nil {
 		return nil, err
 	}
-	f := &fakeUserlike{ln: ln, arrived: map[string]time.Time{}, changed: make(chan struct{})}
-	f.srv = &http.Server{Handler: http.HandlerFunc(f.serve), ReadHeaderTimeout: 10 * time.Second}
+	f := &fakeUserlike{in: userliketest.NewInbound(inboundToken), ln: ln, arrived: map[string]time.Time{}}
+	f.in.Lean()
+	f.in.OnAccept = func(p userliketest.Post) {
+		marker := markerRE.FindString(p.Message.Text)
+		if marker == "" {
+			return
+		}
+		f.mu.Lock()
+		if _, ok := f.arrived[marker]; !ok {
+			f.arrived[marker] = p.At
+		}
+		f.mu.Unlock()
+	}
+	f.srv = &http.Server{Handler: f.in, ReadHeaderTimeout: 10 * time.Second}
 	go f.srv.Serve(ln)
 	return f, nil
 }
@@ -45,66 +56,20 @@ func (f *fakeUserlike) url() string { return "http://" + f.ln.Addr().String() + 
 // close stops the server.
 func (f *fakeUserlike) close() { f.srv.Close() }
 
-func (f *fakeUserlike) serve(w http.ResponseWriter, r *http.Request) {
-	now := time.Now()
-	if r.Method != http.MethodPost || r.Header.Get("API-SECURITY-TOKEN") != inboundToken {
-		http.Error(w, "no", http.StatusUnauthorized)
-		return
-	}
-	body, err := io.ReadAll(io.LimitReader(r.Body, 1<<20))
-	if err != nil {
-		http.Error(w, "read error", http.StatusBadRequest)
-		return
-	}
-	var msg struct {
-		Text string `json:"text"`
-	}
-	if err := json.Unmarshal(body, &msg); err != nil {
-		http.Error(w, "bad json", http.StatusBadRequest)
-		return
-	}
-	marker := markerRE.FindString(msg.Text)
-	f.mu.Lock()
-	f.posts++
-	if f.first.IsZero() {
-		f.first = now
-	}
-	f.last = now
-	if _, ok := f.arrived[marker]; marker != "" && !ok {
-		f.arrived[marker] = now
-	}
-	close(f.changed)
-	f.changed = make(chan struct{})
-	f.mu.Unlock()
-	w.Header().Set("Content-Type", "application/json")
-	io.WriteString(w, `{"status":"ok"}`)
-}
-
 // reset forgets every POST.
 func (f *fakeUserlike) reset() {
+	f.in.Reset()
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	f.posts, f.first, f.last = 0, time.Time{}, time.Time{}
 	f.arrived = map[string]time.Time{}
 }
 
 // waitPosts waits until at least n POSTs were accepted, or timeout; it
 // returns the count and the time of the last POST.
 func (f *fakeUserlike) waitPosts(n int, timeout time.Duration) (int, time.Time) {
-	deadline := time.After(timeout)
-	for {
-		f.mu.Lock()
-		got, last, ch := f.posts, f.last, f.changed
-		f.mu.Unlock()
-		if got >= n {
-			return got, last
-		}
-		select {
-		case <-ch:
-		case <-deadline:
-			return got, last
-		}
-	}
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	return f.in.WaitCount(ctx, n)
 }
 
 // arrival returns when the text with marker arrived.

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"mailgate/internal/fakeclock"
 	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
@@ -89,28 +90,10 @@ func (m *memIndex) len() int {
 	return len(m.recs)
 }
 
-// clock is a settable time source.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
-
 type fixture struct {
 	lib   *Library
 	index *memIndex
-	clock *clock
+	clock *fakeclock.Clock
 	dir   string
 }
 
@@ -120,7 +103,7 @@ func newFixture(t testing.TB, modify func(*Options)) *fixture {
 	t.Helper()
 	fx := &fixture{
 		index: newMemIndex(),
-		clock: &clock{t: time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)},
+		clock: fakeclock.New(time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)),
 		dir:   filepath.Join(t.TempDir(), "media"),
 	}
 	opts := Options{
@@ -488,14 +471,14 @@ func TestSignatureChecks(t *testing.T) {
 	}
 
 	t.Run("expired", func(t *testing.T) {
-		fx.clock.Advance(DefaultURLTTL - time.Second)
+		fx.clock.Add(DefaultURLTTL - time.Second)
 		if w := fx.do(t, http.MethodGet, good, nil); w.Code != 200 {
 			t.Fatalf("one second before expiry: %d", w.Code)
 		}
 		if cc := fx.do(t, http.MethodGet, good, nil).Header().Get("Cache-Control"); cc != "private, max-age=1" {
 			t.Errorf("Cache-Control = %q", cc)
 		}
-		fx.clock.Advance(time.Second)
+		fx.clock.Add(time.Second)
 		w := fx.do(t, http.MethodGet, good, nil)
 		if w.Code != 403 || w.Body.String() != deniedBody {
 			t.Fatalf("at expiry: %d %q", w.Code, w.Body)
@@ -735,7 +718,7 @@ func TestSweep(t *testing.T) {
 	lonely := []byte("only in old mail, 30 bytes....")
 	oldShared := fx.put(t, PutMeta{Filename: "s.txt"}, shared)
 	oldLonely := fx.put(t, PutMeta{Filename: "l.txt"}, lonely)
-	fx.clock.Advance(48 * time.Hour)
+	fx.clock.Add(48 * time.Hour)
 	newShared := fx.put(t, PutMeta{Filename: "s2.txt"}, shared)
 
 	staleTemp := filepath.Join(fx.dir, "tmp", tempPrefix+"stale")
@@ -781,7 +764,7 @@ func TestSweep(t *testing.T) {
 	}
 
 	// Sweeping the rest removes the last file.
-	fx.clock.Advance(48 * time.Hour)
+	fx.clock.Add(48 * time.Hour)
 	res, err = fx.lib.Sweep(ctx, fx.clock.Now())
 	if err != nil {
 		t.Fatal(err)

@@ -7,7 +7,10 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"mailgate/internal/fakeclock"
+	"mailgate/internal/syncbuf"
 	"mailgate/mailtext"
+	"mailgate/userlike/userliketest"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -136,57 +139,26 @@ func (s *relaySession) Data(r io.Reader) error {
 
 // fakeUserlike records the inbound POSTs (failure notices) it gets.
 type fakeUserlike struct {
-	srv   *httptest.Server
-	mu    sync.Mutex
-	posts []userlike.InboundMessage
+	*userliketest.Inbound
+	srv *httptest.Server
 }
 
 func startUserlike(t *testing.T) *fakeUserlike {
-	f := &fakeUserlike{}
-	f.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Header.Get(userlike.TokenHeader) != "inbound-token" {
-			http.Error(w, "bad token", http.StatusUnauthorized)
-			return
-		}
-		var m userlike.InboundMessage
-		if err := json.NewDecoder(r.Body).Decode(&m); err != nil {
-			http.Error(w, "bad json", http.StatusBadRequest)
-			return
-		}
-		f.mu.Lock()
-		f.posts = append(f.posts, m)
-		f.mu.Unlock()
-		w.Write([]byte(`{"ok":true}`))
-	}))
+	f := &fakeUserlike{Inbound: userliketest.NewInbound("inbound-token")}
+	f.srv = httptest.NewServer(f.Inbound)
 	t.Cleanup(f.srv.Close)
 	return f
 }
 
 func (f *fakeUserlike) notices() []userlike.InboundMessage {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return append([]userlike.InboundMessage(nil), f.posts...)
+	var out []userlike.InboundMessage
+	for _, p := range f.Accepted() {
+		out = append(out, p.Message)
+	}
+	return out
 }
 
 // ---- the fixture ----
-
-// testClock is a settable clock shared by the store, webhook and worker.
-type testClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *testClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *testClock) Add(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
 
 var testMsgIDKey = []byte("0123456789abcdef0123456789abcdef")
 
@@ -194,13 +166,13 @@ var testMsgIDKey = []byte("0123456789abcdef0123456789abcdef")
 // "support" to a real store, a go-smtp relay and a fake Userlike.
 type outboundFixture struct {
 	t       *testing.T
-	clk     *testClock
+	clk     *fakeclock.Clock
 	dbPath  string
 	db      *store.DB
 	relay   *testRelay
 	ul      *fakeUserlike
 	sent    *sentFolder
-	logs    *syncBuffer
+	logs    *syncbuf.Buffer
 	hook    *Webhook
 	out     *Outbox
 	gen     *msgid.Generator
@@ -242,12 +214,12 @@ func newOutboundFixtureWith(t *testing.T, setup func(*outboundFixture)) *outboun
 	t.Helper()
 	f := &outboundFixture{
 		t:      t,
-		clk:    &testClock{t: time.Date(2026, 3, 2, 9, 0, 0, 0, time.UTC)},
+		clk:    fakeclock.New(time.Date(2026, 3, 2, 9, 0, 0, 0, time.UTC)),
 		dbPath: filepath.Join(t.TempDir(), "mailgate.db"),
 		relay:  startRelay(t),
 		ul:     startUserlike(t),
 		sent:   &sentFolder{},
-		logs:   &syncBuffer{},
+		logs:   &syncbuf.Buffer{},
 	}
 	var err error
 	if f.gen, err = msgid.NewGenerator(testMsgIDKey, "mailgate.test"); err != nil {
@@ -906,9 +878,7 @@ func TestRetryDelay(t *testing.T) {
 func TestOutboundRun(t *testing.T) {
 	f := newOutboundFixture(t)
 	// Real time for this one: Run sleeps on real timers.
-	f.clk.mu.Lock()
-	f.clk.t = time.Now()
-	f.clk.mu.Unlock()
+	f.clk.Set(time.Now())
 	realNow := time.Now
 	f.out.opts.Now = realNow
 	f.hook.opts.Now = realNow

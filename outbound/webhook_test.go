@@ -1,12 +1,12 @@
 package outbound
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
+	"mailgate/internal/syncbuf"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
@@ -36,31 +36,13 @@ func openOutboxStore(t testing.TB, now func() time.Time) *store.DB {
 type webhookFixture struct {
 	db    *store.DB
 	h     *Webhook
-	logs  *syncBuffer
+	logs  *syncbuf.Buffer
 	mu    sync.Mutex
 	woken []string
 }
 
-// syncBuffer is a bytes.Buffer safe for concurrent writers.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 func newWebhookFixture(t testing.TB) *webhookFixture {
-	f := &webhookFixture{db: openOutboxStore(t, nil), logs: &syncBuffer{}}
+	f := &webhookFixture{db: openOutboxStore(t, nil), logs: &syncbuf.Buffer{}}
 	channels := map[string]WebhookChannel{
 		"support": {Name: "support", OutboundToken: testOutboundToken, Debug: true, Coalesce: 10 * time.Second},
 		"notoken": {Name: "notoken"},

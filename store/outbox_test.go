@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"mailgate/internal/fakeclock"
 	"reflect"
 	"strings"
 	"testing"
@@ -12,7 +13,7 @@ import (
 
 // enqueueText queues one message for contact on channel "c", wanting it
 // sent wait after the clock's now.
-func enqueueText(t *testing.T, db *DB, clk *clock, contact, ulID, text string, wait time.Duration) *OutboxItem {
+func enqueueText(t *testing.T, db *DB, clk *fakeclock.Clock, contact, ulID, text string, wait time.Duration) *OutboxItem {
 	t.Helper()
 	it := &OutboxItem{Channel: "c", Contact: contact, UserlikeID: ulID, Operator: "Olga", Text: text,
 		SendAfter: clk.Now().Add(wait)}

@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"errors"
+	"mailgate/internal/fakeclock"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -12,28 +13,10 @@ import (
 	"time"
 )
 
-// clock is a settable time source for Options.Now.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *clock) Add(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
-
 // openTest opens a fresh database in a temporary directory.
-func openTest(t testing.TB) (*DB, *clock) {
+func openTest(t testing.TB) (*DB, *fakeclock.Clock) {
 	t.Helper()
-	clk := &clock{t: time.UnixMilli(1_700_000_000_000)}
+	clk := fakeclock.New(time.UnixMilli(1_700_000_000_000))
 	db, err := Open(context.Background(), filepath.Join(t.TempDir(), "state", "mailgate.db"), Options{Now: clk.Now})
 	if err != nil {
 		t.Fatal(err)

@@ -44,7 +44,9 @@ func TestDaemonPostsNewMailOnce(t *testing.T) {
 	}
 	// After posting, the mail is flagged \Seen (after = "seen").
 	e.waitFlag("INBOX", 2, imap.FlagSeen)
-	time.Sleep(300 * time.Millisecond)
+	// The fake records a POST before mailgate commits it: once both rows
+	// are posted, no POST of theirs is left to come.
+	e.waitLedger(func(s string) bool { return strings.Contains(s, "posted=2") })
 	if n := len(e.ul.received()); n != 2 {
 		t.Errorf("%d posts, want exactly 2", n)
 	}
@@ -94,9 +96,9 @@ func TestDaemonBurstOncePerMessageInOrder(t *testing.T) {
 			e.deliver(customerMail(from, fmt.Sprintf("Customer %d", s), fmt.Sprintf("b%d-%d@example.test", s, i), fmt.Sprintf("Burst %d", s), fmt.Sprintf("message %d", i), fmt.Sprintf("In-Reply-To: <b%d-0@example.test>", s)))
 		}
 	}
-	posts := e.ul.waitPosts(senders * perSender)
-	time.Sleep(500 * time.Millisecond)
-	posts = e.ul.received()
+	e.ul.waitPosts(senders * perSender)
+	e.waitLedger(func(s string) bool { return strings.Contains(s, fmt.Sprintf("posted=%d", senders*perSender)) })
+	posts := e.ul.received()
 	if len(posts) != senders*perSender {
 		t.Fatalf("%d posts, want %d", len(posts), senders*perSender)
 	}
@@ -117,7 +119,7 @@ func TestDaemonBurstOncePerMessageInOrder(t *testing.T) {
 
 func TestDaemonUserlikeErrors(t *testing.T) {
 	e := newTestEnv(t, "")
-	e.ul.respond = func(m userlike.InboundMessage, attempt int) int {
+	e.ul.SetRespond(func(m userlike.InboundMessage, attempt int) int {
 		switch {
 		case strings.Contains(m.Text, "flaky") && attempt == 1:
 			return http.StatusServiceUnavailable
@@ -125,13 +127,15 @@ func TestDaemonUserlikeErrors(t *testing.T) {
 			return http.StatusBadRequest
 		}
 		return 0
-	}
+	})
 	e.deliver(customerMail("ann@example.test", "Ann", "u1@example.test", "A", "refused by Userlike"))
 	e.deliver(customerMail("bob@example.test", "Bob", "u2@example.test", "B", "flaky first time"))
 	e.deliver(customerMail("cid@example.test", "Cid", "u3@example.test", "C", "goes through"))
 	e.start()
 	posts := e.ul.waitPosts(2)
-	time.Sleep(300 * time.Millisecond)
+	// Once the ledger holds every email as settled, no POST is left to
+	// come: the flaky one was retried, the refused one died.
+	e.waitLedger(func(s string) bool { return strings.Contains(s, "posted=2") && strings.Contains(s, "dead=1") })
 	var emails []string
 	for _, p := range e.ul.received() {
 		emails = append(emails, p.Email)
@@ -140,7 +144,6 @@ func TestDaemonUserlikeErrors(t *testing.T) {
 	if !slices.Equal(emails, []string{"bob@example.test", "cid@example.test"}) {
 		t.Errorf("posted for %v, want bob and cid once each (posts %+v)", emails, posts)
 	}
-	e.waitLedger(func(s string) bool { return strings.Contains(s, "dead") })
 
 	// The admin commands work against the live daemon: the dead letter is
 	// listed with its reason, and a retry posts it once Userlike accepts.
@@ -153,9 +156,7 @@ func TestDaemonUserlikeErrors(t *testing.T) {
 	if code != 0 || !strings.Contains(out, `"dead": 1`) {
 		t.Errorf("status -json: exit %d\n%s", code, out)
 	}
-	e.ul.mu.Lock()
-	e.ul.respond = nil
-	e.ul.mu.Unlock()
+	e.ul.SetRespond(nil)
 	if code, out, errOut := runCLI(t, "", "dead", "-c", e.cfgPath, "retry", id); code != 0 {
 		t.Fatalf("dead retry: exit %d\n%s%s", code, out, errOut)
 	}
@@ -177,7 +178,7 @@ func TestDaemonQuarantinesUnverifiedSender(t *testing.T) {
 	e.start()
 	posts := e.ul.waitPosts(1)
 	e.waitMailbox("Quarantine", 1)
-	time.Sleep(300 * time.Millisecond)
+	e.waitLedger(func(s string) bool { return strings.Contains(s, "posted=1") && strings.Contains(s, "quarantined=1") })
 	if got := e.ul.received(); len(got) != 1 || got[0].Email != "real@example.test" {
 		t.Errorf("posts = %+v, want only the genuine one", posts)
 	}
@@ -285,7 +286,7 @@ func TestDaemonAttachesOriginalWhenTrimmed(t *testing.T) {
 	e.deliver(raw)
 	e.start()
 	e.ul.waitPosts(3)
-	time.Sleep(200 * time.Millisecond)
+	e.waitLedger(func(s string) bool { return strings.Contains(s, "posted=2") })
 	var urls []string
 	for _, p := range e.ul.received() {
 		if p.URL != "" {
@@ -356,7 +357,11 @@ func TestDaemonDeadRetryRefetches(t *testing.T) {
 	if code, _, _ := runCLI(t, "", "dead", "-c", e.cfgPath, "retry", id); code == 0 {
 		t.Errorf("retrying the replaced dead letter %s again succeeded", id)
 	}
-	time.Sleep(300 * time.Millisecond)
+	// The refused retry queued nothing: both rows are settled, so no POST
+	// can follow.
+	if s := ledgerSummary(t, e.cfgPath); !strings.Contains(s, "posted=2") || strings.Contains(s, "fetched") || strings.Contains(s, "posting") {
+		t.Errorf("ledger after the refused retry: %s", s)
+	}
 	if n := len(e.ul.received()); n != 2 {
 		t.Errorf("%d posts, want 2", n)
 	}

@@ -1,36 +1,17 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"io"
+	"mailgate/internal/syncbuf"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 )
 
-// syncBuffer is a bytes.Buffer safe for the demo's concurrent writers.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 func TestDemoHeadless(t *testing.T) {
 	inR, inW := io.Pipe()
-	var out syncBuffer
+	var out syncbuf.Buffer
 	env := &environment{stdin: inR, stdout: &out, stderr: &out, getenv: func(string) string { return "" }}
 	done := make(chan int, 1)
 	go func() { done <- execute(context.Background(), env, []string{"demo"}) }()

@@ -4,10 +4,10 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
+	"mailgate/userlike/userliketest"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -32,76 +32,40 @@ const (
 	waitLimit    = 2 * time.Minute // generous: CI machines are slow under -race
 )
 
-// fakeUserlike is an httptest Userlike Message Center that records every
-// inbound POST.
+// fakeUserlike is the channel's Inbound URL: userliketest.Inbound on an
+// httptest server.
 type fakeUserlike struct {
+	*userliketest.Inbound
 	t   *testing.T
 	srv *httptest.Server
-
-	mu    sync.Mutex
-	posts []userlike.InboundMessage
-	// respond, when set, picks the status for a request (0 = 200).
-	respond func(m userlike.InboundMessage, attempt int) int
-	tries   map[string]int
 }
 
 func newFakeUserlike(t *testing.T) *fakeUserlike {
-	f := &fakeUserlike{t: t, tries: map[string]int{}}
-	f.srv = httptest.NewServer(http.HandlerFunc(f.serve))
+	f := &fakeUserlike{Inbound: userliketest.NewInbound(inboundToken), t: t}
+	f.srv = httptest.NewServer(f.Inbound)
 	t.Cleanup(f.srv.Close)
 	return f
 }
 
-func (f *fakeUserlike) serve(w http.ResponseWriter, r *http.Request) {
-	if r.Header.Get("API-SECURITY-TOKEN") != inboundToken {
-		http.Error(w, `{"error":"bad token"}`, http.StatusUnauthorized)
-		return
-	}
-	var m userlike.InboundMessage
-	if err := json.NewDecoder(r.Body).Decode(&m); err != nil {
-		http.Error(w, `{"error":"bad json"}`, http.StatusBadRequest)
-		return
-	}
-	f.mu.Lock()
-	key := m.Email + "\x00" + m.Text + "\x00" + m.URL
-	f.tries[key]++
-	attempt := f.tries[key]
-	respond := f.respond
-	f.mu.Unlock()
-	if respond != nil {
-		if code := respond(m, attempt); code != 0 && code != http.StatusOK {
-			w.WriteHeader(code)
-			fmt.Fprintf(w, `{"error":"status %d"}`, code)
-			return
-		}
-	}
-	f.mu.Lock()
-	f.posts = append(f.posts, m)
-	f.mu.Unlock()
-	fmt.Fprintln(w, `{"status":"ok"}`)
-}
-
-// received returns a copy of the accepted posts.
+// received returns the accepted posts.
 func (f *fakeUserlike) received() []userlike.InboundMessage {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return append([]userlike.InboundMessage(nil), f.posts...)
+	var out []userlike.InboundMessage
+	for _, p := range f.Accepted() {
+		out = append(out, p.Message)
+	}
+	return out
 }
 
 // waitPosts waits until at least n posts were accepted.
 func (f *fakeUserlike) waitPosts(n int) []userlike.InboundMessage {
 	f.t.Helper()
-	deadline := time.Now().Add(waitLimit)
-	for {
+	ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
+	defer cancel()
+	if _, ok := f.Wait(ctx, func(p []userliketest.Post) bool { return len(p) >= n }); !ok {
 		got := f.received()
-		if len(got) >= n {
-			return got
-		}
-		if time.Now().After(deadline) {
-			f.t.Fatalf("got %d posts, want %d: %+v", len(got), n, got)
-		}
-		time.Sleep(20 * time.Millisecond)
+		f.t.Fatalf("got %d posts, want %d: %+v", len(got), n, got)
 	}
+	return f.received()
 }
 
 // testEnv is one mailgate under test with its mail system and Userlike.
