@@ -309,15 +309,7 @@ func (s *session) idle(ctx context.Context, d time.Duration) error {
 	if err != nil {
 		return fmt.Errorf("idle: %w", err)
 	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-	case <-s.f.exists:
-	case <-s.f.notify:
-	case <-t.C:
-	case <-s.c.Closed():
-	}
+	s.wait(ctx, d)
 	s.wd.arm()
 	defer s.wd.disarm()
 	if err := cmd.Close(); err != nil {
@@ -332,6 +324,15 @@ func (s *session) idle(ctx context.Context, d time.Duration) error {
 // sleep waits for at most d without IDLE, until a Notify, an EXISTS
 // received earlier, or ctx.
 func (s *session) sleep(ctx context.Context, d time.Duration) error {
+	if s.wait(ctx, d) {
+		return errors.New("connection closed")
+	}
+	return nil
+}
+
+// wait returns after d, a Notify, an EXISTS received, the end of ctx or
+// of the connection; it reports whether the connection closed.
+func (s *session) wait(ctx context.Context, d time.Duration) (closed bool) {
 	t := time.NewTimer(d)
 	defer t.Stop()
 	select {
@@ -340,9 +341,9 @@ func (s *session) sleep(ctx context.Context, d time.Duration) error {
 	case <-s.f.notify:
 	case <-t.C:
 	case <-s.c.Closed():
-		return errors.New("connection closed")
+		return true
 	}
-	return nil
+	return false
 }
 
 // watchdog closes the client when a command gets no answer in time.

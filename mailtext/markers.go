@@ -3,6 +3,7 @@ package mailtext
 import (
 	"bytes"
 	"regexp"
+	"slices"
 	"strings"
 	"unicode"
 	"unicode/utf8"
@@ -475,16 +476,18 @@ func isSeparator(s string) bool {
 		}
 		return false
 	}
+	p, ok := introPhrase(s)
+	return ok && (slices.Contains(forwardIntros[:], p) || p == "original message" || p == "forwarded message")
+}
+
+// introPhrase returns s lower-cased without its closing colon, when s
+// ends with a colon or with "message" as a line that introduces a quoted
+// or forwarded message does.
+func introPhrase(s string) (string, bool) {
 	if !endsWithColon(s) && !strings.EqualFold(s[len(s)-7:], "message") {
-		return false
+		return "", false
 	}
-	p := strings.ToLower(normalizeSpaces(strings.TrimRight(s, ":： \u00a0")))
-	for _, f := range forwardIntros {
-		if p == f {
-			return true
-		}
-	}
-	return p == "original message" || p == "forwarded message"
+	return strings.ToLower(normalizeSpaces(strings.TrimRight(s, ":： \u00a0"))), true
 }
 
 // isReplyAbove reports whether s is a help desk's "reply above this line"

@@ -1,6 +1,7 @@
 package mailtext
 
 import (
+	"slices"
 	"strings"
 	"unicode"
 	"unicode/utf8"
@@ -195,16 +196,8 @@ func isForwardSeparator(s string) bool {
 		}
 		return false
 	}
-	if !endsWithColon(s) && !strings.EqualFold(s[len(s)-7:], "message") {
-		return false
-	}
-	p := strings.ToLower(normalizeSpaces(strings.TrimRight(s, ":： \u00a0")))
-	for _, f := range forwardIntros {
-		if p == f {
-			return true
-		}
-	}
-	return p == "forwarded message"
+	p, ok := introPhrase(s)
+	return ok && (slices.Contains(forwardIntros[:], p) || p == "forwarded message")
 }
 
 // forwardHeader reads the header block of a forwarded message that starts at
