@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"mailgate/e2e/mailsys"
 	"net"
 	"os"
 	"os/exec"
@@ -62,7 +63,7 @@ type mailgate struct {
 // writeConfig renders cfg into dir/mailgate.toml and returns the HTTP
 // listen address.
 func writeConfig(dir string, cfg daemonConfig) (path, listen string, err error) {
-	port, err := freePort()
+	port, err := mailsys.FreePort()
 	if err != nil {
 		return "", "", err
 	}

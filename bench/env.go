@@ -1,11 +1,10 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"fmt"
-	"net"
+	"mailgate/e2e/mailsys"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -31,7 +30,7 @@ func startMailServers(ctx context.Context, repo, dir string) (*mailServers, erro
 	}
 	var env []string
 	for _, name := range []string{"E2E_IMAP_PORT", "E2E_LMTP_PORT", "E2E_SMTP_PORT"} {
-		p, err := freePort()
+		p, err := mailsys.FreePort()
 		if err != nil {
 			return nil, err
 		}
@@ -41,7 +40,7 @@ func startMailServers(ctx context.Context, repo, dir string) (*mailServers, erro
 		m.stop()
 		return nil, fmt.Errorf("e2e/start.sh %s: %v\n%s", dir, err, out)
 	}
-	vars, err := readEnvFile(filepath.Join(dir, "env"))
+	vars, err := mailsys.ReadEnv(filepath.Join(dir, "env"))
 	if err != nil {
 		m.stop()
 		return nil, err
@@ -85,15 +84,7 @@ func (m *mailServers) maildir(user string) string { return filepath.Join(m.vars[
 
 // doveadm runs doveadm against the private Dovecot with stdin (may be nil).
 func (m *mailServers) doveadm(ctx context.Context, stdin []byte, args ...string) (string, error) {
-	cmd := exec.CommandContext(ctx, "doveadm", append([]string{"-c", m.vars["DOVECOT_CONF"]}, args...)...)
-	if stdin != nil {
-		cmd.Stdin = bytes.NewReader(stdin)
-	}
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		return string(out), fmt.Errorf("doveadm %s: %v: %s", strings.Join(args, " "), err, bytes.TrimSpace(out))
-	}
-	return string(out), nil
+	return mailsys.Doveadm(ctx, m.vars["DOVECOT_CONF"], stdin, args...)
 }
 
 // save delivers raw into user's INBOX with doveadm save.
@@ -120,37 +111,4 @@ func (m *mailServers) count(ctx context.Context, user, folder string) (int, erro
 		}
 	}
 	return 0, fmt.Errorf("doveadm mailbox status: no messages= in %q", out)
-}
-
-// readEnvFile parses the KEY=VALUE lines start.sh writes.
-func readEnvFile(path string) (map[string]string, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, fmt.Errorf("read %s: %w", path, err)
-	}
-	defer f.Close()
-	vars := map[string]string{}
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		if k, v, ok := strings.Cut(sc.Text(), "="); ok && k != "" {
-			vars[k] = v
-		}
-	}
-	for _, k := range []string{"IMAP_ADDR", "SMTP_ADDR", "DOVECOT_CONF", "MAIL_DIR", "MAIL_PASSWORD"} {
-		if vars[k] == "" {
-			return nil, fmt.Errorf("%s: no %s", path, k)
-		}
-	}
-	return vars, sc.Err()
-}
-
-// freePort returns a TCP port on 127.0.0.1 that was free a moment ago.
-func freePort() (string, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", fmt.Errorf("find a free port: %w", err)
-	}
-	defer ln.Close()
-	_, port, _ := net.SplitHostPort(ln.Addr().String())
-	return port, nil
 }

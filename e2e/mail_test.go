@@ -8,6 +8,7 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"fmt"
+	"mailgate/e2e/mailsys"
 	"mime"
 	"net"
 	"net/smtp"
@@ -122,15 +123,7 @@ func testPDF(n int) []byte {
 
 // doveadm runs doveadm against the suite's Dovecot.
 func doveadm(ctx context.Context, stdin []byte, args ...string) (string, error) {
-	cmd := exec.CommandContext(ctx, "doveadm", append([]string{"-c", suite.vars["DOVECOT_CONF"]}, args...)...)
-	if stdin != nil {
-		cmd.Stdin = bytes.NewReader(stdin)
-	}
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		return string(out), fmt.Errorf("doveadm %s: %v: %s", strings.Join(args, " "), err, bytes.TrimSpace(out))
-	}
-	return string(out), nil
+	return mailsys.Doveadm(ctx, suite.vars["DOVECOT_CONF"], stdin, args...)
 }
 
 // deliver saves raw into user's INBOX with doveadm save, as a local

@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"mailgate/e2e/mailsys"
 	"net/http"
 	"os"
 	"os/exec"
@@ -69,11 +70,11 @@ type mailgate struct {
 // Start to run it. The daemon is stopped when the test ends.
 func newMailgate(t *testing.T, dir string, opts mailgateOptions) *mailgate {
 	t.Helper()
-	listen, err := freePort()
+	listen, err := mailsys.FreePort()
 	if err != nil {
 		t.Fatal(err)
 	}
-	metrics, err := freePort()
+	metrics, err := mailsys.FreePort()
 	if err != nil {
 		t.Fatal(err)
 	}

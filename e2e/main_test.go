@@ -3,13 +3,11 @@
 package e2e
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"flag"
 	"fmt"
-	"math/rand/v2"
-	"net"
+	"mailgate/e2e/mailsys"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -143,7 +141,7 @@ func (s *suiteEnv) prepare() int {
 			ports[name] = v
 			continue
 		}
-		p, err := freePort()
+		p, err := mailsys.FreePort()
 		if err != nil {
 			fmt.Fprintf(os.Stderr, "e2e: %v\n", err)
 			return 1
@@ -157,7 +155,7 @@ func (s *suiteEnv) prepare() int {
 		fmt.Fprintf(os.Stderr, "e2e: start.sh failed: %v\n%s", err, out)
 		return 1
 	}
-	vars, err := readEnvFile(filepath.Join(s.workDir, "env"))
+	vars, err := mailsys.ReadEnv(filepath.Join(s.workDir, "env"))
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "e2e: %v\n", err)
 		return 1
@@ -270,46 +268,6 @@ func testTimeout() time.Duration {
 		}
 	}
 	return 0
-}
-
-// readEnvFile parses the KEY=VALUE lines of start.sh's env file.
-func readEnvFile(path string) (map[string]string, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, fmt.Errorf("read %s: %w", path, err)
-	}
-	defer f.Close()
-	vars := map[string]string{}
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		k, v, ok := strings.Cut(sc.Text(), "=")
-		if ok && k != "" {
-			vars[k] = v
-		}
-	}
-	for _, k := range []string{"IMAP_ADDR", "LMTP_ADDR", "SMTP_ADDR", "DOVECOT_CONF", "POSTFIX_CONFIG_DIR", "MAIL_PASSWORD"} {
-		if vars[k] == "" {
-			return nil, fmt.Errorf("%s: no %s", path, k)
-		}
-	}
-	return vars, sc.Err()
-}
-
-// freePort returns a TCP port on 127.0.0.1 that was free a moment ago. It
-// is taken below Linux's ephemeral range (32768 and up by default), so
-// that no outgoing connection can take it while its server restarts.
-func freePort() (string, error) {
-	var err error
-	for range 100 {
-		var ln net.Listener
-		ln, err = net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", 20000+rand.N(12000)))
-		if err == nil {
-			defer ln.Close()
-			_, port, _ := net.SplitHostPort(ln.Addr().String())
-			return port, nil
-		}
-	}
-	return "", fmt.Errorf("find a free port: %w", err)
 }
 
 // requireDaemon fails the test when mailgate cannot run (it does not
