@@ -393,6 +393,10 @@ func authUsername(a Authenticator, err error) string {
 		return a.Username
 	case *PasswordAuth:
 		return a.Username
+	case OAuth2Auth:
+		return a.Username
+	case *OAuth2Auth:
+		return a.Username
 	}
 	return ""
 }
