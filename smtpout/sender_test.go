@@ -40,8 +40,8 @@ type received struct {
 // testRelay is an in-process go-smtp backend that records what it gets and
 // lets a test refuse commands.
 type testRelay struct {
-	mechs    []string          // AUTH mechanisms offered
-	users    map[string]string // username -> password
+	mechs    []string             // AUTH mechanisms offered
+	users    map[string]string    // username -> password
 	tokens   oauthtest.TokenCheck // checks OAuth2 tokens, when set
 	mailHook func(c *smtp.Conn, n int) error
 	rcptHook func(n int, to string) error
