@@ -300,3 +300,7 @@ func Describe(err error) string {
 	}
 	return code + ": " + desc
 }
+
+// NeedsLogin reports true: imapsync and smtpout recognise a grant that
+// needs a person by this method.
+func (e *LoginNeededError) NeedsLogin() bool { return true }

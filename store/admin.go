@@ -33,6 +33,9 @@ type ChannelStatus struct {
 	// LastError is the newest error recorded on a ledger or outbox row.
 	LastError   string    `json:"last_error,omitempty"`
 	LastErrorAt time.Time `json:"last_error_at,omitzero"`
+	// OAuth2 is the channel's OAuth2 grant, for channels that log in with
+	// tokens; Status leaves it nil (the caller knows the configuration).
+	OAuth2 *OAuthGrant `json:"oauth2,omitempty"`
 }
 
 // Status returns the state of one channel.
