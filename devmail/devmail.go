@@ -325,10 +325,27 @@ func (t tokenSession) Authenticate(mech string) (sasl.Server, error) {
 		t.s.mu.Unlock()
 		return t.Session.Login(user, pass)
 	})
+	if srv != nil {
+		// A refused token is a NO [AUTHENTICATIONFAILED], not a BAD.
+		srv = refusal{srv}
+	}
 	if srv == nil {
 		return nil, &imap.Error{Type: imap.StatusResponseTypeNo, Text: "mechanism not supported"}
 	}
 	return srv, nil
+}
+
+// refusal turns the errors of a SASL server into IMAP's answer to a
+// failed login.
+type refusal struct{ sasl.Server }
+
+func (r refusal) Next(resp []byte) ([]byte, bool, error) {
+	challenge, done, err := r.Server.Next(resp)
+	var ie *imap.Error
+	if err != nil && !errors.As(err, &ie) {
+		err = &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeAuthenticationFailed, Text: "invalid token"}
+	}
+	return challenge, done, err
 }
 
 // Login refuses passwords: with TokenCheck only tokens log in.

@@ -165,29 +165,37 @@ type OAuth2Auth struct {
 	Tokens   TokenSource
 }
 
-// Authenticate gets a token and sends AUTHENTICATE. A NO from the server
-// is returned as *AuthError. A grant that needs a person to log in again
-// (a token error with a NeedsLogin() bool method that returns true) is an
+// Authenticate gets a token and sends AUTHENTICATE. When the server
+// refuses the token (revoked before it expired), the token goes back to the
+// source and one new token is tried on the same connection; a second NO is
+// returned as *AuthError. A grant that needs a person to log in again (a
+// token error with a NeedsLogin() bool method that returns true) is an
 // *AuthError too, marked Reported: the token source has said so loudly.
 func (a OAuth2Auth) Authenticate(ctx context.Context, c *imapclient.Client) error {
-	tok, err := a.Tokens.Token(ctx)
-	if err != nil {
-		var nl interface{ NeedsLogin() bool }
-		if errors.As(err, &nl) && nl.NeedsLogin() {
-			return &AuthError{Username: a.Username, Err: err, Reported: true}
+	var err error
+	for try := 0; try < 2; try++ {
+		var tok string
+		if tok, err = a.Tokens.Token(ctx); err != nil {
+			var nl interface{ NeedsLogin() bool }
+			if errors.As(err, &nl) && nl.NeedsLogin() {
+				return &AuthError{Username: a.Username, Err: err, Reported: true}
+			}
+			return fmt.Errorf("imapsync: OAuth2 token for %q: %w", a.Username, err)
 		}
-		return fmt.Errorf("imapsync: OAuth2 token for %q: %w", a.Username, err)
-	}
-	err = oauthsasl.AuthenticateIMAP(c, oauthsasl.Credentials{Username: a.Username, Token: tok})
-	if err == nil {
-		return nil
-	}
-	var imapErr *imap.Error
-	if errors.As(err, &imapErr) || errors.Is(err, oauthsasl.ErrNoMechanism) {
+		err = oauthsasl.AuthenticateIMAP(c, oauthsasl.Credentials{Username: a.Username, Token: tok})
+		if err == nil {
+			return nil
+		}
+		var imapErr *imap.Error
+		if !errors.As(err, &imapErr) {
+			if errors.Is(err, oauthsasl.ErrNoMechanism) {
+				return &AuthError{Username: a.Username, Err: err}
+			}
+			return err
+		}
 		a.Tokens.Reject(tok)
-		return &AuthError{Username: a.Username, Err: err}
 	}
-	return err
+	return &AuthError{Username: a.Username, Err: err}
 }
 
 // AuthError reports that the server rejected the credentials of Username.

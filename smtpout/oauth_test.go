@@ -72,26 +72,36 @@ func TestSendOAuth2(t *testing.T) {
 				t.Fatalf("relay got %+v", got)
 			}
 
-			// Revoked: the relay refuses the token, the send fails
-			// temporarily, and the next connection gets a new token.
+			// Revoked before it expired: the relay refuses the token, it
+			// goes back to the source, and a new one logs in on a new
+			// connection.
 			revoked, _ := tokens.Token(context.Background())
 			auth.Revoke(revoked)
-			err = sendOne(t, s, testEnvelope(t, 2))
+			if err := sendOne(t, s, testEnvelope(t, 2)); err != nil {
+				t.Fatalf("Send after revocation: %v", err)
+			}
+			if len(tokens.rejected) != 1 || tokens.rejected[0] != revoked || tokens.issued != 2 {
+				t.Fatalf("rejected %d, issued %d", len(tokens.rejected), tokens.issued)
+			}
+			if n := len(relay.delivered()); n != 2 {
+				t.Errorf("%d delivered", n)
+			}
+
+			// A token the relay never accepts: the send fails temporarily
+			// after one retry, without showing the token.
+			relay.tokens = func(string, string) error { return errors.New("mailbox not enabled for SMTP AUTH") }
+			err = sendOne(t, s, testEnvelope(t, 3))
 			var se *SMTPError
 			if !errors.As(err, &se) || !strings.HasPrefix(se.Command, "AUTH") || IsPermanent(err) {
-				t.Fatalf("revoked token: err = %v, want a temporary AUTH SMTPError", err)
+				t.Fatalf("refused token: err = %v, want a temporary AUTH SMTPError", err)
 			}
-			if strings.Contains(err.Error(), revoked) {
-				t.Fatal("error shows the token")
+			if len(tokens.rejected) != 3 {
+				t.Errorf("%d tokens handed back, want 3", len(tokens.rejected))
 			}
-			if len(tokens.rejected) != 1 || tokens.rejected[0] != revoked {
-				t.Fatalf("rejected %d tokens", len(tokens.rejected))
-			}
-			if err := sendOne(t, s, testEnvelope(t, 3)); err != nil {
-				t.Fatalf("Send with a new token: %v", err)
-			}
-			if tokens.issued != 2 || len(relay.delivered()) != 2 {
-				t.Errorf("%d tokens issued, %d delivered", tokens.issued, len(relay.delivered()))
+			for _, tok := range tokens.rejected {
+				if strings.Contains(err.Error(), tok) {
+					t.Fatal("error shows the token")
+				}
 			}
 		})
 	}

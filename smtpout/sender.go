@@ -336,8 +336,23 @@ func (s *Sender) deadline(ctx context.Context) time.Time {
 	return d
 }
 
-// open connects, greets, secures and authenticates.
+// open connects, greets, secures and authenticates. When the relay refuses
+// an OAuth2 token (revoked before it expired), it tries once more with a
+// new one.
 func (s *Sender) open(ctx context.Context) (*session, error) {
+	sess, err := s.openOnce(ctx)
+	var tr *tokenRefused
+	if errors.As(err, &tr) {
+		sess, err = s.openOnce(ctx)
+	}
+	if errors.As(err, &tr) {
+		err = tr.error
+	}
+	return sess, err
+}
+
+// openOnce is one attempt of open.
+func (s *Sender) openOnce(ctx context.Context) (*session, error) {
 	// The token first: a refresh must not keep the relay waiting.
 	var token string
 	if s.tokens != nil {
@@ -439,8 +454,9 @@ func (sess *session) auth() error {
 }
 
 // authToken authenticates with an OAuth2 access token, by OAUTHBEARER or
-// XOAUTH2 as the relay offers. A refused token is handed back to the token
-// source, so the next connection gets a new one.
+// XOAUTH2 as the relay offers. A refused token goes back to the token
+// source, and the error is a *tokenRefused, so that open tries once more
+// on a new connection (go-mail's client quits after a failed AUTH).
 func (sess *session) authToken(token string) error {
 	s := sess.s
 	if s.security == SecurityNone && !isLocalhost(s.host) {
@@ -459,13 +475,20 @@ func (sess *session) authToken(token string) error {
 		return fmt.Errorf("smtpout: %s offers no OAuth2 AUTH mechanism (offers %q; want OAUTHBEARER or XOAUTH2)",
 			s.addr, cleanHeaderText(params))
 	}
-	var tp *textproto.Error
-	if errors.As(err, &tp) {
-		s.tokens.Reject(token)
-	}
 	// Server replies and oauthsasl's errors never hold the token.
-	return sessionError(s.addr, "AUTH (OAuth2) as "+strconv.Quote(s.username), err)
+	err = sessionError(s.addr, "AUTH (OAuth2) as "+strconv.Quote(s.username), err)
+	var se *SMTPError
+	if errors.As(err, &se) {
+		s.tokens.Reject(token)
+		return &tokenRefused{err}
+	}
+	return err
 }
+
+// tokenRefused is a relay's refusal of an OAuth2 token.
+type tokenRefused struct{ error }
+
+func (e *tokenRefused) Unwrap() error { return e.error }
 
 // isLocalhost reports whether host is the loopback interface by name or
 // address.
