@@ -979,7 +979,9 @@ type loginNeeded struct{}
 
 type loginNeededError struct{}
 
-func (loginNeededError) Error() string    { return "oauth2: channel \"support\": login needed (invalid_grant)" }
+func (loginNeededError) Error() string {
+	return "oauth2: channel \"support\": login needed (invalid_grant)"
+}
 func (loginNeededError) NeedsLogin() bool { return true }
 
 func (loginNeeded) Token(context.Context) (string, error) { return "", loginNeededError{} }

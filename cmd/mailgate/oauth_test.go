@@ -114,7 +114,9 @@ func (e *testEnv) oauthLogin(auth *oauthtest.Server) {
 	out := &syncBuffer{}
 	env := &environment{stdin: strings.NewReader(""), stdout: out, stderr: out, getenv: func(string) string { return "" }}
 	done := make(chan int, 1)
-	go func() { done <- execute(context.Background(), env, []string{"oauth", "login", "-c", e.cfgPath, "-channel", "support"}) }()
+	go func() {
+		done <- execute(context.Background(), env, []string{"oauth", "login", "-c", e.cfgPath, "-channel", "support"})
+	}()
 	codeRE := regexp.MustCompile(`enter the code\s+(\S+)`)
 	deadline := time.Now().Add(waitLimit)
 	for {
