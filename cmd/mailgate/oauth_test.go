@@ -238,3 +238,49 @@ func TestDaemonOAuth2(t *testing.T) {
 		t.Fatal("the refresh token is in the log")
 	}
 }
+
+// check-config -connect obtains a token and logs in to IMAP and SMTP with
+// it; a wrong client secret fails at the token, without showing it.
+func TestCheckConfigConnectOAuth2(t *testing.T) {
+	auth, err := oauthtest.Start(oauthtest.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { auth.Close() })
+	auth.AddClient(oauthtest.Client{ID: "app", Secret: "app-s3cret", Subject: supportUser})
+	e := newOAuthEnv(t, auth, make(chan string, 10))
+	delegated := "mode = \"delegated\"\nclient_id = \"mailgate\"\n"
+	appOnly := "mode = \"app-only\"\nclient_id = \"app\"\nclient_secret = \"app-s3cret\"\n"
+	cfg := readFile(t, e.cfgPath)
+	if !strings.Contains(cfg, delegated) {
+		t.Fatal("config layout changed")
+	}
+	writeFile(t, e.cfgPath, strings.Replace(cfg, delegated, appOnly, 1))
+
+	code, out, errOut := runCLI(t, "", "check-config", "-connect", "-c", e.cfgPath)
+	if code != 0 {
+		t.Fatalf("exit %d\n%s%s", code, out, errOut)
+	}
+	for _, want := range []string{
+		"oauth2 generic app-only (client_credentials)",
+		"ok      support: oauth2: obtain an access token (client_credentials, " + auth.TokenURL() + ")",
+		`ok      support: imap: log in as "support@example.test"`,
+		"ok      support: smtp: connect to",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+	if code, out, _ := runCLI(t, "", "oauth", "status", "-c", e.cfgPath); code != 0 || !strings.Contains(out, "grant client_credentials, access token expires in") {
+		t.Errorf("oauth status exit %d:\n%s", code, out)
+	}
+
+	writeFile(t, e.cfgPath, strings.Replace(cfg, delegated, strings.Replace(appOnly, "app-s3cret", "wrong-s3cret", 1), 1))
+	code, out, errOut = runCLI(t, "", "check-config", "-connect", "-c", e.cfgPath)
+	if code == 0 || !strings.Contains(out, "FAILED  support: oauth2: obtain an access token") || !strings.Contains(out, "invalid_client") {
+		t.Fatalf("wrong secret: exit %d\n%s%s", code, out, errOut)
+	}
+	if strings.Contains(out+errOut, "s3cret") {
+		t.Fatalf("output shows the secret:\n%s%s", out, errOut)
+	}
+}
