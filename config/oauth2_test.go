@@ -179,3 +179,27 @@ func TestOAuth2SecretSyntaxError(t *testing.T) {
 		t.Fatalf("err = %v", err)
 	}
 }
+
+// FuzzParseServiceAccount: any key file either parses into a usable
+// account or fails with an error that quotes none of it.
+func FuzzParseServiceAccount(f *testing.F) {
+	f.Add(`{"type":"service_account","client_email":"a@b.iam.gserviceaccount.com","private_key":"KEYMATERIAL","token_uri":"https://oauth2.googleapis.com/token"}`)
+	f.Add(`{"type":"authorized_user","private_key":"KEYMATERIAL"}`)
+	f.Add(`{"type":"service_account","client_email":"","private_key":"KEYMATERIAL"`)
+	f.Add("KEYMATERIAL")
+	f.Fuzz(func(t *testing.T, s string) {
+		sa, err := ParseServiceAccount(NewSecret(s))
+		if err != nil {
+			if len(s) >= 8 && strings.Contains(err.Error(), s) {
+				t.Fatalf("error quotes the key file: %v", err)
+			}
+			if strings.Contains(s, "KEYMATERIAL") && strings.Contains(err.Error(), "KEYMATERIAL") {
+				t.Fatalf("error quotes key material: %v", err)
+			}
+			return
+		}
+		if sa.ClientEmail == "" || sa.PrivateKey.IsZero() || sa.TokenURI == "" {
+			t.Fatalf("parsed without email, key or token URI: %+v", sa)
+		}
+	})
+}
