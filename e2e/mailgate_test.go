@@ -42,6 +42,9 @@ type mailgateOptions struct {
 	// Extra is TOML appended to the end of the file, inside the channel
 	// (for example "[channel.inbound]\nmailing_lists = \"post\"").
 	Extra string
+	// OAuth2, when set, is the body of [channel.oauth2]; the channel then
+	// has no passwords.
+	OAuth2 string
 }
 
 // mailgate is one mailgate daemon of a scenario, as a child process that
@@ -118,8 +121,12 @@ func (g *mailgate) config(opts mailgateOptions) string {
 		// The scenarios deliver their mail before mailgate starts.
 		imapLines = "start = \"all\"\n" + imapLines
 	}
-	fmt.Fprintf(&b, "[channel.imap]\naddress = %s\nsecurity = \"none\"\nusername = %s\npassword = %s\n%s\n",
-		q(suite.vars["IMAP_ADDR"]), q(supportUser), q(suite.vars["MAIL_PASSWORD"]), imapLines)
+	password := "password = " + q(suite.vars["MAIL_PASSWORD"]) + "\n"
+	if opts.OAuth2 != "" {
+		password = ""
+	}
+	fmt.Fprintf(&b, "[channel.imap]\naddress = %s\nsecurity = \"none\"\nusername = %s\n%s%s\n",
+		q(suite.vars["IMAP_ADDR"]), q(supportUser), password, imapLines)
 	fmt.Fprintf(&b, "[channel.smtp]\naddress = %s\nsecurity = \"none\"\nfrom = %s\n%s\n",
 		q(suite.vars["SMTP_ADDR"]), q("Support <"+supportUser+">"), lines(opts.SMTP))
 	verify := opts.Verify
@@ -132,6 +139,9 @@ func (g *mailgate) config(opts mailgateOptions) string {
 	}
 	if opts.Extra != "" {
 		b.WriteString(opts.Extra + "\n")
+	}
+	if opts.OAuth2 != "" {
+		fmt.Fprintf(&b, "[channel.oauth2]\n%s", lines(opts.OAuth2))
 	}
 	return b.String()
 }

@@ -10,6 +10,11 @@
 #   LMTP  127.0.0.1:$E2E_LMTP_PORT (default 10024), Postfix delivers here
 #   SMTP  127.0.0.1:$E2E_SMTP_PORT (default 10025), Postfix relay
 #
+# With E2E_OAUTH_INTROSPECT_URL (an OAuth2 token introspection endpoint,
+# RFC 7662, such as mailgate/oauthtest's), Dovecot also logs users in
+# with OAuth2 bearer tokens (XOAUTH2, OAUTHBEARER) that the endpoint calls
+# active, and Postfix offers SMTP AUTH through Dovecot's SASL.
+#
 # Mailboxes (all with password "secret"): support@, jane@, bob@,
 # cust1@ .. cust50@ example.test. Postfix answers 550 for
 # reject@example.test and 450 for tempfail@example.test.
@@ -47,6 +52,10 @@ prev() {
 IMAP_PORT=${E2E_IMAP_PORT:-$(prev IMAP_ADDR)}
 LMTP_PORT=${E2E_LMTP_PORT:-$(prev LMTP_ADDR)}
 SMTP_PORT=${E2E_SMTP_PORT:-$(prev SMTP_ADDR)}
+OAUTH_URL=${E2E_OAUTH_INTROSPECT_URL:-}
+if [[ -z $OAUTH_URL && -r $W/env ]]; then
+	OAUTH_URL=$(sed -n 's/^OAUTH_INTROSPECT_URL=//p' "$W/env" | head -n1)
+fi
 IMAP_PORT=${IMAP_PORT:-10143}
 LMTP_PORT=${LMTP_PORT:-10024}
 SMTP_PORT=${SMTP_PORT:-10025}
@@ -86,6 +95,32 @@ mv "$W/dovecot/users.new" "$W/dovecot/users"
 chown root:dovecot "$W/dovecot/users"
 chmod 0640 "$W/dovecot/users"
 
+# oauth_passdb prints the OAuth2 passdb (and Postfix's auth socket) when
+# E2E_OAUTH_INTROSPECT_URL is set: Dovecot asks the introspection endpoint
+# about each token, as with a real OAuth2 server.
+oauth_passdb() {
+	[[ -n $OAUTH_URL ]] || return 0
+	cat >"$W/dovecot/oauth2.conf.ext" <<EOT
+introspection_mode = post
+introspection_url = $OAUTH_URL
+username_attribute = email
+active_attribute = active
+active_value = true
+EOT
+	cat <<EOT
+passdb {
+  driver = oauth2
+  mechanisms = xoauth2 oauthbearer
+  args = $W/dovecot/oauth2.conf.ext
+}
+service auth {
+  unix_listener $W/dovecot/auth-postfix {
+    mode = 0666
+  }
+}
+EOT
+}
+
 cat >"$W/dovecot/dovecot.conf" <<EOF
 # Written by e2e/start.sh: a private Dovecot for the end-to-end suite.
 protocols = imap lmtp
@@ -101,7 +136,7 @@ ssl = no
 shutdown_clients = yes
 # Plain passwords over loopback without TLS (Dovecot 2.3 name).
 disable_plaintext_auth = no
-auth_mechanisms = plain login
+auth_mechanisms = plain login${OAUTH_URL:+ xoauth2 oauthbearer}
 auth_verbose = yes
 first_valid_uid = $VMAIL_UID
 last_valid_uid = $VMAIL_UID
@@ -111,6 +146,7 @@ mail_gid = vmail
 mail_location = maildir:$W/mail/%u
 postmaster_address = postmaster@$DOMAIN
 
+$(oauth_passdb)
 passdb {
   driver = passwd-file
   args = scheme=PLAIN username_format=%u $W/dovecot/users
@@ -264,6 +300,16 @@ minimal_backoff_time = 5s
 maximal_backoff_time = 15s
 lmtp_connect_timeout = 5s
 EOF
+if [[ -n $OAUTH_URL ]]; then
+	# SMTP AUTH through Dovecot's SASL, with the mechanisms Dovecot has
+	# (PLAIN, LOGIN, XOAUTH2, OAUTHBEARER). Clients in mynetworks may
+	# still send without it.
+	cat >>"$W/postfix/main.cf" <<EOF
+smtpd_sasl_auth_enable = yes
+smtpd_sasl_type = dovecot
+smtpd_sasl_path = $W/dovecot/auth-postfix
+EOF
+fi
 
 # ---------------------------------------------------------------- helpers
 
@@ -349,6 +395,7 @@ MAIL_DIR=$W/mail
 DOVECOT_CONF=$W/dovecot/dovecot.conf
 POSTFIX_CONFIG_DIR=$W/postfix
 LOG_DIR=$W/logs
+OAUTH_INTROSPECT_URL=$OAUTH_URL
 EOF
 
 case $what in
