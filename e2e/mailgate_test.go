@@ -43,7 +43,8 @@ type mailgateOptions struct {
 	// (for example "[channel.inbound]\nmailing_lists = \"post\"").
 	Extra string
 	// OAuth2, when set, is the body of [channel.oauth2]; the channel then
-	// has no passwords.
+	// has no passwords and sends through Postfix's submission listener,
+	// which requires SMTP AUTH.
 	OAuth2 string
 }
 
@@ -127,8 +128,12 @@ func (g *mailgate) config(opts mailgateOptions) string {
 	}
 	fmt.Fprintf(&b, "[channel.imap]\naddress = %s\nsecurity = \"none\"\nusername = %s\n%s%s\n",
 		q(suite.vars["IMAP_ADDR"]), q(supportUser), password, imapLines)
+	smtpAddr := suite.vars["SMTP_ADDR"]
+	if opts.OAuth2 != "" {
+		smtpAddr = suite.vars["SUBMISSION_ADDR"] // AUTH required
+	}
 	fmt.Fprintf(&b, "[channel.smtp]\naddress = %s\nsecurity = \"none\"\nfrom = %s\n%s\n",
-		q(suite.vars["SMTP_ADDR"]), q("Support <"+supportUser+">"), lines(opts.SMTP))
+		q(smtpAddr), q("Support <"+supportUser+">"), lines(opts.SMTP))
 	verify := opts.Verify
 	if verify == "" {
 		verify = `require = "none"`

@@ -143,7 +143,7 @@ func (s *suiteEnv) prepare() int {
 	// Free ports chosen here, so that a second run (or a leftover one)
 	// never collides with this one.
 	ports := map[string]string{}
-	for _, name := range []string{"E2E_IMAP_PORT", "E2E_LMTP_PORT", "E2E_SMTP_PORT"} {
+	for _, name := range []string{"E2E_IMAP_PORT", "E2E_LMTP_PORT", "E2E_SMTP_PORT", "E2E_SUBMISSION_PORT"} {
 		if v := os.Getenv(name); v != "" {
 			ports[name] = v
 			continue

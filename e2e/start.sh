@@ -13,7 +13,9 @@
 # With E2E_OAUTH_INTROSPECT_URL (an OAuth2 token introspection endpoint,
 # RFC 7662, such as mailgate/oauthtest's), Dovecot also logs users in
 # with OAuth2 bearer tokens (XOAUTH2, OAUTHBEARER) that the endpoint calls
-# active, and Postfix offers SMTP AUTH through Dovecot's SASL.
+# active, and Postfix listens for submission at 127.0.0.1:$E2E_SUBMISSION_PORT
+# (default 10587), which takes mail only after SMTP AUTH through Dovecot's
+# SASL (PLAIN, LOGIN, XOAUTH2, OAUTHBEARER).
 #
 # Mailboxes (all with password "secret"): support@, jane@, bob@,
 # cust1@ .. cust50@ example.test. Postfix answers 550 for
@@ -52,6 +54,7 @@ prev() {
 IMAP_PORT=${E2E_IMAP_PORT:-$(prev IMAP_ADDR)}
 LMTP_PORT=${E2E_LMTP_PORT:-$(prev LMTP_ADDR)}
 SMTP_PORT=${E2E_SMTP_PORT:-$(prev SMTP_ADDR)}
+SUBMISSION_PORT=${E2E_SUBMISSION_PORT:-$(prev SUBMISSION_ADDR)}
 OAUTH_URL=${E2E_OAUTH_INTROSPECT_URL:-}
 if [[ -z $OAUTH_URL && -r $W/env ]]; then
 	OAUTH_URL=$(sed -n 's/^OAUTH_INTROSPECT_URL=//p' "$W/env" | head -n1)
@@ -59,6 +62,7 @@ fi
 IMAP_PORT=${IMAP_PORT:-10143}
 LMTP_PORT=${LMTP_PORT:-10024}
 SMTP_PORT=${SMTP_PORT:-10025}
+SUBMISSION_PORT=${SUBMISSION_PORT:-10587}
 PASSWORD=secret
 DOMAIN=example.test
 
@@ -244,6 +248,20 @@ anvil     unix  -       -       n       -       1       anvil
 scache    unix  -       -       n       -       1       scache
 postlog   unix-dgram n  -       n       -       1       postlogd
 EOF
+if [[ -n $OAUTH_URL ]]; then
+	# Submission: mail only after SMTP AUTH, checked by Dovecot's SASL (so
+	# an OAuth2 token by Dovecot's oauth2 passdb). Only this listener asks
+	# Dovecot: the relay on $SMTP_PORT must keep taking mail while Dovecot
+	# is down.
+	cat >>"$W/postfix/master.cf" <<EOF
+127.0.0.1:$SUBMISSION_PORT inet n - n - - smtpd
+  -o smtpd_sasl_auth_enable=yes
+  -o smtpd_sasl_type=dovecot
+  -o smtpd_sasl_path=$W/dovecot/auth-postfix
+  -o smtpd_relay_restrictions=permit_sasl_authenticated,reject
+  -o smtpd_recipient_restrictions=permit_sasl_authenticated,reject
+EOF
+fi
 
 cat >"$W/postfix/recipient_access" <<EOF
 reject@$DOMAIN 550 5.1.1 user unknown (e2e)
@@ -300,16 +318,7 @@ minimal_backoff_time = 5s
 maximal_backoff_time = 15s
 lmtp_connect_timeout = 5s
 EOF
-if [[ -n $OAUTH_URL ]]; then
-	# SMTP AUTH through Dovecot's SASL, with the mechanisms Dovecot has
-	# (PLAIN, LOGIN, XOAUTH2, OAUTHBEARER). Clients in mynetworks may
-	# still send without it.
-	cat >>"$W/postfix/main.cf" <<EOF
-smtpd_sasl_auth_enable = yes
-smtpd_sasl_type = dovecot
-smtpd_sasl_path = $W/dovecot/auth-postfix
-EOF
-fi
+
 
 # ---------------------------------------------------------------- helpers
 
@@ -383,12 +392,16 @@ start_postfix() {
 		}
 	fi
 	wait_port "Postfix smtpd" "$SMTP_PORT" "$W/logs/postfix.log"
+	if [[ -n $OAUTH_URL ]]; then
+		wait_port "Postfix submission" "$SUBMISSION_PORT" "$W/logs/postfix.log"
+	fi
 }
 
 cat >"$W/env" <<EOF
 IMAP_ADDR=127.0.0.1:$IMAP_PORT
 LMTP_ADDR=127.0.0.1:$LMTP_PORT
 SMTP_ADDR=127.0.0.1:$SMTP_PORT
+SUBMISSION_ADDR=127.0.0.1:$SUBMISSION_PORT
 MAIL_DOMAIN=$DOMAIN
 MAIL_PASSWORD=$PASSWORD
 MAIL_DIR=$W/mail
