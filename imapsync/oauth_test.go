@@ -209,3 +209,18 @@ func TestOAuth2AuthRejectedToken(t *testing.T) {
 		t.Errorf("%d tokens issued, %d handed back; want 2 and 2", issued, rejected)
 	}
 }
+
+// While the grant waits for a login, reconnects are at most LoginWaitRetry
+// apart, however long the backoff has grown.
+func TestOAuth2LoginWaitCapsBackoff(t *testing.T) {
+	ts := newTestServer(t, fullCaps)
+	tokens := &serverTokens{refused: true}
+	opts := baseOptions(ts, newRecorder())
+	opts.Auth = OAuth2Auth{Username: testUser, Tokens: tokens}
+	opts.MinBackoff, opts.MaxBackoff = 2*LoginWaitRetry, 5*LoginWaitRetry
+	w := startWatcher(t, opts)
+	waitFor(t, "a refused login", func() bool { s := w.State(); return s.AuthFailed && s.Backoff > 0 })
+	if b := w.State().Backoff; b > LoginWaitRetry {
+		t.Fatalf("backoff %v while the grant waits for a login, want at most %v", b, LoginWaitRetry)
+	}
+}

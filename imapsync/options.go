@@ -148,6 +148,11 @@ func (a PasswordAuth) LogValue() slog.Value {
 	return slog.GroupValue(slog.String("username", a.Username))
 }
 
+// LoginWaitRetry caps the reconnect delay while the OAuth2 grant waits for
+// a person to log in again (an *AuthError marked Reported), so that the
+// folder resumes within it after the login.
+const LoginWaitRetry = time.Minute
+
 // TokenSource hands out OAuth2 access tokens (oauthgrant.Source is one).
 type TokenSource interface {
 	// Token returns a current access token.
