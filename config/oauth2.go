@@ -6,7 +6,6 @@ import (
 	"net/url"
 	"reflect"
 	"slices"
-	"strconv"
 	"strings"
 )
 
@@ -323,5 +322,5 @@ func oauth2Summary(o OAuth2) string {
 	if o.Subject != "" {
 		s += " subject=" + o.Subject
 	}
-	return s + " scopes=" + strconv.Itoa(len(o.Scopes)) + ":" + strings.Join(o.Scopes, ",")
+	return s + " scopes=" + strings.Join(o.Scopes, ",")
 }
