@@ -140,6 +140,7 @@ func TestOAuth2(t *testing.T) {
 	ul := newFakeUserlike(t, inboundToken)
 	g := newMailgate(t, testDir(t), mailgateOptions{
 		InboundURL: ul.InboundURL(),
+		RateLimit:  1000, // jane mails every few seconds
 		SMTP:       `coalesce = "0s"`,
 		OAuth2: fmt.Sprintf("provider = \"generic\"\nmode = \"delegated\"\nclient_id = %q\ntoken_url = %q\ndevice_url = %q\n",
 			oauthClientID, suite.auth.TokenURL(), suite.auth.DeviceURL()),
