@@ -135,6 +135,7 @@ type Channel struct {
 	SMTP     SMTP     // [channel.smtp]
 	Verify   Verify   // [channel.verify]
 	Inbound  Inbound  // [channel.inbound]
+	OAuth2   OAuth2   // [channel.oauth2]; the zero value means passwords
 }
 
 // Userlike is [channel.userlike]: the Custom Channel's endpoints and tokens.
@@ -155,9 +156,9 @@ type IMAP struct {
 	Address string
 	// Security is "tls" (default), "starttls" or "none".
 	Security string
-	// Username logs in together with Password.
+	// Username logs in together with Password, or with the OAuth2 token.
 	Username string
-	// Password logs in together with Username.
+	// Password logs in together with Username; empty with [channel.oauth2].
 	Password Secret
 	// Folders are watched for new mail (default ["INBOX"]).
 	Folders []string
@@ -191,7 +192,9 @@ type SMTP struct {
 	Address string
 	// Security is "tls", "starttls" (default) or "none".
 	Security string
-	// Username, when set, authenticates together with Password.
+	// Username, when set, authenticates together with Password. With
+	// [channel.oauth2] it defaults to the IMAP username and authenticates
+	// with the token.
 	Username string
 	// Password goes with Username.
 	Password Secret
@@ -349,6 +352,9 @@ func (c *Config) Summary() []string {
 		if len(ch.Verify.FormSenders) > 0 {
 			fmt.Fprintf(&b, " form_senders=%s", strings.Join(ch.Verify.FormSenders, ","))
 		}
+		if ch.OAuth2.Enabled() {
+			b.WriteString(oauth2Summary(ch.OAuth2))
+		}
 		lines = append(lines, b.String())
 	}
 	return lines
@@ -397,7 +403,8 @@ func (a Channel) Equal(b Channel) bool {
 		a.IMAP.equal(b.IMAP) &&
 		a.SMTP == b.SMTP &&
 		a.Verify.equal(b.Verify) &&
-		a.Inbound == b.Inbound
+		a.Inbound == b.Inbound &&
+		a.OAuth2.equal(b.OAuth2)
 }
 
 func (a IMAP) equal(b IMAP) bool {

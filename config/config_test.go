@@ -985,7 +985,7 @@ func TestLoad(t *testing.T) {
 var exampleKeyLine = regexp.MustCompile(`^#?\s*([a-z_]+)\s*=`)
 
 // exampleHeader matches a table header in the example, commented out or not.
-var exampleHeader = regexp.MustCompile(`^#?\s*\[\[?([a-z_.]+)\]\]?\s*$`)
+var exampleHeader = regexp.MustCompile(`^#?\s*\[\[?([a-z0-9_.]+)\]\]?\s*$`)
 
 func TestExampleConfig(t *testing.T) {
 	data, err := os.ReadFile("../config.example.toml")

@@ -211,7 +211,7 @@ func (p *parser) isBad(a at) bool { return p.bad[pathAt{a.ch, joinPath(a.path)}]
 // their lines are reported without toml's message, which may quote the value.
 func isSecretKey(k string) bool {
 	switch k {
-	case "password", "inbound_token", "outbound_token", "key":
+	case "password", "inbound_token", "outbound_token", "key", "client_secret", "service_account_key":
 		return true
 	}
 	return false
@@ -649,6 +649,25 @@ func (p *parser) convert(raw *rawFile) *Config {
 
 func (p *parser) convertChannel(c at, r *rawChannel) Channel {
 	ul, im, sm, ve, in := c.key("userlike"), c.key("imap"), c.key("smtp"), c.key("verify"), c.key("inbound")
+	if r.OAuth2.present() {
+		// The token replaces the passwords of both protocols; a password
+		// key is refused before its file is read.
+		for _, t := range []struct {
+			table at
+			vs    [3]*value
+		}{
+			{im, [3]*value{&r.IMAP.Password, &r.IMAP.PasswordFile, &r.IMAP.PasswordCredential}},
+			{sm, [3]*value{&r.SMTP.Password, &r.SMTP.PasswordFile, &r.SMTP.PasswordCredential}},
+		} {
+			for i, suffix := range []string{"", "_file", "_credential"} {
+				if t.vs[i].set {
+					p.errorf(t.table.key("password"+suffix), "not allowed with [channel.oauth2]: the channel logs in with OAuth2 tokens")
+					*t.vs[i] = value{}
+				}
+			}
+			p.markBad(t.table.key("password"))
+		}
+	}
 	ch := Channel{
 		Name: p.str(c.key("name"), r.Name),
 		Userlike: Userlike{
@@ -711,6 +730,15 @@ func (p *parser) convertChannel(c at, r *rawChannel) Channel {
 	}
 	for i, a := range ch.Verify.FormSenders {
 		ch.Verify.FormSenders[i] = strings.ToLower(a)
+	}
+	ch.OAuth2 = p.convertOAuth2(c.key("oauth2"), &r.OAuth2)
+	if ch.OAuth2.Enabled() {
+		if ch.OAuth2.Provider == OAuth2Google && ch.OAuth2.Mode == OAuth2AppOnly && ch.OAuth2.Subject == "" {
+			ch.OAuth2.Subject = ch.IMAP.Username
+		}
+		if ch.SMTP.Username == "" {
+			ch.SMTP.Username = ch.IMAP.Username
+		}
 	}
 
 	fa := sm.key("from")

@@ -47,8 +47,17 @@ func (p *parser) placeholders(cfg *Config) {
 		if isExampleHost(mailDomain(ch.SMTP.Username)) {
 			p.holef(sm.key("username"), "the relay's login name")
 		}
-		if ch.SMTP.Username != "" {
+		if ch.SMTP.Username != "" && !ch.OAuth2.Enabled() {
 			p.secretHole(sm, "password", ch.SMTP.Password, "the relay's password")
+		}
+		if o := c.key("oauth2"); ch.OAuth2.Enabled() {
+			if strings.Contains(ch.OAuth2.Tenant, PlaceholderMarker) {
+				p.holef(o.key("tenant"), "the Directory (tenant) ID of the app registration")
+			}
+			if strings.Contains(ch.OAuth2.ClientID, PlaceholderMarker) {
+				p.holef(o.key("client_id"), "the Application (client) ID")
+			}
+			p.secretHole(o, "client_secret", ch.OAuth2.ClientSecret, "the client secret of the app registration")
 		}
 		if isExampleHost(mailDomain(ch.SMTP.From.Address)) {
 			p.holef(sm.key("from"), "the sender address of replies")

@@ -82,6 +82,7 @@ type rawChannel struct {
 	SMTP     rawSMTP     `toml:"smtp"`
 	Verify   rawVerify   `toml:"verify"`
 	Inbound  rawInbound  `toml:"inbound"`
+	OAuth2   rawOAuth2   `toml:"oauth2"`
 }
 
 type rawUserlike struct {
@@ -150,6 +151,24 @@ type rawInbound struct {
 	RateLimit      value `toml:"rate_limit"`
 	RateWindow     value `toml:"rate_window"`
 	AttachOriginal value `toml:"attach_original"`
+}
+
+type rawOAuth2 struct {
+	Provider                    value `toml:"provider"`
+	Mode                        value `toml:"mode"`
+	Tenant                      value `toml:"tenant"`
+	ClientID                    value `toml:"client_id"`
+	ClientSecret                value `toml:"client_secret"`
+	ClientSecretFile            value `toml:"client_secret_file"`
+	ClientSecretCredential      value `toml:"client_secret_credential"`
+	ServiceAccountKey           value `toml:"service_account_key"`
+	ServiceAccountKeyFile       value `toml:"service_account_key_file"`
+	ServiceAccountKeyCredential value `toml:"service_account_key_credential"`
+	Subject                     value `toml:"subject"`
+	TokenURL                    value `toml:"token_url"`
+	AuthURL                     value `toml:"auth_url"`
+	DeviceURL                   value `toml:"device_url"`
+	Scopes                      value `toml:"scopes"`
 }
 
 // schemaKeys returns every key path the file may contain, tables included

@@ -91,7 +91,9 @@ func (p *parser) validateChannel(c at, ch *Channel) {
 	if ch.IMAP.Username == "" {
 		p.errorf(im.key("username"), "missing")
 	}
-	p.requireSecret(im, "password", ch.IMAP.Password)
+	if !ch.OAuth2.Enabled() {
+		p.requireSecret(im, "password", ch.IMAP.Password)
+	}
 	p.list(im.key("folders"), ch.IMAP.Folders, "folder")
 	if len(ch.IMAP.Folders) == 0 {
 		p.errorf(im.key("folders"), "must list at least one folder")
@@ -125,6 +127,8 @@ func (p *parser) validateChannel(c at, ch *Channel) {
 		p.errorf(sm.key("from"), "missing (the sender address of replies)")
 	}
 	switch {
+	case ch.OAuth2.Enabled():
+		// smtp.username (default imap.username) logs in with the token.
 	case ch.SMTP.Username != "":
 		p.requireSecret(sm, "password", ch.SMTP.Password)
 	case !ch.SMTP.Password.IsZero():

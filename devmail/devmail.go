@@ -20,7 +20,10 @@ import (
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapserver"
 	"github.com/emersion/go-imap/v2/imapserver/imapmemserver"
+	"github.com/emersion/go-sasl"
 	"github.com/emersion/go-smtp"
+
+	"mailgate/oauthtest"
 )
 
 // Options configures a Server.
@@ -36,6 +39,11 @@ type Options struct {
 	IMAPAddr, SMTPAddr string
 	// Delivered, when set, is called after SMTP delivered raw to user.
 	Delivered func(user string, raw []byte)
+	// TokenCheck, when set, makes IMAP and SMTP log users in with OAuth2
+	// bearer tokens (SASL OAUTHBEARER and XOAUTH2) that it accepts, and
+	// makes SMTP require a login; oauthtest.Server.CheckByIntrospection
+	// checks them as Dovecot's oauth2 passdb would.
+	TokenCheck oauthtest.TokenCheck
 }
 
 // Server is a running in-process mail system.
@@ -43,6 +51,7 @@ type Server struct {
 	opts  Options
 	mem   *imapmemserver.Server
 	users map[string]*imapmemserver.User
+	pass  map[string]string // by user, for the login behind a token
 
 	mu       sync.Mutex
 	imapSrv  *imapserver.Server
@@ -53,7 +62,7 @@ type Server struct {
 
 // Start starts the IMAP and SMTP servers.
 func Start(opts Options) (*Server, error) {
-	s := &Server{opts: opts, mem: imapmemserver.New(), users: map[string]*imapmemserver.User{}}
+	s := &Server{opts: opts, mem: imapmemserver.New(), users: map[string]*imapmemserver.User{}, pass: map[string]string{}}
 	for name, pass := range opts.Users {
 		if err := s.AddUser(name, pass); err != nil {
 			return nil, err
@@ -86,6 +95,7 @@ func (s *Server) AddUser(name, password string) error {
 	s.mem.AddUser(u)
 	s.mu.Lock()
 	s.users[name] = u
+	s.pass[name] = password
 	s.mu.Unlock()
 	return nil
 }
@@ -95,7 +105,11 @@ func (s *Server) AddUser(name, password string) error {
 func (s *Server) StartIMAP(addr string) error {
 	srv := imapserver.New(&imapserver.Options{
 		NewSession: func(*imapserver.Conn) (imapserver.Session, *imapserver.GreetingData, error) {
-			return PollingIdle(s.mem.NewSession()), nil, nil
+			sess := pollingIdleSession{s.mem.NewSession()}
+			if s.opts.TokenCheck != nil {
+				return tokenSession{sess, s}, nil, nil
+			}
+			return sess, nil, nil
 		},
 		Caps: imap.CapSet{
 			imap.CapIMAP4rev1:        {},
@@ -215,6 +229,9 @@ func (s *Server) startSMTP() error {
 		return fmt.Errorf("devmail: SMTP listen on %s: %w", addr, err)
 	}
 	srv := smtp.NewServer(smtp.BackendFunc(func(c *smtp.Conn) (smtp.Session, error) {
+		if s.opts.TokenCheck != nil {
+			return &smtpTokenSession{smtpSession: smtpSession{s: s}}, nil
+		}
 		return &smtpSession{s: s}, nil
 	}))
 	srv.Domain = "devmail.localhost"
@@ -270,4 +287,92 @@ func (ss *smtpSession) Data(r io.Reader) error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// oauthMechs are the SASL mechanisms offered with Options.TokenCheck.
+var oauthMechs = []string{sasl.OAuthBearer, "XOAUTH2"}
+
+// saslLogin returns the server side of an OAuth2 mechanism whose login
+// checks the token and then calls login.
+func (s *Server) saslLogin(mech string, login func(user string) error) sasl.Server {
+	check := func(user, token string) error {
+		if err := s.opts.TokenCheck(user, token); err != nil {
+			return err
+		}
+		return login(strings.ToLower(user))
+	}
+	switch mech {
+	case sasl.OAuthBearer:
+		return oauthtest.NewOAuthBearerServer(check)
+	case "XOAUTH2":
+		return oauthtest.NewXOAuth2Server(check)
+	}
+	return nil
+}
+
+// tokenSession is an IMAP session that logs in with OAuth2 tokens.
+type tokenSession struct {
+	pollingIdleSession
+	s *Server
+}
+
+func (t tokenSession) AuthenticateMechanisms() []string { return oauthMechs }
+
+func (t tokenSession) Authenticate(mech string) (sasl.Server, error) {
+	srv := t.s.saslLogin(mech, func(user string) error {
+		t.s.mu.Lock()
+		pass := t.s.pass[user]
+		t.s.mu.Unlock()
+		return t.Session.Login(user, pass)
+	})
+	if srv != nil {
+		// A refused token is a NO [AUTHENTICATIONFAILED], not a BAD.
+		srv = refusal{srv}
+	}
+	if srv == nil {
+		return nil, &imap.Error{Type: imap.StatusResponseTypeNo, Text: "mechanism not supported"}
+	}
+	return srv, nil
+}
+
+// refusal turns the errors of a SASL server into IMAP's answer to a
+// failed login.
+type refusal struct{ sasl.Server }
+
+func (r refusal) Next(resp []byte) ([]byte, bool, error) {
+	challenge, done, err := r.Server.Next(resp)
+	var ie *imap.Error
+	if err != nil && !errors.As(err, &ie) {
+		err = &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeAuthenticationFailed, Text: "invalid token"}
+	}
+	return challenge, done, err
+}
+
+// Login refuses passwords: with TokenCheck only tokens log in.
+func (t tokenSession) Login(string, string) error {
+	return &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeAuthenticationFailed, Text: "use OAUTHBEARER or XOAUTH2"}
+}
+
+// smtpTokenSession is an SMTP session that needs an OAuth2 login before
+// MAIL FROM.
+type smtpTokenSession struct {
+	smtpSession
+	user string
+}
+
+func (ss *smtpTokenSession) AuthMechanisms() []string { return oauthMechs }
+
+func (ss *smtpTokenSession) Auth(mech string) (sasl.Server, error) {
+	srv := ss.s.saslLogin(mech, func(user string) error { ss.user = user; return nil })
+	if srv == nil {
+		return nil, smtp.ErrAuthUnknownMechanism
+	}
+	return srv, nil
+}
+
+func (ss *smtpTokenSession) Mail(from string, opts *smtp.MailOptions) error {
+	if ss.user == "" {
+		return smtp.ErrAuthRequired
+	}
+	return nil
 }

@@ -45,6 +45,10 @@ type mailgateOptions struct {
 	Extra string
 	// IMAPUser is the mailbox mailgate logs in to (default supportUser).
 	IMAPUser string
+	// OAuth2, when set, is the body of [channel.oauth2]; the channel then
+	// has no passwords and sends through Postfix's submission listener,
+	// which requires SMTP AUTH.
+	OAuth2 string
 }
 
 // mailgate is one mailgate daemon of a scenario, as a child process that
@@ -125,10 +129,18 @@ func (g *mailgate) config(opts mailgateOptions) string {
 	if imapUser == "" {
 		imapUser = supportUser
 	}
-	fmt.Fprintf(&b, "[channel.imap]\naddress = %s\nsecurity = \"none\"\nusername = %s\npassword = %s\n%s\n",
-		q(suite.vars["IMAP_ADDR"]), q(imapUser), q(suite.vars["MAIL_PASSWORD"]), imapLines)
+	password := "password = " + q(suite.vars["MAIL_PASSWORD"]) + "\n"
+	if opts.OAuth2 != "" {
+		password = ""
+	}
+	fmt.Fprintf(&b, "[channel.imap]\naddress = %s\nsecurity = \"none\"\nusername = %s\n%s%s\n",
+		q(suite.vars["IMAP_ADDR"]), q(imapUser), password, imapLines)
+	smtpAddr := suite.vars["SMTP_ADDR"]
+	if opts.OAuth2 != "" {
+		smtpAddr = suite.vars["SUBMISSION_ADDR"] // AUTH required
+	}
 	fmt.Fprintf(&b, "[channel.smtp]\naddress = %s\nsecurity = \"none\"\nfrom = %s\n%s\n",
-		q(suite.vars["SMTP_ADDR"]), q("Support <"+supportUser+">"), lines(opts.SMTP))
+		q(smtpAddr), q("Support <"+supportUser+">"), lines(opts.SMTP))
 	verify := opts.Verify
 	if verify == "" {
 		verify = `require = "none"`
@@ -139,6 +151,9 @@ func (g *mailgate) config(opts mailgateOptions) string {
 	}
 	if opts.Extra != "" {
 		b.WriteString(opts.Extra + "\n")
+	}
+	if opts.OAuth2 != "" {
+		fmt.Fprintf(&b, "[channel.oauth2]\n%s", lines(opts.OAuth2))
 	}
 	return b.String()
 }

@@ -17,6 +17,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"mailgate/oauthtest"
 )
 
 // suite is the state TestMain sets up once for every scenario: the work
@@ -32,6 +34,9 @@ type suiteEnv struct {
 	workDir string
 	// vars are the KEY=VALUE lines start.sh wrote to workDir/env.
 	vars map[string]string
+	// auth is the OAuth2 authorization server whose tokens Dovecot (and
+	// Postfix through it) accepts, by introspection.
+	auth *oauthtest.Server
 	// binary is the mailgate built for this run; buildErr says why there
 	// is none.
 	binary   string
@@ -136,7 +141,7 @@ func (s *suiteEnv) prepare() int {
 	// Free ports chosen here, so that a second run (or a leftover one)
 	// never collides with this one.
 	ports := map[string]string{}
-	for _, name := range []string{"E2E_IMAP_PORT", "E2E_LMTP_PORT", "E2E_SMTP_PORT"} {
+	for _, name := range []string{"E2E_IMAP_PORT", "E2E_LMTP_PORT", "E2E_SMTP_PORT", "E2E_SUBMISSION_PORT"} {
 		if v := os.Getenv(name); v != "" {
 			ports[name] = v
 			continue
@@ -151,6 +156,15 @@ func (s *suiteEnv) prepare() int {
 	for k, v := range ports {
 		os.Setenv(k, v)
 	}
+	// Access tokens live 20 s, so a scenario crosses several expiries
+	// within a minute.
+	auth, err := oauthtest.Start(oauthtest.Options{AccessTokenLifetime: 20 * time.Second})
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "e2e: authorization server: %v\n", err)
+		return 1
+	}
+	s.auth = auth
+	os.Setenv("E2E_OAUTH_INTROSPECT_URL", auth.IntrospectURL())
 	if out, err := s.script("start.sh", s.workDir); err != nil {
 		fmt.Fprintf(os.Stderr, "e2e: start.sh failed: %v\n%s", err, out)
 		return 1

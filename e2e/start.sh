@@ -10,6 +10,13 @@
 #   LMTP  127.0.0.1:$E2E_LMTP_PORT (default 10024), Postfix delivers here
 #   SMTP  127.0.0.1:$E2E_SMTP_PORT (default 10025), Postfix relay
 #
+# With E2E_OAUTH_INTROSPECT_URL (an OAuth2 token introspection endpoint,
+# RFC 7662, such as mailgate/oauthtest's), Dovecot also logs users in
+# with OAuth2 bearer tokens (XOAUTH2, OAUTHBEARER) that the endpoint calls
+# active, and Postfix listens for submission at 127.0.0.1:$E2E_SUBMISSION_PORT
+# (default 10587), which takes mail only after SMTP AUTH through Dovecot's
+# SASL (PLAIN, LOGIN, XOAUTH2, OAUTHBEARER).
+#
 # Mailboxes (all with password "secret"): support@, jane@, bob@,
 # cust1@ .. cust50@ example.test. Postfix answers 550 for
 # reject@example.test and 450 for tempfail@example.test.
@@ -47,9 +54,15 @@ prev() {
 IMAP_PORT=${E2E_IMAP_PORT:-$(prev IMAP_ADDR)}
 LMTP_PORT=${E2E_LMTP_PORT:-$(prev LMTP_ADDR)}
 SMTP_PORT=${E2E_SMTP_PORT:-$(prev SMTP_ADDR)}
+SUBMISSION_PORT=${E2E_SUBMISSION_PORT:-$(prev SUBMISSION_ADDR)}
+OAUTH_URL=${E2E_OAUTH_INTROSPECT_URL:-}
+if [[ -z $OAUTH_URL && -r $W/env ]]; then
+	OAUTH_URL=$(sed -n 's/^OAUTH_INTROSPECT_URL=//p' "$W/env" | head -n1)
+fi
 IMAP_PORT=${IMAP_PORT:-10143}
 LMTP_PORT=${LMTP_PORT:-10024}
 SMTP_PORT=${SMTP_PORT:-10025}
+SUBMISSION_PORT=${SUBMISSION_PORT:-10587}
 PASSWORD=secret
 DOMAIN=example.test
 
@@ -90,6 +103,32 @@ mv "$W/dovecot/users.new" "$W/dovecot/users"
 chown root:dovecot "$W/dovecot/users"
 chmod 0640 "$W/dovecot/users"
 
+# oauth_passdb prints the OAuth2 passdb (and Postfix's auth socket) when
+# E2E_OAUTH_INTROSPECT_URL is set: Dovecot asks the introspection endpoint
+# about each token, as with a real OAuth2 server.
+oauth_passdb() {
+	[[ -n $OAUTH_URL ]] || return 0
+	cat >"$W/dovecot/oauth2.conf.ext" <<EOT
+introspection_mode = post
+introspection_url = $OAUTH_URL
+username_attribute = email
+active_attribute = active
+active_value = true
+EOT
+	cat <<EOT
+passdb {
+  driver = oauth2
+  mechanisms = xoauth2 oauthbearer
+  args = $W/dovecot/oauth2.conf.ext
+}
+service auth {
+  unix_listener $W/dovecot/auth-postfix {
+    mode = 0666
+  }
+}
+EOT
+}
+
 cat >"$W/dovecot/dovecot.conf" <<EOF
 # Written by e2e/start.sh: a private Dovecot for the end-to-end suite.
 protocols = imap lmtp
@@ -105,7 +144,7 @@ ssl = no
 shutdown_clients = yes
 # Plain passwords over loopback without TLS (Dovecot 2.3 name).
 disable_plaintext_auth = no
-auth_mechanisms = plain login
+auth_mechanisms = plain login${OAUTH_URL:+ xoauth2 oauthbearer}
 auth_verbose = yes
 first_valid_uid = $VMAIL_UID
 last_valid_uid = $VMAIL_UID
@@ -115,6 +154,7 @@ mail_gid = vmail
 mail_location = maildir:$W/mail/%u
 postmaster_address = postmaster@$DOMAIN
 
+$(oauth_passdb)
 passdb {
   driver = passwd-file
   args = scheme=PLAIN username_format=%u $W/dovecot/users
@@ -212,6 +252,20 @@ anvil     unix  -       -       n       -       1       anvil
 scache    unix  -       -       n       -       1       scache
 postlog   unix-dgram n  -       n       -       1       postlogd
 EOF
+if [[ -n $OAUTH_URL ]]; then
+	# Submission: mail only after SMTP AUTH, checked by Dovecot's SASL (so
+	# an OAuth2 token by Dovecot's oauth2 passdb). Only this listener asks
+	# Dovecot: the relay on $SMTP_PORT must keep taking mail while Dovecot
+	# is down.
+	cat >>"$W/postfix/master.cf" <<EOF
+127.0.0.1:$SUBMISSION_PORT inet n - n - - smtpd
+  -o smtpd_sasl_auth_enable=yes
+  -o smtpd_sasl_type=dovecot
+  -o smtpd_sasl_path=$W/dovecot/auth-postfix
+  -o smtpd_relay_restrictions=permit_sasl_authenticated,reject
+  -o smtpd_recipient_restrictions=permit_sasl_authenticated,reject
+EOF
+fi
 
 cat >"$W/postfix/recipient_access" <<EOF
 reject@$DOMAIN 550 5.1.1 user unknown (e2e)
@@ -268,6 +322,7 @@ minimal_backoff_time = 5s
 maximal_backoff_time = 15s
 lmtp_connect_timeout = 5s
 EOF
+
 
 # ---------------------------------------------------------------- helpers
 
@@ -341,18 +396,23 @@ start_postfix() {
 		}
 	fi
 	wait_port "Postfix smtpd" "$SMTP_PORT" "$W/logs/postfix.log"
+	if [[ -n $OAUTH_URL ]]; then
+		wait_port "Postfix submission" "$SUBMISSION_PORT" "$W/logs/postfix.log"
+	fi
 }
 
 cat >"$W/env" <<EOF
 IMAP_ADDR=127.0.0.1:$IMAP_PORT
 LMTP_ADDR=127.0.0.1:$LMTP_PORT
 SMTP_ADDR=127.0.0.1:$SMTP_PORT
+SUBMISSION_ADDR=127.0.0.1:$SUBMISSION_PORT
 MAIL_DOMAIN=$DOMAIN
 MAIL_PASSWORD=$PASSWORD
 MAIL_DIR=$W/mail
 DOVECOT_CONF=$W/dovecot/dovecot.conf
 POSTFIX_CONFIG_DIR=$W/postfix
 LOG_DIR=$W/logs
+OAUTH_INTROSPECT_URL=$OAUTH_URL
 EOF
 
 case $what in

@@ -61,6 +61,13 @@ func (f *folderWatcher) run(ctx context.Context) {
 		}
 		attempt++
 		delay := f.backoff.next()
+		var authErr *AuthError
+		if errors.As(err, &authErr) && authErr.Reported {
+			// A grant that waits for a person: retry often enough that
+			// the channel resumes soon after the login. An attempt asks
+			// the token source first, which answers without the network.
+			delay = min(delay, LoginWaitRetry)
+		}
 		now := time.Now()
 		f.updateState(func(s *folderState) {
 			s.connected = false
@@ -393,6 +400,10 @@ func authUsername(a Authenticator, err error) string {
 	case PasswordAuth:
 		return a.Username
 	case *PasswordAuth:
+		return a.Username
+	case OAuth2Auth:
+		return a.Username
+	case *OAuth2Auth:
 		return a.Username
 	}
 	return ""

@@ -12,6 +12,8 @@ import (
 
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapclient"
+
+	"mailgate/oauthsasl"
 )
 
 // Security modes accepted in Options.Security.
@@ -152,11 +154,69 @@ func (a PasswordAuth) LogValue() slog.Value {
 	return slog.GroupValue(slog.String("username", a.Username))
 }
 
+// LoginWaitRetry caps the reconnect delay while the OAuth2 grant waits for
+// a person to log in again (an *AuthError marked Reported), so that the
+// folder resumes within it after the login.
+const LoginWaitRetry = time.Minute
+
+// TokenSource hands out OAuth2 access tokens (oauthgrant.Source is one).
+type TokenSource interface {
+	// Token returns a current access token.
+	Token(ctx context.Context) (string, error)
+	// Reject says that the server refused token, so that the next Token
+	// gets a new one rather than the cached one.
+	Reject(token string)
+}
+
+// OAuth2Auth authenticates with an OAuth2 access token, fetched for each
+// connection, using SASL OAUTHBEARER (RFC 7628) or XOAUTH2, whichever the
+// server advertises. The token is never logged nor put in an error.
+type OAuth2Auth struct {
+	Username string
+	Tokens   TokenSource
+}
+
+// Authenticate gets a token and sends AUTHENTICATE. When the server
+// refuses the token (revoked before it expired), the token goes back to the
+// source and one new token is tried on the same connection; a second NO is
+// returned as *AuthError. A grant that needs a person to log in again (a
+// token error with a NeedsLogin() bool method that returns true) is an
+// *AuthError too, marked Reported: the token source has said so loudly.
+func (a OAuth2Auth) Authenticate(ctx context.Context, c *imapclient.Client) error {
+	var err error
+	for try := 0; try < 2; try++ {
+		var tok string
+		if tok, err = a.Tokens.Token(ctx); err != nil {
+			var nl interface{ NeedsLogin() bool }
+			if errors.As(err, &nl) && nl.NeedsLogin() {
+				return &AuthError{Username: a.Username, Err: err, Reported: true}
+			}
+			return fmt.Errorf("imapsync: OAuth2 token for %q: %w", a.Username, err)
+		}
+		err = oauthsasl.AuthenticateIMAP(c, oauthsasl.Credentials{Username: a.Username, Token: tok})
+		if err == nil {
+			return nil
+		}
+		var imapErr *imap.Error
+		if !errors.As(err, &imapErr) {
+			if errors.Is(err, oauthsasl.ErrNoMechanism) {
+				return &AuthError{Username: a.Username, Err: err}
+			}
+			return err
+		}
+		a.Tokens.Reject(tok)
+	}
+	return &AuthError{Username: a.Username, Err: err}
+}
+
 // AuthError reports that the server rejected the credentials of Username.
 // Err is usually the server's *imap.Error.
 type AuthError struct {
 	Username string
 	Err      error
+	// Reported is set when the failure was reported already (an OAuth2
+	// grant that needs a new login): the Watcher does not log it again.
+	Reported bool
 }
 
 // Error implements error.

@@ -17,6 +17,7 @@ package imapsync
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
@@ -140,7 +141,9 @@ func (w *Watcher) authResult(username string, err error) {
 	was := w.authFailed
 	w.authFailed = err != nil
 	w.mu.Unlock()
+	var ae *AuthError
 	switch {
+	case err != nil && errors.As(err, &ae) && ae.Reported:
 	case err != nil && !was:
 		w.log.Error(fmt.Sprintf("imap: channel %q: login as %q failed: %s", w.opts.Channel, username, serverText(err)))
 	case err == nil && was:

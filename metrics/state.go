@@ -30,6 +30,12 @@ type ChannelState struct {
 	// OldestPendingAge is the age of the oldest item in either queue, zero
 	// when both are empty.
 	OldestPendingAge time.Duration
+	// OAuth2 reports whether the channel logs in with OAuth2; only such
+	// channels export mailgate_oauth_login_needed.
+	OAuth2 bool
+	// OAuthLoginNeeded reports whether the channel's OAuth2 grant was
+	// refused and waits for `mailgate oauth login`.
+	OAuthLoginNeeded bool
 }
 
 // stateCollector is a prometheus.Collector exporting the gauges of
@@ -42,6 +48,7 @@ type stateCollector struct {
 	queueDepth    *prometheus.Desc
 	deadLetters   *prometheus.Desc
 	oldestPending *prometheus.Desc
+	loginNeeded   *prometheus.Desc
 }
 
 // newStateCollector returns a collector with no state function: it exports
@@ -59,6 +66,8 @@ func newStateCollector() *stateCollector {
 			"Inbound emails and replies of the channel given up on, waiting for an operator.", ch, nil),
 		oldestPending: prometheus.NewDesc("mailgate_oldest_pending_seconds",
 			"Age of the oldest item waiting in the channel's queues; 0 when they are empty.", ch, nil),
+		loginNeeded: prometheus.NewDesc("mailgate_oauth_login_needed",
+			"Whether the channel's OAuth2 grant was refused and waits for `mailgate oauth login` (1) or works (0); only channels with [channel.oauth2].", ch, nil),
 	}
 }
 
@@ -78,6 +87,7 @@ func (c *stateCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- c.queueDepth
 	ch <- c.deadLetters
 	ch <- c.oldestPending
+	ch <- c.loginNeeded
 }
 
 // Collect implements prometheus.Collector. A channel listed twice by the
@@ -110,6 +120,13 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- gauge(c.queueDepth, float64(s.OutboxQueue), name, "outbox")
 		ch <- gauge(c.deadLetters, float64(s.DeadLetters), name)
 		ch <- gauge(c.oldestPending, seconds(s.OldestPendingAge), name)
+		if s.OAuth2 {
+			needed := 0.0
+			if s.OAuthLoginNeeded {
+				needed = 1
+			}
+			ch <- gauge(c.loginNeeded, needed, name)
+		}
 	}
 }
 

@@ -53,6 +53,20 @@ func RetryDelay(attempts int) time.Duration {
 	return retrySchedule[min(max(attempts, 1), len(retrySchedule))-1]
 }
 
+// loginWait is how soon a reply is tried again while its channel's OAuth2
+// grant waits for `mailgate oauth login`: an attempt then costs nothing
+// (the token source answers from the store, without a connection), and the
+// reply should leave soon after the login, not at the next long step of
+// the schedule.
+const loginWait = 30 * time.Second
+
+// needsLogin reports whether err says that the channel's OAuth2 grant
+// needs a person to log in again (oauthgrant.LoginNeededError).
+func needsLogin(err error) bool {
+	var nl interface{ NeedsLogin() bool }
+	return errors.As(err, &nl) && nl.NeedsLogin()
+}
+
 // MailSender delivers a burst of messages over one SMTP connection and
 // returns one error per message; *smtpout.Sender implements it.
 type MailSender interface {
@@ -696,6 +710,10 @@ func (o *Outbox) retry(ctx context.Context, j *job, err error) {
 	}
 	reason := smtpReason(err)
 	next := now.Add(RetryDelay(attempts))
+	login := needsLogin(err)
+	if login {
+		next = now.Add(loginWait)
+	}
 	if next.Sub(oldest) > maxAge {
 		o.fail(ctx, j.ch, b.Contact, j.ids, len(j.ids),
 			fmt.Sprintf("%s (gave up after %d attempts)", reason, attempts), true)
@@ -705,7 +723,11 @@ func (o *Outbox) retry(ctx context.Context, j *job, err error) {
 		o.log.Error("outbound: cannot schedule a retry", "channel", j.ch.Name, "contact", b.Contact, "err", err)
 		return
 	}
-	o.log.Warn("outbound: delivery failed, will retry", "channel", j.ch.Name, "contact", b.Contact,
+	level := slog.LevelWarn
+	if login {
+		level = slog.LevelDebug // the token source logged the one ERROR line
+	}
+	o.log.Log(ctx, level, "outbound: delivery failed, will retry", "channel", j.ch.Name, "contact", b.Contact,
 		"attempt", attempts, "retry_at", next, "err", reason)
 	o.opts.Observe(Outcome{Channel: j.ch.Name, Kind: "retried", Items: len(j.ids)})
 }

@@ -181,6 +181,9 @@ type outboundFixture struct {
 	// replyCc and own are the channel's ReplyCc and OwnAddresses.
 	replyCc bool
 	own     []string
+	// tokens, when set, makes the relay login an OAuth2 one as
+	// support@acme.test.
+	tokens smtpout.TokenSource
 }
 
 // sentFolder records AppendSent calls.
@@ -247,8 +250,12 @@ func (f *outboundFixture) open() {
 		t.Fatal(err)
 	}
 	logger := slog.New(slog.NewTextHandler(f.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	sender, err := smtpout.NewSender(smtpout.SenderOptions{Address: f.relay.addr, Security: smtpout.SecurityNone,
-		HELO: "mailgate.test", Timeout: 10 * time.Second})
+	sopts := smtpout.SenderOptions{Address: f.relay.addr, Security: smtpout.SecurityNone,
+		HELO: "mailgate.test", Timeout: 10 * time.Second}
+	if f.tokens != nil {
+		sopts.Username, sopts.Tokens = "support@acme.test", f.tokens
+	}
+	sender, err := smtpout.NewSender(sopts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -1061,5 +1068,44 @@ func TestOutboundRefusedCopy(t *testing.T) {
 	want := "[mailgate] Your reply could not be delivered to bob@example.org (CC): 550 5.1.1 no such user"
 	if n := f.ul.notices(); len(n) != 1 || n[0].Email != jane || n[0].Text != want {
 		t.Fatalf("notices = %+v, want %q", n, want)
+	}
+}
+
+// loginNeeded is a token source whose grant waits for a login, as
+// oauthgrant.Source's is after invalid_grant.
+type loginNeeded struct{}
+
+type loginNeededError struct{}
+
+func (loginNeededError) Error() string {
+	return "oauth2: channel \"support\": login needed (invalid_grant)"
+}
+func (loginNeededError) NeedsLogin() bool { return true }
+
+func (loginNeeded) Token(context.Context) (string, error) { return "", loginNeededError{} }
+func (loginNeeded) Reject(string)                         {}
+
+// A reply whose channel waits for an OAuth2 login is tried again soon, not
+// at the next long step of the schedule, and without a WARN line per
+// attempt (the token source logged the one ERROR line).
+func TestOutboundWaitsForLogin(t *testing.T) {
+	f := newOutboundFixture(t)
+	f.tokens = loginNeeded{}
+	f.open()
+	f.post(map[string]any{"email": "jane@example.com", "text": "hello", "id": "t-1"})
+	for attempt := 1; attempt <= 3; attempt++ {
+		f.clk.Add(31 * time.Second)
+		f.flush()
+		it, _ := f.db.Outbox(context.Background(), 1)
+		if it.State != store.OutboxQueued || it.Attempts != attempt || !it.SendAfter.Equal(f.clk.Now().Add(loginWait)) ||
+			!strings.Contains(it.LastError, "login needed") {
+			t.Fatalf("attempt %d: %+v", attempt, it)
+		}
+	}
+	if conns, _ := f.relay.counts(); conns != 0 {
+		t.Errorf("%d connections to the relay without a token", conns)
+	}
+	if strings.Contains(f.logs.String(), "level=WARN") {
+		t.Errorf("WARN lines while waiting for a login:\n%s", f.logs)
 	}
 }

@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"github.com/wneessen/go-mail/smtp"
+
+	"mailgate/oauthsasl"
 )
 
 // The values of SenderOptions.Security.
@@ -46,6 +48,11 @@ type SenderOptions struct {
 	Username string
 	// Password goes with Username. It never appears in errors.
 	Password string
+	// Tokens, when set instead of Password, authenticates Username with an
+	// OAuth2 access token per connection (SASL OAUTHBEARER or XOAUTH2,
+	// chosen from the relay's EHLO). Tokens are sent only over TLS or to
+	// localhost and never appear in errors.
+	Tokens TokenSource
 	// TLSConfig is used for TLS and STARTTLS; nil means the system roots.
 	// ServerName defaults to the host of Address.
 	TLSConfig *tls.Config
@@ -56,6 +63,15 @@ type SenderOptions struct {
 	Timeout time.Duration
 }
 
+// TokenSource hands out OAuth2 access tokens (oauthgrant.Source is one).
+type TokenSource interface {
+	// Token returns a current access token.
+	Token(ctx context.Context) (string, error)
+	// Reject says that the relay refused token, so that the next Token
+	// gets a new one.
+	Reject(token string)
+}
+
 // Sender delivers messages to one SMTP relay. It holds no connection
 // between calls to Send, and is safe for concurrent use.
 type Sender struct {
@@ -64,6 +80,7 @@ type Sender struct {
 	security string
 	username string
 	password string
+	tokens   TokenSource
 	tls      *tls.Config
 	helo     string
 	timeout  time.Duration
@@ -169,6 +186,7 @@ func NewSender(opts SenderOptions) (*Sender, error) {
 		host:     host,
 		username: opts.Username,
 		password: opts.Password,
+		tokens:   opts.Tokens,
 		helo:     opts.HELO,
 		timeout:  opts.Timeout,
 	}
@@ -181,8 +199,11 @@ func NewSender(opts SenderOptions) (*Sender, error) {
 		return nil, fmt.Errorf("smtpout: invalid security %q: want %q, %q or %q",
 			opts.Security, SecurityTLS, SecuritySTARTTLS, SecurityNone)
 	}
-	if opts.Username == "" && opts.Password != "" {
-		return nil, errors.New("smtpout: a password is set but no username")
+	if opts.Username == "" && (opts.Password != "" || opts.Tokens != nil) {
+		return nil, errors.New("smtpout: a password or token source is set but no username")
+	}
+	if opts.Password != "" && opts.Tokens != nil {
+		return nil, errors.New("smtpout: both a password and a token source are set")
 	}
 	if strings.ContainsAny(opts.Username, "\x00\r\n") {
 		return nil, errors.New("smtpout: invalid username: contains control characters")
@@ -326,8 +347,31 @@ func (s *Sender) deadline(ctx context.Context) time.Time {
 	return d
 }
 
-// open connects, greets, secures and authenticates.
+// open connects, greets, secures and authenticates. When the relay refuses
+// an OAuth2 token (revoked before it expired), it tries once more with a
+// new one.
 func (s *Sender) open(ctx context.Context) (*session, error) {
+	sess, err := s.openOnce(ctx)
+	var tr *tokenRefused
+	if errors.As(err, &tr) {
+		sess, err = s.openOnce(ctx)
+	}
+	if errors.As(err, &tr) {
+		err = tr.error
+	}
+	return sess, err
+}
+
+// openOnce is one attempt of open.
+func (s *Sender) openOnce(ctx context.Context) (*session, error) {
+	// The token first: a refresh must not keep the relay waiting.
+	var token string
+	if s.tokens != nil {
+		var err error
+		if token, err = s.tokens.Token(ctx); err != nil {
+			return nil, fmt.Errorf("smtpout: OAuth2 token for %q: %w", s.username, err)
+		}
+	}
 	dialer := net.Dialer{Timeout: s.timeout}
 	conn, err := dialer.DialContext(ctx, "tcp", s.addr)
 	if err != nil {
@@ -377,7 +421,11 @@ func (s *Sender) open(ctx context.Context) (*session, error) {
 	}
 	if s.username != "" {
 		_ = conn.SetDeadline(s.deadline(ctx))
-		if err := sess.auth(); err != nil {
+		auth := sess.auth
+		if s.tokens != nil {
+			auth = func() error { return sess.authToken(token) }
+		}
+		if err := auth(); err != nil {
 			return failSession(err)
 		}
 	}
@@ -414,6 +462,53 @@ func (sess *session) auth() error {
 		// holds the password.
 		return sessionError(s.addr, mech+" as "+strconv.Quote(s.username), err)
 	}
+}
+
+// authToken authenticates with an OAuth2 access token, by OAUTHBEARER or
+// XOAUTH2 as the relay offers. A refused token goes back to the token
+// source, and the error is a *tokenRefused, so that open tries once more
+// on a new connection (go-mail's client quits after a failed AUTH).
+func (sess *session) authToken(token string) error {
+	s := sess.s
+	if s.security == SecurityNone && !isLocalhost(s.host) {
+		return fmt.Errorf("smtpout: refusing to send an OAuth2 token to %s without TLS", s.addr)
+	}
+	ok, params := sess.c.Extension("AUTH")
+	if !ok {
+		return fmt.Errorf("smtpout: %s does not offer AUTH", s.addr)
+	}
+	port, _ := strconv.Atoi(s.addr[strings.LastIndexByte(s.addr, ':')+1:])
+	err := sess.c.Auth(oauthsasl.SMTPAuth(oauthsasl.Credentials{Username: s.username, Token: token, Host: s.host, Port: port}))
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, oauthsasl.ErrNoMechanism):
+		return fmt.Errorf("smtpout: %s offers no OAuth2 AUTH mechanism (offers %q; want OAUTHBEARER or XOAUTH2)",
+			s.addr, cleanHeaderText(params))
+	}
+	// Server replies and oauthsasl's errors never hold the token.
+	err = sessionError(s.addr, "AUTH (OAuth2) as "+strconv.Quote(s.username), err)
+	var se *SMTPError
+	if errors.As(err, &se) {
+		s.tokens.Reject(token)
+		return &tokenRefused{err}
+	}
+	return err
+}
+
+// tokenRefused is a relay's refusal of an OAuth2 token.
+type tokenRefused struct{ error }
+
+func (e *tokenRefused) Unwrap() error { return e.error }
+
+// isLocalhost reports whether host is the loopback interface by name or
+// address.
+func isLocalhost(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 // sessionError turns a failure before MAIL FROM into an error. SMTP

@@ -23,6 +23,9 @@ import (
 
 	"github.com/emersion/go-sasl"
 	"github.com/emersion/go-smtp"
+
+	"mailgate/oauthsasl"
+	"mailgate/oauthtest"
 )
 
 // received is one message as the test relay got it.
@@ -37,8 +40,9 @@ type received struct {
 // testRelay is an in-process go-smtp backend that records what it gets and
 // lets a test refuse commands.
 type testRelay struct {
-	mechs    []string          // AUTH mechanisms offered
-	users    map[string]string // username -> password
+	mechs    []string             // AUTH mechanisms offered
+	users    map[string]string    // username -> password
+	tokens   oauthtest.TokenCheck // checks OAuth2 tokens, when set
 	mailHook func(c *smtp.Conn, n int) error
 	rcptHook func(n int, to string) error
 	dataHook func(n int) error
@@ -99,11 +103,26 @@ func (s *testSession) Auth(mech string) (sasl.Server, error) {
 	case sasl.Login:
 		return &loginServer{check: check}, nil
 	}
+	if s.b.tokens != nil {
+		login := func(user, token string) error {
+			if err := s.b.tokens(user, token); err != nil {
+				return err
+			}
+			s.user = user
+			return nil
+		}
+		switch mech {
+		case oauthsasl.XOAuth2:
+			return oauthtest.NewXOAuth2Server(login), nil
+		case oauthsasl.OAuthBearer:
+			return oauthtest.NewOAuthBearerServer(login), nil
+		}
+	}
 	return nil, smtp.ErrAuthUnknownMechanism
 }
 
 func (s *testSession) Mail(from string, _ *smtp.MailOptions) error {
-	if len(s.b.users) > 0 && s.user == "" {
+	if (len(s.b.users) > 0 || s.b.tokens != nil) && s.user == "" {
 		return smtp.ErrAuthRequired
 	}
 	s.b.mu.Lock()

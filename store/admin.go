@@ -38,6 +38,9 @@ type ChannelStatus struct {
 	ActionsRefused int `json:"actions_refused,omitempty"`
 	// LastActionRefused is the newest refusal, with the server's words.
 	LastActionRefused string `json:"last_action_refused,omitempty"`
+	// OAuth2 is the channel's OAuth2 grant, for channels that log in with
+	// tokens; Status leaves it nil (the caller knows the configuration).
+	OAuth2 *OAuthGrant `json:"oauth2,omitempty"`
 }
 
 // Status returns the state of one channel.

@@ -157,3 +157,14 @@ CREATE INDEX inbound_refetch ON inbound (channel, folder, uidvalidity, uid) WHER
 CREATE INDEX inbound_after_error ON inbound (channel, updated_at) WHERE after_error != '';
 
 CREATE INDEX inbound_duplicates ON inbound (channel, duplicate_of) WHERE duplicate_of != 0;
+
+CREATE TABLE oauth_grants (
+	channel       TEXT    NOT NULL PRIMARY KEY,
+	grant_kind    TEXT    NOT NULL,
+	refresh_token BLOB,
+	expires_at    INTEGER NOT NULL DEFAULT 0,
+	last_refresh  INTEGER NOT NULL DEFAULT 0,
+	login_needed  INTEGER NOT NULL DEFAULT 0,
+	login_reason  TEXT    NOT NULL DEFAULT '',
+	updated_at    INTEGER NOT NULL
+) WITHOUT ROWID;

@@ -48,6 +48,9 @@ func cmdStatus(ctx context.Context, env *environment, args []string) error {
 		if err != nil {
 			return err
 		}
+		if st.OAuth2, err = channelGrant(ctx, db, ch); err != nil {
+			return err
+		}
 		all = append(all, st)
 	}
 	if *asJSON {
@@ -60,6 +63,9 @@ func cmdStatus(ctx context.Context, env *environment, args []string) error {
 			fmt.Fprintln(env.stdout)
 		}
 		printStatus(env.stdout, st)
+		if st.OAuth2 != nil {
+			printGrant(env.stdout, st.OAuth2, loginCommand(*path, st.Channel))
+		}
 	}
 	return nil
 }

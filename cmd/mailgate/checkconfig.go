@@ -9,7 +9,9 @@ import (
 	"time"
 
 	"mailgate/imapsync"
+	"mailgate/oauthgrant"
 	"mailgate/smtpout"
+	"mailgate/store"
 
 	"mailgate/config"
 )
@@ -34,7 +36,7 @@ func cmdCheckConfig(ctx context.Context, env *environment, args []string) error 
 	for _, line := range cfg.Summary() {
 		fmt.Fprintln(env.stdout, line)
 	}
-	if *connect && !checkConnections(ctx, env.stdout, cfg) {
+	if *connect && !checkConnections(ctx, env.stdout, cfg, *path) {
 		return errors.New("some connection checks failed")
 	}
 	return nil
@@ -42,9 +44,11 @@ func cmdCheckConfig(ctx context.Context, env *environment, args []string) error 
 
 // checkConnections logs in to every channel's IMAP server and SMTP relay
 // and prints each step as ok or FAILED with the server's words. It sends
-// nothing; the only change it makes is to create a missing folder that
-// mailgate writes to (quarantine, move_to, sent), as the daemon would.
-func checkConnections(ctx context.Context, w io.Writer, cfg *config.Config) bool {
+// nothing; the only changes it makes are to create a missing folder that
+// mailgate writes to (quarantine, move_to, sent), as the daemon would, and,
+// for a channel with [channel.oauth2], to obtain an access token, which
+// records the refresh (and a rotated refresh token) in the store.
+func checkConnections(ctx context.Context, w io.Writer, cfg *config.Config, configPath string) bool {
 	ok := true
 	report := func(ch, name string, err error, note string) {
 		switch {
@@ -60,16 +64,36 @@ func checkConnections(ctx context.Context, w io.Writer, cfg *config.Config) bool
 			fmt.Fprintf(w, "  ok      %s: %s\n", ch, name)
 		}
 	}
+	var db *store.DB
+	defer func() {
+		if db != nil {
+			db.Close()
+		}
+	}()
 	for _, ch := range cfg.Channels {
-		for _, st := range imapsync.Check(ctx, imapOptions(ch), imapsync.CheckOptions{SentFolder: ch.SMTP.SentFolder}) {
+		var grant *oauthgrant.Source
+		if ch.OAuth2.Enabled() {
+			var err error
+			if db == nil {
+				db, err = store.Open(ctx, cfg.Store.Path, store.Options{})
+			}
+			if err == nil {
+				grant, err = oauthgrant.New(oauthgrant.Options{Channel: ch.Name, Config: ch.OAuth2, DB: db, LoginCommand: loginCommand(configPath, ch.Name)})
+			}
+			if err == nil {
+				tctx, cancel := context.WithTimeout(ctx, time.Minute)
+				_, err = grant.Token(tctx)
+				cancel()
+			}
+			report(ch.Name, fmt.Sprintf("oauth2: obtain an access token (%s, %s)", ch.OAuth2.Grant(), ch.OAuth2.TokenURL), err, "")
+			if err != nil {
+				continue
+			}
+		}
+		for _, st := range imapsync.Check(ctx, imapOptions(ch, grant), imapsync.CheckOptions{SentFolder: ch.SMTP.SentFolder}) {
 			report(ch.Name, "imap: "+st.Name, st.Err, st.Note)
 		}
-		sender, err := smtpout.NewSender(smtpout.SenderOptions{
-			Address:  ch.SMTP.Address,
-			Security: ch.SMTP.Security,
-			Username: ch.SMTP.Username,
-			Password: ch.SMTP.Password.Reveal(),
-		})
+		sender, err := smtpout.NewSender(senderOptions(ch, grant))
 		if err == nil {
 			cctx, cancel := context.WithTimeout(ctx, time.Minute)
 			err = sender.Check(cctx)

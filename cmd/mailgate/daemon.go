@@ -19,6 +19,7 @@ import (
 	"mailgate/media"
 	"mailgate/metrics"
 	"mailgate/msgid"
+	"mailgate/oauthgrant"
 	"mailgate/outbound"
 	"mailgate/outbound/safefetch"
 	"mailgate/store"
@@ -70,6 +71,7 @@ type channelRun struct {
 	done    chan struct{}
 	watcher *imapsync.Watcher
 	inbound *inbound.Pipeline
+	grant   *oauthgrant.Source // nil for a channel with passwords
 }
 
 // startDaemon opens the store, binds the HTTP listener and starts every
@@ -251,7 +253,22 @@ func (d *daemon) startChannel(parent context.Context, ch config.Channel) error {
 		UserAgent:  "mailgate/" + versionString(),
 	})
 	run := &channelRun{cfg: ch, done: make(chan struct{})}
-	run.out, err = d.outboundConfig(ch, client)
+	if ch.OAuth2.Enabled() {
+		run.grant, err = oauthgrant.New(oauthgrant.Options{
+			Channel:      ch.Name,
+			Config:       ch.OAuth2,
+			DB:           d.db,
+			LoginCommand: loginCommand(d.opts.ConfigPath, ch.Name),
+			OnLoginNeeded: func(e *oauthgrant.LoginNeededError) {
+				// The one loud line; IMAP and SMTP only note the failure.
+				log.Error(e.Error() + "; mail waits in the mailbox and replies in the outbox until then")
+			},
+		})
+		if err != nil {
+			return err
+		}
+	}
+	run.out, err = d.outboundConfig(ch, client, run.grant)
 	if err != nil {
 		return err
 	}
@@ -299,7 +316,7 @@ func (d *daemon) startChannel(parent context.Context, ch config.Channel) error {
 	if err != nil {
 		return err
 	}
-	wopts := imapOptions(ch)
+	wopts := imapOptions(ch, run.grant)
 	wopts.PollInterval = ch.IMAP.PollInterval.Duration
 	wopts.IdleRefresh = ch.IMAP.IdleRefresh.Duration
 	wopts.MaxMessageSize = int64(cfg.Media.MaxMessageSize)
@@ -342,6 +359,22 @@ func (d *daemon) startChannel(parent context.Context, ch config.Channel) error {
 	d.mu.Unlock()
 	log.Info("channel started", "imap", ch.IMAP.Address, "folders", strings.Join(ch.IMAP.Folders, ","))
 	return nil
+}
+
+// loginCommand is the command that logs channel in again.
+func loginCommand(configPath, channel string) string {
+	if configPath == "" {
+		configPath = "FILE"
+	}
+	return "mailgate oauth login -c " + shellQuote(configPath) + " -channel " + channel
+}
+
+// shellQuote quotes s for a POSIX shell when it needs it.
+func shellQuote(s string) string {
+	if s != "" && strings.Trim(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789/._-+=:@%,") == "" {
+		return s
+	}
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }
 
 // mediaURL signs the URL of a stored media file.

@@ -52,6 +52,7 @@ func commands() []command {
 		{"inspect", "print as JSON what mailgate would do with an email, without network or state changes", cmdInspect},
 		{"status", "show per channel the cursors, queue depths, oldest pending item, last error and dead letters", cmdStatus},
 		{"dead", "list, show, retry or drop dead letters", cmdDead},
+		{"oauth", "log a channel in with OAuth2 (oauth login), or show the grants (oauth status)", cmdOAuth},
 		{"simulate-userlike", "run a simulated Userlike Message Center to try a real mailbox before connecting Userlike", cmdSimulateUserlike},
 		{"version", "print the version", cmdVersion},
 		{"help", "list the commands, or describe one", cmdHelp},

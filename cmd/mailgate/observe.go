@@ -11,6 +11,7 @@ import (
 
 	"mailgate/inbound"
 	"mailgate/metrics"
+	"mailgate/oauthgrant"
 	"mailgate/store"
 )
 
@@ -96,6 +97,9 @@ func (d *daemon) channelStates() []metrics.ChannelState {
 	for _, r := range runs {
 		ws := r.watcher.State()
 		cs := metrics.ChannelState{Channel: r.cfg.Name, IMAPConnected: ws.Connected, LastSync: ws.LastSync}
+		if r.grant != nil {
+			cs.OAuth2, cs.OAuthLoginNeeded = true, r.grant.LoginNeeded() != nil
+		}
 		if st, err := d.db.Status(ctx, r.cfg.Name); err == nil {
 			cs.InboundQueue = st.Inbound[store.StateFetched] + st.Inbound[store.StatePosting]
 			cs.OutboxQueue = st.Outbox[store.OutboxQueued] + st.Outbox[store.OutboxSending]
@@ -120,7 +124,13 @@ func (d *daemon) ready(ctx context.Context) error {
 	var errs []error
 	for name, r := range d.channels {
 		ws := r.watcher.State()
+		var needed *oauthgrant.LoginNeededError
+		if r.grant != nil {
+			needed = r.grant.LoginNeeded()
+		}
 		switch {
+		case needed != nil:
+			errs = append(errs, fmt.Errorf("channel %q: OAuth2 login needed (%s); run: %s", name, needed.Reason, needed.Command))
 		case ws.AuthFailed:
 			errs = append(errs, fmt.Errorf("channel %q: IMAP login refused", name))
 		case !ws.Connected && ws.Backoff == 0:

@@ -7,6 +7,7 @@ import (
 	"mailgate/config"
 	"mailgate/imapsync"
 	"mailgate/metrics"
+	"mailgate/oauthgrant"
 	"mailgate/outbound"
 	"mailgate/smtpout"
 	"mailgate/userlike"
@@ -14,13 +15,8 @@ import (
 
 // outboundConfig builds what the outbox worker needs to know about a
 // channel: its SMTP relay, sender identity and Sent folder.
-func (d *daemon) outboundConfig(ch config.Channel, client *userlike.Client) (outbound.Channel, error) {
-	sender, err := smtpout.NewSender(smtpout.SenderOptions{
-		Address:  ch.SMTP.Address,
-		Security: ch.SMTP.Security,
-		Username: ch.SMTP.Username,
-		Password: ch.SMTP.Password.Reveal(),
-	})
+func (d *daemon) outboundConfig(ch config.Channel, client *userlike.Client, grant *oauthgrant.Source) (outbound.Channel, error) {
+	sender, err := smtpout.NewSender(senderOptions(ch, grant))
 	if err != nil {
 		return outbound.Channel{}, err
 	}
@@ -45,7 +41,7 @@ func (d *daemon) outboundConfig(ch config.Channel, client *userlike.Client) (out
 		OwnAddresses:   ownAddresses(d.opts.Config),
 	}
 	if ch.SMTP.SentFolder != "" {
-		opts := imapOptions(ch)
+		opts := imapOptions(ch, grant)
 		opts.Logger = d.log
 		sent, err := imapsync.NewSentFolder(opts, ch.SMTP.SentFolder)
 		if err != nil {
@@ -56,15 +52,35 @@ func (d *daemon) outboundConfig(ch config.Channel, client *userlike.Client) (out
 	return out, nil
 }
 
+// senderOptions are the SMTP relay settings of a channel; grant is the
+// channel's token source, nil for a channel with passwords.
+func senderOptions(ch config.Channel, grant *oauthgrant.Source) smtpout.SenderOptions {
+	o := smtpout.SenderOptions{
+		Address:  ch.SMTP.Address,
+		Security: ch.SMTP.Security,
+		Username: ch.SMTP.Username,
+		Password: ch.SMTP.Password.Reveal(),
+	}
+	if grant != nil {
+		o.Tokens = grant
+	}
+	return o
+}
+
 // imapOptions are the IMAP connection and folder settings of a channel, as
-// the watcher, the Sent folder and check-config -connect use them.
-func imapOptions(ch config.Channel) imapsync.Options {
+// the watcher, the Sent folder and check-config -connect use them; grant is
+// the channel's token source, nil for a channel with passwords.
+func imapOptions(ch config.Channel, grant *oauthgrant.Source) imapsync.Options {
+	var auth imapsync.Authenticator = imapsync.PasswordAuth{Username: ch.IMAP.Username, Password: ch.IMAP.Password.Reveal()}
+	if grant != nil {
+		auth = imapsync.OAuth2Auth{Username: ch.IMAP.Username, Tokens: grant}
+	}
 	return imapsync.Options{
 		Channel:          ch.Name,
 		Address:          ch.IMAP.Address,
 		Security:         ch.IMAP.Security,
 		TLSConfig:        imapTLS(ch),
-		Auth:             imapsync.PasswordAuth{Username: ch.IMAP.Username, Password: ch.IMAP.Password.Reveal()},
+		Auth:             auth,
 		Folders:          ch.IMAP.Folders,
 		QuarantineFolder: ch.IMAP.QuarantineFolder,
 		MoveTo:           ch.IMAP.MoveTo,
