@@ -3,10 +3,8 @@ package main
 import (
 	"context"
 	"errors"
-	"io"
 	"time"
 
-	"mailgate/mailparse"
 	"mailgate/media"
 	"mailgate/store"
 )
@@ -51,18 +49,4 @@ func (x mediaIndex) DeleteMedia(ctx context.Context, ids []string) error {
 
 func (x mediaIndex) MediaRefs(ctx context.Context, sha256 string) (int, error) {
 	return x.db.MediaRefs(ctx, sha256)
-}
-
-// mediaSink stores the attachments of inbound emails in the media library.
-type mediaSink struct {
-	lib     *media.Library
-	channel string
-}
-
-func (s mediaSink) Put(ctx context.Context, a *mailparse.Attachment, r io.Reader) (string, error) {
-	rec, err := s.lib.Put(ctx, media.PutMeta{Filename: a.Filename, ContentType: a.ContentType, Channel: s.channel}, r)
-	if err != nil {
-		return "", err
-	}
-	return rec.ID, nil
 }

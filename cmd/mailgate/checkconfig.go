@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"mailgate/bridge"
 	"strings"
 	"time"
 
@@ -90,10 +91,10 @@ func checkConnections(ctx context.Context, w io.Writer, cfg *config.Config, conf
 				continue
 			}
 		}
-		for _, st := range imapsync.Check(ctx, imapOptions(ch, grant), imapsync.CheckOptions{SentFolder: ch.SMTP.SentFolder}) {
+		for _, st := range imapsync.Check(ctx, bridge.IMAPOptions(ch, grant), imapsync.CheckOptions{SentFolder: ch.SMTP.SentFolder}) {
 			report(ch.Name, "imap: "+st.Name, st.Err, st.Note)
 		}
-		sender, err := smtpout.NewSender(senderOptions(ch, grant))
+		sender, err := smtpout.NewSender(bridge.SenderOptions(ch, grant))
 		if err == nil {
 			cctx, cancel := context.WithTimeout(ctx, time.Minute)
 			err = sender.Check(cctx)

@@ -1,11 +1,11 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
+	"mailgate/bridge"
 	"net"
 	"net/http"
 	"strings"
@@ -23,7 +23,6 @@ import (
 	"mailgate/outbound"
 	"mailgate/outbound/safefetch"
 	"mailgate/store"
-	"mailgate/userlike"
 	"mailgate/verify"
 )
 
@@ -228,105 +227,31 @@ func (d *daemon) httpAddr() string { return d.ln.Addr().String() }
 // startChannel builds and starts the goroutines of one channel.
 func (d *daemon) startChannel(parent context.Context, ch config.Channel) error {
 	log := d.log.With("channel", ch.Name)
-	if ch.Verify.Require != "none" && len(ch.Verify.TrustedAuthservIDs) == 0 && !ch.Verify.DKIM && len(ch.Verify.Allow) == 0 {
-		log.Warn("verify: no trusted_authserv_ids, no dkim and no allow list: no sender can be verified, so every email will be quarantined; see doc/verification.md")
+	for _, w := range bridge.Warnings(ch) {
+		log.Warn(w)
 	}
-	if ch.Verify.Require == "none" {
-		log.Warn("verify.require = \"none\": senders are NOT verified, so anyone can post under any address and read that contact's earlier conversations")
-	}
-	resolver := d.opts.Resolver
-	if resolver == nil {
-		resolver = verify.NewCachingResolver(verify.NetResolver(), 10*time.Minute, 1024)
-	}
-	cfg := d.opts.Config
-	analyzer, err := newAnalyzer(cfg, &ch, analyzerDeps{
-		Resolver:       resolver,
-		Sink:           mediaSink{lib: d.media, channel: ch.Name},
-		IsOwnMessageID: d.msgid.IsOwn,
-	})
-	if err != nil {
-		return err
-	}
-	client := userlike.NewClient(userlike.ClientOptions{
-		InboundURL: ch.Userlike.InboundURL,
-		Token:      ch.Userlike.InboundToken.Reveal(),
-		UserAgent:  "mailgate/" + versionString(),
-	})
-	run := &channelRun{cfg: ch, done: make(chan struct{})}
-	if ch.OAuth2.Enabled() {
-		run.grant, err = oauthgrant.New(oauthgrant.Options{
-			Channel:      ch.Name,
-			Config:       ch.OAuth2,
-			DB:           d.db,
-			LoginCommand: loginCommand(d.opts.ConfigPath, ch.Name),
-			OnLoginNeeded: func(e *oauthgrant.LoginNeededError) {
-				// The one loud line; IMAP and SMTP only note the failure.
-				log.Error(e.Error() + "; mail waits in the mailbox and replies in the outbox until then")
-			},
-		})
-		if err != nil {
-			return err
-		}
-	}
-	run.out, err = d.outboundConfig(ch, client, run.grant)
-	if err != nil {
-		return err
-	}
-	d.metrics.InitChannel(ch.Name)
-	after := store.Action{Kind: ch.IMAP.After, Dest: ch.IMAP.MoveTo}
-	if ch.IMAP.After == "none" {
-		after = store.Action{}
-	}
-	quarantine := store.Action{Kind: "move", Dest: ch.IMAP.QuarantineFolder}
-	if ch.Verify.OnFail == "reject" {
-		quarantine = store.Action{Kind: "flag"}
-	}
-	inbound, err := inbound.New(inbound.Options{
-		Channel:        ch.Name,
+	built, err := bridge.Build(d.opts.Config, ch, bridge.Deps{
 		DB:             d.db,
-		Analyzer:       analyzer,
-		Client:         client,
+		Media:          d.media,
 		MediaURL:       d.mediaURL,
-		After:          after,
-		Quarantine:     quarantine,
-		RateLimit:      ch.Inbound.RateLimit,
-		RateWindow:     ch.Inbound.RateWindow.Duration,
-		SubjectLine:    ch.Inbound.Subject == "first-line",
-		AttachOriginal: ch.Inbound.AttachOriginal,
-		StoreOriginal: func(ctx context.Context, raw []byte) (string, error) {
-			rec, err := d.media.Put(ctx, media.PutMeta{Filename: "original-message.eml", ContentType: "message/rfc822", Channel: ch.Name}, bytes.NewReader(raw))
-			if err != nil {
-				return "", err
-			}
-			return rec.ID, nil
-		},
-		RemoveMedia: func(ctx context.Context, ids []string) error {
-			_, err := d.media.Remove(ctx, ids)
-			return err
-		},
-		Notify:  func() { run.watcher.Notify() },
-		Observe: d.observer(ch.Name),
+		IsOwnMessageID: d.msgid.IsOwn,
+		Resolver:       d.opts.Resolver,
+		UserAgent:      "mailgate/" + versionString(),
+		LoginCommand:   loginCommand(d.opts.ConfigPath, ch.Name),
 		OnBounce: func(ctx context.Context, report *mailparse.Report, raw []byte) {
 			if _, err := d.outbound.HandleBounce(ctx, ch.Name, report, raw); err != nil {
 				log.Error("outbound: matching a bounce failed", "err", err)
 			}
 		},
-		Logger: d.log,
+		Observe: d.observer(ch.Name),
+		Logger:  d.log,
 	})
 	if err != nil {
 		return err
 	}
-	wopts := imapOptions(ch, run.grant)
-	wopts.PollInterval = ch.IMAP.PollInterval.Duration
-	wopts.IdleRefresh = ch.IMAP.IdleRefresh.Duration
-	wopts.MaxMessageSize = int64(cfg.Media.MaxMessageSize)
-	wopts.Cursors, wopts.Handler, wopts.Actions, wopts.Refetches, wopts.Preparer = inbound, inbound, inbound, inbound, inbound
-	wopts.Logger = d.log
-	w, err := imapsync.NewWatcher(wopts)
-	if err != nil {
-		return fmt.Errorf("channel %q: %w", ch.Name, err)
-	}
-	run.watcher, run.inbound = w, inbound
+	d.metrics.InitChannel(ch.Name)
+	run := &channelRun{cfg: ch, done: make(chan struct{}), out: built.Outbound, grant: built.Grant, watcher: built.Watcher, inbound: built.Pipeline}
+	w, inbound := built.Watcher, built.Pipeline
 	ctx, cancel := context.WithCancel(context.WithoutCancel(parent))
 	run.cancel = cancel
 

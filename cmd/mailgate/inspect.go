@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"mailgate/bridge"
 	"os"
 
 	"mailgate/config"
@@ -65,10 +66,10 @@ func cmdInspect(ctx context.Context, env *environment, args []string) error {
 }
 
 // inspectEmail analyzes raw exactly as the daemon would for channel ch
-// (newAnalyzer), with attachments measured but not stored. With self DKIM
+// (bridge.NewAnalyzer), with attachments measured but not stored. With self DKIM
 // on, it looks up DNS keys (read-only) through resolver.
 func inspectEmail(ctx context.Context, raw []byte, cfg *config.Config, ch *config.Channel, resolver verify.Resolver) (*inbound.Decision, error) {
-	a, err := newAnalyzer(cfg, ch, analyzerDeps{Resolver: resolver})
+	a, err := bridge.NewAnalyzer(cfg, ch, bridge.AnalyzerDeps{Resolver: resolver})
 	if err != nil {
 		return nil, err
 	}

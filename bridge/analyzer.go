@@ -1,4 +1,11 @@
-package main
+// Package bridge is the thin wiring between the configuration and the
+// parts that do the work: it builds one channel's verifier and analyzer,
+// inbound pipeline and IMAP watcher, outbound channel (SMTP sender, Sent
+// folder) and OAuth2 token source from its [[channel]] table. It is the one
+// place where configuration values become behaviour: the daemon (run,
+// reload, demo), inspect and check-config all build their parts here, so
+// they cannot drift apart.
+package bridge
 
 import (
 	"fmt"
@@ -12,9 +19,9 @@ import (
 	"mailgate/verify"
 )
 
-// analyzerDeps are what a channel's analyzer needs beyond its
+// AnalyzerDeps are what a channel's analyzer needs beyond its
 // configuration.
-type analyzerDeps struct {
+type AnalyzerDeps struct {
 	// Resolver answers the verifier's DNS queries.
 	Resolver verify.Resolver
 	// Sink stores attachments; nil measures them without keeping them
@@ -25,11 +32,10 @@ type analyzerDeps struct {
 	IsOwnMessageID func(string) bool
 }
 
-// newAnalyzer builds the verifier and analyzer of channel ch from the
-// configuration. It is the one place that turns configuration into
-// decisions: the daemon (run, reload, demo) and inspect both call it, so
+// NewAnalyzer builds the verifier and analyzer of channel ch from the
+// configuration. The daemon (through Build) and inspect both call it, so
 // inspect decides exactly as the daemon does.
-func newAnalyzer(cfg *config.Config, ch *config.Channel, deps analyzerDeps) (*inbound.Analyzer, error) {
+func NewAnalyzer(cfg *config.Config, ch *config.Channel, deps AnalyzerDeps) (*inbound.Analyzer, error) {
 	v, err := verify.New(verify.Options{
 		TrustedAuthservIDs: ch.Verify.TrustedAuthservIDs,
 		Require:            ch.Verify.Require,
@@ -54,15 +60,15 @@ func newAnalyzer(cfg *config.Config, ch *config.Channel, deps analyzerDeps) (*in
 		BounceDomains:    relayDomains(ch),
 		FormSenders:      ch.Verify.FormSenders,
 		ReplyCc:          ch.SMTP.ReplyCc == "thread",
-		OwnAddresses:     ownAddresses(cfg),
+		OwnAddresses:     OwnAddresses(cfg),
 	})
 }
 
-// ownAddresses are the addresses of every channel's mailbox that a reply
+// OwnAddresses are the addresses of every channel's mailbox that a reply
 // must never be copied to: the IMAP and SMTP user names when they are
 // addresses, smtp.from and smtp.reply_to. A copy there would only come
 // back into a watched mailbox.
-func ownAddresses(cfg *config.Config) []string {
+func OwnAddresses(cfg *config.Config) []string {
 	var out []string
 	for _, ch := range cfg.Channels {
 		for _, a := range []string{ch.IMAP.Username, ch.SMTP.Username, ch.SMTP.From.Address} {

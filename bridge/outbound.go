@@ -1,22 +1,24 @@
-package main
+package bridge
 
 import (
 	"crypto/tls"
+	"log/slog"
 	"net/mail"
 
 	"mailgate/config"
 	"mailgate/imapsync"
-	"mailgate/metrics"
 	"mailgate/oauthgrant"
 	"mailgate/outbound"
 	"mailgate/smtpout"
 	"mailgate/userlike"
 )
 
-// outboundConfig builds what the outbox worker needs to know about a
-// channel: its SMTP relay, sender identity and Sent folder.
-func (d *daemon) outboundConfig(ch config.Channel, client *userlike.Client, grant *oauthgrant.Source) (outbound.Channel, error) {
-	sender, err := smtpout.NewSender(senderOptions(ch, grant))
+// NewOutbound builds what the outbox worker needs to know about channel
+// ch of cfg: its SMTP relay, sender identity and Sent folder. client posts
+// failure notices; grant is the channel's token source, nil for a channel
+// with passwords.
+func NewOutbound(cfg *config.Config, ch config.Channel, client *userlike.Client, grant *oauthgrant.Source, log *slog.Logger) (outbound.Channel, error) {
+	sender, err := smtpout.NewSender(SenderOptions(ch, grant))
 	if err != nil {
 		return outbound.Channel{}, err
 	}
@@ -38,11 +40,11 @@ func (d *daemon) outboundConfig(ch config.Channel, client *userlike.Client, gran
 		FooterHTML:     ch.SMTP.FooterHTML,
 		Quote:          ch.SMTP.Quote,
 		ReplyCc:        ch.SMTP.ReplyCc == "thread",
-		OwnAddresses:   ownAddresses(d.opts.Config),
+		OwnAddresses:   OwnAddresses(cfg),
 	}
 	if ch.SMTP.SentFolder != "" {
-		opts := imapOptions(ch, grant)
-		opts.Logger = d.log
+		opts := IMAPOptions(ch, grant)
+		opts.Logger = log
 		sent, err := imapsync.NewSentFolder(opts, ch.SMTP.SentFolder)
 		if err != nil {
 			return outbound.Channel{}, err
@@ -52,9 +54,9 @@ func (d *daemon) outboundConfig(ch config.Channel, client *userlike.Client, gran
 	return out, nil
 }
 
-// senderOptions are the SMTP relay settings of a channel; grant is the
+// SenderOptions are the SMTP relay settings of a channel; grant is the
 // channel's token source, nil for a channel with passwords.
-func senderOptions(ch config.Channel, grant *oauthgrant.Source) smtpout.SenderOptions {
+func SenderOptions(ch config.Channel, grant *oauthgrant.Source) smtpout.SenderOptions {
 	o := smtpout.SenderOptions{
 		Address:  ch.SMTP.Address,
 		Security: ch.SMTP.Security,
@@ -67,10 +69,10 @@ func senderOptions(ch config.Channel, grant *oauthgrant.Source) smtpout.SenderOp
 	return o
 }
 
-// imapOptions are the IMAP connection and folder settings of a channel, as
+// IMAPOptions are the IMAP connection and folder settings of a channel, as
 // the watcher, the Sent folder and check-config -connect use them; grant is
 // the channel's token source, nil for a channel with passwords.
-func imapOptions(ch config.Channel, grant *oauthgrant.Source) imapsync.Options {
+func IMAPOptions(ch config.Channel, grant *oauthgrant.Source) imapsync.Options {
 	var auth imapsync.Authenticator = imapsync.PasswordAuth{Username: ch.IMAP.Username, Password: ch.IMAP.Password.Reveal()}
 	if grant != nil {
 		auth = imapsync.OAuth2Auth{Username: ch.IMAP.Username, Tokens: grant}
@@ -95,51 +97,4 @@ func imapTLS(ch config.Channel) *tls.Config {
 		return nil
 	}
 	return &tls.Config{ServerName: ch.IMAP.TLSServerName, InsecureSkipVerify: ch.IMAP.InsecureSkipVerify}
-}
-
-// outboundChannel is the outbox worker's channel lookup.
-func (d *daemon) outboundChannel(name string) (outbound.Channel, bool) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	run, ok := d.channels[name]
-	if !ok {
-		return outbound.Channel{}, false
-	}
-	return run.out, true
-}
-
-// webhookChannel is the webhook's channel lookup. It reads the
-// configuration, not the running channels: a reply for a channel that is
-// restarting after a reload is queued all the same.
-func (d *daemon) webhookChannel(name string) (outbound.WebhookChannel, bool) {
-	d.mu.Lock()
-	cfg := d.opts.Config
-	d.mu.Unlock()
-	ch, ok := cfg.Channel(name)
-	if !ok {
-		return outbound.WebhookChannel{}, false
-	}
-	coalesce := ch.SMTP.Coalesce.Duration
-	if coalesce == 0 {
-		coalesce = -1 // configured 0: send each message at once
-	}
-	return outbound.WebhookChannel{
-		Name:          name,
-		OutboundToken: ch.Userlike.OutboundToken.Reveal(),
-		Debug:         ch.Userlike.Debug,
-		Coalesce:      coalesce,
-	}, true
-}
-
-// observeOutbound turns outbox outcomes into metrics.
-func (d *daemon) observeOutbound(o outbound.Outcome) {
-	switch o.Kind {
-	case "sent":
-		d.metrics.Outbound(o.Channel, metrics.OutboundSent)
-		d.metrics.OutboundLatency(o.Channel, o.Latency)
-	case "retried":
-		d.metrics.Outbound(o.Channel, metrics.OutboundRetried)
-	case "failed", "bounced":
-		d.metrics.Outbound(o.Channel, metrics.OutboundFailed)
-	}
 }
