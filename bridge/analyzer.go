@@ -38,7 +38,7 @@ type AnalyzerDeps struct {
 func NewAnalyzer(cfg *config.Config, ch *config.Channel, deps AnalyzerDeps) (*inbound.Analyzer, error) {
 	v, err := verify.New(verify.Options{
 		TrustedAuthservIDs: ch.Verify.TrustedAuthservIDs,
-		Require:            ch.Verify.Require,
+		Require:            string(ch.Verify.Require),
 		Allow:              ch.Verify.Allow,
 		SelfDKIM:           ch.Verify.DKIM,
 		StrictAlignment:    ch.Verify.StrictAlignment,
@@ -54,12 +54,12 @@ func NewAnalyzer(cfg *config.Config, ch *config.Channel, deps AnalyzerDeps) (*in
 			MaxAttachments:    cfg.Media.MaxCount,
 			Sink:              deps.Sink,
 		},
-		PostMailingLists: ch.Inbound.MailingLists == "post",
-		SubjectLine:      ch.Inbound.Subject == "first-line",
+		PostMailingLists: ch.Inbound.MailingLists == config.MailingListsPost,
+		SubjectLine:      ch.Inbound.Subject == config.SubjectFirstLine,
 		IsOwnMessageID:   deps.IsOwnMessageID,
 		BounceDomains:    relayDomains(ch),
 		FormSenders:      ch.Verify.FormSenders,
-		ReplyCc:          ch.SMTP.ReplyCc == "thread",
+		ReplyCc:          ch.SMTP.ReplyCc == config.ReplyCcThread,
 		OwnAddresses:     OwnAddresses(cfg),
 	})
 }

@@ -99,12 +99,12 @@ func Build(cfg *config.Config, ch config.Channel, deps Deps) (*Channel, error) {
 	if c.Outbound, err = NewOutbound(cfg, ch, client, c.Grant, log); err != nil {
 		return nil, err
 	}
-	after := store.Action{Kind: ch.IMAP.After, Dest: ch.IMAP.MoveTo}
-	if ch.IMAP.After == "none" {
+	after := store.Action{Kind: string(ch.IMAP.After), Dest: ch.IMAP.MoveTo}
+	if ch.IMAP.After == config.AfterNone {
 		after = store.Action{}
 	}
 	quarantine := store.Action{Kind: "move", Dest: ch.IMAP.QuarantineFolder}
-	if ch.Verify.OnFail == "reject" {
+	if ch.Verify.OnFail == config.OnFailReject {
 		quarantine = store.Action{Kind: "flag"}
 	}
 	c.Pipeline, err = inbound.New(inbound.Options{
@@ -117,8 +117,8 @@ func Build(cfg *config.Config, ch config.Channel, deps Deps) (*Channel, error) {
 		Quarantine:     quarantine,
 		RateLimit:      ch.Inbound.RateLimit,
 		RateWindow:     ch.Inbound.RateWindow.Duration,
-		SubjectLine:    ch.Inbound.Subject == "first-line",
-		AttachOriginal: ch.Inbound.AttachOriginal,
+		SubjectLine:    ch.Inbound.Subject == config.SubjectFirstLine,
+		AttachOriginal: string(ch.Inbound.AttachOriginal),
 		StoreOriginal: func(ctx context.Context, raw []byte) (string, error) {
 			rec, err := deps.Media.Put(ctx, media.PutMeta{Filename: "original-message.eml", ContentType: "message/rfc822", Channel: ch.Name}, bytes.NewReader(raw))
 			if err != nil {
@@ -154,7 +154,7 @@ func Build(cfg *config.Config, ch config.Channel, deps Deps) (*Channel, error) {
 // before it runs: verification settings that verify nobody.
 func Warnings(ch config.Channel) []string {
 	switch {
-	case ch.Verify.Require == "none":
+	case ch.Verify.Require == config.RequireNone:
 		return []string{`verify.require = "none": senders are NOT verified, so anyone can post under any address and read that contact's earlier conversations`}
 	case len(ch.Verify.TrustedAuthservIDs) == 0 && !ch.Verify.DKIM && len(ch.Verify.Allow) == 0:
 		return []string{"verify: no trusted_authserv_ids, no dkim and no allow list: no sender can be verified, so every email will be quarantined; see doc/verification.md"}

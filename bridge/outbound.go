@@ -39,7 +39,7 @@ func NewOutbound(cfg *config.Config, ch config.Channel, client *userlike.Client,
 		FooterText:     ch.SMTP.FooterText,
 		FooterHTML:     ch.SMTP.FooterHTML,
 		Quote:          ch.SMTP.Quote,
-		ReplyCc:        ch.SMTP.ReplyCc == "thread",
+		ReplyCc:        ch.SMTP.ReplyCc == config.ReplyCcThread,
 		OwnAddresses:   OwnAddresses(cfg),
 	}
 	if ch.SMTP.SentFolder != "" {
@@ -59,7 +59,7 @@ func NewOutbound(cfg *config.Config, ch config.Channel, client *userlike.Client,
 func SenderOptions(ch config.Channel, grant *oauthgrant.Source) smtpout.SenderOptions {
 	o := smtpout.SenderOptions{
 		Address:  ch.SMTP.Address,
-		Security: ch.SMTP.Security,
+		Security: string(ch.SMTP.Security),
 		Username: ch.SMTP.Username,
 		Password: ch.SMTP.Password.Reveal(),
 	}
@@ -80,7 +80,7 @@ func IMAPOptions(ch config.Channel, grant *oauthgrant.Source) imapsync.Options {
 	return imapsync.Options{
 		Channel:          ch.Name,
 		Address:          ch.IMAP.Address,
-		Security:         ch.IMAP.Security,
+		Security:         string(ch.IMAP.Security),
 		TLSConfig:        imapTLS(ch),
 		Auth:             auth,
 		Folders:          ch.IMAP.Folders,

@@ -155,7 +155,7 @@ type IMAP struct {
 	// Address is the server's host:port.
 	Address string
 	// Security is "tls" (default), "starttls" or "none".
-	Security string
+	Security Security
 	// Username logs in together with Password, or with the OAuth2 token.
 	Username string
 	// Password logs in together with Username; empty with [channel.oauth2].
@@ -164,7 +164,7 @@ type IMAP struct {
 	Folders []string
 	// After says what happens to a processed message: "seen" (default:
 	// flag \Seen), "move" (to MoveTo), "delete" or "none".
-	After string
+	After After
 	// MoveTo is the folder processed messages move to; set iff After is "move".
 	MoveTo string
 	// QuarantineFolder receives messages that fail verification (default
@@ -191,7 +191,7 @@ type SMTP struct {
 	// Address is the relay's host:port.
 	Address string
 	// Security is "tls", "starttls" (default) or "none".
-	Security string
+	Security Security
 	// Username, when set, authenticates together with Password. With
 	// [channel.oauth2] it defaults to the IMAP username and authenticates
 	// with the token.
@@ -235,7 +235,7 @@ type SMTP struct {
 	Quote bool
 	// ReplyCc is "thread" (default: replies copy the Cc addresses of the
 	// contact's latest email, without mailgate's own addresses) or "none".
-	ReplyCc string
+	ReplyCc ReplyCc
 }
 
 // Verify is [channel.verify]: how a sender's address is trusted.
@@ -244,14 +244,14 @@ type Verify struct {
 	// headers are believed (default none).
 	TrustedAuthservIDs []string
 	// Require is "dmarc" (default), "dkim" or "none".
-	Require string
+	Require Require
 	// Allow lists lower-cased addresses ("a@b.c") and domains ("b.c")
 	// accepted without verification.
 	Allow []string
 	// DKIM makes mailgate verify DKIM signatures itself (default false).
 	DKIM bool
 	// OnFail is "quarantine" (default) or "reject".
-	OnFail string
+	OnFail OnFail
 	// StrictAlignment requires the authenticated domain to equal the From
 	// domain exactly, instead of sharing its organizational domain
 	// (default false).
@@ -266,16 +266,16 @@ type Verify struct {
 type Inbound struct {
 	// Subject is "first-line" (default: the subject becomes the first line
 	// of a new conversation) or "none".
-	Subject string
+	Subject SubjectMode
 	// MailingLists is "skip" (default) or "post".
-	MailingLists string
+	MailingLists MailingLists
 	// RateLimit is the most messages posted per sender per RateWindow
 	// (default 20).
 	RateLimit int
 	// RateWindow is the window of RateLimit (default 10m).
 	RateWindow Duration
 	// AttachOriginal is "never" (default), "when-trimmed" or "always".
-	AttachOriginal string
+	AttachOriginal AttachOriginal
 }
 
 // Load reads and parses the configuration file at path; see Parse.
@@ -309,7 +309,7 @@ func (c *Config) Summary() []string {
 		fmt.Fprintf(&b, "channel %q: imap %s@%s (%s) folders %s after=%s",
 			ch.Name, ch.IMAP.Username, ch.IMAP.Address, ch.IMAP.Security,
 			strings.Join(ch.IMAP.Folders, ","), ch.IMAP.After)
-		if ch.IMAP.After == "move" {
+		if ch.IMAP.After == AfterMove {
 			fmt.Fprintf(&b, " move_to=%s", ch.IMAP.MoveTo)
 		}
 		if ch.IMAP.InsecureSkipVerify {
@@ -329,7 +329,7 @@ func (c *Config) Summary() []string {
 			fmt.Fprintf(&b, " sent_folder=%s", ch.SMTP.SentFolder)
 		}
 		fmt.Fprintf(&b, " coalesce=%s max_age=%s", shortDuration(ch.SMTP.Coalesce), shortDuration(ch.SMTP.MaxAge))
-		if ch.SMTP.ReplyCc == "none" {
+		if ch.SMTP.ReplyCc == ReplyCcNone {
 			b.WriteString(" reply_cc=none")
 		}
 		fmt.Fprintf(&b, "; userlike %s", redactURL(ch.Userlike.InboundURL))

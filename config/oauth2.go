@@ -211,8 +211,8 @@ func (p *parser) convertOAuth2(t at, r *rawOAuth2) OAuth2 {
 	if p.isBad(t.key("provider")) {
 		return o
 	}
-	p.oneOf(t.key("provider"), string(o.Provider), string(OAuth2Microsoft), string(OAuth2Google), string(OAuth2Generic))
-	p.oneOf(t.key("mode"), string(o.Mode), string(OAuth2AppOnly), string(OAuth2Delegated))
+	oneOf(p, t.key("provider"), o.Provider, OAuth2Microsoft, OAuth2Google, OAuth2Generic)
+	oneOf(p, t.key("mode"), o.Mode, OAuth2AppOnly, OAuth2Delegated)
 	p.list(t.key("scopes"), o.Scopes, "scope")
 
 	// Keys that belong to another provider or mode are refused rather

@@ -47,8 +47,8 @@ func (p *parser) validate(cfg *Config) {
 		}
 	}
 
-	p.oneOf(top.key("log", "level"), cfg.Log.Level, "debug", "info", "warn", "error")
-	p.oneOf(top.key("log", "format"), cfg.Log.Format, "text", "json")
+	oneOf(p, top.key("log", "level"), cfg.Log.Level, "debug", "info", "warn", "error")
+	oneOf(p, top.key("log", "format"), cfg.Log.Format, "text", "json")
 
 	if len(cfg.Channels) == 0 {
 		p.errorf(top.key("channel"), "at least one [[channel]] is required")
@@ -86,8 +86,8 @@ func (p *parser) validateChannel(c at, ch *Channel) {
 
 	im := c.key("imap")
 	p.requireHostPort(im.key("address"), ch.IMAP.Address)
-	p.oneOf(im.key("security"), ch.IMAP.Security, "tls", "starttls", "none")
-	p.plaintextWarning(im, ch.IMAP.Security, ch.IMAP.Address)
+	oneOf(p, im.key("security"), ch.IMAP.Security, SecurityTLS, SecurityStartTLS, SecurityNone)
+	p.plaintextWarning(im, string(ch.IMAP.Security), ch.IMAP.Address)
 	if ch.IMAP.Username == "" {
 		p.errorf(im.key("username"), "missing")
 	}
@@ -98,11 +98,11 @@ func (p *parser) validateChannel(c at, ch *Channel) {
 	if len(ch.IMAP.Folders) == 0 {
 		p.errorf(im.key("folders"), "must list at least one folder")
 	}
-	p.oneOf(im.key("after"), ch.IMAP.After, "seen", "move", "delete", "none")
+	oneOf(p, im.key("after"), ch.IMAP.After, AfterSeen, AfterMove, AfterDelete, AfterNone)
 	switch {
-	case ch.IMAP.After == "move" && ch.IMAP.MoveTo == "":
+	case ch.IMAP.After == AfterMove && ch.IMAP.MoveTo == "":
 		p.errorf(im.key("move_to"), `missing (required with after = "move")`)
-	case ch.IMAP.After != "move" && ch.IMAP.MoveTo != "":
+	case ch.IMAP.After != AfterMove && ch.IMAP.MoveTo != "":
 		p.errorf(im.key("move_to"), `only allowed with after = "move" (after is %q)`, ch.IMAP.After)
 	case ch.IMAP.MoveTo != "" && slices.Contains(ch.IMAP.Folders, ch.IMAP.MoveTo):
 		p.errorf(im.key("move_to"), "%q is a watched folder; messages would be processed again", ch.IMAP.MoveTo)
@@ -121,8 +121,8 @@ func (p *parser) validateChannel(c at, ch *Channel) {
 
 	sm := c.key("smtp")
 	p.requireHostPort(sm.key("address"), ch.SMTP.Address)
-	p.oneOf(sm.key("security"), ch.SMTP.Security, "tls", "starttls", "none")
-	p.plaintextWarning(sm, ch.SMTP.Security, ch.SMTP.Address)
+	oneOf(p, sm.key("security"), ch.SMTP.Security, SecurityTLS, SecurityStartTLS, SecurityNone)
+	p.plaintextWarning(sm, string(ch.SMTP.Security), ch.SMTP.Address)
 	if ch.SMTP.From.Address == "" {
 		p.errorf(sm.key("from"), "missing (the sender address of replies)")
 	}
@@ -142,7 +142,7 @@ func (p *parser) validateChannel(c at, ch *Channel) {
 	}
 	p.durationRange(sm.key("max_age"), ch.SMTP.MaxAge, time.Minute, 0)
 	p.durationRange(sm.key("coalesce"), ch.SMTP.Coalesce, 0, maxCoalesce)
-	p.oneOf(sm.key("reply_cc"), ch.SMTP.ReplyCc, "thread", "none")
+	oneOf(p, sm.key("reply_cc"), ch.SMTP.ReplyCc, ReplyCcThread, ReplyCcNone)
 
 	ve := c.key("verify")
 	p.list(ve.key("trusted_authserv_ids"), ch.Verify.TrustedAuthservIDs, "authserv-id")
@@ -151,14 +151,14 @@ func (p *parser) validateChannel(c at, ch *Channel) {
 			p.errorf(ve.key("trusted_authserv_ids"), "invalid authserv-id %q", id)
 		}
 	}
-	p.oneOf(ve.key("require"), ch.Verify.Require, "dmarc", "dkim", "none")
+	oneOf(p, ve.key("require"), ch.Verify.Require, RequireDMARC, RequireDKIM, RequireNone)
 	p.list(ve.key("allow"), ch.Verify.Allow, "entry")
 	for _, a := range ch.Verify.Allow {
 		if !validAllowEntry(a) {
 			p.errorf(ve.key("allow"), "invalid entry %q: want an address (name@example.com) or a domain (example.com), without wildcards", a)
 		}
 	}
-	p.oneOf(ve.key("on_fail"), ch.Verify.OnFail, "quarantine", "reject")
+	oneOf(p, ve.key("on_fail"), ch.Verify.OnFail, OnFailQuarantine, OnFailReject)
 	p.list(ve.key("form_senders"), ch.Verify.FormSenders, "address")
 	for _, a := range ch.Verify.FormSenders {
 		if !strings.Contains(a, "@") || !validAllowEntry(a) {
@@ -167,13 +167,13 @@ func (p *parser) validateChannel(c at, ch *Channel) {
 	}
 
 	in := c.key("inbound")
-	p.oneOf(in.key("subject"), ch.Inbound.Subject, "first-line", "none")
-	p.oneOf(in.key("mailing_lists"), ch.Inbound.MailingLists, "skip", "post")
+	oneOf(p, in.key("subject"), ch.Inbound.Subject, SubjectFirstLine, SubjectNone)
+	oneOf(p, in.key("mailing_lists"), ch.Inbound.MailingLists, MailingListsSkip, MailingListsPost)
 	if ch.Inbound.RateLimit < 1 {
 		p.errorf(in.key("rate_limit"), "must be at least 1")
 	}
 	p.durationRange(in.key("rate_window"), ch.Inbound.RateWindow, time.Second, 0)
-	p.oneOf(in.key("attach_original"), ch.Inbound.AttachOriginal, "never", "when-trimmed", "always")
+	oneOf(p, in.key("attach_original"), ch.Inbound.AttachOriginal, AttachOriginalNever, AttachOriginalWhenTrimmed, AttachOriginalAlways)
 }
 
 // maxCoalesce is the longest coalescing window: the outbox sends a
@@ -284,15 +284,15 @@ func (p *parser) requireSecret(table at, name string, s Secret) {
 }
 
 // oneOf checks an enumerated value.
-func (p *parser) oneOf(a at, v string, allowed ...string) {
+func oneOf[T ~string](p *parser, a at, v T, allowed ...T) {
 	if slices.Contains(allowed, v) {
 		return
 	}
 	quoted := make([]string, len(allowed))
 	for i, s := range allowed {
-		quoted[i] = strconv.Quote(s)
+		quoted[i] = strconv.Quote(string(s))
 	}
-	p.errorf(a, "invalid value %q (want %s)", v, strings.Join(quoted, ", "))
+	p.errorf(a, "invalid value %q (want %s)", string(v), strings.Join(quoted, ", "))
 }
 
 // list checks that a list has no empty and no repeated entries.
