@@ -256,7 +256,13 @@ func TestOAuth2(t *testing.T) {
 	if !waitFor(time.Minute, func() bool { code, _ := g.scrape("/readyz"); return code == http.StatusOK }) {
 		t.Errorf("/readyz not ready after the new login")
 	}
-	time.Sleep(3 * time.Second) // a duplicate would come soon after
+	// Once nothing is left to post or send, no duplicate can follow: the
+	// fake records a POST before mailgate commits it.
+	if st, ok := g.waitStatus(t, time.Minute, func(s channelStatus) bool {
+		return s.Inbound[stateFetched]+s.Inbound[statePosting] == 0 && s.OutboxPending() == 0
+	}); !ok {
+		t.Errorf("the store never settled: %s", st)
+	}
 	if n := len(ul.Accepted()); n != posted {
 		t.Errorf("%d posts, want %d (each email once)", n, posted)
 	}
@@ -265,5 +271,17 @@ func TestOAuth2(t *testing.T) {
 	}
 	if strings.Contains(g.FullLog(), rt) {
 		t.Error("a refresh token is in the log")
+	}
+	// Both mechanisms against real servers: Dovecot offers OAUTHBEARER and
+	// XOAUTH2 to IMAP clients (mailgate picks OAUTHBEARER), Postfix's
+	// submission listener offers only XOAUTH2 (start.sh).
+	for _, c := range []struct{ log, want string }{
+		{"dovecot.log", "method=OAUTHBEARER"},
+		{"postfix.log", "sasl_method=XOAUTH2"},
+	} {
+		b, err := os.ReadFile(filepath.Join(suite.workDir, "logs", c.log))
+		if err != nil || !strings.Contains(string(b), c.want) {
+			t.Errorf("%s has no %q (%v)", c.log, c.want, err)
+		}
 	}
 }

@@ -254,7 +254,8 @@ postlog   unix-dgram n  -       n       -       1       postlogd
 EOF
 if [[ -n $OAUTH_URL ]]; then
 	# Submission: mail only after SMTP AUTH, checked by Dovecot's SASL (so
-	# an OAuth2 token by Dovecot's oauth2 passdb). Only this listener asks
+	# an OAuth2 token by Dovecot's oauth2 passdb), offering only XOAUTH2 so
+	# that the suite runs that mechanism too (IMAP logins use OAUTHBEARER). Only this listener asks
 	# Dovecot: the relay on $SMTP_PORT must keep taking mail while Dovecot
 	# is down.
 	cat >>"$W/postfix/master.cf" <<EOF
@@ -262,6 +263,7 @@ if [[ -n $OAUTH_URL ]]; then
   -o smtpd_sasl_auth_enable=yes
   -o smtpd_sasl_type=dovecot
   -o smtpd_sasl_path=$W/dovecot/auth-postfix
+  -o smtpd_sasl_mechanism_filter=xoauth2
   -o smtpd_relay_restrictions=permit_sasl_authenticated,reject
   -o smtpd_recipient_restrictions=permit_sasl_authenticated,reject
 EOF
