@@ -9,6 +9,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"io"
+	"mailgate/internal/fakeclock"
 	"net/http"
 	"path/filepath"
 	"regexp"
@@ -22,27 +23,9 @@ import (
 	"mailgate/store"
 )
 
-// clock is the authorization server's time, moved by tests.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *clock) add(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
-
 type fixture struct {
 	auth *oauthtest.Server
-	clk  *clock
+	clk  *fakeclock.Clock
 	db   *store.DB
 }
 
@@ -51,8 +34,8 @@ func newFixture(t *testing.T) *fixture {
 	// x/oauth2 judges expiry by the real clock, the server by clk: start
 	// clk at the real time so that moving it past an expiry is seen by
 	// the server first, and tokens are refreshed only when expired there.
-	clk := &clock{t: time.Now()}
-	auth, err := oauthtest.Start(oauthtest.Options{Now: clk.now})
+	clk := fakeclock.New(time.Now())
+	auth, err := oauthtest.Start(oauthtest.Options{Now: clk.Now})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -85,9 +85,13 @@ type testEnv struct {
 	bound map[string]net.Listener
 }
 
-func newTestEnv(t *testing.T, extraTOML string, smtpTOML ...string) *testEnv {
+// newEnvBase starts the mail system (support's and jane's mailboxes, with
+// dmOpts) and the fake Userlike, and binds the daemon's ports; the caller
+// writes the configuration to e.cfgPath.
+func newEnvBase(t *testing.T, dmOpts devmail.Options) *testEnv {
 	t.Helper()
-	dm, err := devmail.Start(devmail.Options{Users: map[string]string{supportUser: supportPass, "jane@example.test": "jane-pass"}})
+	dmOpts.Users = map[string]string{supportUser: supportPass, "jane@example.test": "jane-pass"}
+	dm, err := devmail.Start(dmOpts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -95,6 +99,13 @@ func newTestEnv(t *testing.T, extraTOML string, smtpTOML ...string) *testEnv {
 	e := &testEnv{t: t, mail: dm, ul: newFakeUserlike(t), dir: t.TempDir(), bound: map[string]net.Listener{}}
 	e.httpAddr, e.metricsAddr = e.bind(), e.bind()
 	e.cfgPath = filepath.Join(e.dir, "config.toml")
+	return e
+}
+
+func newTestEnv(t *testing.T, extraTOML string, smtpTOML ...string) *testEnv {
+	t.Helper()
+	e := newEnvBase(t, devmail.Options{})
+	dm := e.mail
 	cfg := fmt.Sprintf(`
 [server]
 listen = %[1]q

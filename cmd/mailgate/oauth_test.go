@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"log/slog"
 	"mailgate/internal/syncbuf"
-	"net"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -25,18 +24,11 @@ import (
 // of every message the relay delivers.
 func newOAuthEnv(t *testing.T, auth *oauthtest.Server, delivered chan<- string) *testEnv {
 	t.Helper()
-	dm, err := devmail.Start(devmail.Options{
-		Users:      map[string]string{supportUser: supportPass, "jane@example.test": "jane-pass"},
+	e := newEnvBase(t, devmail.Options{
 		TokenCheck: auth.CheckByIntrospection(),
 		Delivered:  func(user string, _ []byte) { delivered <- user },
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { dm.Close() })
-	e := &testEnv{t: t, mail: dm, ul: newFakeUserlike(t), dir: t.TempDir(), bound: map[string]net.Listener{}}
-	e.httpAddr, e.metricsAddr = e.bind(), e.bind()
-	e.cfgPath = filepath.Join(e.dir, "config.toml")
+	dm := e.mail
 	cfg := fmt.Sprintf(`
 [server]
 listen = %[1]q
