@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # setup.sh installs what the end-to-end suite needs on a Debian machine:
-# Dovecot (IMAP and LMTP) and Postfix, plus the unprivileged "vmail" user
-# that owns the test mail. It never leaves the system's own Dovecot or
-# Postfix running: the suite starts private instances (see start.sh).
+# Dovecot (IMAP and LMTP), Postfix and PostgreSQL, plus the unprivileged
+# "vmail" user that owns the test mail. It never leaves the system's own
+# Dovecot, Postfix or PostgreSQL running: the suite starts private instances
+# (see start.sh and internal/pgtest).
 # With --bench it also installs fetchmail, the benchmarks' IMAP floor.
 # Safe to run again: it does only what is missing. Must run as root.
 set -euo pipefail
@@ -12,7 +13,7 @@ if [[ $(id -u) -ne 0 ]]; then
 	exit 1
 fi
 
-packages=(dovecot-imapd dovecot-lmtpd postfix)
+packages=(dovecot-imapd dovecot-lmtpd postfix postgresql)
 if [[ ${1:-} == --bench ]]; then
 	packages+=(fetchmail)
 fi
@@ -63,7 +64,7 @@ fi
 # Whatever the packages started (on machines without policy-rc.d or with
 # systemd), stop and disable the system instances: they would hold ports
 # 25/143 and the defaults, and the suite does not use them.
-for svc in dovecot postfix; do
+for svc in dovecot postfix postgresql; do
 	if command -v systemctl >/dev/null 2>&1 && [[ -d /run/systemd/system ]]; then
 		systemctl disable --now "$svc" >/dev/null 2>&1 || true
 	elif command -v service >/dev/null 2>&1; then
@@ -88,4 +89,8 @@ fi
 for cmd in dovecot doveadm postfix postconf; do
 	command -v "$cmd" >/dev/null || { echo "setup.sh: $cmd not found after install" >&2; exit 1; }
 done
+if ! compgen -G "/usr/lib/postgresql/*/bin/postgres" >/dev/null; then
+	echo "setup.sh: no /usr/lib/postgresql/*/bin/postgres after install" >&2
+	exit 1
+fi
 echo "setup.sh: ready ($(dovecot --version | cut -d' ' -f1) dovecot, postfix $(postconf -d -h mail_version))"
