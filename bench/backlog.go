@@ -154,18 +154,23 @@ func tail(s string, n int) string {
 // mailgateDrain starts mailgate on the backlog mailbox with a new store and
 // waits for the last POST. It returns the time from exec to the last POST
 // and the peak RSS.
-func (b *bench) mailgateDrain(ctx context.Context, rep, n int) (drain, fromReady, cpu time.Duration, peak int64, err error) {
+// With pgDSN set the store is in that PostgreSQL database.
+func (b *bench) mailgateDrain(ctx context.Context, rep, n int, pgDSN string) (drain, fromReady, cpu time.Duration, peak int64, err error) {
 	m := b.mail
 	ul, err := startFakeUserlike()
 	if err != nil {
 		return 0, 0, 0, 0, err
 	}
 	defer ul.close()
-	dir := filepath.Join(b.work, fmt.Sprintf("backlog-%d", rep))
+	name := fmt.Sprintf("backlog-%d", rep)
+	if pgDSN != "" {
+		name = fmt.Sprintf("backlog-pg-%d", rep)
+	}
+	dir := filepath.Join(b.work, name)
 	os.RemoveAll(dir)
-	g, err := b.startMailgate(filepath.Base(dir), daemonConfig{
+	g, err := b.startMailgate(name, daemonConfig{
 		IMAPAddr: m.imapAddr(), User: backlogUser, Password: m.password(),
-		SMTPAddr: m.smtpAddr(), InboundURL: ul.url(),
+		SMTPAddr: m.smtpAddr(), InboundURL: ul.url(), PostgresDSN: pgDSN,
 	})
 	if err != nil {
 		return 0, 0, 0, 0, err
@@ -208,7 +213,7 @@ func (b *bench) runBacklog(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		d, dr, cpu, peak, err := b.mailgateDrain(ctx, r, n)
+		d, dr, cpu, peak, err := b.mailgateDrain(ctx, r, n, "")
 		if err != nil {
 			return err
 		}
@@ -232,6 +237,29 @@ func (b *bench) runBacklog(ctx context.Context) error {
 		row{Figure: "fetchmail --all --keep --bsmtp /dev/null, same mailbox", Median: unit(quantile(fm, 0.5), "mails/s"), P99: unit(quantile(fm, 0.01), "mails/s") + " (slowest)", Runs: runs},
 		row{Figure: "mailgate / fetchmail (throughput ratio)", Median: fmt.Sprintf("%.2fx", quantile(ratio, 0.5)), Runs: runs, Target: ">= 0.8x", Met: yesNo(quantile(ratio, 0.5) >= 0.8)},
 	)
+	if b.opts.postgres {
+		var pg, pgCPU, pgRatio []float64
+		for r := range b.opts.reps {
+			dsn, err := b.postgresDB(ctx)
+			if err != nil {
+				return err
+			}
+			d, _, cpu, _, err := b.mailgateDrain(ctx, r, n, dsn)
+			if err != nil {
+				return fmt.Errorf("postgres: %w", err)
+			}
+			fmt.Fprintf(os.Stderr, "bench:   run %d on PostgreSQL: mailgate %v (%v CPU)\n", r+1, d.Round(time.Millisecond), cpu)
+			pg = append(pg, float64(n)/d.Seconds())
+			pgCPU = append(pgCPU, float64(cpu)/float64(time.Millisecond)/float64(n))
+			pgRatio = append(pgRatio, float64(n)/d.Seconds()/quantile(mg, 0.5))
+		}
+		b.add("backlog",
+			row{Figure: fmt.Sprintf("mailgate, store in PostgreSQL: %d mails, exec -> last POST", n), Median: unit(quantile(pg, 0.5), "mails/s"), P99: unit(quantile(pg, 0.01), "mails/s") + " (slowest)", Runs: runs},
+			row{Figure: "mailgate, store in PostgreSQL: CPU time per mail (mailgate only)", Median: unit(quantile(pgCPU, 0.5), "ms"), Runs: runs},
+			row{Figure: "PostgreSQL / SQLite store (backlog throughput ratio)", Median: fmt.Sprintf("%.2fx", quantile(pgRatio, 0.5)), Runs: runs},
+		)
+		b.note("backlog", "The PostgreSQL rows run the same backlog with `[store] driver = \"postgres\"` against a private PostgreSQL server (internal/pgtest, Unix socket, fsync on) on the same machine, a new database per run; the CPU figure is mailgate's alone, not the PostgreSQL server's.")
+	}
 	b.add("memory", row{Figure: fmt.Sprintf("peak RSS (VmHWM) during the %d-mail backlog", n), Median: mib(quantile(peaks, 0.5)), P99: mib(quantile(peaks, 0.99)), Runs: runs})
 	b.note("backlog", fmt.Sprintf("The mailbox (%d mails, %s, from %d senders; 90%% plain text of 2-20 KB, every tenth with a 500 KB PDF) is written once as Maildir files plus `doveadm force-resync`. Each run: a bare go-imap client fetches every message (the IMAP floor), fetchmail downloads the whole mailbox, then mailgate starts with a new store and posts it all (%d POSTs: a text per mail, a media URL per attachment); mailgate's time runs from exec to the last POST, so it includes start-up.", n, mib(float64(size)), backlogSenders, n+n/10))
 	if n != 10000 {

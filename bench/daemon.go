@@ -37,6 +37,9 @@ type daemonConfig struct {
 	// Perf attaches `perf record -g` to the daemon, writing
 	// dir/perf.data (bench -perf).
 	Perf bool
+	// PostgresDSN, when set, puts the store in PostgreSQL
+	// ([store] driver = "postgres") instead of SQLite.
+	PostgresDSN string
 }
 
 // mailgate is one run of the real binary.
@@ -72,7 +75,11 @@ func writeConfig(dir string, cfg daemonConfig) (path, listen string, err error) 
 	var b strings.Builder
 	fmt.Fprintf(&b, "[server]\nlisten = %s\npublic_url = %s\n\n", q(listen), q("http://"+listen))
 	fmt.Fprintf(&b, "[metrics]\nlisten = \"\"\n\n")
-	fmt.Fprintf(&b, "[store]\npath = %s\n\n", q(filepath.Join(dir, "mailgate.db")))
+	if cfg.PostgresDSN != "" {
+		fmt.Fprintf(&b, "[store]\ndriver = \"postgres\"\ndsn = %s\n\n", q(cfg.PostgresDSN))
+	} else {
+		fmt.Fprintf(&b, "[store]\npath = %s\n\n", q(filepath.Join(dir, "mailgate.db")))
+	}
 	fmt.Fprintf(&b, "[media]\ndir = %s\n\n", q(filepath.Join(dir, "media")))
 	fmt.Fprintf(&b, "[log]\nlevel = \"info\"\nformat = \"text\"\n\n")
 	fmt.Fprintf(&b, "[[channel]]\nname = \"support\"\n\n")

@@ -27,6 +27,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"mailgate/internal/pgtest"
 )
 
 // options are the command line flags.
@@ -43,6 +45,7 @@ type options struct {
 	startRuns int
 	perf      bool
 	mailgate  string
+	postgres  bool
 }
 
 // bench is one benchmark run.
@@ -59,6 +62,8 @@ type bench struct {
 
 	goBench   []goBenchResult
 	loadStart string
+
+	pg *pgtest.Server // started by postgresDB on first use
 }
 
 // scenarios in the order they run.
@@ -78,6 +83,7 @@ func main() {
 	flag.StringVar(&o.goBench, "gobench", "1s", "-benchtime of the Go micro-benchmarks")
 	flag.IntVar(&o.startRuns, "startups", 10, "start-up runs")
 	flag.StringVar(&o.mailgate, "mailgate", "", "run this mailgate binary instead of building ./cmd/mailgate (before/after comparisons)")
+	flag.BoolVar(&o.postgres, "postgres", true, "also run the backlog and webhook scenarios with the store in PostgreSQL (a private server from internal/pgtest)")
 	flag.BoolVar(&o.perf, "perf", false, "attach `perf record -g` to every mailgate run (profiles in the kept work directory)")
 	flag.Parse()
 	o.only = map[string]bool{}
@@ -174,6 +180,9 @@ func run(o options) error {
 		}
 		fmt.Fprintf(os.Stderr, "bench: %s took %v\n", s.name, time.Since(t0).Round(time.Second))
 	}
+	if b.pg != nil {
+		b.pg.Stop()
+	}
 	table := b.table()
 	fmt.Println(table)
 	if o.out != "" {
@@ -194,6 +203,20 @@ func run(o options) error {
 		return fmt.Errorf("scenarios failed: %s", strings.Join(failed, ", "))
 	}
 	return ctx.Err()
+}
+
+// postgresDB returns the DSN of a new, empty database on the bench's
+// PostgreSQL server, starting the server on first use. The server keeps
+// fsync on, as SQLite does, so the two stores are compared durable.
+func (b *bench) postgresDB(ctx context.Context) (string, error) {
+	if b.pg == nil {
+		s, err := pgtest.Start(ctx, pgtest.Options{Durable: true})
+		if err != nil {
+			return "", err
+		}
+		b.pg = s
+	}
+	return b.pg.CreateDatabase(ctx)
 }
 
 // want reports whether scenario s is to run.
