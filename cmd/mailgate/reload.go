@@ -5,13 +5,16 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"slices"
 	"strings"
 
+	"mailgate/bridge"
 	"mailgate/config"
 )
 
 // reload applies a new configuration: channels that were added, removed or
-// changed are started, stopped or restarted; the others are untouched.
+// changed are started, stopped or restarted; the others are untouched,
+// unless the channels' own addresses changed, which restarts them all.
 // Changes outside [[channel]] ([server], [store], [media], [log],
 // [metrics]) need a restart and are reported as such.
 func (d *daemon) reload(ctx context.Context, next *config.Config) error {
@@ -41,12 +44,16 @@ func (d *daemon) reload(ctx context.Context, next *config.Config) error {
 	for _, ch := range next.Channels {
 		wanted[ch.Name] = ch
 	}
+	// Every channel's analyzer and outbox keep the own addresses of all
+	// channels (never copied on a reply); when they change, every channel
+	// restarts, not only the one whose address changed.
+	ownChanged := !slices.Equal(bridge.OwnAddresses(prev), bridge.OwnAddresses(next))
 	d.mu.Lock()
 	var stop []*channelRun
 	var start []config.Channel
 	for name, run := range d.channels {
 		ch, ok := wanted[name]
-		if !ok || !run.cfg.Equal(ch) {
+		if !ok || ownChanged || !run.cfg.Equal(ch) {
 			stop = append(stop, run)
 			delete(d.channels, name)
 		}
