@@ -102,6 +102,9 @@ type Decision struct {
 	// was different: the text states the new list, as a new conversation's
 	// does (see SetThread).
 	CcChanged bool `json:"-"`
+	// RateLimitReached says that this email is the first one of its sender
+	// skipped by the rate limit within the window: the one worth a warning.
+	RateLimitReached bool `json:"-"`
 	// KeepCc says that the email does not change the CC list of the
 	// contact's thread: its sender is not verified.
 	KeepCc bool `json:"-"`

@@ -345,6 +345,7 @@ func (in *Pipeline) applyState(ctx context.Context, d *Decision) error {
 	if n >= in.opts.RateLimit {
 		d.Action = ActionSkip
 		d.Reason = fmt.Sprintf("rate limit: %d emails from %s within %s", n, d.Contact.Email, in.opts.RateWindow)
+		d.RateLimitReached = n == in.opts.RateLimit
 		return nil
 	}
 	known, err := in.opts.DB.KnowsMessageID(ctx, in.opts.Channel, d.Contact.Email, d.References)
@@ -439,6 +440,13 @@ func (in *Pipeline) record(ctx context.Context, row *store.Inbound, d *Decision)
 		in.log.Error("inbound: email dead-lettered", "ledger_id", res.ID, "uid", row.UID, "folder", row.Folder, "reason", row.Reason)
 		in.observe(Outcome{Kind: "dead"})
 	case store.StateSkipped:
+		if d != nil && d.RateLimitReached {
+			// Once per sender and window, not per email: a mail loop
+			// must not flood the log.
+			in.log.Warn("inbound: rate limit reached; this sender's further emails within the window are skipped, not posted (channel.inbound.rate_limit)",
+				"ledger_id", res.ID, "uid", row.UID, "folder", row.Folder, "contact", d.Contact.Email,
+				"rate_limit", in.opts.RateLimit, "window", in.opts.RateWindow.String())
+		}
 		in.observe(Outcome{Kind: "skipped", Reason: skipLabel(row)})
 		in.opts.Notify()
 	case store.StateQuarantined:

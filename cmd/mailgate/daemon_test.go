@@ -19,6 +19,7 @@ import (
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapclient"
 
+	"mailgate/internal/syncbuf"
 	"mailgate/userlike"
 )
 
@@ -405,5 +406,28 @@ func TestDaemonQuarantinedMediaIsRemoved(t *testing.T) {
 	sum, resp := download(t, posts[1].URL)
 	if want := sha256.Sum256(shared); resp.StatusCode != 200 || sum != hex.EncodeToString(want[:]) {
 		t.Errorf("posted media: status %d", resp.StatusCode)
+	}
+}
+
+// TestDaemonRateLimitWarnsOnce sends five emails from one sender to a
+// channel that posts two per sender and window: two are posted, three
+// skipped, and the log warns once (at the first skipped one), not per
+// email.
+func TestDaemonRateLimitWarnsOnce(t *testing.T) {
+	e := newTestEnv(t, "\n[channel.inbound]\nrate_limit = 2\n")
+	logs := &syncbuf.Buffer{}
+	e.startLogging(logs)
+	for i := range 5 {
+		e.deliver(customerMail("jane@example.test", "Jane", fmt.Sprintf("rl%d@example.test", i), fmt.Sprintf("Question %d", i), "Hello."))
+	}
+	e.waitLedger(func(s string) bool { return strings.Contains(s, "posted=2") && strings.Contains(s, "skipped=3") })
+	if got := len(e.ul.received()); got != 2 {
+		t.Errorf("%d posts, want 2", got)
+	}
+	if n := strings.Count(logs.String(), "rate limit reached"); n != 1 {
+		t.Errorf("%d rate limit warnings, want 1:\n%s", n, logs.String())
+	}
+	if !strings.Contains(logs.String(), "contact=jane@example.test") {
+		t.Errorf("the warning does not name the sender:\n%s", logs.String())
 	}
 }
