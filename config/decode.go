@@ -36,38 +36,40 @@ func isTable(t reflect.Type) bool {
 // secretSuffixes are the keys a Secret is given under, after its name.
 var secretSuffixes = [3]string{"", "_file", "_credential"}
 
+// walkSchema calls f for every key of the table type t, below prefix,
+// with its path and type, and walks the tables (t is a table: each element
+// of an array of tables).
+func walkSchema(t reflect.Type, prefix []string, f func(path []string, t reflect.Type)) {
+	for i := range t.NumField() {
+		name, _, _ := strings.Cut(t.Field(i).Tag.Get("toml"), ",")
+		if name == "" || name == "-" {
+			continue
+		}
+		path := append(prefix[:len(prefix):len(prefix)], name)
+		ft := t.Field(i).Type
+		if ft.Kind() == reflect.Slice && isTable(ft.Elem()) {
+			ft = ft.Elem()
+		}
+		f(path, ft)
+		if isTable(ft) {
+			walkSchema(ft, path, f)
+		}
+	}
+}
+
 // schemaKeys returns every key path the file may contain, tables included
 // ("server", "server.listen", "channel", "channel.imap", ...), joined by
 // joinPath. The map value is true for a value and false for a table.
 func schemaKeys() map[string]bool {
 	keys := make(map[string]bool)
-	var walk func(t reflect.Type, prefix []string)
-	walk = func(t reflect.Type, prefix []string) {
-		for i := range t.NumField() {
-			f := t.Field(i)
-			name, _, _ := strings.Cut(f.Tag.Get("toml"), ",")
-			if name == "" || name == "-" {
-				continue
-			}
-			path := append(prefix[:len(prefix):len(prefix)], name)
-			ft := f.Type
-			if ft.Kind() == reflect.Slice {
-				ft = ft.Elem()
-			}
-			switch {
-			case isTable(ft):
-				keys[joinPath(path)] = false
-				walk(ft, path)
-			case ft == reflect.TypeFor[Secret]():
-				for _, s := range secretSuffixes {
-					keys[joinPath(path)+s] = true
-				}
-			default:
-				keys[joinPath(path)] = true
+	walkSchema(reflect.TypeFor[Config](), nil, func(path []string, t reflect.Type) {
+		keys[joinPath(path)] = !isTable(t)
+		if t == reflect.TypeFor[Secret]() {
+			for _, s := range secretSuffixes {
+				keys[joinPath(path)+s] = true
 			}
 		}
-	}
-	walk(reflect.TypeFor[Config](), nil)
+	})
 	return keys
 }
 

@@ -23,14 +23,13 @@ func joinPath(segs []string) string { return strings.Join(segs, "\x00") }
 
 // lineIndex maps key paths to the lines where they are written.
 type lineIndex struct {
-	first  map[pathAt]int   // first line of a path within a channel occurrence
-	anyCh  map[string]int   // first line of a path in any occurrence
-	keysAt map[int][]string // the last segments of the keys written on a line
+	first map[pathAt]int // first line of a path within a channel occurrence
+	anyCh map[string]int // first line of a path in any occurrence
 }
 
 // indexLines indexes the keys of a TOML document.
 func indexLines(src string) *lineIndex {
-	ix := &lineIndex{first: make(map[pathAt]int), anyCh: make(map[string]int), keysAt: make(map[int][]string)}
+	ix := &lineIndex{first: make(map[pathAt]int), anyCh: make(map[string]int)}
 	ch, table := -1, []string(nil)
 	closing := "" // the delimiter that ends the multi-line string being skipped
 	for n, line := range strings.Split(src, "\n") {
@@ -59,7 +58,6 @@ func indexLines(src string) *lineIndex {
 				continue
 			}
 			path = append(table[:len(table):len(table)], k...)
-			ix.keysAt[n] = append(ix.keysAt[n], k[len(k)-1])
 			rest = strings.TrimSpace(rest)
 			for _, d := range []string{`"""`, `'''`} {
 				if strings.HasPrefix(rest, d) && !strings.Contains(rest[3:], d) {

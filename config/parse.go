@@ -80,6 +80,7 @@ type parser struct {
 	name    string
 	baseDir string
 	getenv  func(string) string
+	src     string
 	idx     *lineIndex
 	names   []string        // channel names by occurrence, for messages
 	bad     map[pathAt]bool // keys whose conversion failed
@@ -104,6 +105,7 @@ func Parse(name string, data []byte, opts Options) (*Config, error) {
 		name:    name,
 		baseDir: filepath.Dir(name),
 		getenv:  getenv,
+		src:     string(data),
 		idx:     indexLines(string(data)),
 		bad:     make(map[pathAt]bool),
 	}
@@ -181,16 +183,15 @@ func (p *parser) problem(a at, line int, msg string) *Error {
 	return e
 }
 
-// errorf reports an error at a, unless converting a failed already (a
-// value that failed to convert is not reported again as missing or
-// invalid). Validation may report several problems of one key.
+// errorf reports an error at a, unless converting it or a table above it
+// failed already (a value that failed to convert is not reported again as
+// missing or invalid). Validation may report several problems of one key.
 func (p *parser) errorf(a at, format string, args ...any) {
-	k := pathAt{a.ch, joinPath(a.path)}
-	if p.bad[k] {
+	if p.isBad(a) {
 		return
 	}
 	if !p.validating {
-		p.bad[k] = true
+		p.markBad(a)
 	}
 	p.errs = append(p.errs, p.problem(a, p.idx.line(a.ch, a.path), fmt.Sprintf(format, args...)))
 }
@@ -204,17 +205,25 @@ func (p *parser) warnf(a at, format string, args ...any) {
 // reported under another key (password_file for password).
 func (p *parser) markBad(a at) { p.bad[pathAt{a.ch, joinPath(a.path)}] = true }
 
-// isBad reports whether a already has an error.
-func (p *parser) isBad(a at) bool { return p.bad[pathAt{a.ch, joinPath(a.path)}] }
-
-// isSecretKey reports whether values of key k are secrets; toml syntax errors on
-// their lines are reported without toml's message, which may quote the value.
-func isSecretKey(k string) bool {
-	switch k {
-	case "password", "inbound_token", "outbound_token", "key", "client_secret", "service_account_key":
-		return true
+// isBad reports whether a or a table above it already has an error.
+func (p *parser) isBad(a at) bool {
+	for n := len(a.path); n > 0; n-- {
+		if p.bad[pathAt{a.ch, joinPath(a.path[:n])}] {
+			return true
+		}
 	}
 	return false
+}
+
+// isSecretKey reports whether values of key k are secrets (the Secret
+// fields of the schema, given inline); toml syntax errors on their lines
+// are reported without toml's message, which may quote the value.
+func isSecretKey(k string) bool {
+	secret := false
+	walkSchema(reflect.TypeFor[Config](), nil, func(path []string, t reflect.Type) {
+		secret = secret || t == reflect.TypeFor[Secret]() && path[len(path)-1] == k
+	})
+	return secret
 }
 
 // tomlError turns an error of the toml package (syntax, or a table where a
@@ -229,9 +238,15 @@ func (p *parser) tomlError(err error) error {
 	} else {
 		e.Message = strings.TrimPrefix(err.Error(), "toml: ")
 	}
+	// Any word on the line that names a secret key withholds the message:
+	// the line may be too broken to tell its key.
 	secret := false
-	for _, k := range p.idx.keysAt[e.Line] {
-		secret = secret || isSecretKey(k)
+	if lines := strings.Split(p.src, "\n"); e.Line > 0 && e.Line <= len(lines) {
+		for _, w := range strings.FieldsFunc(lines[e.Line-1], func(r rune) bool {
+			return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '_' || r == '-')
+		}) {
+			secret = secret || isSecretKey(w)
+		}
 	}
 	if i := strings.LastIndexByte(e.Key, '.'); isSecretKey(e.Key[i+1:]) {
 		secret = true
