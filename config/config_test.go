@@ -10,6 +10,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"reflect"
 	"regexp"
 	"slices"
 	"strings"
@@ -1007,20 +1008,35 @@ func TestExampleConfig(t *testing.T) {
 		t.Errorf("the example has %d placeholders, want 12:\n%s", len(cfg.Placeholders), strings.Join(cfg.Placeholders, "\n"))
 	}
 
-	// Every key of the schema must be documented, in its table.
+	// Every key of the schema must be documented, in its table, and every
+	// key and table the example mentions, commented out or not, must be in
+	// the schema (the lines before the first table explain the forms of a
+	// secret and are not checked).
+	keys := schemaKeys()
+	schemaKey := func(dotted string) (leaf, ok bool) {
+		leaf, ok = keys[strings.ReplaceAll(dotted, ".", "\x00")]
+		return leaf, ok
+	}
 	mentioned := make(map[string]bool)
 	var table string
-	for line := range strings.SplitSeq(string(data), "\n") {
+	for n, line := range strings.Split(string(data), "\n") {
 		line = strings.TrimSpace(line)
 		if m := exampleHeader.FindStringSubmatch(line); m != nil {
 			table = m[1]
+			if leaf, ok := schemaKey(table); !ok || leaf {
+				t.Errorf("config.example.toml:%d: [%s] is not a table of the schema", n+1, table)
+			}
 			continue
 		}
 		if m := exampleKeyLine.FindStringSubmatch(line); m != nil && table != "" {
-			mentioned[table+"."+m[1]] = true
+			key := table + "." + m[1]
+			mentioned[key] = true
+			if leaf, ok := schemaKey(key); !ok || !leaf {
+				t.Errorf("config.example.toml:%d: %s is not a key of the schema", n+1, key)
+			}
 		}
 	}
-	for path, leaf := range schemaKeys() {
+	for path, leaf := range keys {
 		if !leaf {
 			continue
 		}
@@ -1028,6 +1044,47 @@ func TestExampleConfig(t *testing.T) {
 		if !mentioned[key] {
 			t.Errorf("config.example.toml does not mention %s", key)
 		}
+	}
+	testExampleDefaults(t, string(data))
+}
+
+// testExampleDefaults checks that the first commented-out line of each key
+// with a default tag shows that default ("Commented-out lines show the
+// default").
+func testExampleDefaults(t *testing.T, example string) {
+	shown := make(map[string]string) // dotted key: the value on its first commented-out line
+	var table string
+	for line := range strings.SplitSeq(example, "\n") {
+		line = strings.TrimSpace(line)
+		if m := exampleHeader.FindStringSubmatch(line); m != nil {
+			table = m[1]
+			continue
+		}
+		if m := exampleKeyLine.FindStringSubmatch(line); m != nil && table != "" && strings.HasPrefix(line, "#") {
+			if _, ok := shown[table+"."+m[1]]; !ok {
+				shown[table+"."+m[1]] = strings.TrimSpace(strings.SplitN(line, "=", 2)[1])
+			}
+		}
+	}
+	n := 0
+	walkSchema(reflect.TypeFor[Config](), nil, func(path []string, _ reflect.Type, tag reflect.StructTag) {
+		def, ok := tag.Lookup("default")
+		if !ok {
+			return
+		}
+		n++
+		key := strings.Join(path, ".")
+		v, ok := shown[key]
+		if !ok {
+			t.Errorf("config.example.toml has no commented-out line for %s (default %s)", key, def)
+			return
+		}
+		if got, want := defaultValue(v), defaultValue(def); !reflect.DeepEqual(got, want) {
+			t.Errorf("config.example.toml shows %s = %s, but the default is %s", key, v, def)
+		}
+	})
+	if n < 30 {
+		t.Errorf("only %d keys have a default tag", n)
 	}
 }
 

@@ -37,9 +37,9 @@ func isTable(t reflect.Type) bool {
 var secretSuffixes = [3]string{"", "_file", "_credential"}
 
 // walkSchema calls f for every key of the table type t, below prefix,
-// with its path and type, and walks the tables (t is a table: each element
-// of an array of tables).
-func walkSchema(t reflect.Type, prefix []string, f func(path []string, t reflect.Type)) {
+// with its path, type (for an array of tables: the table) and tags, and
+// walks the tables.
+func walkSchema(t reflect.Type, prefix []string, f func(path []string, t reflect.Type, tag reflect.StructTag)) {
 	for i := range t.NumField() {
 		name, _, _ := strings.Cut(t.Field(i).Tag.Get("toml"), ",")
 		if name == "" || name == "-" {
@@ -50,7 +50,7 @@ func walkSchema(t reflect.Type, prefix []string, f func(path []string, t reflect
 		if ft.Kind() == reflect.Slice && isTable(ft.Elem()) {
 			ft = ft.Elem()
 		}
-		f(path, ft)
+		f(path, ft, t.Field(i).Tag)
 		if isTable(ft) {
 			walkSchema(ft, path, f)
 		}
@@ -62,7 +62,7 @@ func walkSchema(t reflect.Type, prefix []string, f func(path []string, t reflect
 // joinPath. The map value is true for a value and false for a table.
 func schemaKeys() map[string]bool {
 	keys := make(map[string]bool)
-	walkSchema(reflect.TypeFor[Config](), nil, func(path []string, t reflect.Type) {
+	walkSchema(reflect.TypeFor[Config](), nil, func(path []string, t reflect.Type, _ reflect.StructTag) {
 		keys[joinPath(path)] = !isTable(t)
 		if t == reflect.TypeFor[Secret]() {
 			for _, s := range secretSuffixes {

@@ -220,7 +220,7 @@ func (p *parser) isBad(a at) bool {
 // are reported without toml's message, which may quote the value.
 func isSecretKey(k string) bool {
 	secret := false
-	walkSchema(reflect.TypeFor[Config](), nil, func(path []string, t reflect.Type) {
+	walkSchema(reflect.TypeFor[Config](), nil, func(path []string, t reflect.Type, _ reflect.StructTag) {
 		secret = secret || t == reflect.TypeFor[Secret]() && path[len(path)-1] == k
 	})
 	return secret
