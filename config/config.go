@@ -19,7 +19,7 @@ import (
 	"net/netip"
 	"net/url"
 	"os"
-	"slices"
+	"reflect"
 	"strings"
 )
 
@@ -396,37 +396,8 @@ func redactURL(s string) string {
 }
 
 // Equal reports whether two channel configurations are the same, secret
-// values included, so that a reload can tell which channels changed.
-func (a Channel) Equal(b Channel) bool {
-	return a.Name == b.Name &&
-		a.Userlike == b.Userlike &&
-		a.IMAP.equal(b.IMAP) &&
-		a.SMTP == b.SMTP &&
-		a.Verify.equal(b.Verify) &&
-		a.Inbound == b.Inbound &&
-		a.OAuth2.equal(b.OAuth2)
-}
-
-func (a IMAP) equal(b IMAP) bool {
-	return a.Address == b.Address &&
-		a.Security == b.Security &&
-		a.Username == b.Username &&
-		a.Password == b.Password &&
-		slices.Equal(a.Folders, b.Folders) &&
-		a.After == b.After &&
-		a.MoveTo == b.MoveTo &&
-		a.QuarantineFolder == b.QuarantineFolder &&
-		a.Start == b.Start &&
-		a.PollInterval == b.PollInterval &&
-		a.IdleRefresh == b.IdleRefresh &&
-		a.TLSServerName == b.TLSServerName &&
-		a.InsecureSkipVerify == b.InsecureSkipVerify
-}
-
-func (a Verify) equal(b Verify) bool {
-	return slices.Equal(a.TrustedAuthservIDs, b.TrustedAuthservIDs) &&
-		slices.Equal(a.Allow, b.Allow) &&
-		a.Require == b.Require && a.DKIM == b.DKIM && a.OnFail == b.OnFail &&
-		a.StrictAlignment == b.StrictAlignment &&
-		slices.Equal(a.FormSenders, b.FormSenders)
-}
+// values included, so that a reload can tell which channels changed. It
+// compares every field, so a new key needs nothing here; lists compare by
+// their entries and order (Parse gives an absent list its default, so a
+// parsed list is never nil where the other is empty).
+func (a Channel) Equal(b Channel) bool { return reflect.DeepEqual(a, b) }

@@ -938,6 +938,8 @@ func TestChannelEqual(t *testing.T) {
 		{"quote", minimal + "quote = true\n", false},
 		{"no reply cc", minimal + "reply_cc = \"none\"\n", false},
 		{"strict alignment", minimal + "[channel.verify]\nstrict_alignment = true\n", false},
+		{"other start", strings.Replace(minimal, "[channel.imap]\n", "[channel.imap]\nstart = \"7d\"\n", 1), false},
+		{"other form senders", minimal + "[channel.verify]\nform_senders = [\"forms@example.com\"]\n", false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

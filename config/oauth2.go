@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"errors"
 	"net/url"
-	"slices"
 	"strings"
 )
 
@@ -94,14 +93,6 @@ func (o OAuth2) Grant() OAuth2Grant {
 		return GrantAuthCode
 	}
 	return GrantDeviceCode
-}
-
-func (a OAuth2) equal(b OAuth2) bool {
-	return a.Provider == b.Provider && a.Mode == b.Mode && a.Tenant == b.Tenant &&
-		a.ClientID == b.ClientID && a.ClientSecret == b.ClientSecret &&
-		a.ServiceAccountKey == b.ServiceAccountKey && a.Subject == b.Subject &&
-		a.TokenURL == b.TokenURL && a.AuthURL == b.AuthURL && a.DeviceURL == b.DeviceURL &&
-		slices.Equal(a.Scopes, b.Scopes)
 }
 
 // Well-known endpoints and scopes.
