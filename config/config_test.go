@@ -330,6 +330,15 @@ func TestParseErrors(t *testing.T) {
 		src:  "[media]\nfetch_allow = [\"10.0.0.0/8\", 7]\n" + minimal,
 		want: []string{`c.toml:2: media.fetch_allow: must be an array of strings, but element 2 is an integer`},
 	}, {
+		name: "a table of the wrong type silences the errors of its keys",
+		src: strings.Replace(strings.Replace(minimal, "[channel.imap]\naddress = \"imap.example.com:993\"\nusername = \"support@example.com\"\npassword = \"imap-pass-s3cret\"\n", "", 1),
+			"name = \"support\"\n", "name = \"support\"\nimap = 5\n", 1),
+		want: []string{`c.toml:3: channel "support": imap: must be a table`},
+	}, {
+		name: "a multi-line string is no table header",
+		src:  minimal + "footer_text = \"\"\"\n[[channel]]\nname = 1\n\"\"\"\nbogus = 1\n",
+		want: []string{`c.toml:18: channel "support": smtp.bogus: unknown key`},
+	}, {
 		name: "errors from several sections come sorted by line",
 		src: "[media]\nurl_ttl = \"soon\"\n" + strings.Replace(minimal, "imap.example.com:993", "imap.example.com", 1) +
 			"[log]\nformat = \"xml\"\n",
