@@ -67,13 +67,6 @@ func (a at) key(k ...string) at {
 	return at{ch: a.ch, path: append(a.path[:len(a.path):len(a.path)], k...)}
 }
 
-// warning is a problem found before a parser exists to report it.
-type warning struct {
-	ch   int
-	path []string
-	msg  string
-}
-
 // parser collects the errors and warnings of one Parse call.
 type parser struct {
 	mode    fs.FileMode // of the file, if known
