@@ -1133,6 +1133,36 @@ func TestSchemaKeys(t *testing.T) {
 	}
 }
 
+// TestSchemaTypes: every key of the schema has a conversion for its Go
+// type (a value of the wrong type is an error, not a panic), and every
+// default tag is a TOML value that converts without error.
+func TestSchemaTypes(t *testing.T) {
+	walkSchema(reflect.TypeFor[Config](), nil, func(path []string, typ reflect.Type, tag reflect.StructTag) {
+		if isTable(typ) || typ == reflect.TypeFor[Secret]() {
+			return
+		}
+		key := strings.Join(path, ".")
+		convert := func(raw any) (errs []*Error) {
+			defer func() {
+				if r := recover(); r != nil {
+					t.Errorf("%s: %v", key, r)
+				}
+			}()
+			p := &parser{name: "c.toml", idx: indexLines(""), bad: make(map[pathAt]bool)}
+			p.leaf(at{ch: -1, path: path}, raw, reflect.New(typ).Elem())
+			return p.errs
+		}
+		if errs := convert(time.Time{}); len(errs) != 1 {
+			t.Errorf("%s: a date-time gives %d errors, want 1", key, len(errs))
+		}
+		if def, ok := tag.Lookup("default"); ok {
+			if errs := convert(defaultValue(def)); len(errs) != 0 {
+				t.Errorf("%s: default %s: %v", key, def, errs[0])
+			}
+		}
+	})
+}
+
 func FuzzParse(f *testing.F) {
 	f.Add([]byte(minimal))
 	f.Add([]byte(withSecondChannel("bogus = 1\n")))

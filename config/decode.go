@@ -103,7 +103,7 @@ func (p *parser) fill(a at, m map[string]any, v reflect.Value) {
 				p.errorf(fa, "must be an array of tables")
 			}
 			fv.Set(reflect.MakeSlice(f.Type, len(tables), len(tables)))
-			for j, t := range tables {
+			for j, t := range tables { // the one array of tables: [[channel]]
 				p.fill(at{ch: j, path: fa.path}, t, fv.Index(j))
 			}
 		case f.Type == reflect.TypeFor[Secret]():
