@@ -1171,6 +1171,8 @@ func FuzzParse(f *testing.F) {
 	f.Add([]byte("[media]\nmax_size = \"9999999999999GiB\"\nkey_file = \"/dev/zero\"\n"))
 	f.Add([]byte("[media]\nfetch_allow = [\"10.1.2.3/16\", \"::/0\", \"x\"]\n" + minimal +
 		"from_template = \"{operator\"\nreply_to = \"a@b, c@d\"\ncoalesce = \"61s\"\n"))
+	f.Add([]byte("channel = [{ name = \"a\", imap = 5 }, { name = 'b', Bogus = 1 }]\n"))
+	f.Add([]byte(minimal + "footer_text = \"\"\"\n[[channel]]\npassword = 1\n\"\"\"\n[channel.oauth2]\nprovider = 'google'\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		cfg, err := Parse("f.toml", data, noEnv)
 		if err != nil {
