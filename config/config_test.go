@@ -339,6 +339,10 @@ func TestParseErrors(t *testing.T) {
 		src:  minimal + "footer_text = \"\"\"\n[[channel]]\nname = 1\n\"\"\"\nbogus = 1\n",
 		want: []string{`c.toml:18: channel "support": smtp.bogus: unknown key`},
 	}, {
+		name: "an oauth2 table with only an unknown key is no oauth2 table",
+		src:  minimal + "[channel.oauth2]\nbogus = 1\n",
+		want: []string{`c.toml:15: channel "support": oauth2.bogus: unknown key`},
+	}, {
 		name: "errors from several sections come sorted by line",
 		src: "[media]\nurl_ttl = \"soon\"\n" + strings.Replace(minimal, "imap.example.com:993", "imap.example.com", 1) +
 			"[log]\nformat = \"xml\"\n",

@@ -93,8 +93,8 @@ func (p *parser) fill(a at, m map[string]any, v reflect.Value) {
 			if set && !ok {
 				p.errorf(fa, "must be a table")
 			}
-			if opt == "optional" && len(sub) == 0 {
-				continue
+			if opt == "optional" && !hasKeyOf(sub, f.Type) {
+				fv = reflect.New(f.Type).Elem() // reports unknown keys, keeps the zero value
 			}
 			p.fill(fa, sub, fv)
 		case f.Type.Kind() == reflect.Slice && isTable(f.Type.Elem()):
@@ -121,6 +121,19 @@ func (p *parser) fill(a at, m map[string]any, v reflect.Value) {
 		}
 	}
 	p.unknownKeys(a, m, known)
+}
+
+// hasKeyOf reports whether the decoded table m sets a key of the table
+// type t. An optional table with unknown keys only is absent, apart from
+// their errors.
+func hasKeyOf(m map[string]any, t reflect.Type) bool {
+	found := false
+	walkSchema(t, nil, func(path []string, t reflect.Type, _ reflect.StructTag) {
+		if len(path) == 1 {
+			found = found || has(m, path[0]) || t == reflect.TypeFor[Secret]() && (has(m, path[0]+"_file") || has(m, path[0]+"_credential"))
+		}
+	})
+	return found
 }
 
 // tablesOf returns an array of tables as toml decodes it: [[name]]

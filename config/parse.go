@@ -382,7 +382,7 @@ func unwrapPathError(err error) error {
 // of both protocols, and a password key is refused before its file is
 // read.
 func (p *parser) refusePasswords(c at, m map[string]any) {
-	if o, _ := m["oauth2"].(map[string]any); len(o) == 0 {
+	if o, _ := m["oauth2"].(map[string]any); !hasKeyOf(o, reflect.TypeFor[OAuth2]()) {
 		return
 	}
 	for _, proto := range []string{"imap", "smtp"} {
@@ -408,7 +408,7 @@ func (p *parser) resolveChannel(c at, m map[string]any, ch *Channel) {
 	for i, a := range ch.Verify.FormSenders {
 		ch.Verify.FormSenders[i] = strings.ToLower(a)
 	}
-	if o, _ := m["oauth2"].(map[string]any); len(o) > 0 {
+	if o, _ := m["oauth2"].(map[string]any); hasKeyOf(o, reflect.TypeFor[OAuth2]()) {
 		p.resolveOAuth2(c.key("oauth2"), o, &ch.OAuth2)
 	}
 }
