@@ -219,8 +219,8 @@ func isSecretKey(k string) bool {
 	return secret
 }
 
-// tomlError turns an error of the toml package (syntax, or a table where a
-// value belongs) into an *Error with file and line.
+// tomlError turns an error of the toml package (a syntax error, or a key
+// defined twice) into an *Error with file and line.
 func (p *parser) tomlError(err error) error {
 	e := &Error{File: p.name}
 	var pe toml.ParseError
