@@ -343,6 +343,13 @@ func TestParseErrors(t *testing.T) {
 		src:  minimal + "[channel.oauth2]\nbogus = 1\n",
 		want: []string{`c.toml:15: channel "support": oauth2.bogus: unknown key`},
 	}, {
+		name: "a byte order mark and CRLF line ends",
+		src:  "\ufeffbogus = 1\r\n[server]\r\nlisten = 'x'\r\n" + minimal,
+		want: []string{
+			`c.toml:1: bogus: unknown key`,
+			`c.toml:3: server.listen: missing port (want host:port, got "x")`,
+		},
+	}, {
 		name: "errors from several sections come sorted by line",
 		src: "[media]\nurl_ttl = \"soon\"\n" + strings.Replace(minimal, "imap.example.com:993", "imap.example.com", 1) +
 			"[log]\nformat = \"xml\"\n",
