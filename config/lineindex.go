@@ -31,8 +31,9 @@ type lineIndex struct {
 func indexLines(src string) *lineIndex {
 	ix := &lineIndex{first: make(map[pathAt]int), anyCh: make(map[string]int)}
 	ch, table := -1, []string(nil)
-	closing := ""                                                                 // the delimiter that ends the multi-line string being skipped
-	for n, line := range strings.Split(strings.TrimPrefix(src, "\ufeff"), "\n") { // toml skips a byte order mark too
+	closing := "" // the delimiter that ends the multi-line string being skipped
+	src = strings.TrimPrefix(src, "\ufeff") // a byte order mark, as toml skips it
+	for n, line := range strings.Split(src, "\n") {
 		n++
 		s := strings.TrimSpace(line)
 		if closing != "" {
