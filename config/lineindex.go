@@ -31,7 +31,7 @@ type lineIndex struct {
 func indexLines(src string) *lineIndex {
 	ix := &lineIndex{first: make(map[pathAt]int), anyCh: make(map[string]int)}
 	ch, table := -1, []string(nil)
-	closing := "" // the delimiter that ends the multi-line string being skipped
+	closing := ""                           // the delimiter that ends the multi-line string being skipped
 	src = strings.TrimPrefix(src, "\ufeff") // a byte order mark, as toml skips it
 	for n, line := range strings.Split(src, "\n") {
 		n++
