@@ -30,9 +30,9 @@ type lineIndex struct {
 // indexLines indexes the keys of a TOML document.
 func indexLines(src string) *lineIndex {
 	ix := &lineIndex{first: make(map[pathAt]int), anyCh: make(map[string]int)}
-	ch, table := -1, []string(nil)
-	closing := ""                           // the delimiter that ends the multi-line string being skipped
 	src = strings.TrimPrefix(src, "\ufeff") // a byte order mark, as toml skips it
+	ch, table := -1, []string(nil)
+	closing := "" // the delimiter that ends the multi-line string being skipped
 	for n, line := range strings.Split(src, "\n") {
 		n++
 		s := strings.TrimSpace(line)
