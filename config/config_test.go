@@ -10,6 +10,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"reflect"
 	"regexp"
 	"slices"
 	"strings"
@@ -328,6 +329,26 @@ func TestParseErrors(t *testing.T) {
 		name: "fetch_allow with an element that is no string",
 		src:  "[media]\nfetch_allow = [\"10.0.0.0/8\", 7]\n" + minimal,
 		want: []string{`c.toml:2: media.fetch_allow: must be an array of strings, but element 2 is an integer`},
+	}, {
+		name: "a table of the wrong type silences the errors of its keys",
+		src: strings.Replace(strings.Replace(minimal, "[channel.imap]\naddress = \"imap.example.com:993\"\nusername = \"support@example.com\"\npassword = \"imap-pass-s3cret\"\n", "", 1),
+			"name = \"support\"\n", "name = \"support\"\nimap = 5\n", 1),
+		want: []string{`c.toml:3: channel "support": imap: must be a table`},
+	}, {
+		name: "a multi-line string is no table header",
+		src:  minimal + "footer_text = \"\"\"\n[[channel]]\nname = 1\n\"\"\"\nbogus = 1\n",
+		want: []string{`c.toml:18: channel "support": smtp.bogus: unknown key`},
+	}, {
+		name: "an oauth2 table with only an unknown key is no oauth2 table",
+		src:  minimal + "[channel.oauth2]\nbogus = 1\n",
+		want: []string{`c.toml:15: channel "support": oauth2.bogus: unknown key`},
+	}, {
+		name: "a byte order mark and CRLF line ends",
+		src:  "\ufeffbogus = 1\r\n[server]\r\nlisten = 'x'\r\n" + minimal,
+		want: []string{
+			`c.toml:1: bogus: unknown key`,
+			`c.toml:3: server.listen: missing port (want host:port, got "x")`,
+		},
 	}, {
 		name: "errors from several sections come sorted by line",
 		src: "[media]\nurl_ttl = \"soon\"\n" + strings.Replace(minimal, "imap.example.com:993", "imap.example.com", 1) +
@@ -937,6 +958,8 @@ func TestChannelEqual(t *testing.T) {
 		{"quote", minimal + "quote = true\n", false},
 		{"no reply cc", minimal + "reply_cc = \"none\"\n", false},
 		{"strict alignment", minimal + "[channel.verify]\nstrict_alignment = true\n", false},
+		{"other start", strings.Replace(minimal, "[channel.imap]\n", "[channel.imap]\nstart = \"7d\"\n", 1), false},
+		{"other form senders", minimal + "[channel.verify]\nform_senders = [\"forms@example.com\"]\n", false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -1007,20 +1030,35 @@ func TestExampleConfig(t *testing.T) {
 		t.Errorf("the example has %d placeholders, want 12:\n%s", len(cfg.Placeholders), strings.Join(cfg.Placeholders, "\n"))
 	}
 
-	// Every key of the schema must be documented, in its table.
+	// Every key of the schema must be documented, in its table, and every
+	// key and table the example mentions, commented out or not, must be in
+	// the schema (the lines before the first table explain the forms of a
+	// secret and are not checked).
+	keys := schemaKeys()
+	schemaKey := func(dotted string) (leaf, ok bool) {
+		leaf, ok = keys[strings.ReplaceAll(dotted, ".", "\x00")]
+		return leaf, ok
+	}
 	mentioned := make(map[string]bool)
 	var table string
-	for line := range strings.SplitSeq(string(data), "\n") {
+	for n, line := range strings.Split(string(data), "\n") {
 		line = strings.TrimSpace(line)
 		if m := exampleHeader.FindStringSubmatch(line); m != nil {
 			table = m[1]
+			if leaf, ok := schemaKey(table); !ok || leaf {
+				t.Errorf("config.example.toml:%d: [%s] is not a table of the schema", n+1, table)
+			}
 			continue
 		}
 		if m := exampleKeyLine.FindStringSubmatch(line); m != nil && table != "" {
-			mentioned[table+"."+m[1]] = true
+			key := table + "." + m[1]
+			mentioned[key] = true
+			if leaf, ok := schemaKey(key); !ok || !leaf {
+				t.Errorf("config.example.toml:%d: %s is not a key of the schema", n+1, key)
+			}
 		}
 	}
-	for path, leaf := range schemaKeys() {
+	for path, leaf := range keys {
 		if !leaf {
 			continue
 		}
@@ -1028,6 +1066,47 @@ func TestExampleConfig(t *testing.T) {
 		if !mentioned[key] {
 			t.Errorf("config.example.toml does not mention %s", key)
 		}
+	}
+	testExampleDefaults(t, string(data))
+}
+
+// testExampleDefaults checks that the first commented-out line of each key
+// with a default tag shows that default ("Commented-out lines show the
+// default").
+func testExampleDefaults(t *testing.T, example string) {
+	shown := make(map[string]string) // dotted key: the value on its first commented-out line
+	var table string
+	for line := range strings.SplitSeq(example, "\n") {
+		line = strings.TrimSpace(line)
+		if m := exampleHeader.FindStringSubmatch(line); m != nil {
+			table = m[1]
+			continue
+		}
+		if m := exampleKeyLine.FindStringSubmatch(line); m != nil && table != "" && strings.HasPrefix(line, "#") {
+			if _, ok := shown[table+"."+m[1]]; !ok {
+				shown[table+"."+m[1]] = strings.TrimSpace(strings.SplitN(line, "=", 2)[1])
+			}
+		}
+	}
+	n := 0
+	walkSchema(reflect.TypeFor[Config](), nil, func(path []string, _ reflect.Type, tag reflect.StructTag) {
+		def, ok := tag.Lookup("default")
+		if !ok {
+			return
+		}
+		n++
+		key := strings.Join(path, ".")
+		v, ok := shown[key]
+		if !ok {
+			t.Errorf("config.example.toml has no commented-out line for %s (default %s)", key, def)
+			return
+		}
+		if got, want := defaultValue(v), defaultValue(def); !reflect.DeepEqual(got, want) {
+			t.Errorf("config.example.toml shows %s = %s, but the default is %s", key, v, def)
+		}
+	})
+	if n < 30 {
+		t.Errorf("only %d keys have a default tag", n)
 	}
 }
 
@@ -1065,6 +1144,36 @@ func TestSchemaKeys(t *testing.T) {
 	}
 }
 
+// TestSchemaTypes: every key of the schema has a conversion for its Go
+// type (a value of the wrong type is an error, not a panic), and every
+// default tag is a TOML value that converts without error.
+func TestSchemaTypes(t *testing.T) {
+	walkSchema(reflect.TypeFor[Config](), nil, func(path []string, typ reflect.Type, tag reflect.StructTag) {
+		if isTable(typ) || typ == reflect.TypeFor[Secret]() {
+			return
+		}
+		key := strings.Join(path, ".")
+		convert := func(raw any) (errs []*Error) {
+			defer func() {
+				if r := recover(); r != nil {
+					t.Errorf("%s: %v", key, r)
+				}
+			}()
+			p := &parser{name: "c.toml", idx: indexLines(""), bad: make(map[pathAt]bool)}
+			p.leaf(at{ch: -1, path: path}, raw, reflect.New(typ).Elem())
+			return p.errs
+		}
+		if errs := convert(time.Time{}); len(errs) != 1 {
+			t.Errorf("%s: a date-time gives %d errors, want 1", key, len(errs))
+		}
+		if def, ok := tag.Lookup("default"); ok {
+			if errs := convert(defaultValue(def)); len(errs) != 0 {
+				t.Errorf("%s: default %s: %v", key, def, errs[0])
+			}
+		}
+	})
+}
+
 func FuzzParse(f *testing.F) {
 	f.Add([]byte(minimal))
 	f.Add([]byte(withSecondChannel("bogus = 1\n")))
@@ -1073,6 +1182,8 @@ func FuzzParse(f *testing.F) {
 	f.Add([]byte("[media]\nmax_size = \"9999999999999GiB\"\nkey_file = \"/dev/zero\"\n"))
 	f.Add([]byte("[media]\nfetch_allow = [\"10.1.2.3/16\", \"::/0\", \"x\"]\n" + minimal +
 		"from_template = \"{operator\"\nreply_to = \"a@b, c@d\"\ncoalesce = \"61s\"\n"))
+	f.Add([]byte("channel = [{ name = \"a\", imap = 5 }, { name = 'b', Bogus = 1 }]\n"))
+	f.Add([]byte(minimal + "footer_text = \"\"\"\n[[channel]]\npassword = 1\n\"\"\"\n[channel.oauth2]\nprovider = 'google'\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		cfg, err := Parse("f.toml", data, noEnv)
 		if err != nil {

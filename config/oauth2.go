@@ -4,8 +4,6 @@ import (
 	"encoding/json"
 	"errors"
 	"net/url"
-	"reflect"
-	"slices"
 	"strings"
 )
 
@@ -55,28 +53,30 @@ func (g OAuth2Grant) Delegated() bool { return g == GrantDeviceCode || g == Gran
 type OAuth2 struct {
 	// Provider is "microsoft", "google" or "generic"; empty when the
 	// channel has no [channel.oauth2].
-	Provider OAuth2Provider
+	Provider OAuth2Provider `toml:"provider"`
 	// Mode is "app-only" (default) or "delegated".
-	Mode OAuth2Mode
+	Mode OAuth2Mode `toml:"mode" default:"'app-only'"`
 	// Tenant is the Entra ID tenant (microsoft): a GUID or a domain.
-	Tenant string
+	Tenant string `toml:"tenant"`
 	// ClientID is the application (client) ID.
-	ClientID string
+	ClientID string `toml:"client_id"`
 	// ClientSecret is the client secret, if the application has one.
-	ClientSecret Secret
+	ClientSecret Secret `toml:"client_secret"`
 	// ServiceAccountKey is a Google service account's JSON key (google,
 	// app-only).
-	ServiceAccountKey Secret
+	ServiceAccountKey Secret `toml:"service_account_key"`
 	// Subject is the mailbox a Google service account acts for (default
 	// imap.username).
-	Subject string
+	Subject string `toml:"subject"`
 	// TokenURL, AuthURL and DeviceURL are the token, authorization and
 	// device authorization endpoints; set from the provider unless it is
 	// "generic". AuthURL and DeviceURL may be empty.
-	TokenURL, AuthURL, DeviceURL string
+	TokenURL  string `toml:"token_url"`
+	AuthURL   string `toml:"auth_url"`
+	DeviceURL string `toml:"device_url"`
 	// Scopes are requested with every token (provider defaults unless
 	// given).
-	Scopes []string
+	Scopes []string `toml:"scopes"`
 }
 
 // Enabled reports whether the channel logs in with OAuth2.
@@ -93,14 +93,6 @@ func (o OAuth2) Grant() OAuth2Grant {
 		return GrantAuthCode
 	}
 	return GrantDeviceCode
-}
-
-func (a OAuth2) equal(b OAuth2) bool {
-	return a.Provider == b.Provider && a.Mode == b.Mode && a.Tenant == b.Tenant &&
-		a.ClientID == b.ClientID && a.ClientSecret == b.ClientSecret &&
-		a.ServiceAccountKey == b.ServiceAccountKey && a.Subject == b.Subject &&
-		a.TokenURL == b.TokenURL && a.AuthURL == b.AuthURL && a.DeviceURL == b.DeviceURL &&
-		slices.Equal(a.Scopes, b.Scopes)
 }
 
 // Well-known endpoints and scopes.
@@ -152,64 +144,34 @@ func ParseServiceAccount(key Secret) (ServiceAccount, error) {
 	return ServiceAccount{ClientEmail: k.ClientEmail, PrivateKeyID: k.PrivateKeyID, PrivateKey: NewSecret(k.PrivateKey), TokenURI: k.TokenURI}, nil
 }
 
-// present reports whether the file has any [channel.oauth2] key.
-func (r *rawOAuth2) present() bool {
-	v := reflect.ValueOf(r).Elem()
-	for i := range v.NumField() {
-		if v.Field(i).Interface().(value).set {
-			return true
+// setKey returns the key a secret of the table m was given under: name,
+// name_file or name_credential.
+func setKey(t at, name string, m map[string]any) at {
+	for _, s := range secretSuffixes[1:] {
+		if _, ok := m[name+s]; ok {
+			return t.key(name + s)
 		}
-	}
-	return false
-}
-
-// setKey returns the key a secret was given under: name, name_file or
-// name_credential.
-func setKey(t at, name string, inline, file, cred value) at {
-	switch {
-	case file.set:
-		return t.key(name + "_file")
-	case cred.set:
-		return t.key(name + "_credential")
 	}
 	return t.key(name)
 }
 
-// convertOAuth2 converts [channel.oauth2], checks it and resolves the
-// provider's endpoints and scopes. An absent table is the zero OAuth2.
-func (p *parser) convertOAuth2(t at, r *rawOAuth2) OAuth2 {
-	set := map[string]bool{
-		"provider": r.Provider.set, "mode": r.Mode.set, "tenant": r.Tenant.set, "client_id": r.ClientID.set,
-		"client_secret":       r.ClientSecret.set || r.ClientSecretFile.set || r.ClientSecretCredential.set,
-		"service_account_key": r.ServiceAccountKey.set || r.ServiceAccountKeyFile.set || r.ServiceAccountKeyCredential.set,
-		"subject":             r.Subject.set, "token_url": r.TokenURL.set, "auth_url": r.AuthURL.set,
-		"device_url": r.DeviceURL.set, "scopes": r.Scopes.set,
+// resolveOAuth2 checks the converted [channel.oauth2] o (the decoded table
+// m at t) and resolves the provider's endpoints and scopes.
+func (p *parser) resolveOAuth2(t at, m map[string]any, o *OAuth2) {
+	set := func(key string) bool {
+		for _, s := range secretSuffixes {
+			if _, ok := m[key+s]; ok {
+				return true
+			}
+		}
+		return false
 	}
-	if !r.present() {
-		return OAuth2{}
-	}
-	o := OAuth2{
-		Provider:          OAuth2Provider(p.str(t.key("provider"), r.Provider)),
-		Mode:              OAuth2Mode(p.str(t.key("mode"), r.Mode)),
-		Tenant:            p.str(t.key("tenant"), r.Tenant),
-		ClientID:          p.str(t.key("client_id"), r.ClientID),
-		ClientSecret:      p.secret(t, "client_secret", r.ClientSecret, r.ClientSecretFile, r.ClientSecretCredential),
-		ServiceAccountKey: p.secret(t, "service_account_key", r.ServiceAccountKey, r.ServiceAccountKeyFile, r.ServiceAccountKeyCredential),
-		Subject:           p.str(t.key("subject"), r.Subject),
-		TokenURL:          p.str(t.key("token_url"), r.TokenURL),
-		AuthURL:           p.str(t.key("auth_url"), r.AuthURL),
-		DeviceURL:         p.str(t.key("device_url"), r.DeviceURL),
-		Scopes:            p.strs(t.key("scopes"), r.Scopes),
-	}
-	if !r.Mode.set {
-		o.Mode = OAuth2AppOnly
-	}
-	if !r.Provider.set {
+	if !set("provider") {
 		p.errorf(t.key("provider"), `missing (want "microsoft", "google" or "generic")`)
-		return o
+		return
 	}
 	if p.isBad(t.key("provider")) {
-		return o
+		return
 	}
 	oneOf(p, t.key("provider"), o.Provider, OAuth2Microsoft, OAuth2Google, OAuth2Generic)
 	oneOf(p, t.key("mode"), o.Mode, OAuth2AppOnly, OAuth2Delegated)
@@ -218,7 +180,7 @@ func (p *parser) convertOAuth2(t at, r *rawOAuth2) OAuth2 {
 	// Keys that belong to another provider or mode are refused rather
 	// than silently ignored.
 	refuse := func(key, msg string, refused bool) {
-		if set[key] && refused {
+		if set(key) && refused {
 			p.errorf(t.key(key), "%s", msg)
 			p.markBad(t.key(key))
 		}
@@ -256,20 +218,20 @@ func (p *parser) convertOAuth2(t at, r *rawOAuth2) OAuth2 {
 		o.TokenURL = base + "token"
 		if o.Mode == OAuth2AppOnly {
 			requireSecret("client_secret", o.ClientSecret)
-			defScopes(&o, microsoftAppScope)
+			defScopes(o, microsoftAppScope)
 		} else {
 			o.AuthURL, o.DeviceURL = base+"authorize", base+"devicecode"
-			defScopes(&o, microsoftDelegatedScopes...)
+			defScopes(o, microsoftDelegatedScopes...)
 		}
 	case OAuth2Google:
 		o.TokenURL = googleTokenURL
-		defScopes(&o, googleMailScope)
+		defScopes(o, googleMailScope)
 		if o.Mode == OAuth2AppOnly {
 			requireSecret("service_account_key", o.ServiceAccountKey)
 			if !o.ServiceAccountKey.IsZero() {
 				sa, err := ParseServiceAccount(o.ServiceAccountKey)
 				if err != nil {
-					p.errorf(setKey(t, "service_account_key", r.ServiceAccountKey, r.ServiceAccountKeyFile, r.ServiceAccountKeyCredential), "%v", err)
+					p.errorf(setKey(t, "service_account_key", m), "%v", err)
 				} else {
 					o.TokenURL = sa.TokenURI
 				}
@@ -294,7 +256,6 @@ func (p *parser) convertOAuth2(t at, r *rawOAuth2) OAuth2 {
 			p.errorf(t.key("device_url"), "missing (mode = \"delegated\" needs device_url or auth_url)")
 		}
 	}
-	return o
 }
 
 // defScopes sets the scopes unless the file gives them.

@@ -6,14 +6,12 @@ import (
 	"io"
 	"io/fs"
 	"math"
-	"net/mail"
-	"net/netip"
 	"os"
 	"path/filepath"
+	"reflect"
 	"sort"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/BurntSushi/toml"
 )
@@ -69,19 +67,13 @@ func (a at) key(k ...string) at {
 	return at{ch: a.ch, path: append(a.path[:len(a.path):len(a.path)], k...)}
 }
 
-// warning is a problem found before a parser exists to report it.
-type warning struct {
-	ch   int
-	path []string
-	msg  string
-}
-
 // parser collects the errors and warnings of one Parse call.
 type parser struct {
 	mode    fs.FileMode // of the file, if known
 	name    string
 	baseDir string
 	getenv  func(string) string
+	src     string
 	idx     *lineIndex
 	names   []string        // channel names by occurrence, for messages
 	bad     map[pathAt]bool // keys whose conversion failed
@@ -106,24 +98,27 @@ func Parse(name string, data []byte, opts Options) (*Config, error) {
 		name:    name,
 		baseDir: filepath.Dir(name),
 		getenv:  getenv,
+		src:     string(data),
 		idx:     indexLines(string(data)),
 		bad:     make(map[pathAt]bool),
 	}
 
-	var raw rawFile
-	md, err := toml.Decode(string(data), &raw)
-	if err != nil {
+	var m map[string]any
+	if _, err := toml.Decode(string(data), &m); err != nil {
 		return nil, p.tomlError(err)
 	}
-	for _, c := range raw.Channel {
-		s, _ := c.Name.v.(string)
+	channels, _ := tablesOf(m["channel"])
+	for i, c := range channels {
+		s, _ := c["name"].(string)
 		p.names = append(p.names, s)
+		p.refusePasswords(at{ch: i, path: []string{"channel"}}, c)
 	}
-	p.checkKeys(md)
-	for _, w := range applyDefaults(&raw, getenv) {
-		p.warnf(at{w.ch, w.path}, "%s", w.msg)
+	cfg := &Config{}
+	p.fill(at{ch: -1}, m, reflect.ValueOf(cfg).Elem())
+	for i := range cfg.Channels {
+		p.resolveChannel(at{ch: i, path: []string{"channel"}}, channels[i], &cfg.Channels[i])
 	}
-	cfg := p.convert(&raw)
+	p.derivedDefaults(cfg, m)
 	p.validating = true
 	p.validate(cfg)
 
@@ -181,16 +176,15 @@ func (p *parser) problem(a at, line int, msg string) *Error {
 	return e
 }
 
-// errorf reports an error at a, unless converting a failed already (a
-// value that failed to convert is not reported again as missing or
-// invalid). Validation may report several problems of one key.
+// errorf reports an error at a, unless converting it or a table above it
+// failed already (a value that failed to convert is not reported again as
+// missing or invalid). Validation may report several problems of one key.
 func (p *parser) errorf(a at, format string, args ...any) {
-	k := pathAt{a.ch, joinPath(a.path)}
-	if p.bad[k] {
+	if p.isBad(a) {
 		return
 	}
 	if !p.validating {
-		p.bad[k] = true
+		p.markBad(a)
 	}
 	p.errs = append(p.errs, p.problem(a, p.idx.line(a.ch, a.path), fmt.Sprintf(format, args...)))
 }
@@ -204,21 +198,29 @@ func (p *parser) warnf(a at, format string, args ...any) {
 // reported under another key (password_file for password).
 func (p *parser) markBad(a at) { p.bad[pathAt{a.ch, joinPath(a.path)}] = true }
 
-// isBad reports whether a already has an error.
-func (p *parser) isBad(a at) bool { return p.bad[pathAt{a.ch, joinPath(a.path)}] }
-
-// isSecretKey reports whether values of key k are secrets; toml syntax errors on
-// their lines are reported without toml's message, which may quote the value.
-func isSecretKey(k string) bool {
-	switch k {
-	case "password", "inbound_token", "outbound_token", "key", "client_secret", "service_account_key":
-		return true
+// isBad reports whether a or a table above it already has an error.
+func (p *parser) isBad(a at) bool {
+	for n := len(a.path); n > 0; n-- {
+		if p.bad[pathAt{a.ch, joinPath(a.path[:n])}] {
+			return true
+		}
 	}
 	return false
 }
 
-// tomlError turns an error of the toml package (syntax, or a table where a
-// value belongs) into an *Error with file and line.
+// isSecretKey reports whether values of key k are secrets (the Secret
+// fields of the schema, given inline); toml syntax errors on their lines
+// are reported without toml's message, which may quote the value.
+func isSecretKey(k string) bool {
+	secret := false
+	walkSchema(reflect.TypeFor[Config](), nil, func(path []string, t reflect.Type, _ reflect.StructTag) {
+		secret = secret || t == reflect.TypeFor[Secret]() && path[len(path)-1] == k
+	})
+	return secret
+}
+
+// tomlError turns an error of the toml package (a syntax error, or a key
+// defined twice) into an *Error with file and line.
 func (p *parser) tomlError(err error) error {
 	e := &Error{File: p.name}
 	var pe toml.ParseError
@@ -227,35 +229,17 @@ func (p *parser) tomlError(err error) error {
 		e.Key = pe.LastKey
 		e.Message = pe.Message
 	} else {
-		// Type mismatches come as "toml: line N (last key "k"): message".
-		msg := strings.TrimPrefix(err.Error(), "toml: ")
-		if rest, ok := strings.CutPrefix(msg, "line "); ok {
-			n := 0
-			for n < len(rest) && rest[n] >= '0' && rest[n] <= '9' {
-				n++
-			}
-			e.Line, _ = strconv.Atoi(rest[:n])
-			msg = rest[n:]
-		}
-		if rest, ok := strings.CutPrefix(strings.TrimSpace(msg), "(last key "); ok {
-			if k, m, ok := strings.Cut(rest, "): "); ok {
-				e.Key = strings.Trim(k, `"`)
-				msg = m
-			}
-		}
-		e.Message = strings.TrimPrefix(msg, ": ")
-		// The messages name the Go types this package decodes into, which
-		// mean nothing to the reader of the file.
-		switch {
-		case strings.Contains(e.Message, "expected table"):
-			e.Message = "must be a table"
-		case strings.Contains(e.Message, "destination has type slice"):
-			e.Message = "must be an array of tables"
-		}
+		e.Message = strings.TrimPrefix(err.Error(), "toml: ")
 	}
+	// Any word on the line that names a secret key withholds the message:
+	// the line may be too broken to tell its key.
 	secret := false
-	for _, k := range p.idx.keysAt[e.Line] {
-		secret = secret || isSecretKey(k)
+	if lines := strings.Split(p.src, "\n"); e.Line > 0 && e.Line <= len(lines) {
+		for _, w := range strings.FieldsFunc(lines[e.Line-1], func(r rune) bool {
+			return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '_' || r == '-')
+		}) {
+			secret = secret || isSecretKey(w)
+		}
 	}
 	if i := strings.LastIndexByte(e.Key, '.'); isSecretKey(e.Key[i+1:]) {
 		secret = true
@@ -266,244 +250,19 @@ func (p *parser) tomlError(err error) error {
 	return e
 }
 
-// checkKeys reports every key that is not part of the schema. It takes the
-// undecoded keys from toml and also refuses keys that toml matched only
-// case-insensitively ("Listen" for "listen").
-func (p *parser) checkKeys(md toml.MetaData) {
-	known := schemaKeys()
-	undecoded := make(map[string]bool)
-	for _, k := range md.Undecoded() {
-		undecoded[joinPath(k)] = true
-	}
-	seen := make(map[string]int)
-	reported := make(map[pathAt]bool)
-	for _, k := range md.Keys() {
-		j := joinPath(k)
-		n := seen[j]
-		seen[j]++
-		if _, ok := known[j]; ok && !undecoded[j] {
-			continue
-		}
-		// Report the outermost unknown part: one error for a whole
-		// unknown table, not one per key in it.
-		bad := k
-		for i := 1; i <= len(k); i++ {
-			if _, ok := known[joinPath(k[:i])]; !ok {
-				bad = k[:i]
-				break
-			}
-		}
-		loc := keyPos{ch: -1}
-		if d, ok := p.idx.definition(k, n); ok {
-			loc = d
-		} else {
-			loc.line = p.idx.line(-1, k)
-		}
-		r := pathAt{loc.ch, joinPath(bad)}
-		if reported[r] {
-			continue
-		}
-		reported[r] = true
-		msg := "unknown key"
-		lower := append(bad[:len(bad)-1:len(bad)-1], strings.ToLower(bad[len(bad)-1]))
-		if _, ok := known[joinPath(lower)]; ok && lower[len(lower)-1] != bad[len(bad)-1] {
-			msg = fmt.Sprintf("unknown key (keys are case-sensitive: did you mean %q?)", lower[len(lower)-1])
-		}
-		a := at{ch: loc.ch, path: bad}
-		p.bad[pathAt{a.ch, joinPath(a.path)}] = true
-		p.errs = append(p.errs, p.problem(a, loc.line, msg))
-	}
-}
-
-// tomlType names the TOML type of a decoded value.
-func tomlType(v any) string {
-	switch v.(type) {
-	case string:
-		return "a string"
-	case int64:
-		return "an integer"
-	case float64:
-		return "a float"
-	case bool:
-		return "a boolean"
-	case time.Time:
-		return "a date-time"
-	case []any:
-		return "an array"
-	case map[string]any:
-		return "a table"
-	case []map[string]any:
-		return "an array of tables"
-	}
-	return "a date or time"
-}
-
-// str converts a string value; absent is "".
-func (p *parser) str(a at, v value) string {
-	if v.v == nil {
-		return ""
-	}
-	s, ok := v.v.(string)
-	if !ok {
-		p.errorf(a, "must be a string, not %s", tomlType(v.v))
-	}
-	return s
-}
-
-// boolean converts a boolean value; absent is false.
-func (p *parser) boolean(a at, v value) bool {
-	if v.v == nil {
-		return false
-	}
-	b, ok := v.v.(bool)
-	if !ok {
-		p.errorf(a, "must be true or false, not %s", tomlType(v.v))
-	}
-	return b
-}
-
-// integer converts an integer value; absent is 0.
-func (p *parser) integer(a at, v value) int {
-	if v.v == nil {
-		return 0
-	}
-	n, ok := v.v.(int64)
-	if !ok {
-		p.errorf(a, "must be an integer, not %s", tomlType(v.v))
-		return 0
-	}
-	if int64(int(n)) != n {
-		p.errorf(a, "%d is out of range", n)
-		return 0
-	}
-	return int(n)
-}
-
-// strs converts an array of strings; absent is nil.
-func (p *parser) strs(a at, v value) []string {
-	if v.v == nil {
-		return nil
-	}
-	arr, ok := v.v.([]any)
-	if !ok {
-		p.errorf(a, "must be an array of strings, not %s", tomlType(v.v))
-		return nil
-	}
-	out := make([]string, 0, len(arr))
-	for i, e := range arr {
-		s, ok := e.(string)
-		if !ok {
-			p.errorf(a, "must be an array of strings, but element %d is %s", i+1, tomlType(e))
-			return nil
-		}
-		out = append(out, s)
-	}
-	return out
-}
-
-// start converts [channel.imap] start; absent is "now".
-func (p *parser) start(a at, v value) StartPoint {
-	var sp StartPoint
-	if v.v == nil {
-		return sp
-	}
-	s, ok := v.v.(string)
-	if !ok {
-		p.errorf(a, "must be \"now\", \"all\" or a duration string such as \"7d\", not %s", tomlType(v.v))
-		return sp
-	}
-	if err := sp.UnmarshalText([]byte(s)); err != nil {
-		p.errorf(a, "%v", err)
-	}
-	return sp
-}
-
-// duration converts a duration string such as "5m"; absent is 0.
-func (p *parser) duration(a at, v value) Duration {
-	var d Duration
-	if v.v == nil {
-		return d
-	}
-	s, ok := v.v.(string)
-	if !ok {
-		p.errorf(a, "must be a duration string such as \"5m\", not %s", tomlType(v.v))
-		return d
-	}
-	if err := d.UnmarshalText([]byte(s)); err != nil {
-		p.errorf(a, "%v", err)
-	}
-	return d
-}
-
-// size converts a size: an integer (bytes) or a string such as "25MiB".
-func (p *parser) size(a at, v value) Size {
-	switch x := v.v.(type) {
-	case nil:
-		return 0
-	case int64:
-		return Size(x)
-	case string:
-		s, err := ParseSize(x)
-		if err != nil {
-			p.errorf(a, "%v", err)
-		}
-		return s
-	}
-	p.errorf(a, "must be a size such as \"25MiB\" or a number of bytes, not %s", tomlType(v.v))
-	return 0
-}
-
-// prefixes converts an array of CIDR prefixes such as "10.1.0.0/16";
-// absent is nil. Each prefix is masked; one written with host bits set
-// ("10.1.2.3/16") draws a warning. All invalid entries are named in one
-// error.
-func (p *parser) prefixes(a at, v value) []netip.Prefix {
-	list := p.strs(a, v)
-	if list == nil {
-		return nil
-	}
-	out := make([]netip.Prefix, 0, len(list))
-	var bad []string
-	for _, s := range list {
-		pfx, err := netip.ParsePrefix(s)
-		if err != nil {
-			bad = append(bad, strconv.Quote(s))
-			continue
-		}
-		if m := pfx.Masked(); m != pfx {
-			p.warnf(a, "%q has host bits set; it means %q", s, m.String())
-			pfx = m
-		}
-		out = append(out, pfx)
-	}
-	if len(bad) > 0 {
-		what := "entry"
-		if len(bad) > 1 {
-			what = "entries"
-		}
-		p.errorf(a, "invalid %s %s: want an IP address with a prefix length, such as \"10.1.0.0/16\" or \"127.0.0.1/32\"",
-			what, strings.Join(bad, ", "))
-		return nil
-	}
-	return out
-}
-
 // maxSecretSize bounds what a secret file or credential may hold.
 const maxSecretSize = 64 << 10
 
-// secret resolves the secret key name in table a, given as name (inline),
-// name_file (a file's content) or name_credential (a systemd credential).
-// Absent is the zero Secret.
-func (p *parser) secret(a at, name string, inline, file, cred value) Secret {
-	given := 0
-	for _, v := range []value{inline, file, cred} {
-		if v.set {
-			given++
-		}
-	}
-	if given > 1 {
+// secret resolves the secret key name in the table m at a, given as name
+// (inline), name_file (a file's content) or name_credential (a systemd
+// credential). Absent is the zero Secret.
+func (p *parser) secret(a at, name string, m map[string]any) Secret {
+	inline, inlineSet := m[name]
+	file, fileSet := m[name+"_file"]
+	cred, credSet := m[name+"_credential"]
+	if given := btoi(inlineSet) + btoi(fileSet) + btoi(credSet); given > 1 {
 		first := a.key(name)
-		if !inline.set {
+		if !inlineSet {
 			first = a.key(name + "_file")
 		}
 		p.errorf(first, "give only one of %s, %s_file and %s_credential", name, name, name)
@@ -511,12 +270,12 @@ func (p *parser) secret(a at, name string, inline, file, cred value) Secret {
 		return Secret{}
 	}
 	switch {
-	case inline.set:
+	case inlineSet:
 		if p.mode&0o004 != 0 {
 			p.warnf(a.key(name), "a secret given inline in a file readable by all users (mode %#o); restrict it with chmod o-r, or use %s_file or %s_credential", p.mode, name, name)
 		}
 		return Secret{value: p.str(a.key(name), inline)}
-	case file.set:
+	case fileSet:
 		fa := a.key(name + "_file")
 		path := p.str(fa, file)
 		if p.isBad(fa) {
@@ -532,7 +291,7 @@ func (p *parser) secret(a at, name string, inline, file, cred value) Secret {
 			path = filepath.Join(p.baseDir, path)
 		}
 		return p.readSecret(fa, a.key(name), path)
-	case cred.set:
+	case credSet:
 		ca := a.key(name + "_credential")
 		cname := p.str(ca, cred)
 		if p.isBad(ca) {
@@ -551,6 +310,13 @@ func (p *parser) secret(a at, name string, inline, file, cred value) Secret {
 		p.markBad(a.key(name))
 	}
 	return Secret{}
+}
+
+func btoi(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 // readSecret reads a secret file for the key at src. It refuses anything but
@@ -611,144 +377,38 @@ func unwrapPathError(err error) error {
 	return err
 }
 
-// convert turns the raw file (defaults applied) into a Config, reporting
-// values of the wrong type or form.
-func (p *parser) convert(raw *rawFile) *Config {
-	top := at{ch: -1}
-	cfg := &Config{
-		Server: Server{
-			Listen:    p.str(top.key("server", "listen"), raw.Server.Listen),
-			PublicURL: p.str(top.key("server", "public_url"), raw.Server.PublicURL),
-		},
-		Metrics: Metrics{
-			Listen: p.str(top.key("metrics", "listen"), raw.Metrics.Listen),
-		},
-		Store: Store{
-			Path: p.str(top.key("store", "path"), raw.Store.Path),
-		},
-		Media: Media{
-			Dir:            p.str(top.key("media", "dir"), raw.Media.Dir),
-			MaxSize:        p.size(top.key("media", "max_size"), raw.Media.MaxSize),
-			MaxCount:       p.integer(top.key("media", "max_count"), raw.Media.MaxCount),
-			MaxMessageSize: p.size(top.key("media", "max_message_size"), raw.Media.MaxMessageSize),
-			URLTTL:         p.duration(top.key("media", "url_ttl"), raw.Media.URLTTL),
-			Retention:      p.duration(top.key("media", "retention"), raw.Media.Retention),
-			Key:            p.secret(top.key("media"), "key", raw.Media.Key, raw.Media.KeyFile, raw.Media.KeyCredential),
-			FetchAllow:     p.prefixes(top.key("media", "fetch_allow"), raw.Media.FetchAllow),
-		},
-		Log: Log{
-			Level:  p.str(top.key("log", "level"), raw.Log.Level),
-			Format: p.str(top.key("log", "format"), raw.Log.Format),
-		},
+// refusePasswords refuses the password keys of a channel (the decoded
+// table m at c) that has [channel.oauth2]: the token replaces the passwords
+// of both protocols, and a password key is refused before its file is
+// read.
+func (p *parser) refusePasswords(c at, m map[string]any) {
+	if o, _ := m["oauth2"].(map[string]any); !hasKeyOf(o, reflect.TypeFor[OAuth2]()) {
+		return
 	}
-	for i := range raw.Channel {
-		cfg.Channels = append(cfg.Channels, p.convertChannel(at{ch: i, path: []string{"channel"}}, &raw.Channel[i]))
+	for _, proto := range []string{"imap", "smtp"} {
+		t := c.key(proto)
+		table, _ := m[proto].(map[string]any)
+		for _, s := range secretSuffixes {
+			if _, ok := table["password"+s]; ok {
+				p.errorf(t.key("password"+s), "not allowed with [channel.oauth2]: the channel logs in with OAuth2 tokens")
+				delete(table, "password"+s)
+			}
+		}
+		p.markBad(t.key("password"))
 	}
-	return cfg
 }
 
-func (p *parser) convertChannel(c at, r *rawChannel) Channel {
-	ul, im, sm, ve, in := c.key("userlike"), c.key("imap"), c.key("smtp"), c.key("verify"), c.key("inbound")
-	if r.OAuth2.present() {
-		// The token replaces the passwords of both protocols; a password
-		// key is refused before its file is read.
-		for _, t := range []struct {
-			table at
-			vs    [3]*value
-		}{
-			{im, [3]*value{&r.IMAP.Password, &r.IMAP.PasswordFile, &r.IMAP.PasswordCredential}},
-			{sm, [3]*value{&r.SMTP.Password, &r.SMTP.PasswordFile, &r.SMTP.PasswordCredential}},
-		} {
-			for i, suffix := range []string{"", "_file", "_credential"} {
-				if t.vs[i].set {
-					p.errorf(t.table.key("password"+suffix), "not allowed with [channel.oauth2]: the channel logs in with OAuth2 tokens")
-					*t.vs[i] = value{}
-				}
-			}
-			p.markBad(t.table.key("password"))
-		}
-	}
-	ch := Channel{
-		Name: p.str(c.key("name"), r.Name),
-		Userlike: Userlike{
-			InboundURL:    p.str(ul.key("inbound_url"), r.Userlike.InboundURL),
-			InboundToken:  p.secret(ul, "inbound_token", r.Userlike.InboundToken, r.Userlike.InboundTokenFile, r.Userlike.InboundTokenCredential),
-			OutboundToken: p.secret(ul, "outbound_token", r.Userlike.OutboundToken, r.Userlike.OutboundTokenFile, r.Userlike.OutboundTokenCredential),
-			Debug:         p.boolean(ul.key("debug"), r.Userlike.Debug),
-		},
-		IMAP: IMAP{
-			Address:            p.str(im.key("address"), r.IMAP.Address),
-			Security:           Security(p.str(im.key("security"), r.IMAP.Security)),
-			Username:           p.str(im.key("username"), r.IMAP.Username),
-			Password:           p.secret(im, "password", r.IMAP.Password, r.IMAP.PasswordFile, r.IMAP.PasswordCredential),
-			Folders:            p.strs(im.key("folders"), r.IMAP.Folders),
-			After:              After(p.str(im.key("after"), r.IMAP.After)),
-			MoveTo:             p.str(im.key("move_to"), r.IMAP.MoveTo),
-			QuarantineFolder:   p.str(im.key("quarantine_folder"), r.IMAP.QuarantineFolder),
-			Start:              p.start(im.key("start"), r.IMAP.Start),
-			PollInterval:       p.duration(im.key("poll_interval"), r.IMAP.PollInterval),
-			IdleRefresh:        p.duration(im.key("idle_refresh"), r.IMAP.IdleRefresh),
-			TLSServerName:      p.str(im.key("tls_server_name"), r.IMAP.TLSServerName),
-			InsecureSkipVerify: p.boolean(im.key("insecure_skip_verify"), r.IMAP.InsecureSkipVerify),
-		},
-		SMTP: SMTP{
-			Address:        p.str(sm.key("address"), r.SMTP.Address),
-			Security:       Security(p.str(sm.key("security"), r.SMTP.Security)),
-			Username:       p.str(sm.key("username"), r.SMTP.Username),
-			Password:       p.secret(sm, "password", r.SMTP.Password, r.SMTP.PasswordFile, r.SMTP.PasswordCredential),
-			SentFolder:     p.str(sm.key("sent_folder"), r.SMTP.SentFolder),
-			NewSubject:     p.str(sm.key("new_subject"), r.SMTP.NewSubject),
-			FromTemplate:   p.str(sm.key("from_template"), r.SMTP.FromTemplate),
-			ReplyTo:        p.str(sm.key("reply_to"), r.SMTP.ReplyTo),
-			NotifyFailures: p.boolean(sm.key("notify_failures"), r.SMTP.NotifyFailures),
-			MaxAge:         p.duration(sm.key("max_age"), r.SMTP.MaxAge),
-			Coalesce:       p.duration(sm.key("coalesce"), r.SMTP.Coalesce),
-			FooterText:     p.str(sm.key("footer_text"), r.SMTP.FooterText),
-			FooterHTML:     p.str(sm.key("footer_html"), r.SMTP.FooterHTML),
-			Quote:          p.boolean(sm.key("quote"), r.SMTP.Quote),
-			ReplyCc:        ReplyCc(p.str(sm.key("reply_cc"), r.SMTP.ReplyCc)),
-		},
-		Verify: Verify{
-			TrustedAuthservIDs: p.strs(ve.key("trusted_authserv_ids"), r.Verify.TrustedAuthservIDs),
-			Require:            Require(p.str(ve.key("require"), r.Verify.Require)),
-			Allow:              p.strs(ve.key("allow"), r.Verify.Allow),
-			DKIM:               p.boolean(ve.key("dkim"), r.Verify.DKIM),
-			OnFail:             OnFail(p.str(ve.key("on_fail"), r.Verify.OnFail)),
-			StrictAlignment:    p.boolean(ve.key("strict_alignment"), r.Verify.StrictAlignment),
-			FormSenders:        p.strs(ve.key("form_senders"), r.Verify.FormSenders),
-		},
-		Inbound: Inbound{
-			Subject:        SubjectMode(p.str(in.key("subject"), r.Inbound.Subject)),
-			MailingLists:   MailingLists(p.str(in.key("mailing_lists"), r.Inbound.MailingLists)),
-			RateLimit:      p.integer(in.key("rate_limit"), r.Inbound.RateLimit),
-			RateWindow:     p.duration(in.key("rate_window"), r.Inbound.RateWindow),
-			AttachOriginal: AttachOriginal(p.str(in.key("attach_original"), r.Inbound.AttachOriginal)),
-		},
-	}
+// resolveChannel completes a converted channel (the decoded table m at c):
+// address lists in lower case, and the OAuth2 provider's endpoints and
+// scopes.
+func (p *parser) resolveChannel(c at, m map[string]any, ch *Channel) {
 	for i, a := range ch.Verify.Allow {
 		ch.Verify.Allow[i] = strings.ToLower(a)
 	}
 	for i, a := range ch.Verify.FormSenders {
 		ch.Verify.FormSenders[i] = strings.ToLower(a)
 	}
-	ch.OAuth2 = p.convertOAuth2(c.key("oauth2"), &r.OAuth2)
-	if ch.OAuth2.Enabled() {
-		if ch.OAuth2.Provider == OAuth2Google && ch.OAuth2.Mode == OAuth2AppOnly && ch.OAuth2.Subject == "" {
-			ch.OAuth2.Subject = ch.IMAP.Username
-		}
-		if ch.SMTP.Username == "" {
-			ch.SMTP.Username = ch.IMAP.Username
-		}
+	if o, _ := m["oauth2"].(map[string]any); hasKeyOf(o, reflect.TypeFor[OAuth2]()) {
+		p.resolveOAuth2(c.key("oauth2"), o, &ch.OAuth2)
 	}
-
-	fa := sm.key("from")
-	if from := p.str(fa, r.SMTP.From); from != "" {
-		addr, err := mail.ParseAddress(from)
-		if err != nil {
-			p.errorf(fa, "invalid address %q: %v", from, err)
-		} else {
-			ch.SMTP.From = *addr
-		}
-	}
-	return ch
 }
