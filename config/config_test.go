@@ -329,6 +329,10 @@ func TestParseErrors(t *testing.T) {
 		src:  "[media]\nfetch_allow = [\"10.0.0.0/8\", 7]\n" + minimal,
 		want: []string{`c.toml:2: media.fetch_allow: must be an array of strings, but element 2 is an integer`},
 	}, {
+		name: "lease_ttl too short",
+		src:  "[store]\nlease_ttl = \"300ms\"\n" + minimal,
+		want: []string{`c.toml:2: store.lease_ttl: 300ms is too short (at least 1s)`},
+	}, {
 		name: "errors from several sections come sorted by line",
 		src: "[media]\nurl_ttl = \"soon\"\n" + strings.Replace(minimal, "imap.example.com:993", "imap.example.com", 1) +
 			"[log]\nformat = \"xml\"\n",
@@ -478,7 +482,7 @@ func TestDefaults(t *testing.T) {
 	want := &Config{
 		Server:  Server{Listen: "127.0.0.1:8080", PublicURL: "http://127.0.0.1:8080"},
 		Metrics: Metrics{Listen: "127.0.0.1:9464"},
-		Store:   Store{Path: "/var/lib/mailgate/mailgate.db"},
+		Store:   Store{Path: "/var/lib/mailgate/mailgate.db", LeaseTTL: Duration{15 * time.Second}},
 		Media: Media{
 			Dir:            "/var/lib/mailgate/media",
 			MaxSize:        25 << 20,

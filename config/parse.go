@@ -624,7 +624,10 @@ func (p *parser) convert(raw *rawFile) *Config {
 			Listen: p.str(top.key("metrics", "listen"), raw.Metrics.Listen),
 		},
 		Store: Store{
-			Path: p.str(top.key("store", "path"), raw.Store.Path),
+			Path:     p.str(top.key("store", "path"), raw.Store.Path),
+			DSN:      p.secret(top.key("store"), "dsn", raw.Store.DSN, raw.Store.DSNFile, raw.Store.DSNCredential),
+			Instance: p.str(top.key("store", "instance"), raw.Store.Instance),
+			LeaseTTL: p.duration(top.key("store", "lease_ttl"), raw.Store.LeaseTTL),
 		},
 		Media: Media{
 			Dir:            p.str(top.key("media", "dir"), raw.Media.Dir),

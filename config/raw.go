@@ -54,7 +54,12 @@ type rawMetrics struct {
 }
 
 type rawStore struct {
-	Path value `toml:"path"`
+	Path          value `toml:"path"`
+	DSN           value `toml:"dsn"`
+	DSNFile       value `toml:"dsn_file"`
+	DSNCredential value `toml:"dsn_credential"`
+	Instance      value `toml:"instance"`
+	LeaseTTL      value `toml:"lease_ttl"`
 }
 
 type rawMedia struct {
@@ -239,6 +244,7 @@ func applyDefaults(raw *rawFile, getenv func(string) string) []warning {
 		storePath = filepath.Join(dir, defaultStoreFile)
 	}
 	raw.Store.Path.def(storePath)
+	raw.Store.LeaseTTL.def((15 * time.Second).String())
 
 	if p, ok := raw.Store.Path.v.(string); ok && p != "" {
 		raw.Media.Dir.def(filepath.Join(filepath.Dir(p), "media"))
