@@ -78,6 +78,8 @@ type testEnv struct {
 	httpAddr string
 	// metricsAddr serves /metrics, /healthz and /readyz.
 	metricsAddr string
+	// d is the daemon started in-process by start.
+	d *daemon
 
 	// bound holds the listeners bound on port 0 for httpAddr and
 	// metricsAddr until the first daemon takes them (see listen).
@@ -204,6 +206,7 @@ func (e *testEnv) start() (stop func()) {
 		cancel()
 		e.t.Fatal(err)
 	}
+	e.d = d
 	var once sync.Once
 	stop = func() {
 		once.Do(func() {
