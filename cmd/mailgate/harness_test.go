@@ -78,8 +78,10 @@ type testEnv struct {
 	httpAddr string
 	// metricsAddr serves /metrics, /healthz and /readyz.
 	metricsAddr string
-	// d is the daemon started in-process by start.
-	d *daemon
+	// d is the daemon started in-process by start, and stop stops it
+	// (when the test keeps it).
+	d    *daemon
+	stop func()
 
 	// bound holds the listeners bound on port 0 for httpAddr and
 	// metricsAddr until the first daemon takes them (see listen).

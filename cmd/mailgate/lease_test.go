@@ -130,7 +130,7 @@ func TestDaemonsShareChannelByLease(t *testing.T) {
 	a.deliver(customerMail("jane@example.test", "Jane", "l1@example.test", "Lease", "first"))
 	a.ul.waitPosts(1)
 
-	b.start()
+	b.stop = b.start()
 	bReady := "http://" + b.metricsAddr + "/readyz"
 	waitScrape(t, bReady, 200, `"instance":"b","leases":[{"channel":"support","holder":"a","token":1,"here":false}]`)
 	waitScrape(t, "http://"+b.metricsAddr+"/metrics", 200, `mailgate_channel_lease_held{channel="support"} 0`)
@@ -142,6 +142,10 @@ func TestDaemonsShareChannelByLease(t *testing.T) {
 	}
 	if _, running := run.mailboxRunning(); running {
 		t.Fatal("the instance without the lease runs the mailbox side")
+	}
+
+	if code, out, _ := runCLI(t, "", "status", "-c", b.cfgPath); code != 0 || !strings.Contains(out, "lease:   held by a (token 1, expires in") {
+		t.Fatalf("status while a holds (exit %d):\n%s", code, out)
 	}
 
 	if err := child.Process.Signal(syscall.SIGKILL); err != nil {
@@ -170,5 +174,14 @@ func TestDaemonsShareChannelByLease(t *testing.T) {
 	posts := a.ul.waitPosts(2)
 	if len(posts) != 2 || !strings.Contains(posts[1].Text, "second") {
 		t.Fatalf("posts after the takeover: %+v", posts)
+	}
+	if code, out, _ := runCLI(t, "", "status", "-c", b.cfgPath, "-json"); code != 0 || !strings.Contains(out, `"instance": "b",`) || !strings.Contains(out, `"token": 2,`) {
+		t.Fatalf("status -json while b holds (exit %d):\n%s", code, out)
+	}
+
+	// A clean stop releases the lease at once.
+	b.stop()
+	if code, out, _ := runCLI(t, "", "status", "-c", b.cfgPath); code != 0 || !strings.Contains(out, "lease:   free (last held by b, token 2, expired") {
+		t.Fatalf("status after b stopped (exit %d):\n%s", code, out)
 	}
 }
