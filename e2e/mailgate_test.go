@@ -49,6 +49,9 @@ type mailgateOptions struct {
 	// has no passwords and sends through Postfix's submission listener,
 	// which requires SMTP AUTH.
 	OAuth2 string
+	// Store is extra TOML lines for the [store] table (for example the
+	// PostgreSQL store and the lease keys).
+	Store string
 }
 
 // mailgate is one mailgate daemon of a scenario, as a child process that
@@ -114,7 +117,7 @@ func (g *mailgate) config(opts mailgateOptions) string {
 	fmt.Fprintf(&b, "# Written by the e2e suite for %s.\n", filepath.Base(g.dir))
 	fmt.Fprintf(&b, "[server]\nlisten = %s\n\n", q(g.listen))
 	fmt.Fprintf(&b, "[metrics]\nlisten = %s\n\n", q(g.metrics))
-	fmt.Fprintf(&b, "[store]\npath = %s\n\n", q(filepath.Join(g.dir, "mailgate.db")))
+	fmt.Fprintf(&b, "[store]\npath = %s\n%s\n", q(filepath.Join(g.dir, "mailgate.db")), lines(opts.Store))
 	fmt.Fprintf(&b, "[media]\ndir = %s\n%s\n", q(filepath.Join(g.dir, "media")), lines(opts.Media))
 	fmt.Fprintf(&b, "[log]\nlevel = \"debug\"\nformat = \"json\"\n\n")
 	fmt.Fprintf(&b, "[[channel]]\nname = \"support\"\n\n")
