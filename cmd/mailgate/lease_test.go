@@ -152,6 +152,7 @@ func TestDaemonsShareChannelByLease(t *testing.T) {
 		t.Fatal(err)
 	}
 	killed := time.Now()
+	deadline := killed.Add(waitLimit)
 	child.Wait()
 	waitScrape(t, "http://"+b.metricsAddr+"/metrics", 200, `mailgate_channel_lease_held{channel="support"} 1`)
 	took := time.Since(killed)
@@ -163,7 +164,7 @@ func TestDaemonsShareChannelByLease(t *testing.T) {
 	waitScrape(t, bReady, 200, `{"channel":"support","holder":"b","token":2,"here":true}`)
 
 	// New mail after b's first sync is b's to post.
-	deadline := time.Now().Add(waitLimit)
+	deadline = time.Now().Add(waitLimit)
 	for run.watcher.State().LastSync.IsZero() {
 		if time.Now().After(deadline) {
 			t.Fatal("b never synced the mailbox")
@@ -179,9 +180,37 @@ func TestDaemonsShareChannelByLease(t *testing.T) {
 		t.Fatalf("status -json while b holds (exit %d):\n%s", code, out)
 	}
 
+	// b loses the lease (taken over by an instance that died at once:
+	// the row names it, expired) and gets it back: the same watcher and
+	// poster run again and post new mail.
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	if _, err := conn.Exec(ctx, `UPDATE mailgate_leases SET holder = 'gone', token = token + 1, expires_at = now() WHERE channel = 'support'`); err != nil {
+		t.Fatal(err)
+	}
+	waitHolder(t, dsn, "support", "b", 4)
+	for _, line := range []string{`mailgate_lease_takeovers_total{channel="support"} 2`, `mailgate_channel_lease_held{channel="support"} 1`} {
+		waitScrape(t, "http://"+b.metricsAddr+"/metrics", 200, line)
+	}
+	for !run.watcher.State().Connected {
+		if time.Now().After(deadline) {
+			t.Fatal("b did not reconnect after getting the lease back")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	a.deliver(customerMail("jane@example.test", "Jane", "l3@example.test", "Lease", "third"))
+	posts = a.ul.waitPosts(3)
+	if len(posts) != 3 || !strings.Contains(posts[2].Text, "third") {
+		t.Fatalf("posts after the lease came back: %+v", posts)
+	}
+
 	// A clean stop releases the lease at once.
 	b.stop()
-	if code, out, _ := runCLI(t, "", "status", "-c", b.cfgPath); code != 0 || !strings.Contains(out, "lease:   free (last held by b, token 2, expired") {
+	if code, out, _ := runCLI(t, "", "status", "-c", b.cfgPath); code != 0 || !strings.Contains(out, "lease:   free (last held by b, token 4, expired") {
 		t.Fatalf("status after b stopped (exit %d):\n%s", code, out)
 	}
 }
