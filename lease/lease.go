@@ -234,12 +234,12 @@ func (t *Table) Hold(ctx context.Context, channel string, work func(ctx context.
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		if token == 0 || err != nil {
-			select {
-			case <-ctx.Done():
-				return ctx.Err()
-			case <-time.After(retry):
-			}
+		// Also after a lease ended: a work that returns at once must
+		// not make this loop spin on the database.
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(retry):
 		}
 	}
 }

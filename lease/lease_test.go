@@ -477,3 +477,32 @@ func (p *proxy) cut() {
 		close(p.frozen)
 	}
 }
+
+// A work that returns by itself gives the lease up; Hold acquires it again
+// (with the next token) and runs the work again.
+func TestWorkReturnsByItself(t *testing.T) {
+	dsn, _ := newDatabase(t)
+	log := newEventLog()
+	a := openTable(t, dsn, "a", time.Second, log)
+	var mu sync.Mutex
+	runs := 0
+	hold(t, a, "support", func(ctx context.Context, token int64) {
+		mu.Lock()
+		runs++
+		first := runs == 1
+		mu.Unlock()
+		log.add("a work %d", token)
+		if !first {
+			<-ctx.Done()
+		}
+	})
+	log.wait(t, 10*time.Second, "a work 2")
+	for _, want := range []string{"a acquired 1", "a work 1", "a stopped 1", "a released 1", "a acquired 2", "a work 2"} {
+		if log.index(want) < 0 {
+			t.Fatalf("no %q: %q", want, log.snapshot())
+		}
+	}
+	if log.index("a released 1") > log.index("a acquired 2") {
+		t.Fatalf("acquired again before releasing: %q", log.snapshot())
+	}
+}
