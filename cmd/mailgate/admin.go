@@ -35,7 +35,7 @@ func openStore(ctx context.Context, env *environment, path string) (*config.Conf
 }
 
 func cmdStatus(ctx context.Context, env *environment, args []string) error {
-	fs := newFlagSet(env, "status", "[-c FILE] [-json]", "show per channel the cursors, queue depths, oldest pending item, last error and dead letters")
+	fs := newFlagSet(env, "status", "[-c FILE] [-json]", "show per channel the cursors, queue depths, oldest pending item, last error, dead letters and lease holder")
 	path := configFlag(env, fs)
 	asJSON := fs.Bool("json", false, "print JSON, for scripts")
 	if err := parseFlags(fs, args); err != nil {
