@@ -39,6 +39,9 @@ type daemonOptions struct {
 	// Listen opens the webhook and metrics listeners; nil means
 	// net.Listen. Tests hand over listeners they bound on port 0.
 	Listen func(network, addr string) (net.Listener, error)
+	// LeaseEvents, when set, is told every change of this instance's
+	// channel leases (tests).
+	LeaseEvents func(lease.Event)
 }
 
 // daemon is one running mailgate: the store, the HTTP listener and one set
@@ -268,6 +271,8 @@ func (d *daemon) startChannel(parent context.Context, ch config.Channel) error {
 		},
 		Observe: d.observer(ch.Name),
 		Logger:  d.log,
+
+		DrainTimeout: d.drainTimeout(),
 	})
 	if err != nil {
 		return err

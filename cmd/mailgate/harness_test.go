@@ -21,6 +21,7 @@ import (
 
 	"mailgate/config"
 	"mailgate/devmail"
+	"mailgate/lease"
 	"mailgate/store"
 	"mailgate/userlike"
 )
@@ -82,6 +83,9 @@ type testEnv struct {
 	// (when the test keeps it).
 	d    *daemon
 	stop func()
+	// leaseEvents, when set before start, is told the daemon's lease
+	// changes.
+	leaseEvents func(lease.Event)
 
 	// bound holds the listeners bound on port 0 for httpAddr and
 	// metricsAddr until the first daemon takes them (see listen).
@@ -203,7 +207,7 @@ func (e *testEnv) start() (stop func()) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	log := slog.New(slog.NewTextHandler(testWriter{e.t}, &slog.HandlerOptions{Level: slog.LevelInfo}))
-	d, err := startDaemon(ctx, daemonOptions{Config: cfg, ConfigPath: e.cfgPath, Logger: log, Listen: e.listen})
+	d, err := startDaemon(ctx, daemonOptions{Config: cfg, ConfigPath: e.cfgPath, Logger: log, Listen: e.listen, LeaseEvents: e.leaseEvents})
 	if err != nil {
 		cancel()
 		e.t.Fatal(err)

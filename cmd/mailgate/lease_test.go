@@ -15,6 +15,7 @@ import (
 
 	"mailgate/internal/pgtest"
 	"mailgate/lease"
+	"mailgate/userlike/userliketest"
 )
 
 // One PostgreSQL server for the test binary, started by the first test
@@ -212,5 +213,81 @@ func TestDaemonsShareChannelByLease(t *testing.T) {
 	b.stop()
 	if code, out, _ := runCLI(t, "", "status", "-c", b.cfgPath); code != 0 || !strings.Contains(out, "lease:   free (last held by b, token 4, expired") {
 		t.Fatalf("status after b stopped (exit %d):\n%s", code, out)
+	}
+}
+
+// An instance that loses a channel's lease while a POST hangs stops the
+// channel's poster (and with it its ledger writes) within the lease's
+// safety margin, instead of draining for the usual 30 s: before another
+// instance could take the lease over.
+func TestLeaseLostCutsTheDrain(t *testing.T) {
+	dsn := leaseDSN(t)
+	const ttl = 10 * time.Second
+	e := newTestEnv(t, "")
+	e.useLeases(dsn, "a", ttl.String())
+	events := make(chan lease.Event, 16)
+	e.leaseEvents = func(ev lease.Event) { events <- ev }
+	e.start()
+	waitEvent := func(kind lease.EventKind) time.Time {
+		t.Helper()
+		timeout := time.After(waitLimit)
+		for {
+			select {
+			case ev := <-events:
+				if ev.Kind == kind {
+					return time.Now()
+				}
+			case <-timeout:
+				t.Fatalf("no lease event %s", kind)
+			}
+		}
+	}
+	waitEvent(lease.Acquired)
+	e.d.mu.Lock()
+	run := e.d.channels["support"]
+	e.d.mu.Unlock()
+	deadline := time.Now().Add(waitLimit)
+	for run.watcher.State().LastSync.IsZero() {
+		if time.Now().After(deadline) {
+			t.Fatal("never synced")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+
+	e.ul.SetMode(userliketest.ModeHold)
+	e.deliver(customerMail("jane@example.test", "Jane", "drain@example.test", "Drain", "held"))
+	ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
+	defer cancel()
+	for len(e.ul.Posts()) == 0 { // held: not accepted, so Wait does not see it
+		if time.Now().After(deadline) {
+			t.Fatal("the POST never reached Userlike")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	conn, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	if _, err := conn.Exec(ctx, `UPDATE mailgate_leases SET holder = 'other', token = token + 1, expires_at = now() + interval '1 hour'`); err != nil {
+		t.Fatal(err)
+	}
+	fenced := waitEvent(lease.Fenced)
+	stopped := waitEvent(lease.Stopped)
+	took := stopped.Sub(fenced)
+	margin := ttl / 5
+	t.Logf("mailbox side stopped %s after the fence, with a POST hanging (margin %s)", took.Round(time.Millisecond), margin)
+	if took >= margin {
+		t.Errorf("stopping took %s, not within the lease's margin of %s", took, margin)
+	}
+	if _, running := run.mailboxRunning(); running {
+		t.Error("the mailbox side still runs after the Stopped event")
+	}
+	if n := len(e.ul.Accepted()); n != 0 {
+		t.Errorf("%d posts accepted while held", n)
+	}
+	e.ul.SetMode(userliketest.ModeOK)
+	if s := ledgerSummary(t, e.cfgPath); strings.Contains(s, "posted=") {
+		t.Errorf("the fenced instance recorded a post: %s", s)
 	}
 }

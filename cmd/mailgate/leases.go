@@ -41,6 +41,18 @@ func (d *daemon) openLeases(ctx context.Context) error {
 	return nil
 }
 
+// drainTimeout is how long a channel's poster lets its POSTs in flight
+// finish once the channel stops. Under a lease it is a tenth of the ttl,
+// half the lease's safety margin: a fenced-out instance must stop
+// writing the ledger before another can take the lease. Otherwise it is
+// the poster's default.
+func (d *daemon) drainTimeout() time.Duration {
+	if d.leases == nil {
+		return 0
+	}
+	return d.leases.TTL() / 10
+}
+
 // defaultInstance is hostname-pid: unique among instances on different
 // hosts and among processes on one.
 func defaultInstance() string {
@@ -53,6 +65,9 @@ func defaultInstance() string {
 
 // leaseEvent turns lease changes into metrics.
 func (d *daemon) leaseEvent(e lease.Event) {
+	if d.opts.LeaseEvents != nil {
+		d.opts.LeaseEvents(e)
+	}
 	if e.Kind == lease.Acquired && e.Takeover {
 		d.metrics.LeaseTakeover(e.Channel)
 	}
