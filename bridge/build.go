@@ -43,6 +43,10 @@ type Deps struct {
 	// Observe gets the outcome of every email, for metrics.
 	Observe func(inbound.Outcome)
 	Logger  *slog.Logger
+
+	// DrainTimeout is the poster's inbound.Options.DrainTimeout (0: its
+	// default).
+	DrainTimeout time.Duration
 }
 
 // Channel is one channel's parts, built and wired to each other but not
@@ -134,6 +138,8 @@ func Build(cfg *config.Config, ch config.Channel, deps Deps) (*Channel, error) {
 		Observe:  deps.Observe,
 		OnBounce: deps.OnBounce,
 		Logger:   log,
+
+		DrainTimeout: deps.DrainTimeout,
 	})
 	if err != nil {
 		return nil, err

@@ -77,6 +77,15 @@ type Store struct {
 	// Path is the SQLite database file (default
 	// $STATE_DIRECTORY/mailgate.db, or /var/lib/mailgate/mailgate.db).
 	Path string `toml:"path"`
+	// DSN is the PostgreSQL connection string of the lease table (package
+	// lease); empty means a single instance without leases.
+	DSN Secret `toml:"dsn"`
+	// Instance names this instance as a lease holder; empty means
+	// hostname-pid, decided at startup.
+	Instance string `toml:"instance"`
+	// LeaseTTL is how long a channel's lease outlives its holder's last
+	// renewal (default 15s).
+	LeaseTTL Duration `toml:"lease_ttl" default:"'15s'"`
 }
 
 // Media is the [media] table: attachments served to Userlike at signed URLs.

@@ -350,6 +350,10 @@ func TestParseErrors(t *testing.T) {
 			`c.toml:3: server.listen: missing port (want host:port, got "x")`,
 		},
 	}, {
+		name: "lease_ttl too short",
+		src:  "[store]\nlease_ttl = \"300ms\"\n" + minimal,
+		want: []string{`c.toml:2: store.lease_ttl: 300ms is too short (at least 1s)`},
+	}, {
 		name: "errors from several sections come sorted by line",
 		src: "[media]\nurl_ttl = \"soon\"\n" + strings.Replace(minimal, "imap.example.com:993", "imap.example.com", 1) +
 			"[log]\nformat = \"xml\"\n",
@@ -499,7 +503,7 @@ func TestDefaults(t *testing.T) {
 	want := &Config{
 		Server:  Server{Listen: "127.0.0.1:8080", PublicURL: "http://127.0.0.1:8080"},
 		Metrics: Metrics{Listen: "127.0.0.1:9464"},
-		Store:   Store{Path: "/var/lib/mailgate/mailgate.db"},
+		Store:   Store{Path: "/var/lib/mailgate/mailgate.db", LeaseTTL: Duration{15 * time.Second}},
 		Media: Media{
 			Dir:            "/var/lib/mailgate/media",
 			MaxSize:        25 << 20,

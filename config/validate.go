@@ -26,6 +26,10 @@ func (p *parser) validate(cfg *Config) {
 		p.errorf(top.key("store", "path"), "must not be empty")
 	}
 
+	// A lease under a second cannot be renewed every ttl/3 through a
+	// real network.
+	p.durationRange(top.key("store", "lease_ttl"), cfg.Store.LeaseTTL, time.Second, 0)
+
 	media := top.key("media")
 	if cfg.Media.Dir == "" && !p.isBad(top.key("store", "path")) {
 		p.errorf(media.key("dir"), "must not be empty")

@@ -45,13 +45,13 @@ type mailgateOptions struct {
 	Extra string
 	// IMAPUser is the mailbox mailgate logs in to (default supportUser).
 	IMAPUser string
-	// Store, when set, is the body of [store] instead of a SQLite path in
-	// the scenario's directory (for example a PostgreSQL driver and DSN).
-	Store string
 	// OAuth2, when set, is the body of [channel.oauth2]; the channel then
 	// has no passwords and sends through Postfix's submission listener,
 	// which requires SMTP AUTH.
 	OAuth2 string
+	// Store is extra TOML lines for the [store] table (for example the
+	// PostgreSQL store and the lease keys).
+	Store string
 }
 
 // mailgate is one mailgate daemon of a scenario, as a child process that
@@ -117,11 +117,7 @@ func (g *mailgate) config(opts mailgateOptions) string {
 	fmt.Fprintf(&b, "# Written by the e2e suite for %s.\n", filepath.Base(g.dir))
 	fmt.Fprintf(&b, "[server]\nlisten = %s\n\n", q(g.listen))
 	fmt.Fprintf(&b, "[metrics]\nlisten = %s\n\n", q(g.metrics))
-	if opts.Store != "" {
-		fmt.Fprintf(&b, "[store]\n%s\n", lines(opts.Store))
-	} else {
-		fmt.Fprintf(&b, "[store]\npath = %s\n\n", q(filepath.Join(g.dir, "mailgate.db")))
-	}
+	fmt.Fprintf(&b, "[store]\npath = %s\n%s\n", q(filepath.Join(g.dir, "mailgate.db")), lines(opts.Store))
 	fmt.Fprintf(&b, "[media]\ndir = %s\n%s\n", q(filepath.Join(g.dir, "media")), lines(opts.Media))
 	fmt.Fprintf(&b, "[log]\nlevel = \"debug\"\nformat = \"json\"\n\n")
 	fmt.Fprintf(&b, "[[channel]]\nname = \"support\"\n\n")

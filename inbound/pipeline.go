@@ -56,6 +56,12 @@ type Options struct {
 	MaxPostAge time.Duration
 	// Workers bounds concurrent POSTs (to different contacts); default 4.
 	Workers int
+	// DrainTimeout bounds how long Run lets the POSTs in flight finish
+	// after its context ends (default 30 s); then it cancels them, and
+	// their ledger writes with them. A channel run under a lease sets it
+	// well below the lease's safety margin, so that a fenced-out instance
+	// stops writing the ledger before another can take over.
+	DrainTimeout time.Duration
 	// Notify tells the mailbox watcher that IMAP actions, or messages to
 	// fetch again, are pending.
 	Notify func()
@@ -119,6 +125,9 @@ func New(opts Options) (*Pipeline, error) {
 	}
 	if opts.Workers <= 0 {
 		opts.Workers = 4
+	}
+	if opts.DrainTimeout <= 0 {
+		opts.DrainTimeout = drainTimeout
 	}
 	if opts.MaxPostAge <= 0 {
 		opts.MaxPostAge = 72 * time.Hour
@@ -487,8 +496,7 @@ func (in *Pipeline) poke() {
 // woke it.
 const idleRecheck = 3 * time.Second
 
-// drainTimeout bounds how long in-flight POSTs may run after shutdown
-// begins.
+// drainTimeout is the default of Options.DrainTimeout.
 const drainTimeout = 30 * time.Second
 
 // contactBackoff is the retry state of one contact whose POST failed
@@ -595,7 +603,7 @@ func (in *Pipeline) Run(ctx context.Context) error {
 			}()
 			select {
 			case <-done:
-			case <-time.After(drainTimeout):
+			case <-time.After(in.opts.DrainTimeout):
 				in.log.Warn("inbound: posts still in flight after the drain timeout; they will be retried after restart")
 				cancelPosts()
 				<-done

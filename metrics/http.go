@@ -12,6 +12,35 @@ import (
 type healthBody struct {
 	Status string `json:"status"`
 	Reason string `json:"reason,omitempty"`
+	// Instance and Leases are set on /readyz when the daemon runs with
+	// channel leases (SetLeaseFunc).
+	Instance string       `json:"instance,omitempty"`
+	Leases   []LeaseState `json:"leases,omitempty"`
+}
+
+// LeaseState is one channel's lease as /readyz shows it.
+type LeaseState struct {
+	Channel string `json:"channel"`
+	// Holder is the instance holding the lease; empty when nobody holds
+	// a live lease.
+	Holder string `json:"holder,omitempty"`
+	// Token is the holder's fencing token.
+	Token int64 `json:"token,omitempty"`
+	// Here reports whether this instance holds it (and does the
+	// channel's mailbox work).
+	Here bool `json:"here"`
+}
+
+// leaseFunc is what SetLeaseFunc installs.
+type leaseFunc struct {
+	instance string
+	f        func(ctx context.Context) []LeaseState
+}
+
+// SetLeaseFunc makes /readyz name this instance and list the channels'
+// leases as f reports them.
+func (m *Metrics) SetLeaseFunc(instance string, f func(ctx context.Context) []LeaseState) {
+	m.leases.Store(&leaseFunc{instance: instance, f: f})
 }
 
 // Handler returns the operators' HTTP handler:
@@ -22,7 +51,8 @@ type healthBody struct {
 //   - GET /readyz: calls ready with the request's context; nil gives
 //     200 {"status":"ready"}, an error gives
 //     503 {"status":"not ready","reason":"<error text>"} (readiness). A nil
-//     ready is always ready.
+//     ready is always ready. With SetLeaseFunc, both also carry
+//     "instance" and "leases".
 //
 // The error text of ready is shown to whoever can reach the endpoint, so
 // it must not carry secrets. Other paths are 404; methods other than GET
@@ -39,13 +69,18 @@ func (m *Metrics) Handler(ready func(ctx context.Context) error) http.Handler {
 		writeHealth(w, http.StatusOK, healthBody{Status: "ok"})
 	})
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		body := healthBody{Status: "ready"}
+		if lf := m.leases.Load(); lf != nil {
+			body.Instance, body.Leases = lf.instance, lf.f(r.Context())
+		}
 		if ready != nil {
 			if err := ready(r.Context()); err != nil {
-				writeHealth(w, http.StatusServiceUnavailable, healthBody{Status: "not ready", Reason: err.Error()})
+				body.Status, body.Reason = "not ready", err.Error()
+				writeHealth(w, http.StatusServiceUnavailable, body)
 				return
 			}
 		}
-		writeHealth(w, http.StatusOK, healthBody{Status: "ready"})
+		writeHealth(w, http.StatusOK, body)
 	})
 	return mux
 }

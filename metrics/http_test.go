@@ -161,3 +161,28 @@ func TestHandlerRoutes(t *testing.T) {
 		}
 	}
 }
+
+func TestReadyzLeases(t *testing.T) {
+	m := metrics.New()
+	var r readiness
+	srv := httptest.NewServer(m.Handler(r.ready))
+	t.Cleanup(srv.Close)
+	if _, _, body := get(t, srv, "GET", "/readyz"); strings.Contains(body, "leases") {
+		t.Fatalf("leases shown without SetLeaseFunc: %s", body)
+	}
+	m.SetLeaseFunc("mail1", func(ctx context.Context) []metrics.LeaseState {
+		return []metrics.LeaseState{
+			{Channel: "support", Holder: "mail1", Token: 3, Here: true},
+			{Channel: "billing", Holder: "mail2", Token: 7},
+			{Channel: "new"},
+		}
+	})
+	want := `{"status":"ready","instance":"mail1","leases":[{"channel":"support","holder":"mail1","token":3,"here":true},{"channel":"billing","holder":"mail2","token":7,"here":false},{"channel":"new","here":false}]}` + "\n"
+	if code, _, body := get(t, srv, "GET", "/readyz"); code != 200 || body != want {
+		t.Fatalf("GET /readyz = %d %s, want 200 %s", code, body, want)
+	}
+	r.set(errors.New("lease: read holders: connection refused"))
+	if code, _, body := get(t, srv, "GET", "/readyz"); code != 503 || !strings.Contains(body, `"instance":"mail1","leases":[`) {
+		t.Fatalf("GET /readyz = %d %s, want 503 with the leases", code, body)
+	}
+}

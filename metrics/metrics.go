@@ -17,6 +17,7 @@ package metrics
 
 import (
 	"strings"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
@@ -69,7 +70,9 @@ type Metrics struct {
 	charsetFallbacks *prometheus.CounterVec
 	history          *prometheus.CounterVec
 	actionsRefused   *prometheus.CounterVec
+	leaseTakeovers   *prometheus.CounterVec
 	state            *stateCollector
+	leases           atomic.Pointer[leaseFunc]
 }
 
 // New returns a Metrics with its own registry, holding mailgate's metrics,
@@ -111,11 +114,15 @@ func New() *Metrics {
 			Name: "mailgate_charset_fallbacks_total",
 			Help: "Message parts whose declared charset was unknown or wrong and were decoded by a fallback.",
 		}, []string{"channel"}),
+		leaseTakeovers: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "mailgate_lease_takeovers_total",
+			Help: "Channel leases this instance acquired from another holder (or from its own earlier, crashed self): failovers.",
+		}, []string{"channel"}),
 		state: newStateCollector(),
 	}
 	m.reg.MustRegister(
 		m.inbound, m.skipped, m.outbound,
-		m.inboundLatency, m.outboundLatency, m.charsetFallbacks, m.history, m.actionsRefused,
+		m.inboundLatency, m.outboundLatency, m.charsetFallbacks, m.history, m.actionsRefused, m.leaseTakeovers,
 		m.state,
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
@@ -142,6 +149,12 @@ func (m *Metrics) InitChannel(channel string) {
 	m.charsetFallbacks.WithLabelValues(channelLabel(channel))
 	m.history.WithLabelValues(channelLabel(channel))
 	m.actionsRefused.WithLabelValues(channelLabel(channel))
+}
+
+// LeaseTakeover counts one acquisition of channel's lease that had a holder
+// before.
+func (m *Metrics) LeaseTakeover(channel string) {
+	m.leaseTakeovers.WithLabelValues(channelLabel(channel)).Inc()
 }
 
 // Inbound counts one inbound email of channel reaching outcome, one of

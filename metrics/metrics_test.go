@@ -385,3 +385,26 @@ func BenchmarkInboundParallel(b *testing.B) {
 		}
 	})
 }
+
+func TestLeaseMetrics(t *testing.T) {
+	m := metrics.New()
+	srv := serve(t, m)
+	m.SetStateFunc(func() []metrics.ChannelState {
+		return []metrics.ChannelState{
+			{Channel: "support", Leased: true, LeaseHeld: true},
+			{Channel: "billing", Leased: true},
+			{Channel: "solo"}, // no leases: no lease gauge
+		}
+	})
+	m.LeaseTakeover("support")
+	m.LeaseTakeover("support")
+	got := scrape(t, srv)
+	wantSamples(t, got, map[string]float64{
+		`mailgate_channel_lease_held{channel="support"}`:    1,
+		`mailgate_channel_lease_held{channel="billing"}`:    0,
+		`mailgate_lease_takeovers_total{channel="support"}`: 2,
+	})
+	if _, ok := got[`mailgate_channel_lease_held{channel="solo"}`]; ok {
+		t.Error("lease gauge exported for a channel without leases")
+	}
+}

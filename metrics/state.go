@@ -36,6 +36,12 @@ type ChannelState struct {
 	// OAuthLoginNeeded reports whether the channel's OAuth2 grant was
 	// refused and waits for `mailgate oauth login`.
 	OAuthLoginNeeded bool
+	// Leased reports whether the daemon runs with channel leases; only
+	// then is mailgate_channel_lease_held exported.
+	Leased bool
+	// LeaseHeld reports whether this instance holds the channel's lease
+	// and does its mailbox work.
+	LeaseHeld bool
 }
 
 // stateCollector is a prometheus.Collector exporting the gauges of
@@ -49,6 +55,7 @@ type stateCollector struct {
 	deadLetters   *prometheus.Desc
 	oldestPending *prometheus.Desc
 	loginNeeded   *prometheus.Desc
+	leaseHeld     *prometheus.Desc
 }
 
 // newStateCollector returns a collector with no state function: it exports
@@ -68,6 +75,8 @@ func newStateCollector() *stateCollector {
 			"Age of the oldest item waiting in the channel's queues; 0 when they are empty.", ch, nil),
 		loginNeeded: prometheus.NewDesc("mailgate_oauth_login_needed",
 			"Whether the channel's OAuth2 grant was refused and waits for `mailgate oauth login` (1) or works (0); only channels with [channel.oauth2].", ch, nil),
+		leaseHeld: prometheus.NewDesc("mailgate_channel_lease_held",
+			"Whether this instance holds the channel's lease and does its mailbox work (1) or another instance may (0); only with [store] dsn.", ch, nil),
 	}
 }
 
@@ -88,6 +97,7 @@ func (c *stateCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- c.deadLetters
 	ch <- c.oldestPending
 	ch <- c.loginNeeded
+	ch <- c.leaseHeld
 }
 
 // Collect implements prometheus.Collector. A channel listed twice by the
@@ -126,6 +136,13 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 				needed = 1
 			}
 			ch <- gauge(c.loginNeeded, needed, name)
+		}
+		if s.Leased {
+			held := 0.0
+			if s.LeaseHeld {
+				held = 1
+			}
+			ch <- gauge(c.leaseHeld, held, name)
 		}
 	}
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"slices"
@@ -11,7 +12,10 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"mailgate/config"
+	"mailgate/lease"
 	"mailgate/store"
 )
 
@@ -31,7 +35,7 @@ func openStore(ctx context.Context, env *environment, path string) (*config.Conf
 }
 
 func cmdStatus(ctx context.Context, env *environment, args []string) error {
-	fs := newFlagSet(env, "status", "[-c FILE] [-json]", "show per channel the cursors, queue depths, oldest pending item, last error and dead letters")
+	fs := newFlagSet(env, "status", "[-c FILE] [-json]", "show per channel the cursors, queue depths, oldest pending item, last error, dead letters and lease holder")
 	path := configFlag(env, fs)
 	asJSON := fs.Bool("json", false, "print JSON, for scripts")
 	if err := parseFlags(fs, args); err != nil {
@@ -42,7 +46,11 @@ func cmdStatus(ctx context.Context, env *environment, args []string) error {
 		return err
 	}
 	defer db.Close()
-	var all []*store.ChannelStatus
+	holders, err := readLeases(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	var all []channelStatus
 	for _, ch := range cfg.Channels {
 		st, err := db.Status(ctx, ch.Name)
 		if err != nil {
@@ -51,7 +59,15 @@ func cmdStatus(ctx context.Context, env *environment, args []string) error {
 		if st.OAuth2, err = channelGrant(ctx, db, ch); err != nil {
 			return err
 		}
-		all = append(all, st)
+		cs := channelStatus{ChannelStatus: st}
+		if holders != nil {
+			h := holders[ch.Name]
+			cs.Lease = &h
+			if h.Channel == "" {
+				cs.Lease.Channel = ch.Name
+			}
+		}
+		all = append(all, cs)
 	}
 	if *asJSON {
 		enc := json.NewEncoder(env.stdout)
@@ -62,12 +78,59 @@ func cmdStatus(ctx context.Context, env *environment, args []string) error {
 		if i > 0 {
 			fmt.Fprintln(env.stdout)
 		}
-		printStatus(env.stdout, st)
+		printStatus(env.stdout, st.ChannelStatus)
+		if st.Lease != nil {
+			printLease(env.stdout, st.Lease)
+		}
 		if st.OAuth2 != nil {
 			printGrant(env.stdout, st.OAuth2, loginCommand(*path, st.Channel))
 		}
 	}
 	return nil
+}
+
+// channelStatus is one channel in `mailgate status`: the store's view and,
+// with leases, which instance holds the channel.
+type channelStatus struct {
+	*store.ChannelStatus
+	Lease *lease.Holder `json:"lease,omitempty"`
+}
+
+// readLeases reads the lease table when [store] dsn is set; nil otherwise.
+func readLeases(ctx context.Context, cfg *config.Config) (map[string]lease.Holder, error) {
+	dsn := cfg.Store.DSN.Reveal()
+	if dsn == "" {
+		return nil, nil
+	}
+	pcfg, err := pgx.ParseConfig(dsn)
+	if err != nil {
+		return nil, errors.New("status: [store] dsn is malformed")
+	}
+	conn, err := pgx.ConnectConfig(ctx, pcfg)
+	if err != nil {
+		return nil, fmt.Errorf("status: connect to the lease database: %w", err)
+	}
+	defer conn.Close(ctx)
+	hs, err := lease.Holders(ctx, conn)
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string]lease.Holder, len(hs))
+	for _, h := range hs {
+		out[h.Channel] = h
+	}
+	return out, nil
+}
+
+func printLease(w io.Writer, h *lease.Holder) {
+	switch {
+	case h.Instance == "":
+		fmt.Fprintln(w, "  lease:   never held; no instance runs the mailbox")
+	case h.Live:
+		fmt.Fprintf(w, "  lease:   held by %s (token %d, expires in %s unless renewed)\n", h.Instance, h.Token, time.Until(h.Expires).Round(100*time.Millisecond))
+	default:
+		fmt.Fprintf(w, "  lease:   free (last held by %s, token %d, expired %s); no instance runs the mailbox\n", h.Instance, h.Token, ago(h.Expires))
+	}
 }
 
 func printStatus(w io.Writer, st *store.ChannelStatus) {

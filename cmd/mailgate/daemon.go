@@ -10,11 +10,13 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"mailgate/config"
 	"mailgate/imapsync"
 	"mailgate/inbound"
+	"mailgate/lease"
 	"mailgate/mailparse"
 	"mailgate/media"
 	"mailgate/metrics"
@@ -37,6 +39,9 @@ type daemonOptions struct {
 	// Listen opens the webhook and metrics listeners; nil means
 	// net.Listen. Tests hand over listeners they bound on port 0.
 	Listen func(network, addr string) (net.Listener, error)
+	// LeaseEvents, when set, is told every change of this instance's
+	// channel leases (tests).
+	LeaseEvents func(lease.Event)
 }
 
 // daemon is one running mailgate: the store, the HTTP listener and one set
@@ -53,6 +58,9 @@ type daemon struct {
 	metrics    *metrics.Metrics
 	metricsSrv *http.Server
 	outbound   *outbound.Outbox
+	// leases decides which instance does each channel's mailbox work;
+	// nil when [store] dsn is empty (a single instance).
+	leases *lease.Table
 
 	reloadMu sync.Mutex // serialises reloads and shutdown
 	mu       sync.Mutex
@@ -71,6 +79,17 @@ type channelRun struct {
 	watcher *imapsync.Watcher
 	inbound *inbound.Pipeline
 	grant   *oauthgrant.Source // nil for a channel with passwords
+	// working is the Unix time in nanoseconds since which the mailbox
+	// side (watcher and poster) runs here; 0 while it does not, which
+	// with leases means another instance may hold the channel.
+	working atomic.Int64
+}
+
+// mailboxRunning reports whether the channel's watcher and poster run on
+// this instance, and since when.
+func (r *channelRun) mailboxRunning() (time.Time, bool) {
+	n := r.working.Load()
+	return time.Unix(0, n), n != 0
 }
 
 // startDaemon opens the store, binds the HTTP listener and starts every
@@ -88,6 +107,7 @@ func startDaemon(ctx context.Context, opts daemonOptions) (*daemon, error) {
 		db.Close()
 		return nil, err
 	}
+
 	idKey, err := db.InstallationKey(ctx, "message-id", 32)
 	if err != nil {
 		db.Close()
@@ -167,8 +187,14 @@ func startDaemon(ctx context.Context, opts daemonOptions) (*daemon, error) {
 	abort := func(err error) (*daemon, error) {
 		d.shutdown()
 		d.wg.Wait()
+		if d.leases != nil {
+			d.leases.Close()
+		}
 		db.Close()
 		return nil, err
+	}
+	if err := d.openLeases(ctx); err != nil {
+		return abort(err)
 	}
 	if err := d.startMetrics(); err != nil {
 		return abort(err)
@@ -245,33 +271,27 @@ func (d *daemon) startChannel(parent context.Context, ch config.Channel) error {
 		},
 		Observe: d.observer(ch.Name),
 		Logger:  d.log,
+
+		DrainTimeout: d.drainTimeout(),
 	})
 	if err != nil {
 		return err
 	}
 	d.metrics.InitChannel(ch.Name)
 	run := &channelRun{cfg: ch, done: make(chan struct{}), out: built.Outbound, grant: built.Grant, watcher: built.Watcher, inbound: built.Pipeline}
-	w, inbound := built.Watcher, built.Pipeline
 	ctx, cancel := context.WithCancel(context.WithoutCancel(parent))
 	run.cancel = cancel
-
-	var wg sync.WaitGroup
-	wg.Add(2)
 	go func() {
-		defer wg.Done()
-		if err := w.Run(ctx); err != nil {
-			log.Error("imap: watcher stopped", "err", err)
+		defer close(run.done)
+		if d.leases == nil {
+			d.runMailbox(ctx, run, log)
+			return
 		}
-	}()
-	go func() {
-		defer wg.Done()
-		if err := inbound.Run(ctx); err != nil {
-			log.Error("inbound: poster stopped", "err", err)
-		}
-	}()
-	go func() {
-		wg.Wait()
-		close(run.done)
+		// Only while this instance holds the channel's lease; the
+		// lease cancels the work before it could expire for others.
+		d.leases.Hold(ctx, ch.Name, func(ctx context.Context, token int64) {
+			d.runMailbox(ctx, run, log.With("lease_token", token))
+		})
 	}()
 	d.mu.Lock()
 	if d.closing {
@@ -284,6 +304,26 @@ func (d *daemon) startChannel(parent context.Context, ch config.Channel) error {
 	d.mu.Unlock()
 	log.Info("channel started", "imap", ch.IMAP.Address, "folders", strings.Join(ch.IMAP.Folders, ","))
 	return nil
+}
+
+// runMailbox runs the mailbox side of a channel, its IMAP watcher and its
+// poster, until ctx is done and both have returned. The webhook and the
+// outbox worker serve the channel whether or not this runs.
+func (d *daemon) runMailbox(ctx context.Context, run *channelRun, log *slog.Logger) {
+	run.working.Store(time.Now().UnixNano())
+	defer run.working.Store(0)
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		if err := run.watcher.Run(ctx); err != nil {
+			log.Error("imap: watcher stopped", "err", err)
+		}
+	})
+	wg.Go(func() {
+		if err := run.inbound.Run(ctx); err != nil {
+			log.Error("inbound: poster stopped", "err", err)
+		}
+	})
+	wg.Wait()
 }
 
 // loginCommand is the command that logs channel in again.
@@ -372,6 +412,9 @@ func (d *daemon) shutdown() {
 func (d *daemon) wait() error {
 	err := <-d.errc
 	d.wg.Wait()
+	if d.leases != nil {
+		d.leases.Close()
+	}
 	if cerr := d.db.Close(); cerr != nil && err == nil {
 		err = cerr
 	}

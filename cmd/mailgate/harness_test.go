@@ -21,6 +21,7 @@ import (
 
 	"mailgate/config"
 	"mailgate/devmail"
+	"mailgate/lease"
 	"mailgate/store"
 	"mailgate/userlike"
 )
@@ -78,6 +79,13 @@ type testEnv struct {
 	httpAddr string
 	// metricsAddr serves /metrics, /healthz and /readyz.
 	metricsAddr string
+	// d is the daemon started in-process by start, and stop stops it
+	// (when the test keeps it).
+	d    *daemon
+	stop func()
+	// leaseEvents, when set before start, is told the daemon's lease
+	// changes.
+	leaseEvents func(lease.Event)
 
 	// bound holds the listeners bound on port 0 for httpAddr and
 	// metricsAddr until the first daemon takes them (see listen).
@@ -199,11 +207,12 @@ func (e *testEnv) start() (stop func()) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	log := slog.New(slog.NewTextHandler(testWriter{e.t}, &slog.HandlerOptions{Level: slog.LevelInfo}))
-	d, err := startDaemon(ctx, daemonOptions{Config: cfg, ConfigPath: e.cfgPath, Logger: log, Listen: e.listen})
+	d, err := startDaemon(ctx, daemonOptions{Config: cfg, ConfigPath: e.cfgPath, Logger: log, Listen: e.listen, LeaseEvents: e.leaseEvents})
 	if err != nil {
 		cancel()
 		e.t.Fatal(err)
 	}
+	e.d = d
 	var once sync.Once
 	stop = func() {
 		once.Do(func() {

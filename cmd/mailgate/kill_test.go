@@ -18,7 +18,9 @@ func TestMain(m *testing.M) {
 		env := &environment{stdin: os.Stdin, stdout: os.Stdout, stderr: os.Stderr, getenv: os.Getenv}
 		os.Exit(execute(context.Background(), env, []string{"run", "-c", path}))
 	}
-	os.Exit(m.Run())
+	code := m.Run()
+	stopPostgres()
+	os.Exit(code)
 }
 
 // startChild starts the daemon as a child process.

@@ -50,7 +50,7 @@ func commands() []command {
 		{"demo", "run the whole loop in one process: a mailbox, an SMTP relay, a simulated Userlike and mailgate", cmdDemo},
 		{"check-config", "load and validate the configuration, print one line per channel", cmdCheckConfig},
 		{"inspect", "print as JSON what mailgate would do with an email, without network or state changes", cmdInspect},
-		{"status", "show per channel the cursors, queue depths, oldest pending item, last error and dead letters", cmdStatus},
+		{"status", "show per channel the cursors, queue depths, oldest pending item, last error, dead letters and lease holder", cmdStatus},
 		{"dead", "list, show, retry or drop dead letters", cmdDead},
 		{"oauth", "log a channel in with OAuth2 (oauth login), or show the grants (oauth status)", cmdOAuth},
 		{"simulate-userlike", "run a simulated Userlike Message Center to try a real mailbox before connecting Userlike", cmdSimulateUserlike},

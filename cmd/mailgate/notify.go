@@ -76,7 +76,17 @@ func (d *daemon) alive(ctx context.Context) error {
 		errs = append(errs, fmt.Errorf("outbox worker stalled for %s", age.Round(time.Second)))
 	}
 	for name, run := range d.channels {
-		if age := time.Since(run.inbound.Heartbeat()); age > 3*time.Minute {
+		// With leases, a channel held elsewhere has no poster here;
+		// one just acquired has had no time to beat yet.
+		since, running := run.mailboxRunning()
+		if !running && d.leases != nil {
+			continue
+		}
+		beat := run.inbound.Heartbeat()
+		if since.After(beat) {
+			beat = since
+		}
+		if age := time.Since(beat); age > 3*time.Minute {
 			errs = append(errs, fmt.Errorf("channel %q: poster loop stalled for %s", name, age.Round(time.Second)))
 		}
 	}
@@ -90,6 +100,9 @@ func (d *daemon) waitAttempted(ctx context.Context) {
 		d.mu.Lock()
 		all := true
 		for _, run := range d.channels {
+			if _, running := run.mailboxRunning(); !running && d.leases != nil {
+				continue // held by another instance, or not yet acquired
+			}
 			if !run.watcher.State().Attempted {
 				all = false
 			}
@@ -110,11 +123,17 @@ func (d *daemon) waitAttempted(ctx context.Context) {
 func (d *daemon) statusLine() string {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	connected := 0
+	connected, held := 0, 0
 	for _, run := range d.channels {
+		if _, running := run.mailboxRunning(); running {
+			held++
+		}
 		if run.watcher.State().Connected {
 			connected++
 		}
+	}
+	if d.leases != nil {
+		return fmt.Sprintf("%d/%d channels held here, %d connected to IMAP", held, len(d.channels), connected)
 	}
 	return fmt.Sprintf("%d/%d channels connected to IMAP", connected, len(d.channels))
 }

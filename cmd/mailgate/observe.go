@@ -100,6 +100,10 @@ func (d *daemon) channelStates() []metrics.ChannelState {
 		if r.grant != nil {
 			cs.OAuth2, cs.OAuthLoginNeeded = true, r.grant.LoginNeeded() != nil
 		}
+		if d.leases != nil {
+			_, held := d.leases.Held(r.cfg.Name)
+			cs.Leased, cs.LeaseHeld = true, held
+		}
 		if st, err := d.db.Status(ctx, r.cfg.Name); err == nil {
 			cs.InboundQueue = st.Inbound[store.StateFetched] + st.Inbound[store.StatePosting]
 			cs.OutboxQueue = st.Outbox[store.OutboxQueued] + st.Outbox[store.OutboxSending]
@@ -115,14 +119,25 @@ func (d *daemon) channelStates() []metrics.ChannelState {
 
 // ready is /readyz: the store answers and every channel is connected to
 // IMAP or waiting out a reconnect backoff (not refused by the server).
+// With leases, the lease table answers too, and only the channels whose
+// mailbox side runs here are checked: a channel held by another instance
+// is fine.
 func (d *daemon) ready(ctx context.Context) error {
 	if _, err := d.db.SchemaVersion(ctx); err != nil {
 		return fmt.Errorf("store: %v", err)
+	}
+	if d.leases != nil {
+		if _, err := d.leases.Holders(ctx); err != nil {
+			return err
+		}
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	var errs []error
 	for name, r := range d.channels {
+		if _, running := r.mailboxRunning(); !running && d.leases != nil {
+			continue
+		}
 		ws := r.watcher.State()
 		var needed *oauthgrant.LoginNeededError
 		if r.grant != nil {
