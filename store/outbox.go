@@ -374,13 +374,34 @@ func (db *DB) dueOutbox(ctx context.Context, tx *sql.Tx, now int64) ([]OutboxBat
 // others were cancelled (or changed) since they were read and must not be
 // sent. The commit is durable at the next Barrier, which the caller passes
 // before the email leaves.
+//
+// It is the claim of a batch: on a PostgreSQL store shared by several
+// instances, all of which may find the same batch due, each item is moved
+// by exactly one of them. There the batch's first item serves as the
+// group's lock, taken with FOR UPDATE SKIP LOCKED: an instance that finds
+// it locked by another one claims nothing (and does not wait), so a batch
+// is never split between two instances and leaves as one email.
 func (db *DB) MarkOutboxSending(ctx context.Context, ids []int64, messageID string) (moved []int64, err error) {
+	if len(ids) == 0 {
+		return nil, nil
+	}
 	j, err := jsonArray(ids)
 	if err != nil {
 		return nil, fmt.Errorf("store: mark outbox sending: %w", err)
 	}
 	err = db.lazyTx(ctx, func(tx *sql.Tx) error {
 		moved = moved[:0]
+		if db.d.postgres {
+			var locked int64
+			err := db.txQueryRowOnce(ctx, tx, `SELECT id FROM outbox WHERE id = ? FOR UPDATE SKIP LOCKED`,
+				slices.Min(ids)).Scan(&locked)
+			if errors.Is(err, sql.ErrNoRows) {
+				return nil // another instance is claiming this batch
+			}
+			if err != nil {
+				return err
+			}
+		}
 		rows, err := db.txQueryOnce(ctx, tx, `UPDATE outbox SET state = 'sending', attempts = attempts + 1,
 				message_id = ?, updated_at = ?
 			WHERE id IN (SELECT CAST(value AS BIGINT) FROM json_each(?)) AND state = 'queued' RETURNING id`,
