@@ -74,9 +74,18 @@ type Metrics struct {
 
 // Store is the [store] table.
 type Store struct {
+	// Driver is the database: "sqlite" (default, the file at Path) or
+	// "postgres" (the server at DSN, which several instances may share).
+	Driver StoreDriver
 	// Path is the SQLite database file (default
 	// $STATE_DIRECTORY/mailgate.db, or /var/lib/mailgate/mailgate.db).
+	// With driver postgres it only places the default media.dir.
 	Path string
+	// DSN is the PostgreSQL connection string (key=value pairs or a
+	// postgres:// URL) for driver postgres. It may hold a password, so it
+	// is a secret (dsn, dsn_file or dsn_credential); name it in logs with
+	// store.RedactDSN.
+	DSN Secret
 }
 
 // Media is the [media] table: attachments served to Userlike at signed URLs.

@@ -211,7 +211,7 @@ func (p *parser) isBad(a at) bool { return p.bad[pathAt{a.ch, joinPath(a.path)}]
 // their lines are reported without toml's message, which may quote the value.
 func isSecretKey(k string) bool {
 	switch k {
-	case "password", "inbound_token", "outbound_token", "key", "client_secret", "service_account_key":
+	case "password", "inbound_token", "outbound_token", "key", "client_secret", "service_account_key", "dsn":
 		return true
 	}
 	return false
@@ -624,7 +624,9 @@ func (p *parser) convert(raw *rawFile) *Config {
 			Listen: p.str(top.key("metrics", "listen"), raw.Metrics.Listen),
 		},
 		Store: Store{
-			Path: p.str(top.key("store", "path"), raw.Store.Path),
+			Driver: StoreDriver(p.str(top.key("store", "driver"), raw.Store.Driver)),
+			Path:   p.str(top.key("store", "path"), raw.Store.Path),
+			DSN:    p.secret(top.key("store"), "dsn", raw.Store.DSN, raw.Store.DSNFile, raw.Store.DSNCredential),
 		},
 		Media: Media{
 			Dir:            p.str(top.key("media", "dir"), raw.Media.Dir),

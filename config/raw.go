@@ -54,7 +54,11 @@ type rawMetrics struct {
 }
 
 type rawStore struct {
-	Path value `toml:"path"`
+	Driver        value `toml:"driver"`
+	Path          value `toml:"path"`
+	DSN           value `toml:"dsn"`
+	DSNFile       value `toml:"dsn_file"`
+	DSNCredential value `toml:"dsn_credential"`
 }
 
 type rawMedia struct {
@@ -239,6 +243,7 @@ func applyDefaults(raw *rawFile, getenv func(string) string) []warning {
 		storePath = filepath.Join(dir, defaultStoreFile)
 	}
 	raw.Store.Path.def(storePath)
+	raw.Store.Driver.def(string(StoreSQLite))
 
 	if p, ok := raw.Store.Path.v.(string); ok && p != "" {
 		raw.Media.Dir.def(filepath.Join(filepath.Dir(p), "media"))

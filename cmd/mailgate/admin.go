@@ -23,7 +23,7 @@ func openStore(ctx context.Context, env *environment, path string) (*config.Conf
 	if err != nil {
 		return nil, nil, err
 	}
-	db, err := store.Open(ctx, cfg.Store.Path, store.Options{})
+	db, err := openDB(ctx, cfg)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -76,7 +76,7 @@ func checkConnections(ctx context.Context, w io.Writer, cfg *config.Config, conf
 		if ch.OAuth2.Enabled() {
 			var err error
 			if db == nil {
-				db, err = store.Open(ctx, cfg.Store.Path, store.Options{})
+				db, err = openDB(ctx, cfg)
 			}
 			if err == nil {
 				grant, err = oauthgrant.New(oauthgrant.Options{Channel: ch.Name, Config: ch.OAuth2, DB: db, LoginCommand: loginCommand(configPath, ch.Name)})

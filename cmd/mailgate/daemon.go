@@ -79,7 +79,7 @@ type channelRun struct {
 func startDaemon(ctx context.Context, opts daemonOptions) (*daemon, error) {
 	cfg := opts.Config
 	d := &daemon{opts: opts, log: opts.Logger, channels: map[string]*channelRun{}, errc: make(chan error, 1), metrics: metrics.New()}
-	db, err := store.Open(ctx, cfg.Store.Path, store.Options{})
+	db, err := openDB(ctx, cfg)
 	if err != nil {
 		return nil, err
 	}
