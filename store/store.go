@@ -1,7 +1,21 @@
-// Package store keeps mailgate's state in one SQLite database: the IMAP
-// cursors, the inbound ledger and the posts it still owes Userlike, the
-// outbox of operator replies, the conversation threads, the media index and
-// the installation secrets.
+// Package store keeps mailgate's state in one database: the IMAP cursors,
+// the inbound ledger and the posts it still owes Userlike, the outbox of
+// operator replies, the conversation threads, the media index and the
+// installation secrets.
+//
+// One API, two backends. Open opens an SQLite file, the embedded default
+// for a single host; OpenPostgres opens a PostgreSQL database that several
+// mailgate instances share. The queries are written once, in the SQL both
+// understand (RETURNING, ON CONFLICT, CASE instead of SQLite's scalar max),
+// with "?" placeholders; the statement helpers (stmt.go) pass every query
+// through the dialect (dialect.go), which for PostgreSQL numbers the
+// placeholders, drops SQLite's index hints and spells json_each as
+// json_array_elements_text, once per query text. The schema exists in both
+// dialects: schema.sql and postgres_schema.sql, kept equal in tables,
+// columns and indexes by TestPostgresSchema; migrations in schema/ run on
+// both unless one comes with a NNN_what.pg.sql version.
+//
+// # SQLite
 //
 // A DB holds two connection pools on the same file. All writes and all
 // transactions go through a single writer connection, so writers queue in
@@ -41,6 +55,28 @@
 // A barrier fsyncs the WAL file itself, outside the writer connection, so
 // writers go on meanwhile, and concurrent barriers share one fsync (group
 // commit): a burst of webhook requests costs a few fsyncs, not one each.
+//
+// # PostgreSQL
+//
+// One pool (Options.MaxReaders plus 4 connections) serves reads and
+// writes. There is no group commit: transactions run concurrently, at
+// SERIALIZABLE, so each has the outcome it would have alone, as with
+// SQLite's single writer; one that loses a race with another (in this
+// process or another instance) is rolled back and run again. Read-only
+// transactions run at REPEATABLE READ, one snapshot as SQLite's WAL
+// readers have. pgx prepares and caches each query per connection, so the
+// store keeps no statement cache of its own. Barrier is a no-op: with
+// synchronous_commit on (PostgreSQL's default; keep it), every COMMIT is
+// durable when it returns, on the server and on its synchronous standbys.
+//
+// Instances share the outbox: every instance answers the webhook and runs
+// the outbox worker, and MarkOutboxSending claims a due batch with FOR
+// UPDATE SKIP LOCKED, so that each reply is claimed by one instance and a
+// contact's batch is never split (see MarkOutboxSending). Installation keys
+// are created with INSERT ... ON CONFLICT DO NOTHING and read back, so all
+// instances sign media URLs and Message-IDs with the same keys. The inbound
+// ledger of a channel is written by the one instance working that
+// channel's mailbox; it takes no row locks.
 //
 // All times are stored as unix milliseconds.
 package store
