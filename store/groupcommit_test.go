@@ -99,7 +99,9 @@ func TestGroupCommit(t *testing.T) {
 
 // BenchmarkGroupCommit records ledger rows from several goroutines at
 // once, as the handler and the posters do during a backlog.
-func BenchmarkGroupCommit(b *testing.B) {
+func BenchmarkGroupCommit(b *testing.B) { forEachBackendB(b, benchmarkGroupCommit) }
+
+func benchmarkGroupCommit(b *testing.B) {
 	db, _ := openTest(b)
 	ctx := context.Background()
 	body := []byte(`{"type":"message","text":"Hello"}`)

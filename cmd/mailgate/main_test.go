@@ -35,7 +35,7 @@ func TestCheckConfigExample(t *testing.T) {
 			t.Errorf("stderr does not name %s:\n%s", key, errOut)
 		}
 	}
-	if !strings.Contains(errOut, "config.example.toml:98: ") || !strings.Contains(errOut, "edit these 12 values") {
+	if !strings.Contains(errOut, "config.example.toml:112: ") || !strings.Contains(errOut, "edit these 12 values") {
 		t.Errorf("stderr lacks file:line or the count:\n%s", errOut)
 	}
 	if strings.Contains(errOut, `"REPLACE-ME"`) {
