@@ -149,10 +149,12 @@ func BenchmarkEnqueue(b *testing.B) { forEachBackendB(b, benchmarkEnqueue) }
 
 func benchmarkEnqueue(b *testing.B) {
 	db, clk := openTest(b)
+	defer func() { b.ReportMetric(float64(db.TxRetries())/float64(b.N), "retries/op") }()
 	ctx := context.Background()
 	var n atomic.Int64
 	b.SetParallelism(8)
 	b.ReportAllocs()
+	b.ResetTimer()
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
 			i := n.Add(1)

@@ -103,11 +103,13 @@ func BenchmarkGroupCommit(b *testing.B) { forEachBackendB(b, benchmarkGroupCommi
 
 func benchmarkGroupCommit(b *testing.B) {
 	db, _ := openTest(b)
+	defer func() { b.ReportMetric(float64(db.TxRetries())/float64(b.N), "retries/op") }()
 	ctx := context.Background()
 	body := []byte(`{"type":"message","text":"Hello"}`)
 	var mu sync.Mutex
 	uid := 0
 	b.SetParallelism(4)
+	b.ResetTimer() // opening a PostgreSQL database takes a while
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
 			mu.Lock()

@@ -97,6 +97,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	_ "modernc.org/sqlite" // registers the "sqlite" database/sql driver
@@ -144,6 +145,8 @@ type DB struct {
 	wstmts, rstmts *stmtCache // prepared statements of write and read
 
 	commits groupCommit // every write transaction goes through it
+
+	txRetries atomic.Uint64 // PostgreSQL transactions run again (pgTx)
 }
 
 // StateError reports that a ledger or outbox row is not in a state that
