@@ -182,3 +182,10 @@ CREATE TABLE oauth_grants (
 	login_reason  TEXT   NOT NULL DEFAULT '',
 	updated_at    BIGINT NOT NULL
 );
+
+CREATE TABLE media_chunks (
+	sha256 TEXT   NOT NULL,
+	seq    BIGINT NOT NULL,
+	data   BYTEA  NOT NULL,
+	PRIMARY KEY (sha256, seq)
+);
