@@ -212,6 +212,7 @@ func (d *daemon) openMedia(ctx context.Context) error {
 		URLTTL:    cfg.Media.URLTTL.Duration,
 		MaxSize:   int64(cfg.Media.MaxSize),
 		Index:     mediaIndex{d.db},
+		Blobs:     mediaBlobsFor(cfg, d.db),
 		Logger:    d.log,
 	})
 	if err != nil {
