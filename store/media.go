@@ -143,3 +143,25 @@ func (db *DB) MediaRefs(ctx context.Context, sha256 string) (int, error) {
 	}
 	return n, nil
 }
+
+// MediaDigests returns the SHA256 of every content the media index refers
+// to, each once.
+func (db *DB) MediaDigests(ctx context.Context) ([]string, error) {
+	rows, err := db.readQueryOnce(ctx, `SELECT DISTINCT sha256 FROM media ORDER BY sha256`)
+	if err != nil {
+		return nil, fmt.Errorf("store: media digests: %w", err)
+	}
+	defer rows.Close()
+	var sums []string
+	for rows.Next() {
+		var s string
+		if err := rows.Scan(&s); err != nil {
+			return nil, fmt.Errorf("store: media digests: %w", err)
+		}
+		sums = append(sums, s)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("store: media digests: %w", err)
+	}
+	return sums, nil
+}

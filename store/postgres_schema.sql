@@ -12,8 +12,12 @@
 -- means "unset"; booleans are BIGINT 0/1, so the same SQL runs on both;
 -- BLOB is BYTEA; INTEGER PRIMARY KEY AUTOINCREMENT is an identity column.
 
+-- The schema version (one row), and whether the store was copied from an
+-- SQLite store by `mailgate store migrate` (which refuses to copy twice).
 CREATE TABLE mailgate_schema (
-	version BIGINT NOT NULL
+	version     BIGINT NOT NULL,
+	copied_from TEXT   NOT NULL DEFAULT '',
+	copied_at   BIGINT NOT NULL DEFAULT 0
 );
 
 CREATE TABLE cursors (

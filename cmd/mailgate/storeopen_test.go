@@ -3,18 +3,21 @@ package main
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
 	"mailgate/config"
 	"mailgate/internal/pgtest"
 	"mailgate/media"
+	"mailgate/store"
 )
 
 // TestOpenDB opens the store each driver names; two handles on one
@@ -127,5 +130,127 @@ func TestMediaAcrossInstances(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusNotFound {
 		t.Errorf("GET after the sweep: %s, want 404", resp.Status)
+	}
+}
+
+// TestStoreMigrate copies an SQLite store with a ledger row, a reply and
+// a media file into PostgreSQL with "mailgate store migrate", starts the
+// PostgreSQL store as the daemon would and finds them there; a second run
+// is refused.
+func TestStoreMigrate(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	dbPath := filepath.Join(dir, "state", "mailgate.db")
+	mediaDir := filepath.Join(dir, "state", "media")
+	// The server trusts local connections; the password shows that it
+	// stays out of the output.
+	dsn := pgtest.New(t).NewDatabase(t) + " password=pg-s3cret"
+	cfgPath := filepath.Join(dir, "config.toml")
+	cfgText := fmt.Sprintf(`
+[server]
+listen = "127.0.0.1:8080"
+public_url = "https://gw.example.com"
+
+[store]
+path = %q
+dsn = %q
+
+[media]
+dir = %q
+
+[[channel]]
+name = "support"
+
+[channel.userlike]
+inbound_url = "https://userlike.example.com/inbound"
+inbound_token = "inbound-token-abc"
+outbound_token = "outbound-token-xyz"
+
+[channel.imap]
+address = "127.0.0.1:993"
+username = "support@example.test"
+password = "imap-pass"
+
+[channel.smtp]
+address = "127.0.0.1:465"
+username = "support@example.test"
+password = "smtp-pass"
+from = "Example Support <support@example.test>"
+
+[channel.verify]
+trusted_authserv_ids = ["mx.example.test"]
+`, dbPath, dsn, mediaDir)
+	if err := os.WriteFile(cfgPath, []byte(cfgText), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if code, _, errOut := runCLI(t, "", "store", "migrate", "-to", "postgres", "-c", cfgPath); code == 0 || !strings.Contains(errOut, "no SQLite store") {
+		t.Fatalf("migrate without an SQLite store: exit %d, %s", code, errOut)
+	}
+
+	lite, err := store.Open(ctx, dbPath, store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, err := lite.InstallationKey(ctx, "media-url", 32)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lib, err := media.New(media.Options{Dir: mediaDir, Key: key, PublicURL: "https://gw.example.com", Index: mediaIndex{lite}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	content := []byte("a photo of the broken part")
+	rec, err := lib.Put(ctx, media.PutMeta{Filename: "part.txt", ContentType: "text/plain"}, bytes.NewReader(content))
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := lite.RecordInbound(ctx, &store.Inbound{Channel: "support", Folder: "INBOX", UIDValidity: 1, UID: 1,
+		Contact: "ann@example.org", Posts: [][]byte{[]byte(`{"text":"hi"}`)}, MediaIDs: []string{rec.ID}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := lite.Enqueue(ctx, &store.OutboxItem{Channel: "support", Contact: "ann@example.org", UserlikeID: "u1", Text: "Hello Ann"}); err != nil {
+		t.Fatal(err)
+	}
+	lite.Close()
+
+	code, out, errOut := runCLI(t, "", "store", "migrate", "-to", "postgres", "-c", cfgPath)
+	if code != 0 || !strings.Contains(out, "inbound 1, ") || !strings.Contains(out, "1 media files (0 missing)") {
+		t.Fatalf("migrate: exit %d, stdout %q, stderr %q", code, out, errOut)
+	}
+	if strings.Contains(out+errOut, "pg-s3cret") {
+		t.Errorf("the output shows the DSN: %s %s", out, errOut)
+	}
+
+	cfg := &config.Config{Store: config.Store{Driver: config.StorePostgres, DSN: config.NewSecret(dsn)}}
+	pg, err := openDB(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pg.Close()
+	if in, err := pg.Inbound(ctx, res.ID); err != nil || in.Contact != "ann@example.org" {
+		t.Errorf("inbound #%d on postgres: %+v, %v", res.ID, in, err)
+	}
+	if due, err := pg.DueOutbox(ctx, time.Now().Add(time.Hour)); err != nil || len(due) != 1 {
+		t.Errorf("DueOutbox on postgres = %v, %v", due, err)
+	}
+	pgKey, err := pg.InstallationKey(ctx, "media-url", 32)
+	if err != nil || !bytes.Equal(pgKey, key) {
+		t.Fatalf("media-url key on postgres: %v", err)
+	}
+	pgLib, err := media.New(media.Options{Dir: t.TempDir(), Key: pgKey, PublicURL: "https://gw.example.com",
+		Index: mediaIndex{pg}, Blobs: mediaBlobsFor(cfg, pg)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	u, _ := url.Parse(lib.URL(rec)) // a URL issued before the move
+	w := httptest.NewRecorder()
+	pgLib.ServeHTTP(w, httptest.NewRequest(http.MethodGet, u.RequestURI(), nil))
+	if w.Code != http.StatusOK || !bytes.Equal(w.Body.Bytes(), content) {
+		t.Errorf("media URL after the move: %d %q", w.Code, w.Body.Bytes())
+	}
+
+	if code, _, errOut := runCLI(t, "", "store", "migrate", "-to", "postgres", "-c", cfgPath); code == 0 || !strings.Contains(errOut, "already copied") {
+		t.Errorf("second migrate: exit %d, stderr %q", code, errOut)
 	}
 }
