@@ -3,9 +3,11 @@ package store
 import (
 	"errors"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
+	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5/pgconn"
 )
@@ -85,6 +87,33 @@ func pgText(query string) string {
 		}
 	}
 	return b.String()
+}
+
+// args returns the arguments of a query in the dialect's form: unchanged
+// for SQLite; for PostgreSQL, whose TEXT holds only UTF-8 without NUL, a
+// string argument with bytes that are not UTF-8 or with a NUL gets U+FFFD
+// in their place, so that an email with a broken header is stored
+// (readably) instead of failing the ledger. Bytes ([]byte) go to BYTEA
+// columns unchanged.
+func (d *dialect) args(args []any) []any {
+	if !d.postgres {
+		return args
+	}
+	var out []any
+	for i, a := range args {
+		s, ok := a.(string)
+		if !ok || (utf8.ValidString(s) && strings.IndexByte(s, 0) < 0) {
+			continue
+		}
+		if out == nil {
+			out = slices.Clone(args)
+		}
+		out[i] = strings.ReplaceAll(strings.ToValidUTF8(s, "\uFFFD"), "\x00", "\uFFFD")
+	}
+	if out == nil {
+		return args
+	}
+	return out
 }
 
 // retryable reports whether err is PostgreSQL's verdict that a

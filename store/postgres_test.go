@@ -356,3 +356,31 @@ func TestInstallationKeyAcrossInstances(t *testing.T) {
 		}
 	}
 }
+
+// TestTextNotUTF8 records an email whose subject is not UTF-8 and whose
+// text holds a NUL: SQLite keeps the bytes, PostgreSQL (whose TEXT cannot
+// hold them) U+FFFD in their place; neither fails the ledger.
+func TestTextNotUTF8(t *testing.T) { forEachBackend(t, testTextNotUTF8) }
+
+func testTextNotUTF8(t *testing.T) {
+	db, _ := openTest(t)
+	ctx := context.Background()
+	in := newInbound(1, "ann@example.org", 1)
+	in.Subject = "Rechnung f\xfcr M\xe4rz"
+	in.FullText = "before\x00after"
+	res, err := db.RecordInbound(ctx, in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := db.Inbound(ctx, res.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantSubject, wantText := in.Subject, in.FullText
+	if db.Driver() == DriverPostgres {
+		wantSubject, wantText = "Rechnung f\uFFFDr M\uFFFDrz", "before\uFFFDafter"
+	}
+	if got.Subject != wantSubject || got.FullText != wantText {
+		t.Errorf("read back %q, %q; want %q, %q", got.Subject, got.FullText, wantSubject, wantText)
+	}
+}

@@ -113,7 +113,7 @@ func (c *stmtCache) close() {
 // txExec runs a single-statement query in tx with a cached statement; tx
 // must be a writer transaction (db.tx, db.lazyTx).
 func (db *DB) txExec(ctx context.Context, tx *sql.Tx, query string, args ...any) (sql.Result, error) {
-	query = db.d.q(query)
+	query, args = db.d.q(query), db.d.args(args)
 	st := db.wstmts.lookup(query, true)
 	if st == nil {
 		return tx.ExecContext(ctx, query, args...)
@@ -124,7 +124,7 @@ func (db *DB) txExec(ctx context.Context, tx *sql.Tx, query string, args ...any)
 // txQueryRow is tx.QueryRowContext with a cached statement; tx must be a
 // writer transaction (db.tx, db.lazyTx).
 func (db *DB) txQueryRow(ctx context.Context, tx *sql.Tx, query string, args ...any) *sql.Row {
-	query = db.d.q(query)
+	query, args = db.d.q(query), db.d.args(args)
 	st := db.wstmts.lookup(query, true)
 	if st == nil {
 		return tx.QueryRowContext(ctx, query, args...)
@@ -135,7 +135,7 @@ func (db *DB) txQueryRow(ctx context.Context, tx *sql.Tx, query string, args ...
 // rtxQuery is tx.QueryContext with a cached statement; tx must be a
 // transaction of the read pool.
 func (db *DB) rtxQuery(ctx context.Context, tx *sql.Tx, query string, args ...any) (*sql.Rows, error) {
-	query = db.d.q(query)
+	query, args = db.d.q(query), db.d.args(args)
 	st := db.rstmts.lookup(query, true)
 	if st == nil {
 		return tx.QueryContext(ctx, query, args...)
@@ -146,7 +146,7 @@ func (db *DB) rtxQuery(ctx context.Context, tx *sql.Tx, query string, args ...an
 // rtxQueryRow is tx.QueryRowContext with a cached statement; tx must be a
 // transaction of the read pool.
 func (db *DB) rtxQueryRow(ctx context.Context, tx *sql.Tx, query string, args ...any) *sql.Row {
-	query = db.d.q(query)
+	query, args = db.d.q(query), db.d.args(args)
 	st := db.rstmts.lookup(query, true)
 	if st == nil {
 		return tx.QueryRowContext(ctx, query, args...)
@@ -156,7 +156,7 @@ func (db *DB) rtxQueryRow(ctx context.Context, tx *sql.Tx, query string, args ..
 
 // writeExec is db.write.ExecContext with a cached statement (no barrier).
 func (db *DB) writeExec(ctx context.Context, query string, args ...any) (sql.Result, error) {
-	query = db.d.q(query)
+	query, args = db.d.q(query), db.d.args(args)
 	st := db.wstmts.get(ctx, query)
 	if st == nil {
 		return db.write.ExecContext(ctx, query, args...)
@@ -166,7 +166,7 @@ func (db *DB) writeExec(ctx context.Context, query string, args ...any) (sql.Res
 
 // readQuery is db.read.QueryContext with a cached statement.
 func (db *DB) readQuery(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
-	query = db.d.q(query)
+	query, args = db.d.q(query), db.d.args(args)
 	st := db.rstmts.get(ctx, query)
 	if st == nil {
 		return db.read.QueryContext(ctx, query, args...)
@@ -176,7 +176,7 @@ func (db *DB) readQuery(ctx context.Context, query string, args ...any) (*sql.Ro
 
 // readQueryRow is db.read.QueryRowContext with a cached statement.
 func (db *DB) readQueryRow(ctx context.Context, query string, args ...any) *sql.Row {
-	query = db.d.q(query)
+	query, args = db.d.q(query), db.d.args(args)
 	st := db.rstmts.get(ctx, query)
 	if st == nil {
 		return db.read.QueryRowContext(ctx, query, args...)
@@ -201,28 +201,28 @@ func (db *DB) beginRead(ctx context.Context) (*sql.Tx, error) {
 
 // txExecOnce is tx.ExecContext for a query run too seldom to cache.
 func (db *DB) txExecOnce(ctx context.Context, tx *sql.Tx, query string, args ...any) (sql.Result, error) {
-	return tx.ExecContext(ctx, db.d.q(query), args...)
+	return tx.ExecContext(ctx, db.d.q(query), db.d.args(args)...)
 }
 
 // txQueryOnce is tx.QueryContext for a query run too seldom to cache.
 func (db *DB) txQueryOnce(ctx context.Context, tx *sql.Tx, query string, args ...any) (*sql.Rows, error) {
-	return tx.QueryContext(ctx, db.d.q(query), args...)
+	return tx.QueryContext(ctx, db.d.q(query), db.d.args(args)...)
 }
 
 // txQueryRowOnce is tx.QueryRowContext for a query run too seldom to
 // cache.
 func (db *DB) txQueryRowOnce(ctx context.Context, tx *sql.Tx, query string, args ...any) *sql.Row {
-	return tx.QueryRowContext(ctx, db.d.q(query), args...)
+	return tx.QueryRowContext(ctx, db.d.q(query), db.d.args(args)...)
 }
 
 // readQueryOnce is db.read.QueryContext for a query run too seldom to
 // cache.
 func (db *DB) readQueryOnce(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
-	return db.read.QueryContext(ctx, db.d.q(query), args...)
+	return db.read.QueryContext(ctx, db.d.q(query), db.d.args(args)...)
 }
 
 // readQueryRowOnce is db.read.QueryRowContext for a query run too seldom
 // to cache.
 func (db *DB) readQueryRowOnce(ctx context.Context, query string, args ...any) *sql.Row {
-	return db.read.QueryRowContext(ctx, db.d.q(query), args...)
+	return db.read.QueryRowContext(ctx, db.d.q(query), db.d.args(args)...)
 }

@@ -76,7 +76,14 @@
 // are created with INSERT ... ON CONFLICT DO NOTHING and read back, so all
 // instances sign media URLs and Message-IDs with the same keys. The inbound
 // ledger of a channel is written by the one instance working that
-// channel's mailbox; it takes no row locks.
+// channel's mailbox; it takes no row locks. RequeueSending, which a
+// starting daemon calls, requeues every item in state sending, also those
+// another running instance is delivering: until instances know of each
+// other (leases), such an item may be mailed twice, with one Message-ID.
+//
+// PostgreSQL's TEXT holds only UTF-8 without NUL bytes: a string with
+// others (a broken header of a malformed email) is stored with U+FFFD in
+// their place rather than failing; SQLite keeps the bytes.
 //
 // All times are stored as unix milliseconds.
 package store
@@ -459,7 +466,7 @@ func (db *DB) lazyTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
 
 // exec runs one statement on the writer and makes it durable (Barrier).
 func (db *DB) exec(ctx context.Context, query string, args ...any) (sql.Result, error) {
-	r, err := db.write.ExecContext(ctx, db.d.q(query), args...)
+	r, err := db.write.ExecContext(ctx, db.d.q(query), db.d.args(args)...)
 	if err != nil {
 		return nil, err
 	}
