@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"reflect"
+	"regexp"
 	"slices"
 	"sort"
 	"strings"
@@ -383,4 +384,51 @@ func testTextNotUTF8(t *testing.T) {
 	if got.Subject != wantSubject || got.FullText != wantText {
 		t.Errorf("read back %q, %q; want %q, %q", got.Subject, got.FullText, wantSubject, wantText)
 	}
+}
+
+var numberedParam = regexp.MustCompile(`\?[0-9]`)
+
+// FuzzPgText checks the PostgreSQL rewrite of any query text: no "?"
+// placeholder is left outside string literals, the placeholders are
+// numbered from $1 in order, and the text outside them is kept.
+func FuzzPgText(f *testing.F) {
+	f.Add(`SELECT a FROM t WHERE b = ? AND c = 'x?''y' AND d IN (SELECT value FROM json_each(?))`)
+	f.Add("SELECT id FROM inbound INDEXED BY inbound_state WHERE x = ?")
+	f.Add(`'unterminated ?`)
+	f.Fuzz(func(t *testing.T, q string) {
+		if strings.Contains(q, "INDEXED BY") || strings.Contains(q, "json_each") || strings.Contains(q, "$") ||
+			numberedParam.MatchString(q) {
+			// Rewritten on purpose, ambiguous with the numbering, or
+			// SQLite's ?NNN, which the store does not use.
+			return
+		}
+		out := pgText(q)
+		var back strings.Builder
+		inString, n := false, 0
+		for i := 0; i < len(out); i++ {
+			c := out[i]
+			switch {
+			case c == '\'':
+				inString = !inString
+			case c == '?' && !inString:
+				t.Fatalf("pgText(%q) = %q: a ? is left", q, out)
+			case c == '$' && !inString:
+				j := i + 1
+				for j < len(out) && out[j] >= '0' && out[j] <= '9' {
+					j++
+				}
+				n++
+				if out[i+1:j] != fmt.Sprint(n) {
+					t.Fatalf("pgText(%q) = %q: placeholder %q, want $%d", q, out, out[i:j], n)
+				}
+				back.WriteByte('?')
+				i = j - 1
+				continue
+			}
+			back.WriteByte(c)
+		}
+		if back.String() != q {
+			t.Fatalf("pgText(%q) = %q changes more than the placeholders", q, out)
+		}
+	})
 }
