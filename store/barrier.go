@@ -32,7 +32,8 @@ func (db *DB) Barrier(ctx context.Context) error {
 
 // WALSyncs returns the number of fsyncs of the WAL since Open. Against the
 // number of commits that needed one, it shows how well group commit works;
-// mailgate exports it as mailgate_store_wal_fsyncs_total.
+// mailgate exports it as mailgate_store_wal_fsyncs_total (TxRetries as
+// mailgate_store_tx_retries_total).
 // On PostgreSQL it is always 0.
 func (db *DB) WALSyncs() uint64 {
 	if db.wal == nil {
