@@ -149,7 +149,7 @@ func TestStoreMigrate(t *testing.T) {
 	cfgText := fmt.Sprintf(`
 [server]
 listen = "127.0.0.1:8080"
-public_url = "https://gw.example.com"
+public_url = "https://gw.example.test"
 
 [store]
 path = %q
@@ -162,17 +162,17 @@ dir = %q
 name = "support"
 
 [channel.userlike]
-inbound_url = "https://userlike.example.com/inbound"
+inbound_url = "https://userlike.example.test/inbound"
 inbound_token = "inbound-token-abc"
 outbound_token = "outbound-token-xyz"
 
 [channel.imap]
-address = "127.0.0.1:993"
+address = "127.0.0.1:1"
 username = "support@example.test"
 password = "imap-pass"
 
 [channel.smtp]
-address = "127.0.0.1:465"
+address = "127.0.0.1:1"
 username = "support@example.test"
 password = "smtp-pass"
 from = "Example Support <support@example.test>"
@@ -252,5 +252,19 @@ trusted_authserv_ids = ["mx.example.test"]
 
 	if code, _, errOut := runCLI(t, "", "store", "migrate", "-to", "postgres", "-c", cfgPath); code == 0 || !strings.Contains(errOut, "already copied") {
 		t.Errorf("second migrate: exit %d, stderr %q", code, errOut)
+	}
+
+	// check-config -connect reaches the store it names (the mail servers
+	// are not there: port 1 refuses).
+	pgCfgPath := filepath.Join(dir, "pg.toml")
+	if err := os.WriteFile(pgCfgPath, []byte(strings.Replace(cfgText, "[store]\n", "[store]\ndriver = \"postgres\"\n", 1)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, out, errOut = runCLI(t, "", "check-config", "-connect", "-c", pgCfgPath)
+	if !strings.Contains(out, "  ok      store: postgres: connect (") || !strings.Contains(out, "password=xxxxx") {
+		t.Errorf("check-config -connect: stdout %q, stderr %q", out, errOut)
+	}
+	if strings.Contains(out+errOut, "pg-s3cret") {
+		t.Errorf("check-config shows the DSN's password: %s %s", out, errOut)
 	}
 }
