@@ -432,3 +432,39 @@ func FuzzPgText(f *testing.F) {
 		}
 	})
 }
+
+// TestOutboxClaimSkipsLockedBatch has one instance hold the lock of a
+// batch, as while it claims it: another instance's claim of the same batch
+// returns at once with nothing, instead of waiting, and takes the whole
+// batch once the lock is gone.
+func TestOutboxClaimSkipsLockedBatch(t *testing.T) {
+	clk := fakeclock.New(time.UnixMilli(1_700_000_000_000))
+	dbs := openInstances(t, 2, clk)
+	ctx := context.Background()
+	var ids []int64
+	for i := range 2 {
+		id, _, err := dbs[0].Enqueue(ctx, &OutboxItem{Channel: "c", Contact: "ann@example.org", UserlikeID: fmt.Sprint(i), Text: "hi"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, id)
+	}
+	tx, err := dbs[0].write.BeginTx(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.Exec(`SELECT id FROM outbox WHERE id = $1 FOR UPDATE`, ids[0]); err != nil {
+		t.Fatal(err)
+	}
+	wctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	moved, err := dbs[1].MarkOutboxSending(wctx, ids, "m1@example.org")
+	cancel()
+	if err != nil || len(moved) != 0 {
+		t.Fatalf("claim of a locked batch = %v, %v; want nothing, at once", moved, err)
+	}
+	tx.Rollback()
+	moved, err = dbs[1].MarkOutboxSending(ctx, ids, "m1@example.org")
+	if err != nil || !slices.Equal(moved, ids) {
+		t.Fatalf("claim after the lock = %v, %v; want %v", moved, err, ids)
+	}
+}
