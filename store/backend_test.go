@@ -34,6 +34,11 @@ func TestMain(m *testing.M) {
 // postgresServer returns the test binary's PostgreSQL server, starting it
 // on first use. Without PostgreSQL installed it skips t, unless
 // MAILGATE_REQUIRE_POSTGRES is set.
+//
+// A server started for a benchmark (go test -run '^$' -bench .) is
+// durable (fsync and synchronous_commit on, as in production), so that its
+// figures compare with SQLite's, whose benchmarks fsync too; tests run
+// without, for speed.
 func postgresServer(t testing.TB) *pgtest.Server {
 	t.Helper()
 	if _, err := pgtest.FindBinDir(); err != nil {
@@ -45,7 +50,8 @@ func postgresServer(t testing.TB) *pgtest.Server {
 	pgServer.once.Do(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 		defer cancel()
-		pgServer.srv, pgServer.err = pgtest.Start(ctx, pgtest.Options{})
+		_, durable := t.(*testing.B)
+		pgServer.srv, pgServer.err = pgtest.Start(ctx, pgtest.Options{Durable: durable})
 	})
 	if pgServer.err != nil {
 		t.Fatal(pgServer.err)
