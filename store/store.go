@@ -74,7 +74,11 @@
 // UPDATE SKIP LOCKED, so that each reply is claimed by one instance and a
 // contact's batch is never split (see MarkOutboxSending). Installation keys
 // are created with INSERT ... ON CONFLICT DO NOTHING and read back, so all
-// instances sign media URLs and Message-IDs with the same keys. The inbound
+// instances sign media URLs and Message-IDs with the same keys, and the
+// media contents are kept in the store too (PutMediaBlob, MediaBlob; see
+// media.Options.Blobs), so that a signed media URL works on every
+// instance. CopyTo copies an SQLite store into a new PostgreSQL one
+// (mailgate store migrate). The inbound
 // ledger of a channel is written by the one instance working that
 // channel's mailbox; it takes no row locks. RequeueSending, which a
 // starting daemon calls, requeues every item in state sending, also those
