@@ -74,17 +74,23 @@ type Metrics struct {
 
 // Store is the [store] table.
 type Store struct {
+	// Driver is the database: "sqlite" (default, the file at Path) or
+	// "postgres" (the server at DSN, which several instances may share).
+	Driver StoreDriver `toml:"driver" default:"'sqlite'"`
 	// Path is the SQLite database file (default
 	// $STATE_DIRECTORY/mailgate.db, or /var/lib/mailgate/mailgate.db).
+	// With driver postgres it only places the default media.dir.
 	Path string `toml:"path"`
-	// DSN is the PostgreSQL connection string of the lease table (package
-	// lease); empty means a single instance without leases.
+	// DSN is the PostgreSQL connection string (key=value pairs or a
+	// postgres:// URL) for driver postgres. It may hold a password, so it
+	// is a secret (dsn, dsn_file or dsn_credential); name it in logs with
+	// store.RedactDSN.
 	DSN Secret `toml:"dsn"`
-	// Instance names this instance as a lease holder; empty means
-	// hostname-pid, decided at startup.
+	// Instance names this instance as a lease holder with driver
+	// postgres; empty means hostname-pid, decided at startup.
 	Instance string `toml:"instance"`
 	// LeaseTTL is how long a channel's lease outlives its holder's last
-	// renewal (default 15s).
+	// renewal (default 15s), with driver postgres.
 	LeaseTTL Duration `toml:"lease_ttl" default:"'15s'"`
 }
 

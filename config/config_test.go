@@ -503,7 +503,7 @@ func TestDefaults(t *testing.T) {
 	want := &Config{
 		Server:  Server{Listen: "127.0.0.1:8080", PublicURL: "http://127.0.0.1:8080"},
 		Metrics: Metrics{Listen: "127.0.0.1:9464"},
-		Store:   Store{Path: "/var/lib/mailgate/mailgate.db", LeaseTTL: Duration{15 * time.Second}},
+		Store:   Store{Driver: StoreSQLite, Path: "/var/lib/mailgate/mailgate.db", LeaseTTL: Duration{15 * time.Second}},
 		Media: Media{
 			Dir:            "/var/lib/mailgate/media",
 			MaxSize:        25 << 20,
@@ -1247,5 +1247,77 @@ func TestWorldReadableInlineSecrets(t *testing.T) {
 				}
 			}
 		}
+	}
+}
+
+func TestStoreDriver(t *testing.T) {
+	dir := t.TempDir()
+	dsnFile := writeFile(t, dir, "dsn", "host=db user=mg password=pg-s3cret dbname=mg\n", 0o600)
+	tests := []struct {
+		name     string
+		store    string
+		driver   StoreDriver
+		dsn      string
+		warnings []string
+		errs     []string
+	}{{
+		name:   "default",
+		driver: StoreSQLite,
+	}, {
+		name:   "postgres from a file",
+		store:  fmt.Sprintf("driver = \"postgres\"\ndsn_file = %q\n", dsnFile),
+		driver: StorePostgres,
+		dsn:    "host=db user=mg password=pg-s3cret dbname=mg",
+	}, {
+		name:  "postgres without dsn",
+		store: "driver = \"postgres\"\n",
+		errs:  []string{`c.toml:1: store.dsn: is required with driver = "postgres" (or dsn_file, dsn_credential)`},
+	}, {
+		name:  "unknown driver",
+		store: "driver = \"mysql\"\n",
+		errs:  []string{`c.toml:2: store.driver: invalid value "mysql" (want "sqlite", "postgres")`},
+	}, {
+		name:     "dsn with sqlite",
+		store:    "dsn = \"host=db\"\n",
+		driver:   StoreSQLite,
+		dsn:      "host=db",
+		warnings: []string{`c.toml:2: store.dsn: is ignored with driver = "sqlite"`},
+	}}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			src := minimal
+			if tt.store != "" {
+				src = "[store]\n" + tt.store + minimal
+			}
+			cfg, err := Parse(filepath.Join(dir, "c.toml"), []byte(src), noEnv)
+			if err != nil {
+				got := errorLines(err)
+				for i := range got {
+					got[i] = strings.Replace(got[i], filepath.Join(dir, "c.toml"), "c.toml", 1)
+				}
+				if !slices.Equal(got, tt.errs) {
+					t.Errorf("errors:\n got %q\nwant %q", got, tt.errs)
+				}
+				return
+			}
+			if tt.errs != nil {
+				t.Fatalf("Parse succeeded, want errors %q", tt.errs)
+			}
+			if cfg.Store.Driver != tt.driver || cfg.Store.DSN.Reveal() != tt.dsn {
+				t.Errorf("store = %q, %q; want %q, %q", cfg.Store.Driver, cfg.Store.DSN.Reveal(), tt.driver, tt.dsn)
+			}
+			var warns []string
+			for _, w := range cfg.Warnings {
+				if strings.Contains(w, "store.") {
+					warns = append(warns, strings.Replace(w, filepath.Join(dir, "c.toml"), "c.toml", 1))
+				}
+			}
+			if !slices.Equal(warns, tt.warnings) {
+				t.Errorf("warnings:\n got %q\nwant %q", warns, tt.warnings)
+			}
+			if s := fmt.Sprintf("%v %+v", cfg, cfg.Store); strings.Contains(s, "s3cret") {
+				t.Errorf("the DSN shows in %s", s)
+			}
+		})
 	}
 }

@@ -16,6 +16,15 @@ const (
 	SecurityNone     Security = "none"     // plain text (loopback, tests)
 )
 
+// StoreDriver is store.driver: which database keeps mailgate's state.
+type StoreDriver string
+
+// The values of StoreDriver.
+const (
+	StoreSQLite   StoreDriver = "sqlite"   // one SQLite file (store.path): a single host
+	StorePostgres StoreDriver = "postgres" // a PostgreSQL server (store.dsn): shared by several instances
+)
+
 // After is imap.after: what happens to a handled message in the mailbox.
 type After string
 

@@ -25,6 +25,13 @@ func (p *parser) validate(cfg *Config) {
 	if cfg.Store.Path == "" {
 		p.errorf(top.key("store", "path"), "must not be empty")
 	}
+	oneOf(p, top.key("store", "driver"), cfg.Store.Driver, StoreSQLite, StorePostgres)
+	switch {
+	case cfg.Store.Driver == StorePostgres && cfg.Store.DSN.IsZero() && !p.isBad(top.key("store", "dsn")):
+		p.errorf(top.key("store", "dsn"), "is required with driver = \"postgres\" (or dsn_file, dsn_credential)")
+	case cfg.Store.Driver == StoreSQLite && !cfg.Store.DSN.IsZero():
+		p.warnf(top.key("store", "dsn"), "is ignored with driver = \"sqlite\"")
+	}
 
 	// A lease under a second cannot be renewed every ttl/3 through a
 	// real network.

@@ -64,6 +64,23 @@ type Index interface {
 	MediaRefs(ctx context.Context, sha256 string) (int, error)
 }
 
+// Blobs keeps the contents of the library's files somewhere other than
+// Dir: the store package keeps them in its database, so that several
+// mailgate instances sharing a PostgreSQL store serve every signed URL
+// whichever instance a request reaches. Contents are named by their
+// SHA256 (lower-case hex).
+type Blobs interface {
+	// PutMediaBlob stores size bytes of src under sum, unless a content
+	// is stored under sum already.
+	PutMediaBlob(ctx context.Context, sum string, size int64, src io.ReaderAt) error
+	// MediaBlob opens the content of sum, or returns an error satisfying
+	// errors.Is(err, ErrNotFound).
+	MediaBlob(ctx context.Context, sum string) (io.ReadSeeker, error)
+	// DeleteMediaBlob removes the content of sum unless a record still
+	// refers to it, and returns how many bytes it removed.
+	DeleteMediaBlob(ctx context.Context, sum string) (int64, error)
+}
+
 // Options configures a Library.
 type Options struct {
 	// Dir is the root directory for files; created with mode 0700.
@@ -79,6 +96,9 @@ type Options struct {
 	MaxSize int64
 	// Index stores the records; required.
 	Index Index
+	// Blobs, when set, keeps the file contents instead of Dir (which then
+	// holds only Put's temporary files).
+	Blobs Blobs
 	// Logger receives warnings and sweep summaries; default discards.
 	Logger *slog.Logger
 	// Now returns the current time; default time.Now.
@@ -103,6 +123,7 @@ type Library struct {
 	ttl       time.Duration
 	maxSize   int64
 	index     Index
+	blobs     Blobs
 	log       *slog.Logger
 	now       func() time.Time
 
@@ -140,6 +161,7 @@ func New(opts Options) (*Library, error) {
 		ttl:       opts.URLTTL,
 		maxSize:   opts.MaxSize,
 		index:     opts.Index,
+		blobs:     opts.Blobs,
 		log:       opts.Logger,
 		now:       opts.Now,
 	}
@@ -221,7 +243,7 @@ func (l *Library) Put(ctx context.Context, meta PutMeta, r io.Reader) (*Record, 
 
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	created, err := l.place(tmpName, sum, n)
+	created, err := l.keep(ctx, tmpName, sum, n)
 	placed = true // tmpName is renamed or removed by place
 	if err != nil {
 		os.Remove(tmpName)
@@ -236,6 +258,26 @@ func (l *Library) Put(ctx context.Context, meta PutMeta, r io.Reader) (*Record, 
 		return nil, fmt.Errorf("media: index record for %s: %w", sum, err)
 	}
 	return rec, nil
+}
+
+// keep makes the temp file the content of sum: in Blobs when set, else
+// at its path under Dir (place). l.mu must be held.
+func (l *Library) keep(ctx context.Context, tmpName, sum string, size int64) (created bool, err error) {
+	if l.blobs == nil {
+		return l.place(tmpName, sum, size)
+	}
+	defer os.Remove(tmpName)
+	f, err := os.Open(tmpName)
+	if err != nil {
+		return false, fmt.Errorf("media: open %q: %w", tmpName, err)
+	}
+	defer f.Close()
+	if err := l.blobs.PutMediaBlob(ctx, sum, size, f); err != nil {
+		return false, fmt.Errorf("media: store %s: %w", sum, err)
+	}
+	// Another record may share the content: the index decides when it
+	// goes (DeleteMediaBlob keeps a referenced content).
+	return true, nil
 }
 
 // place moves the temp file to the content-addressed path of sum, unless an
@@ -268,6 +310,13 @@ func (l *Library) place(tmpName, sum string, size int64) (created bool, err erro
 // removeIfUnreferenced deletes the file of sum when no record refers to it
 // and reports whether it did and how large the file was. l.mu must be held.
 func (l *Library) removeIfUnreferenced(ctx context.Context, sum string) (removed bool, size int64, err error) {
+	if l.blobs != nil {
+		size, err := l.blobs.DeleteMediaBlob(ctx, sum)
+		if err != nil {
+			return false, 0, fmt.Errorf("media: remove %s: %w", sum, err)
+		}
+		return size > 0, size, nil
+	}
 	refs, err := l.index.MediaRefs(ctx, sum)
 	if err != nil {
 		return false, 0, fmt.Errorf("media: count references to %s: %w", sum, err)

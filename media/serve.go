@@ -2,11 +2,13 @@ package media
 
 import (
 	"errors"
+	"io"
 	"io/fs"
 	"mime"
 	"net/http"
 	"os"
 	"strconv"
+	"time"
 )
 
 // deniedBody is the body of both 403 and 404 answers, so that a prober
@@ -63,6 +65,21 @@ func (l *Library) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
+	if l.blobs != nil {
+		content, err := l.blobs.MediaBlob(r.Context(), rec.SHA256)
+		if errors.Is(err, ErrNotFound) {
+			l.log.Warn("media: content of indexed record is missing", "id", u.id, "sha256", rec.SHA256)
+			deny(w, http.StatusNotFound)
+			return
+		}
+		if err != nil {
+			l.log.Error("media: open content", "sha256", rec.SHA256, "err", err)
+			http.Error(w, "internal error", http.StatusInternalServerError)
+			return
+		}
+		l.serve(w, r, rec, u, now, content)
+		return
+	}
 	p := l.filePath(rec.SHA256)
 	f, err := os.Open(p)
 	if errors.Is(err, fs.ErrNotExist) {
@@ -81,7 +98,11 @@ func (l *Library) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "internal error", http.StatusInternalServerError)
 		return
 	}
+	l.serve(w, r, rec, u, now, f)
+}
 
+// serve answers with the content of rec.
+func (l *Library) serve(w http.ResponseWriter, r *http.Request, rec *Record, u mediaURL, now time.Time, content io.ReadSeeker) {
 	ct := rec.ContentType
 	base, _, err := mime.ParseMediaType(ct)
 	if err != nil || base == "" {
@@ -105,7 +126,7 @@ func (l *Library) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	h.Set("Referrer-Policy", "no-referrer")
 	h.Set("Cache-Control", "private, max-age="+strconv.FormatInt(max(u.exp-now.Unix(), 0), 10))
-	http.ServeContent(w, r, "", rec.CreatedAt, f)
+	http.ServeContent(w, r, "", rec.CreatedAt, content)
 }
 
 // deny answers 403 or 404 with the shared body.

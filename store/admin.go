@@ -46,7 +46,7 @@ type ChannelStatus struct {
 // Status returns the state of one channel.
 func (db *DB) Status(ctx context.Context, channel string) (*ChannelStatus, error) {
 	st := &ChannelStatus{Channel: channel}
-	rows, err := db.read.QueryContext(ctx, `SELECT folder, uidvalidity, uid, updated_at, history FROM cursors WHERE channel = ? ORDER BY folder`, channel)
+	rows, err := db.readQueryOnce(ctx, `SELECT folder, uidvalidity, uid, updated_at, history FROM cursors WHERE channel = ? ORDER BY folder`, channel)
 	if err != nil {
 		return nil, fmt.Errorf("store: status of %q: %w", channel, err)
 	}
@@ -68,7 +68,7 @@ func (db *DB) Status(ctx context.Context, channel string) (*ChannelStatus, error
 		return nil, err
 	}
 	var inOldest, outOldest sql.NullInt64
-	err = db.read.QueryRowContext(ctx, `SELECT
+	err = db.readQueryRowOnce(ctx, `SELECT
 		(SELECT min(arrived_at) FROM inbound WHERE channel = ? AND state IN ('fetched', 'posting')),
 		(SELECT min(created_at) FROM outbox WHERE channel = ? AND state IN ('queued', 'sending'))`, channel, channel).
 		Scan(&inOldest, &outOldest)
@@ -82,12 +82,12 @@ func (db *DB) Status(ctx context.Context, channel string) (*ChannelStatus, error
 	}
 	var msg string
 	var at int64
-	err = db.read.QueryRowContext(ctx, `SELECT msg, at FROM (
+	err = db.readQueryRowOnce(ctx, `SELECT msg, at FROM (
 		SELECT CASE WHEN last_error != '' THEN last_error ELSE reason END AS msg, updated_at AS at FROM inbound
 			WHERE channel = ? AND (last_error != '' OR state = 'dead')
 		UNION ALL
 		SELECT last_error, updated_at FROM outbox WHERE channel = ? AND last_error != ''
-	) ORDER BY at DESC LIMIT 1`, channel, channel).Scan(&msg, &at)
+	) AS errs ORDER BY at DESC LIMIT 1`, channel, channel).Scan(&msg, &at)
 	switch {
 	case errors.Is(err, sql.ErrNoRows):
 	case err != nil:
@@ -96,7 +96,7 @@ func (db *DB) Status(ctx context.Context, channel string) (*ChannelStatus, error
 		st.LastError, st.LastErrorAt = msg, fromMS(at)
 	}
 	var last sql.NullString
-	err = db.read.QueryRowContext(ctx, `SELECT count(*),
+	err = db.readQueryRowOnce(ctx, `SELECT count(*),
 		(SELECT after_error FROM inbound WHERE channel = ? AND after_error != '' ORDER BY updated_at DESC, id DESC LIMIT 1)
 		FROM inbound WHERE channel = ? AND after_error != ''`, channel, channel).Scan(&st.ActionsRefused, &last)
 	if err != nil {
@@ -118,7 +118,7 @@ func (db *DB) DropDead(ctx context.Context, id int64) error {
 		if st != StateDead {
 			return &StateError{Table: "inbound", ID: id, State: string(st), Op: "drop"}
 		}
-		_, err = tx.ExecContext(ctx, `UPDATE inbound SET state = 'skipped', reason = 'dropped by an admin: ' || reason,
+		_, err = db.txExecOnce(ctx, tx, `UPDATE inbound SET state = 'skipped', reason = 'dropped by an admin: ' || reason,
 			updated_at = ? WHERE id = ?`, db.nowMS(), id)
 		return err
 	})
@@ -130,7 +130,7 @@ func (db *DB) DropDead(ctx context.Context, id int64) error {
 // when there is none.
 func (db *DB) LatestFromContact(ctx context.Context, channel, contact string) (*Inbound, error) {
 	var id int64
-	err := db.read.QueryRowContext(ctx, `SELECT id FROM inbound INDEXED BY inbound_contact
+	err := db.readQueryRowOnce(ctx, `SELECT id FROM inbound INDEXED BY inbound_contact
 		WHERE channel = ? AND contact = ? AND state = 'posted' ORDER BY arrived_at DESC, id DESC LIMIT 1`,
 		channel, normContact(contact)).Scan(&id)
 	if errors.Is(err, sql.ErrNoRows) {

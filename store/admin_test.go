@@ -7,7 +7,9 @@ import (
 	"time"
 )
 
-func TestStatusAndDropDead(t *testing.T) {
+func TestStatusAndDropDead(t *testing.T) { forEachBackend(t, testStatusAndDropDead) }
+
+func testStatusAndDropDead(t *testing.T) {
 	db, clk := openTest(t)
 	ctx := context.Background()
 	st, err := db.Status(ctx, "c")

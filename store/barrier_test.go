@@ -153,7 +153,9 @@ func TestBarrierPlacement(t *testing.T) {
 
 // TestRawChunks checks that raw messages of every size read back intact,
 // split into chunks of at most rawChunk.
-func TestRawChunks(t *testing.T) {
+func TestRawChunks(t *testing.T) { forEachBackend(t, testRawChunks) }
+
+func testRawChunks(t *testing.T) {
 	ctx := context.Background()
 	db, _ := openTest(t)
 	for i, size := range []int{0, 1, rawChunk - 1, rawChunk, rawChunk + 1, 2*rawChunk + 12345} {
@@ -175,7 +177,7 @@ func TestRawChunks(t *testing.T) {
 			t.Errorf("size %d: read back %d bytes (nil %v)", size, len(got.Raw), got.Raw == nil)
 		}
 		var chunks, biggest int
-		err = db.read.QueryRowContext(ctx, `SELECT count(*), coalesce(max(length(data)), 0) FROM inbound_raw_chunks WHERE ledger_id = ?`, res.ID).
+		err = db.readQueryRowOnce(ctx, `SELECT count(*), coalesce(max(length(data)), 0) FROM inbound_raw_chunks WHERE ledger_id = ?`, res.ID).
 			Scan(&chunks, &biggest)
 		if err != nil {
 			t.Fatal(err)
@@ -341,7 +343,7 @@ func TestEnqueueGroupCommit(t *testing.T) {
 		}
 	}
 	var rows int
-	if err := db.read.QueryRowContext(ctx, `SELECT count(*) FROM outbox`).Scan(&rows); err != nil {
+	if err := db.readQueryRowOnce(ctx, `SELECT count(*) FROM outbox`).Scan(&rows); err != nil {
 		t.Fatal(err)
 	}
 	// 60 requests, one cancelled, 6 repeating the id of another.
@@ -371,7 +373,7 @@ func btoi(b bool) int {
 func TestEnqueueBatchFailureIsolated(t *testing.T) {
 	ctx := context.Background()
 	db, _ := openTest(t)
-	if _, err := db.write.ExecContext(ctx, `CREATE TRIGGER boom BEFORE INSERT ON outbox
+	if _, err := db.writeExec(ctx, `CREATE TRIGGER boom BEFORE INSERT ON outbox
 		WHEN NEW.text = 'boom' BEGIN SELECT RAISE(ABORT, 'boom refused'); END`); err != nil {
 		t.Fatal(err)
 	}
@@ -399,7 +401,7 @@ func TestEnqueueBatchFailureIsolated(t *testing.T) {
 		}
 	}
 	var rows int
-	if err := db.read.QueryRowContext(ctx, `SELECT count(*) FROM outbox`).Scan(&rows); err != nil {
+	if err := db.readQueryRowOnce(ctx, `SELECT count(*) FROM outbox`).Scan(&rows); err != nil {
 		t.Fatal(err)
 	}
 	if rows != n-1 {

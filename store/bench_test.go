@@ -4,13 +4,16 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 )
 
 // BenchmarkRecordInbound records a posted email's ledger row with and
 // without its 8 KiB raw copy: since issue 17 only dead letters keep one.
-func BenchmarkRecordInbound(b *testing.B) {
+func BenchmarkRecordInbound(b *testing.B) { forEachBackendB(b, benchmarkRecordInbound) }
+
+func benchmarkRecordInbound(b *testing.B) {
 	for _, tt := range []struct {
 		name string
 		raw  []byte
@@ -34,7 +37,9 @@ func BenchmarkRecordInbound(b *testing.B) {
 	}
 }
 
-func BenchmarkDuePosts(b *testing.B) {
+func BenchmarkDuePosts(b *testing.B) { forEachBackendB(b, benchmarkDuePosts) }
+
+func benchmarkDuePosts(b *testing.B) {
 	db, _ := openTest(b)
 	ctx := context.Background()
 	// 1000 pending rows over 200 contacts, plus settled history.
@@ -66,7 +71,9 @@ func BenchmarkDuePosts(b *testing.B) {
 // BenchmarkDuePostsBacklog is the poster's call during a backlog: 10,000
 // unfinished rows over 2,000 contacts, four contacts in flight, room for
 // four more.
-func BenchmarkDuePostsBacklog(b *testing.B) {
+func BenchmarkDuePostsBacklog(b *testing.B) { forEachBackendB(b, benchmarkDuePostsBacklog) }
+
+func benchmarkDuePostsBacklog(b *testing.B) {
 	db, _ := openTest(b)
 	ctx := context.Background()
 	for i := range 10000 {
@@ -91,7 +98,9 @@ func BenchmarkDuePostsBacklog(b *testing.B) {
 // backlog, as the daemon does it: record the row with its text and one
 // post (and the cursor), read the due posts a batch at a time, mark the
 // post accepted, read the pending IMAP action and mark it done.
-func BenchmarkLedgerLifecycle(b *testing.B) {
+func BenchmarkLedgerLifecycle(b *testing.B) { forEachBackendB(b, benchmarkLedgerLifecycle) }
+
+func benchmarkLedgerLifecycle(b *testing.B) {
 	db, _ := openTest(b)
 	ctx := context.Background()
 	body := []byte(`{"type":"message","text":"Hello, I have a question about my order."}`)
@@ -131,4 +140,30 @@ func BenchmarkLedgerLifecycle(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(b.Elapsed().Microseconds())/float64(b.N*batch), "µs/email")
+}
+
+// BenchmarkEnqueue is the store's work behind the webhook's 200: 8
+// concurrent operator replies at a time, to 100 contacts, each queued
+// durably with its contact's coalescing.
+func BenchmarkEnqueue(b *testing.B) { forEachBackendB(b, benchmarkEnqueue) }
+
+func benchmarkEnqueue(b *testing.B) {
+	db, clk := openTest(b)
+	defer func() { b.ReportMetric(float64(db.TxRetries())/float64(b.N), "retries/op") }()
+	ctx := context.Background()
+	var n atomic.Int64
+	b.SetParallelism(8)
+	b.ReportAllocs()
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			i := n.Add(1)
+			it := &OutboxItem{Channel: "c", Contact: fmt.Sprintf("u%d@example.org", i%100), UserlikeID: fmt.Sprint(i),
+				Text: "Thanks, we have sent it again.", SendAfter: clk.Now().Add(5 * time.Second)}
+			if _, _, err := db.Enqueue(ctx, it); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
 }

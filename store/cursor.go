@@ -28,7 +28,7 @@ type Cursor struct {
 func (db *DB) Cursor(ctx context.Context, channel, folder string) (Cursor, error) {
 	var c Cursor
 	var before int64
-	err := db.read.QueryRowContext(ctx,
+	err := db.readQueryRowOnce(ctx,
 		`SELECT uidvalidity, uid, history_below, history_before, history FROM cursors WHERE channel = ? AND folder = ?`,
 		channel, folder).Scan(&c.UIDValidity, &c.UID, &c.HistoryBelow, &before, &c.History)
 	if before != 0 {
@@ -71,7 +71,7 @@ func (db *DB) advanceCursor(ctx context.Context, tx *sql.Tx, channel, folder str
 		INSERT INTO cursors (channel, folder, uidvalidity, uid, updated_at) VALUES (?, ?, ?, ?, ?)
 		ON CONFLICT (channel, folder) DO UPDATE SET
 			uid = CASE WHEN cursors.uidvalidity = excluded.uidvalidity
-				THEN max(cursors.uid, excluded.uid) ELSE excluded.uid END,
+				AND cursors.uid > excluded.uid THEN cursors.uid ELSE excluded.uid END,
 			history_below = CASE WHEN cursors.uidvalidity = excluded.uidvalidity
 				THEN cursors.history_below ELSE 0 END,
 			history_before = CASE WHEN cursors.uidvalidity = excluded.uidvalidity

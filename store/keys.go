@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/rand"
 	"database/sql"
-	"errors"
 	"fmt"
 )
 
@@ -16,22 +15,20 @@ func (db *DB) InstallationKey(ctx context.Context, name string, size int) ([]byt
 	if name == "" || size <= 0 {
 		return nil, fmt.Errorf("store: installation key %q: need a name and a positive size", name)
 	}
+	// Insert a fresh key unless one exists, then read whichever won: the
+	// first writer's key, also when several processes (or instances on one
+	// PostgreSQL) race for it.
+	fresh := make([]byte, size)
+	if _, err := rand.Read(fresh); err != nil {
+		return nil, fmt.Errorf("store: installation key %q: %w", name, err)
+	}
 	var key []byte
 	err := db.tx(ctx, func(tx *sql.Tx) error {
-		err := tx.QueryRowContext(ctx, `SELECT value FROM installation_keys WHERE name = ?`, name).Scan(&key)
-		if err == nil {
-			return nil
-		}
-		if !errors.Is(err, sql.ErrNoRows) {
+		if _, err := db.txExecOnce(ctx, tx, `INSERT INTO installation_keys (name, value, created_at) VALUES (?, ?, ?)
+			ON CONFLICT (name) DO NOTHING`, name, fresh, db.nowMS()); err != nil {
 			return err
 		}
-		key = make([]byte, size)
-		if _, err := rand.Read(key); err != nil {
-			return err
-		}
-		_, err = tx.ExecContext(ctx, `INSERT INTO installation_keys (name, value, created_at) VALUES (?, ?, ?)`,
-			name, key, db.nowMS())
-		return err
+		return db.txQueryRowOnce(ctx, tx, `SELECT value FROM installation_keys WHERE name = ?`, name).Scan(&key)
 	})
 	if err != nil {
 		return nil, fmt.Errorf("store: installation key %q: %w", name, err)

@@ -226,20 +226,18 @@ func (db *DB) RecordInbound(ctx context.Context, in *Inbound) (RecordResult, err
 				posts = nil
 			}
 		}
-		r, err := db.txExec(ctx, tx, `INSERT INTO inbound (
+		err = db.txQueryRow(ctx, tx, `INSERT INTO inbound (
 				channel, folder, uidvalidity, uid, dedupe_key, message_id, contact, contact_name,
 				subject, state, reason, classification, verdict, posts_total, posts_done,
 				after_kind, after_dest, after_done, thread_subject, new_thread, attempts, last_error,
 				arrived_at, created_at, updated_at, full_text, duplicate_of)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+			RETURNING id`,
 			in.Channel, in.Folder, in.UIDValidity, in.UID, in.DedupeKey, in.MessageID, contact, in.ContactName,
 			in.Subject, string(state), reason, in.Classification, in.Verdict, len(posts),
 			in.After.Kind, in.After.Dest, boolInt(in.AfterDone), in.ThreadSubject, boolInt(in.NewThread), in.Attempts, in.LastError,
-			ms(in.ArrivedAt), now, now, in.FullText, res.DuplicateOf)
+			ms(in.ArrivedAt), now, now, in.FullText, res.DuplicateOf).Scan(&res.ID)
 		if err != nil {
-			return err
-		}
-		if res.ID, err = r.LastInsertId(); err != nil {
 			return err
 		}
 		if in.Raw != nil {
@@ -370,7 +368,7 @@ func (db *DB) Inbound(ctx context.Context, id int64) (*Inbound, error) {
 		return nil, fmt.Errorf("store: inbound #%d: %w", id, err)
 	}
 	defer tx.Rollback()
-	in, err := scanInbound(tx.QueryRowContext(ctx, `SELECT `+inboundCols+` FROM inbound WHERE id = ?`, id))
+	in, err := scanInbound(db.txQueryRowOnce(ctx, tx, `SELECT `+inboundCols+` FROM inbound WHERE id = ?`, id))
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, fmt.Errorf("store: inbound #%d: %w", id, notFound{})
 	}
@@ -380,7 +378,7 @@ func (db *DB) Inbound(ctx context.Context, id int64) (*Inbound, error) {
 	if in.Raw, err = db.readRaw(ctx, tx, id); err != nil {
 		return nil, fmt.Errorf("store: inbound #%d raw: %w", id, err)
 	}
-	rows, err := tx.QueryContext(ctx, `SELECT body FROM inbound_posts WHERE ledger_id = ? ORDER BY seq`, id)
+	rows, err := db.txQueryOnce(ctx, tx, `SELECT body FROM inbound_posts WHERE ledger_id = ? ORDER BY seq`, id)
 	if err != nil {
 		return nil, fmt.Errorf("store: inbound #%d posts: %w", id, err)
 	}
@@ -437,7 +435,7 @@ func (db *DB) ListInbound(ctx context.Context, f InboundFilter) ([]*Inbound, err
 	}
 	q += " ORDER BY id DESC LIMIT ?"
 	args = append(args, limit)
-	rows, err := db.read.QueryContext(ctx, q, args...)
+	rows, err := db.readQueryOnce(ctx, q, args...)
 	if err != nil {
 		return nil, fmt.Errorf("store: list inbound: %w", err)
 	}
@@ -687,7 +685,7 @@ func (db *DB) Requeue(ctx context.Context, id int64) (refetch bool, err error) {
 	err = db.tx(ctx, func(tx *sql.Tx) error {
 		var st string
 		var done, total int
-		err := tx.QueryRowContext(ctx, `SELECT state, posts_done, posts_total FROM inbound WHERE id = ?`, id).
+		err := db.txQueryRowOnce(ctx, tx, `SELECT state, posts_done, posts_total FROM inbound WHERE id = ?`, id).
 			Scan(&st, &done, &total)
 		if errors.Is(err, sql.ErrNoRows) {
 			return ErrNotFound
@@ -702,11 +700,11 @@ func (db *DB) Requeue(ctx context.Context, id int64) (refetch bool, err error) {
 		switch {
 		case total == 0:
 			refetch = true
-			_, err = tx.ExecContext(ctx, `UPDATE inbound SET refetch = 1, last_error = '', updated_at = ? WHERE id = ?`, now, id)
+			_, err = db.txExecOnce(ctx, tx, `UPDATE inbound SET refetch = 1, last_error = '', updated_at = ? WHERE id = ?`, now, id)
 		case done >= total:
 			return fmt.Errorf("no posts left to send (%d of %d done)", done, total)
 		default:
-			_, err = tx.ExecContext(ctx, `UPDATE inbound SET state = 'fetched', reason = '', attempts = 0,
+			_, err = db.txExecOnce(ctx, tx, `UPDATE inbound SET state = 'fetched', reason = '', attempts = 0,
 				last_error = '', updated_at = ? WHERE id = ?`, now, id)
 		}
 		return err
@@ -717,7 +715,7 @@ func (db *DB) Requeue(ctx context.Context, id int64) (refetch bool, err error) {
 // Refetches returns the UIDs of the channel's folder, under uidValidity,
 // of dead letters that Requeue marked for refetching, ascending.
 func (db *DB) Refetches(ctx context.Context, channel, folder string, uidValidity uint32) ([]uint32, error) {
-	rows, err := db.read.QueryContext(ctx, qRefetches, channel, folder, uidValidity)
+	rows, err := db.readQueryOnce(ctx, qRefetches, channel, folder, uidValidity)
 	if err != nil {
 		return nil, fmt.Errorf("store: refetches of %s/%s: %w", channel, folder, err)
 	}
@@ -740,7 +738,7 @@ func (db *DB) Refetches(ctx context.Context, channel, folder string, uidValidity
 // fetched again.
 func (db *DB) CountRefetches(ctx context.Context, channel string) (int, error) {
 	var n int
-	err := db.read.QueryRowContext(ctx, `SELECT count(*) FROM inbound INDEXED BY inbound_refetch
+	err := db.readQueryRowOnce(ctx, `SELECT count(*) FROM inbound INDEXED BY inbound_refetch
 		WHERE channel = ? AND refetch = 1 AND state = 'dead'`, channel).Scan(&n)
 	if err != nil {
 		return 0, fmt.Errorf("store: refetches of %s: %w", channel, err)
@@ -761,7 +759,7 @@ func (db *DB) RefetchFailed(ctx context.Context, channel, folder string, uidVali
 	}
 	_, err = db.writeExec(ctx, `UPDATE inbound SET refetch = 0, updated_at = ?, last_error = ?
 		WHERE channel = ? AND folder = ? AND uidvalidity = ? AND refetch = 1
-			AND uid IN (SELECT value FROM json_each(?))`,
+			AND uid IN (SELECT CAST(value AS BIGINT) FROM json_each(?))`,
 		db.nowMS(), "dead retry: "+why, channel, folder, uidValidity, list)
 	if err != nil {
 		return fmt.Errorf("store: end refetching in %s/%s: %w", channel, folder, err)
@@ -834,7 +832,7 @@ func (db *DB) ActionsDone(ctx context.Context, ids []int64) error {
 		return fmt.Errorf("store: actions done: %w", err)
 	}
 	_, err = db.writeExec(ctx, `UPDATE inbound SET after_done = 1, updated_at = ?
-		WHERE id IN (SELECT value FROM json_each(?))`, db.nowMS(), j)
+		WHERE id IN (SELECT CAST(value AS BIGINT) FROM json_each(?))`, db.nowMS(), j)
 	if err != nil {
 		return fmt.Errorf("store: actions done: %w", err)
 	}
@@ -856,7 +854,7 @@ func (db *DB) ActionsRefused(ctx context.Context, ids []int64, reason string) er
 		reason = "refused"
 	}
 	_, err = db.writeExec(ctx, `UPDATE inbound SET after_done = 1, after_error = ?, updated_at = ?
-		WHERE id IN (SELECT value FROM json_each(?))`, reason, db.nowMS(), j)
+		WHERE id IN (SELECT CAST(value AS BIGINT) FROM json_each(?))`, reason, db.nowMS(), j)
 	if err != nil {
 		return fmt.Errorf("store: actions refused: %w", err)
 	}
@@ -866,7 +864,7 @@ func (db *DB) ActionsRefused(ctx context.Context, ids []int64, reason string) er
 // Counts returns the number of ledger rows per state of the channel ("" =
 // all channels). States without rows are absent.
 func (db *DB) Counts(ctx context.Context, channel string) (map[InboundState]int, error) {
-	rows, err := db.read.QueryContext(ctx, `SELECT state, count(*) FROM inbound
+	rows, err := db.readQueryOnce(ctx, `SELECT state, count(*) FROM inbound
 		WHERE ? = '' OR channel = ? GROUP BY state`, channel, channel)
 	if err != nil {
 		return nil, fmt.Errorf("store: counts %s: %w", channel, err)
@@ -895,10 +893,10 @@ func (db *DB) PruneRaw(ctx context.Context, olderThan time.Time) (int, error) {
 	err := db.lazyTx(ctx, func(tx *sql.Tx) error {
 		const rows = `SELECT DISTINCT ledger_id FROM inbound_raw_chunks WHERE ledger_id IN (
 			SELECT id FROM inbound WHERE state IN ('posted', 'skipped') AND created_at < ?)`
-		if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM (`+rows+`)`, ms(olderThan)).Scan(&n); err != nil {
+		if err := db.txQueryRowOnce(ctx, tx, `SELECT count(*) FROM (`+rows+`) AS pruned`, ms(olderThan)).Scan(&n); err != nil {
 			return err
 		}
-		_, err := tx.ExecContext(ctx, `DELETE FROM inbound_raw_chunks WHERE ledger_id IN (`+rows+`)`, ms(olderThan))
+		_, err := db.txExecOnce(ctx, tx, `DELETE FROM inbound_raw_chunks WHERE ledger_id IN (`+rows+`)`, ms(olderThan))
 		return err
 	})
 	if err != nil {

@@ -43,7 +43,9 @@ func mustRecord(t testing.TB, db *DB, in *Inbound) RecordResult {
 	return res
 }
 
-func TestCursorAdvance(t *testing.T) {
+func TestCursorAdvance(t *testing.T) { forEachBackend(t, testCursorAdvance) }
+
+func testCursorAdvance(t *testing.T) {
 	for _, c := range []struct {
 		name  string
 		start *Cursor // nil: no cursor
@@ -99,7 +101,9 @@ func TestCursorAdvance(t *testing.T) {
 	}
 }
 
-func TestRecordInbound(t *testing.T) {
+func TestRecordInbound(t *testing.T) { forEachBackend(t, testRecordInbound) }
+
+func testRecordInbound(t *testing.T) {
 	db, clk := openTest(t)
 	ctx := context.Background()
 
@@ -205,7 +209,9 @@ func TestRecordInbound(t *testing.T) {
 	}
 }
 
-func TestRecordInboundRejects(t *testing.T) {
+func TestRecordInboundRejects(t *testing.T) { forEachBackend(t, testRecordInboundRejects) }
+
+func testRecordInboundRejects(t *testing.T) {
 	db, _ := openTest(t)
 	for _, c := range []struct {
 		name string
@@ -244,7 +250,9 @@ func duePairs(t *testing.T, d []DuePost) []string {
 	return s
 }
 
-func TestDuePostsOrder(t *testing.T) {
+func TestDuePostsOrder(t *testing.T) { forEachBackend(t, testDuePostsOrder) }
+
+func testDuePostsOrder(t *testing.T) {
 	db, _ := openTest(t)
 	ctx := context.Background()
 
@@ -308,7 +316,9 @@ func TestDuePostsOrder(t *testing.T) {
 	check(nil, 0, f(b1, 0, "b@example.org"), f(a2, 0, "a@example.org"), f(c1, 0, "c@example.org"))
 }
 
-func TestPostDoneProgression(t *testing.T) {
+func TestPostDoneProgression(t *testing.T) { forEachBackend(t, testPostDoneProgression) }
+
+func testPostDoneProgression(t *testing.T) {
 	db, _ := openTest(t)
 	ctx := context.Background()
 	id := mustRecord(t, db, newInbound(1, "a@example.org", 3)).ID
@@ -350,7 +360,9 @@ func TestPostDoneProgression(t *testing.T) {
 	}
 }
 
-func TestMarkPostingAttempts(t *testing.T) {
+func TestMarkPostingAttempts(t *testing.T) { forEachBackend(t, testMarkPostingAttempts) }
+
+func testMarkPostingAttempts(t *testing.T) {
 	db, _ := openTest(t)
 	ctx := context.Background()
 	id := mustRecord(t, db, newInbound(1, "a@example.org", 1)).ID
@@ -371,7 +383,9 @@ func TestMarkPostingAttempts(t *testing.T) {
 // TestRequeueRefetch follows a dead letter without posts through `dead
 // retry`: marked, listed for its folder, and replaced when fetched again;
 // a refetch of an email gone from the folder ends with a last error.
-func TestRequeueRefetch(t *testing.T) {
+func TestRequeueRefetch(t *testing.T) { forEachBackend(t, testRequeueRefetch) }
+
+func testRequeueRefetch(t *testing.T) {
 	db, _ := openTest(t)
 	ctx := context.Background()
 
@@ -465,7 +479,9 @@ func TestRequeueRefetch(t *testing.T) {
 	}
 }
 
-func TestMarkDeadRequeue(t *testing.T) {
+func TestMarkDeadRequeue(t *testing.T) { forEachBackend(t, testMarkDeadRequeue) }
+
+func testMarkDeadRequeue(t *testing.T) {
 	db, _ := openTest(t)
 	ctx := context.Background()
 
@@ -522,7 +538,9 @@ func TestMarkDeadRequeue(t *testing.T) {
 	}
 }
 
-func TestPendingActions(t *testing.T) {
+func TestPendingActions(t *testing.T) { forEachBackend(t, testPendingActions) }
+
+func testPendingActions(t *testing.T) {
 	db, _ := openTest(t)
 	ctx := context.Background()
 
@@ -604,7 +622,9 @@ func TestPendingActions(t *testing.T) {
 	}
 }
 
-func TestCountsListPrune(t *testing.T) {
+func TestCountsListPrune(t *testing.T) { forEachBackend(t, testCountsListPrune) }
+
+func testCountsListPrune(t *testing.T) {
 	db, clk := openTest(t)
 	ctx := context.Background()
 
@@ -705,7 +725,9 @@ func TestCountsListPrune(t *testing.T) {
 	}
 }
 
-func TestThreads(t *testing.T) {
+func TestThreads(t *testing.T) { forEachBackend(t, testThreads) }
+
+func testThreads(t *testing.T) {
 	db, _ := openTest(t)
 	ctx := context.Background()
 
@@ -760,7 +782,9 @@ func TestThreads(t *testing.T) {
 	}
 }
 
-func TestOutbox(t *testing.T) {
+func TestOutbox(t *testing.T) { forEachBackend(t, testOutbox) }
+
+func testOutbox(t *testing.T) {
 	db, _ := openTest(t)
 	ctx := context.Background()
 
@@ -813,7 +837,7 @@ func TestOutbox(t *testing.T) {
 		t.Fatalf("CancelOutbox again = %v, %q, %v", cancelled, state, err)
 	}
 	// An item already being sent cannot be cancelled.
-	if _, err := db.write.ExecContext(ctx, `UPDATE outbox SET state = 'sending' WHERE channel = 'd'`); err != nil {
+	if _, err := db.writeExec(ctx, `UPDATE outbox SET state = 'sending' WHERE channel = 'd'`); err != nil {
 		t.Fatal(err)
 	}
 	cancelled, state, err = db.CancelOutbox(ctx, "d", "ul-1")
@@ -825,7 +849,9 @@ func TestOutbox(t *testing.T) {
 	}
 }
 
-func TestMedia(t *testing.T) {
+func TestMedia(t *testing.T) { forEachBackend(t, testMedia) }
+
+func testMedia(t *testing.T) {
 	db, clk := openTest(t)
 	ctx := context.Background()
 
@@ -904,7 +930,9 @@ func TestMedia(t *testing.T) {
 
 // TestConcurrentWriters hammers the store from 16 goroutines: every write
 // must succeed (no SQLITE_BUSY) and nothing may be lost.
-func TestConcurrentWriters(t *testing.T) {
+func TestConcurrentWriters(t *testing.T) { forEachBackend(t, testConcurrentWriters) }
+
+func testConcurrentWriters(t *testing.T) {
 	db, _ := openTest(t)
 	ctx := context.Background()
 	const workers, each = 16, 20
@@ -958,7 +986,9 @@ func TestConcurrentWriters(t *testing.T) {
 // TestDuePostsCarryTheContact checks that a due post has what the POST
 // needs without reading the row again: the contact's name and the time
 // the row was recorded.
-func TestDuePostsCarryTheContact(t *testing.T) {
+func TestDuePostsCarryTheContact(t *testing.T) { forEachBackend(t, testDuePostsCarryTheContact) }
+
+func testDuePostsCarryTheContact(t *testing.T) {
 	ctx := context.Background()
 	db, clk := openTest(t)
 	in := newInbound(1, "Ann@Example.org", 1)
@@ -979,7 +1009,9 @@ func TestDuePostsCarryTheContact(t *testing.T) {
 // TestPostAcceptedAndFailed checks the one-commit bookkeeping of a POST:
 // post 0 counts an attempt whether it fails or is accepted, later posts
 // do not, and the states go as with MarkPosting.
-func TestPostAcceptedAndFailed(t *testing.T) {
+func TestPostAcceptedAndFailed(t *testing.T) { forEachBackend(t, testPostAcceptedAndFailed) }
+
+func testPostAcceptedAndFailed(t *testing.T) {
 	ctx := context.Background()
 	db, _ := openTest(t)
 	res, err := db.RecordInbound(ctx, newInbound(1, "a@example.org", 2))
@@ -1036,7 +1068,9 @@ func TestPostAcceptedAndFailed(t *testing.T) {
 // TestThreadCc: the CC list of a thread is that of the contact's latest
 // posted email; a later email without Cc clears it, a skipped one (not
 // posted) leaves it, a new thread starts with its own.
-func TestThreadCc(t *testing.T) {
+func TestThreadCc(t *testing.T) { forEachBackend(t, testThreadCc) }
+
+func testThreadCc(t *testing.T) {
 	db, _ := openTest(t)
 	ctx := context.Background()
 	steps := []struct {

@@ -97,7 +97,7 @@ func (db *DB) Media(ctx context.Context, id string) (*Media, error) {
 // is settled for good (posted, skipped or dead) or that have none. Entries
 // of rows still being posted or quarantined are kept.
 func (db *DB) ExpiredMedia(ctx context.Context, before time.Time) ([]*Media, error) {
-	rows, err := db.read.QueryContext(ctx, `SELECT `+mediaCols+` FROM media
+	rows, err := db.readQueryOnce(ctx, `SELECT `+mediaCols+` FROM media
 		WHERE created_at < ? AND (ledger_id IS NULL OR EXISTS (
 			SELECT 1 FROM inbound WHERE id = media.ledger_id AND state IN ('posted', 'skipped', 'dead')))
 		ORDER BY created_at, id`, ms(before))
@@ -138,8 +138,30 @@ func (db *DB) DeleteMedia(ctx context.Context, ids []string) error {
 // MediaRefs counts the index entries that share the file with this SHA256.
 func (db *DB) MediaRefs(ctx context.Context, sha256 string) (int, error) {
 	var n int
-	if err := db.read.QueryRowContext(ctx, `SELECT count(*) FROM media WHERE sha256 = ?`, sha256).Scan(&n); err != nil {
+	if err := db.readQueryRowOnce(ctx, `SELECT count(*) FROM media WHERE sha256 = ?`, sha256).Scan(&n); err != nil {
 		return 0, fmt.Errorf("store: media refs %s: %w", sha256, err)
 	}
 	return n, nil
+}
+
+// MediaDigests returns the SHA256 of every content the media index refers
+// to, each once.
+func (db *DB) MediaDigests(ctx context.Context) ([]string, error) {
+	rows, err := db.readQueryOnce(ctx, `SELECT DISTINCT sha256 FROM media ORDER BY sha256`)
+	if err != nil {
+		return nil, fmt.Errorf("store: media digests: %w", err)
+	}
+	defer rows.Close()
+	var sums []string
+	for rows.Next() {
+		var s string
+		if err := rows.Scan(&s); err != nil {
+			return nil, fmt.Errorf("store: media digests: %w", err)
+		}
+		sums = append(sums, s)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("store: media digests: %w", err)
+	}
+	return sums, nil
 }

@@ -72,7 +72,7 @@ func (db *DB) SaveOAuthLogin(ctx context.Context, channel, kind, refreshToken st
 	}
 	now := db.nowMS()
 	err := db.tx(ctx, func(tx *sql.Tx) error {
-		_, err := tx.ExecContext(ctx, `INSERT INTO oauth_grants (channel, grant_kind, refresh_token, expires_at, last_refresh, login_needed, login_reason, updated_at)
+		_, err := db.txExecOnce(ctx, tx, `INSERT INTO oauth_grants (channel, grant_kind, refresh_token, expires_at, last_refresh, login_needed, login_reason, updated_at)
 			VALUES (?, ?, ?, ?, ?, 0, '', ?)
 			ON CONFLICT (channel) DO UPDATE SET grant_kind = excluded.grant_kind, refresh_token = excluded.refresh_token,
 				expires_at = excluded.expires_at, last_refresh = excluded.last_refresh, login_needed = 0, login_reason = '',
@@ -93,7 +93,7 @@ func (db *DB) SaveOAuthLogin(ctx context.Context, channel, kind, refreshToken st
 func (db *DB) OAuthRefreshed(ctx context.Context, channel, kind string, expiry time.Time) error {
 	now := db.nowMS()
 	err := db.tx(ctx, func(tx *sql.Tx) error {
-		_, err := tx.ExecContext(ctx, `INSERT INTO oauth_grants (channel, grant_kind, expires_at, last_refresh, updated_at)
+		_, err := db.txExecOnce(ctx, tx, `INSERT INTO oauth_grants (channel, grant_kind, expires_at, last_refresh, updated_at)
 			VALUES (?, ?, ?, ?, ?)
 			ON CONFLICT (channel) DO UPDATE SET grant_kind = excluded.grant_kind, expires_at = excluded.expires_at,
 				last_refresh = excluded.last_refresh, login_needed = 0, login_reason = '', updated_at = excluded.updated_at`,
@@ -112,7 +112,7 @@ func (db *DB) OAuthRefreshed(ctx context.Context, channel, kind string, expiry t
 func (db *DB) SetOAuthLoginNeeded(ctx context.Context, channel, kind, reason string) error {
 	now := db.nowMS()
 	err := db.tx(ctx, func(tx *sql.Tx) error {
-		_, err := tx.ExecContext(ctx, `INSERT INTO oauth_grants (channel, grant_kind, login_needed, login_reason, updated_at)
+		_, err := db.txExecOnce(ctx, tx, `INSERT INTO oauth_grants (channel, grant_kind, login_needed, login_reason, updated_at)
 			VALUES (?, ?, 1, ?, ?)
 			ON CONFLICT (channel) DO UPDATE SET login_needed = 1, login_reason = excluded.login_reason, updated_at = excluded.updated_at`,
 			channel, kind, reason, now)
@@ -128,7 +128,7 @@ func (db *DB) SetOAuthLoginNeeded(ctx context.Context, channel, kind, reason str
 func (db *DB) OAuthGrant(ctx context.Context, channel string) (*OAuthGrant, error) {
 	g := &OAuthGrant{Channel: channel}
 	var expiry, last, updated int64
-	err := db.read.QueryRowContext(ctx, `SELECT grant_kind, refresh_token IS NOT NULL, expires_at, last_refresh, login_needed, login_reason, updated_at
+	err := db.readQueryRowOnce(ctx, `SELECT grant_kind, refresh_token IS NOT NULL, expires_at, last_refresh, login_needed, login_reason, updated_at
 		FROM oauth_grants WHERE channel = ?`, channel).Scan(&g.Kind, &g.HasRefreshToken, &expiry, &last, &g.LoginNeeded, &g.LoginReason, &updated)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, ErrNotFound
@@ -144,7 +144,7 @@ func (db *DB) OAuthGrant(ctx context.Context, channel string) (*OAuthGrant, erro
 // ErrNotFound when none is stored. The token never appears in errors.
 func (db *DB) OAuthRefreshToken(ctx context.Context, channel string) (string, error) {
 	var sealed []byte
-	err := db.read.QueryRowContext(ctx, `SELECT refresh_token FROM oauth_grants WHERE channel = ? AND refresh_token IS NOT NULL`, channel).Scan(&sealed)
+	err := db.readQueryRowOnce(ctx, `SELECT refresh_token FROM oauth_grants WHERE channel = ? AND refresh_token IS NOT NULL`, channel).Scan(&sealed)
 	if errors.Is(err, sql.ErrNoRows) {
 		return "", ErrNotFound
 	}

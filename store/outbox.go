@@ -112,24 +112,19 @@ func (db *DB) enqueueTx(ctx context.Context, tx *sql.Tx, req *enqueueReq) error 
 	var sendAfter int64
 	err := func() error {
 		duplicate = false
-		r, err := db.txExec(ctx, tx, `INSERT INTO outbox (channel, contact, userlike_id, operator, text,
+		err := db.txQueryRow(ctx, tx, `INSERT INTO outbox (channel, contact, userlike_id, operator, text,
 				media_url, state, send_after, attempts, last_error, message_id, created_at, updated_at)
 			VALUES (?, ?, ?, ?, ?, ?, 'queued', ?, 0, '', '', ?, ?)
-			ON CONFLICT (channel, userlike_id) WHERE userlike_id != '' DO NOTHING`,
-			it.Channel, contact, it.UserlikeID, it.Operator, it.Text, it.MediaURL, want, now, now)
-		if err != nil {
-			return err
-		}
-		n, err := r.RowsAffected()
-		if err != nil {
-			return err
-		}
-		if n == 0 {
+			ON CONFLICT (channel, userlike_id) WHERE userlike_id != '' DO NOTHING
+			RETURNING id`,
+			it.Channel, contact, it.UserlikeID, it.Operator, it.Text, it.MediaURL, want, now, now).Scan(&id)
+		if errors.Is(err, sql.ErrNoRows) {
+			// The conflict left the existing row alone and returned none.
 			duplicate = true
 			return db.txQueryRow(ctx, tx, `SELECT id FROM outbox WHERE channel = ? AND userlike_id = ?`,
 				it.Channel, it.UserlikeID).Scan(&id)
 		}
-		if id, err = r.LastInsertId(); err != nil {
+		if err != nil {
 			return err
 		}
 		var first int64
@@ -149,7 +144,7 @@ func (db *DB) enqueueTx(ctx context.Context, tx *sql.Tx, req *enqueueReq) error 
 
 // Outbox returns outbox item id.
 func (db *DB) Outbox(ctx context.Context, id int64) (*OutboxItem, error) {
-	it, err := scanOutbox(db.read.QueryRowContext(ctx, `SELECT `+outboxColumns+` FROM outbox WHERE id = ?`, id))
+	it, err := scanOutbox(db.readQueryRowOnce(ctx, `SELECT `+outboxColumns+` FROM outbox WHERE id = ?`, id))
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, fmt.Errorf("store: outbox #%d: %w", id, notFound{})
 	}
@@ -169,7 +164,7 @@ func (db *DB) CancelOutbox(ctx context.Context, channel, userlikeID string) (can
 	}
 	err = db.tx(ctx, func(tx *sql.Tx) error {
 		var id int64
-		err := tx.QueryRowContext(ctx, `SELECT id, state FROM outbox WHERE channel = ? AND userlike_id = ?`,
+		err := db.txQueryRowOnce(ctx, tx, `SELECT id, state FROM outbox WHERE channel = ? AND userlike_id = ?`,
 			channel, userlikeID).Scan(&id, &state)
 		if errors.Is(err, sql.ErrNoRows) {
 			return notFound{}
@@ -180,14 +175,14 @@ func (db *DB) CancelOutbox(ctx context.Context, channel, userlikeID string) (can
 		if state == OutboxSending {
 			// The email is on its way; if this attempt fails it is not
 			// retried (MarkOutboxRetry, RequeueSending).
-			_, err = tx.ExecContext(ctx, `UPDATE outbox SET cancel_requested = 1, updated_at = ? WHERE id = ?`, db.nowMS(), id)
+			_, err = db.txExecOnce(ctx, tx, `UPDATE outbox SET cancel_requested = 1, updated_at = ? WHERE id = ?`, db.nowMS(), id)
 			return err
 		}
 		if state != OutboxQueued {
 			return nil
 		}
 		state = OutboxCancelled
-		_, err = tx.ExecContext(ctx, `UPDATE outbox SET state = 'cancelled', updated_at = ? WHERE id = ?`, db.nowMS(), id)
+		_, err = db.txExecOnce(ctx, tx, `UPDATE outbox SET state = 'cancelled', updated_at = ? WHERE id = ?`, db.nowMS(), id)
 		return err
 	})
 	if err != nil {
@@ -199,7 +194,7 @@ func (db *DB) CancelOutbox(ctx context.Context, channel, userlikeID string) (can
 // OutboxCounts returns the number of outbox items per state of the channel
 // ("" = all channels). States without items are absent.
 func (db *DB) OutboxCounts(ctx context.Context, channel string) (map[string]int, error) {
-	rows, err := db.read.QueryContext(ctx, `SELECT state, count(*) FROM outbox
+	rows, err := db.readQueryOnce(ctx, `SELECT state, count(*) FROM outbox
 		WHERE ? = '' OR channel = ? GROUP BY state`, channel, channel)
 	if err != nil {
 		return nil, fmt.Errorf("store: outbox counts %s: %w", channel, err)
@@ -264,7 +259,7 @@ const qQueuedBySendAfter = `SELECT channel, contact, send_after FROM outbox INDE
 
 // qGroup sums up the unfinished items of one (channel, contact) group: when
 // its last queued item is due, whether one is being sent, its oldest id.
-const qGroup = `SELECT max(send_after), max(state = 'sending'), min(id) FROM outbox INDEXED BY outbox_pending
+const qGroup = `SELECT max(send_after), max(CASE WHEN state = 'sending' THEN 1 ELSE 0 END), min(id) FROM outbox INDEXED BY outbox_pending
 	WHERE channel = ? AND contact = ? AND state IN ('queued', 'sending')`
 
 // outboxGroup is the summary of one group (qGroup).
@@ -349,7 +344,7 @@ func (db *DB) dueOutbox(ctx context.Context, tx *sql.Tx, now int64) ([]OutboxBat
 	}
 	for i := range batches {
 		b := &batches[i]
-		rows, err := tx.QueryContext(ctx, `SELECT `+outboxColumns+` FROM outbox
+		rows, err := db.txQueryOnce(ctx, tx, `SELECT `+outboxColumns+` FROM outbox
 			WHERE channel = ? AND contact = ? AND state = 'queued' ORDER BY id`, b.Channel, b.Contact)
 		if err != nil {
 			return nil, err
@@ -366,7 +361,7 @@ func (db *DB) dueOutbox(ctx context.Context, tx *sql.Tx, now int64) ([]OutboxBat
 		if err := rows.Err(); err != nil {
 			return nil, err
 		}
-		if b.Thread, err = currentThread(ctx, tx, b.Channel, b.Contact); err != nil {
+		if b.Thread, err = db.currentThread(ctx, tx, b.Channel, b.Contact); err != nil {
 			return nil, err
 		}
 	}
@@ -379,16 +374,37 @@ func (db *DB) dueOutbox(ctx context.Context, tx *sql.Tx, now int64) ([]OutboxBat
 // others were cancelled (or changed) since they were read and must not be
 // sent. The commit is durable at the next Barrier, which the caller passes
 // before the email leaves.
+//
+// It is the claim of a batch: on a PostgreSQL store shared by several
+// instances, all of which may find the same batch due, each item is moved
+// by exactly one of them. There the batch's first item serves as the
+// group's lock, taken with FOR UPDATE SKIP LOCKED: an instance that finds
+// it locked by another one claims nothing (and does not wait), so a batch
+// is never split between two instances and leaves as one email.
 func (db *DB) MarkOutboxSending(ctx context.Context, ids []int64, messageID string) (moved []int64, err error) {
+	if len(ids) == 0 {
+		return nil, nil
+	}
 	j, err := jsonArray(ids)
 	if err != nil {
 		return nil, fmt.Errorf("store: mark outbox sending: %w", err)
 	}
 	err = db.lazyTx(ctx, func(tx *sql.Tx) error {
 		moved = moved[:0]
-		rows, err := tx.QueryContext(ctx, `UPDATE outbox SET state = 'sending', attempts = attempts + 1,
+		if db.d.postgres {
+			var locked int64
+			err := db.txQueryRowOnce(ctx, tx, `SELECT id FROM outbox WHERE id = ? FOR UPDATE SKIP LOCKED`,
+				slices.Min(ids)).Scan(&locked)
+			if errors.Is(err, sql.ErrNoRows) {
+				return nil // another instance is claiming this batch
+			}
+			if err != nil {
+				return err
+			}
+		}
+		rows, err := db.txQueryOnce(ctx, tx, `UPDATE outbox SET state = 'sending', attempts = attempts + 1,
 				message_id = ?, updated_at = ?
-			WHERE id IN (SELECT value FROM json_each(?)) AND state = 'queued' RETURNING id`,
+			WHERE id IN (SELECT CAST(value AS BIGINT) FROM json_each(?)) AND state = 'queued' RETURNING id`,
 			messageID, db.nowMS(), j)
 		if err != nil {
 			return err
@@ -428,7 +444,7 @@ func (db *DB) MarkOutboxSent(ctx context.Context, ids []int64, messageID string)
 		var channel, contact string
 		for _, id := range ids {
 			var ch, c, state string
-			err := tx.QueryRowContext(ctx, `SELECT channel, contact, state FROM outbox WHERE id = ?`, id).Scan(&ch, &c, &state)
+			err := db.txQueryRowOnce(ctx, tx, `SELECT channel, contact, state FROM outbox WHERE id = ?`, id).Scan(&ch, &c, &state)
 			if errors.Is(err, sql.ErrNoRows) {
 				return fmt.Errorf("#%d: %w", id, notFound{})
 			}
@@ -443,7 +459,7 @@ func (db *DB) MarkOutboxSent(ctx context.Context, ids []int64, messageID string)
 			} else if ch != channel || c != contact {
 				return fmt.Errorf("#%d belongs to another contact than #%d", id, ids[0])
 			}
-			if _, err := tx.ExecContext(ctx, `UPDATE outbox SET state = 'sent', message_id = ?, last_error = '',
+			if _, err := db.txExecOnce(ctx, tx, `UPDATE outbox SET state = 'sent', message_id = ?, last_error = '',
 				updated_at = ? WHERE id = ?`, messageID, now, id); err != nil {
 				return err
 			}
@@ -467,7 +483,7 @@ func (db *DB) MarkOutboxRetry(ctx context.Context, ids []int64, sendAfter time.T
 	return db.updateOutbox(ctx, "mark outbox retry", ids, `UPDATE outbox
 			SET state = CASE WHEN cancel_requested = 1 THEN 'cancelled' ELSE 'queued' END, send_after = ?,
 			last_error = ?, updated_at = ?
-		WHERE id IN (SELECT value FROM json_each(?)) AND state = 'sending'`, ms(sendAfter), lastErr, db.nowMS())
+		WHERE id IN (SELECT CAST(value AS BIGINT) FROM json_each(?)) AND state = 'sending'`, ms(sendAfter), lastErr, db.nowMS())
 }
 
 // MarkOutboxFailed gives up on the items of ids with reason: queued and
@@ -476,7 +492,7 @@ func (db *DB) MarkOutboxRetry(ctx context.Context, ids []int64, sendAfter time.T
 func (db *DB) MarkOutboxFailed(ctx context.Context, ids []int64, reason string) error {
 	return db.updateOutbox(ctx, "mark outbox failed", ids, `UPDATE outbox SET state = 'failed', last_error = ?,
 			updated_at = ?
-		WHERE id IN (SELECT value FROM json_each(?)) AND state IN ('queued', 'sending', 'sent', 'failed')`,
+		WHERE id IN (SELECT CAST(value AS BIGINT) FROM json_each(?)) AND state IN ('queued', 'sending', 'sent', 'failed')`,
 		reason, db.nowMS())
 }
 
@@ -485,7 +501,7 @@ func (db *DB) MarkOutboxFailed(ctx context.Context, ids []int64, reason string) 
 // channel is not running (during a reload, or after it was removed).
 func (db *DB) DeferOutbox(ctx context.Context, ids []int64, until time.Time) error {
 	return db.updateOutbox(ctx, "defer outbox", ids, `UPDATE outbox SET send_after = ?, updated_at = ?
-		WHERE id IN (SELECT value FROM json_each(?)) AND state = 'queued'`, ms(until), db.nowMS())
+		WHERE id IN (SELECT CAST(value AS BIGINT) FROM json_each(?)) AND state = 'queued'`, ms(until), db.nowMS())
 }
 
 // updateOutbox runs query with args and the ids as a JSON array last.
@@ -511,7 +527,7 @@ func (db *DB) OutboxByMessageID(ctx context.Context, messageID string) ([]*Outbo
 	if messageID == "" {
 		return nil, nil
 	}
-	rows, err := db.read.QueryContext(ctx, `SELECT `+outboxColumns+` FROM outbox
+	rows, err := db.readQueryOnce(ctx, `SELECT `+outboxColumns+` FROM outbox
 		WHERE message_id = ? AND message_id != '' ORDER BY id`, messageID)
 	if err != nil {
 		return nil, fmt.Errorf("store: outbox by message id %q: %w", messageID, err)
@@ -575,12 +591,25 @@ func (db *DB) NextOutboxDue(ctx context.Context) (next time.Time, ok bool, err e
 	}
 	defer rows.Close()
 	type key struct{ channel, contact string }
+	more := rows.Next
+	var buffered []queuedRow
+	if db.d.postgres {
+		// A PostgreSQL connection runs one query at a time: read the
+		// queued items before asking about their groups.
+		if buffered, err = readQueued(rows); err != nil {
+			return time.Time{}, false, fmt.Errorf("store: next outbox due: %w", err)
+		}
+		more = func() bool { return len(buffered) > 0 }
+	}
 	seen := map[key]bool{}
 	var best int64
-	for rows.Next() {
+	for more() {
 		var k key
 		var sendAfter int64
-		if err := rows.Scan(&k.channel, &k.contact, &sendAfter); err != nil {
+		if buffered != nil {
+			k, sendAfter = key{buffered[0].channel, buffered[0].contact}, buffered[0].sendAfter
+			buffered = buffered[1:]
+		} else if err := rows.Scan(&k.channel, &k.contact, &sendAfter); err != nil {
 			return time.Time{}, false, fmt.Errorf("store: next outbox due: %w", err)
 		}
 		if ok && sendAfter >= best {
@@ -605,4 +634,24 @@ func (db *DB) NextOutboxDue(ctx context.Context) (next time.Time, ok bool, err e
 		return time.Time{}, false, nil
 	}
 	return time.UnixMilli(best), true, nil
+}
+
+// queuedRow is one row of qQueuedBySendAfter.
+type queuedRow struct {
+	channel, contact string
+	sendAfter        int64
+}
+
+// readQueued reads the rest of rows of qQueuedBySendAfter and closes them.
+func readQueued(rows *sql.Rows) ([]queuedRow, error) {
+	defer rows.Close()
+	list := []queuedRow{}
+	for rows.Next() {
+		var r queuedRow
+		if err := rows.Scan(&r.channel, &r.contact, &r.sendAfter); err != nil {
+			return nil, err
+		}
+		list = append(list, r)
+	}
+	return list, rows.Err()
 }

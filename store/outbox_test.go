@@ -37,7 +37,9 @@ func sendAfters(t *testing.T, db *DB, ids ...int64) []time.Time {
 	return out
 }
 
-func TestEnqueueCoalesces(t *testing.T) {
+func TestEnqueueCoalesces(t *testing.T) { forEachBackend(t, testEnqueueCoalesces) }
+
+func testEnqueueCoalesces(t *testing.T) {
 	db, clk := openTest(t)
 	start := clk.Now()
 	const wait = 10 * time.Second
@@ -84,7 +86,9 @@ func TestEnqueueCoalesces(t *testing.T) {
 	}
 }
 
-func TestDueOutboxGroups(t *testing.T) {
+func TestDueOutboxGroups(t *testing.T) { forEachBackend(t, testDueOutboxGroups) }
+
+func testDueOutboxGroups(t *testing.T) {
 	db, clk := openTest(t)
 	ctx := context.Background()
 	start := clk.Now()
@@ -161,7 +165,9 @@ func TestDueOutboxGroups(t *testing.T) {
 	}
 }
 
-func TestNextOutboxDue(t *testing.T) {
+func TestNextOutboxDue(t *testing.T) { forEachBackend(t, testNextOutboxDue) }
+
+func testNextOutboxDue(t *testing.T) {
 	db, clk := openTest(t)
 	ctx := context.Background()
 	if _, ok, err := db.NextOutboxDue(ctx); ok || err != nil {
@@ -182,7 +188,9 @@ func TestNextOutboxDue(t *testing.T) {
 	}
 }
 
-func TestOutboxLifecycle(t *testing.T) {
+func TestOutboxLifecycle(t *testing.T) { forEachBackend(t, testOutboxLifecycle) }
+
+func testOutboxLifecycle(t *testing.T) {
 	db, clk := openTest(t)
 	ctx := context.Background()
 	a1 := enqueueText(t, db, clk, "a@example.org", "a1", "one", 0)
@@ -246,7 +254,9 @@ func TestOutboxLifecycle(t *testing.T) {
 	}
 }
 
-func TestRequeueSending(t *testing.T) {
+func TestRequeueSending(t *testing.T) { forEachBackend(t, testRequeueSending) }
+
+func testRequeueSending(t *testing.T) {
 	db, clk := openTest(t)
 	ctx := context.Background()
 	a := enqueueText(t, db, clk, "a@example.org", "a1", "one", 0)
@@ -271,7 +281,9 @@ func TestRequeueSending(t *testing.T) {
 	}
 }
 
-func TestEnsureThread(t *testing.T) {
+func TestEnsureThread(t *testing.T) { forEachBackend(t, testEnsureThread) }
+
+func testEnsureThread(t *testing.T) {
 	db, _ := openTest(t)
 	ctx := context.Background()
 	th, err := db.EnsureThread(ctx, "c", "A@example.org", "Your message to Support")
@@ -328,6 +340,10 @@ func TestOutboxQueryPlans(t *testing.T) {
 }
 
 func TestCancelWhileSendingIsNotRetried(t *testing.T) {
+	forEachBackend(t, testCancelWhileSendingIsNotRetried)
+}
+
+func testCancelWhileSendingIsNotRetried(t *testing.T) {
 	db, clk := openTest(t)
 	ctx := context.Background()
 	a := enqueueText(t, db, clk, "jane@example.com", "id:a", "first", 0)
@@ -365,7 +381,9 @@ func TestCancelWhileSendingIsNotRetried(t *testing.T) {
 	}
 }
 
-func TestDeferOutbox(t *testing.T) {
+func TestDeferOutbox(t *testing.T) { forEachBackend(t, testDeferOutbox) }
+
+func testDeferOutbox(t *testing.T) {
 	db, clk := openTest(t)
 	ctx := context.Background()
 	a := enqueueText(t, db, clk, "jane@example.com", "id:a", "first", 0)
@@ -388,7 +406,9 @@ func TestDeferOutbox(t *testing.T) {
 // TestOutboxDueMixedSendAfter checks DueOutbox and NextOutboxDue when the
 // items of one group are due at different times (as after a retry): a
 // group is due at its last item, whatever its first one says.
-func TestOutboxDueMixedSendAfter(t *testing.T) {
+func TestOutboxDueMixedSendAfter(t *testing.T) { forEachBackend(t, testOutboxDueMixedSendAfter) }
+
+func testOutboxDueMixedSendAfter(t *testing.T) {
 	db, clk := openTest(t)
 	ctx := context.Background()
 	start := clk.Now()
@@ -397,7 +417,7 @@ func TestOutboxDueMixedSendAfter(t *testing.T) {
 	b1 := enqueueText(t, db, clk, "b@example.org", "b1", "one", 30*time.Second)
 	set := func(id int64, d time.Duration) {
 		t.Helper()
-		if _, err := db.write.ExecContext(ctx, `UPDATE outbox SET send_after = ? WHERE id = ?`, ms(start.Add(d)), id); err != nil {
+		if _, err := db.writeExec(ctx, `UPDATE outbox SET send_after = ? WHERE id = ?`, ms(start.Add(d)), id); err != nil {
 			t.Fatal(err)
 		}
 	}

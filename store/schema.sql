@@ -168,3 +168,10 @@ CREATE TABLE oauth_grants (
 	login_reason  TEXT    NOT NULL DEFAULT '',
 	updated_at    INTEGER NOT NULL
 ) WITHOUT ROWID;
+
+CREATE TABLE media_chunks (
+	sha256 TEXT    NOT NULL,
+	seq    INTEGER NOT NULL,
+	data   BLOB    NOT NULL,
+	PRIMARY KEY (sha256, seq)
+);

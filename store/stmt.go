@@ -22,6 +22,10 @@ const maxCachedStmts = 256
 // first met inside a transaction runs unprepared and is only noted; it is
 // prepared by prepare, which callers run before they begin a transaction.
 // No lock is held while preparing.
+//
+// On PostgreSQL the store keeps no stmtCache (the nil *stmtCache caches
+// nothing): pgx prepares and caches each query text per connection by
+// itself.
 type stmtCache struct {
 	pool *sql.DB
 	mu   sync.Mutex
@@ -36,6 +40,9 @@ func newStmtCache(pool *sql.DB) *stmtCache {
 // lookup returns the prepared statement of query, or nil; with note, an
 // unknown query is remembered for prepare.
 func (c *stmtCache) lookup(query string, note bool) *sql.Stmt {
+	if c == nil {
+		return nil
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	st := c.m[query]
@@ -49,6 +56,9 @@ func (c *stmtCache) lookup(query string, note bool) *sql.Stmt {
 // nil when the cache is full or preparing failed (the caller then runs the
 // query unprepared). The caller must not hold a connection of the pool.
 func (c *stmtCache) get(ctx context.Context, query string) *sql.Stmt {
+	if c == nil {
+		return nil
+	}
 	c.mu.Lock()
 	st, full := c.m[query], len(c.m) >= maxCachedStmts
 	c.mu.Unlock()
@@ -73,6 +83,9 @@ func (c *stmtCache) get(ctx context.Context, query string) *sql.Stmt {
 // prepare prepares the queries noted inside transactions. The caller must
 // not hold a connection of the pool.
 func (c *stmtCache) prepare(ctx context.Context) {
+	if c == nil {
+		return
+	}
 	c.mu.Lock()
 	var todo []string
 	for q := range c.todo {
@@ -86,6 +99,9 @@ func (c *stmtCache) prepare(ctx context.Context) {
 
 // close closes every cached statement.
 func (c *stmtCache) close() {
+	if c == nil {
+		return
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for q, st := range c.m {
@@ -97,6 +113,7 @@ func (c *stmtCache) close() {
 // txExec runs a single-statement query in tx with a cached statement; tx
 // must be a writer transaction (db.tx, db.lazyTx).
 func (db *DB) txExec(ctx context.Context, tx *sql.Tx, query string, args ...any) (sql.Result, error) {
+	query, args = db.d.q(query), db.d.args(args)
 	st := db.wstmts.lookup(query, true)
 	if st == nil {
 		return tx.ExecContext(ctx, query, args...)
@@ -107,6 +124,7 @@ func (db *DB) txExec(ctx context.Context, tx *sql.Tx, query string, args ...any)
 // txQueryRow is tx.QueryRowContext with a cached statement; tx must be a
 // writer transaction (db.tx, db.lazyTx).
 func (db *DB) txQueryRow(ctx context.Context, tx *sql.Tx, query string, args ...any) *sql.Row {
+	query, args = db.d.q(query), db.d.args(args)
 	st := db.wstmts.lookup(query, true)
 	if st == nil {
 		return tx.QueryRowContext(ctx, query, args...)
@@ -117,6 +135,7 @@ func (db *DB) txQueryRow(ctx context.Context, tx *sql.Tx, query string, args ...
 // rtxQuery is tx.QueryContext with a cached statement; tx must be a
 // transaction of the read pool.
 func (db *DB) rtxQuery(ctx context.Context, tx *sql.Tx, query string, args ...any) (*sql.Rows, error) {
+	query, args = db.d.q(query), db.d.args(args)
 	st := db.rstmts.lookup(query, true)
 	if st == nil {
 		return tx.QueryContext(ctx, query, args...)
@@ -127,6 +146,7 @@ func (db *DB) rtxQuery(ctx context.Context, tx *sql.Tx, query string, args ...an
 // rtxQueryRow is tx.QueryRowContext with a cached statement; tx must be a
 // transaction of the read pool.
 func (db *DB) rtxQueryRow(ctx context.Context, tx *sql.Tx, query string, args ...any) *sql.Row {
+	query, args = db.d.q(query), db.d.args(args)
 	st := db.rstmts.lookup(query, true)
 	if st == nil {
 		return tx.QueryRowContext(ctx, query, args...)
@@ -136,6 +156,7 @@ func (db *DB) rtxQueryRow(ctx context.Context, tx *sql.Tx, query string, args ..
 
 // writeExec is db.write.ExecContext with a cached statement (no barrier).
 func (db *DB) writeExec(ctx context.Context, query string, args ...any) (sql.Result, error) {
+	query, args = db.d.q(query), db.d.args(args)
 	st := db.wstmts.get(ctx, query)
 	if st == nil {
 		return db.write.ExecContext(ctx, query, args...)
@@ -145,6 +166,7 @@ func (db *DB) writeExec(ctx context.Context, query string, args ...any) (sql.Res
 
 // readQuery is db.read.QueryContext with a cached statement.
 func (db *DB) readQuery(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
+	query, args = db.d.q(query), db.d.args(args)
 	st := db.rstmts.get(ctx, query)
 	if st == nil {
 		return db.read.QueryContext(ctx, query, args...)
@@ -154,6 +176,7 @@ func (db *DB) readQuery(ctx context.Context, query string, args ...any) (*sql.Ro
 
 // readQueryRow is db.read.QueryRowContext with a cached statement.
 func (db *DB) readQueryRow(ctx context.Context, query string, args ...any) *sql.Row {
+	query, args = db.d.q(query), db.d.args(args)
 	st := db.rstmts.get(ctx, query)
 	if st == nil {
 		return db.read.QueryRowContext(ctx, query, args...)
@@ -164,6 +187,42 @@ func (db *DB) readQueryRow(ctx context.Context, query string, args ...any) *sql.
 // beginRead begins a read-only transaction of the read pool, after
 // preparing the statements earlier read transactions noted.
 func (db *DB) beginRead(ctx context.Context) (*sql.Tx, error) {
+	if db.d.postgres {
+		// One snapshot for the whole transaction, as SQLite's WAL
+		// readers have.
+		return db.read.BeginTx(ctx, &sql.TxOptions{ReadOnly: true, Isolation: sql.LevelRepeatableRead})
+	}
 	db.rstmts.prepare(ctx)
 	return db.read.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
+}
+
+// The uncached forms: every query the store sends goes through db.d.q,
+// which puts it in the backend's dialect.
+
+// txExecOnce is tx.ExecContext for a query run too seldom to cache.
+func (db *DB) txExecOnce(ctx context.Context, tx *sql.Tx, query string, args ...any) (sql.Result, error) {
+	return tx.ExecContext(ctx, db.d.q(query), db.d.args(args)...)
+}
+
+// txQueryOnce is tx.QueryContext for a query run too seldom to cache.
+func (db *DB) txQueryOnce(ctx context.Context, tx *sql.Tx, query string, args ...any) (*sql.Rows, error) {
+	return tx.QueryContext(ctx, db.d.q(query), db.d.args(args)...)
+}
+
+// txQueryRowOnce is tx.QueryRowContext for a query run too seldom to
+// cache.
+func (db *DB) txQueryRowOnce(ctx context.Context, tx *sql.Tx, query string, args ...any) *sql.Row {
+	return tx.QueryRowContext(ctx, db.d.q(query), db.d.args(args)...)
+}
+
+// readQueryOnce is db.read.QueryContext for a query run too seldom to
+// cache.
+func (db *DB) readQueryOnce(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
+	return db.read.QueryContext(ctx, db.d.q(query), db.d.args(args)...)
+}
+
+// readQueryRowOnce is db.read.QueryRowContext for a query run too seldom
+// to cache.
+func (db *DB) readQueryRowOnce(ctx context.Context, query string, args ...any) *sql.Row {
+	return db.read.QueryRowContext(ctx, db.d.q(query), db.d.args(args)...)
 }

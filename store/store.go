@@ -1,7 +1,21 @@
-// Package store keeps mailgate's state in one SQLite database: the IMAP
-// cursors, the inbound ledger and the posts it still owes Userlike, the
-// outbox of operator replies, the conversation threads, the media index and
-// the installation secrets.
+// Package store keeps mailgate's state in one database: the IMAP cursors,
+// the inbound ledger and the posts it still owes Userlike, the outbox of
+// operator replies, the conversation threads, the media index and the
+// installation secrets.
+//
+// One API, two backends. Open opens an SQLite file, the embedded default
+// for a single host; OpenPostgres opens a PostgreSQL database that several
+// mailgate instances share. The queries are written once, in the SQL both
+// understand (RETURNING, ON CONFLICT, CASE instead of SQLite's scalar max),
+// with "?" placeholders; the statement helpers (stmt.go) pass every query
+// through the dialect (dialect.go), which for PostgreSQL numbers the
+// placeholders, drops SQLite's index hints and spells json_each as
+// json_array_elements_text, once per query text. The schema exists in both
+// dialects: schema.sql and postgres_schema.sql, kept equal in tables,
+// columns and indexes by TestPostgresSchema; migrations in schema/ run on
+// both unless one comes with a NNN_what.pg.sql version.
+//
+// # SQLite
 //
 // A DB holds two connection pools on the same file. All writes and all
 // transactions go through a single writer connection, so writers queue in
@@ -42,6 +56,39 @@
 // writers go on meanwhile, and concurrent barriers share one fsync (group
 // commit): a burst of webhook requests costs a few fsyncs, not one each.
 //
+// # PostgreSQL
+//
+// One pool (Options.MaxReaders plus 4 connections) serves reads and
+// writes. There is no group commit: transactions run concurrently, at
+// SERIALIZABLE, so each has the outcome it would have alone, as with
+// SQLite's single writer; one that loses a race with another (in this
+// process or another instance) is rolled back and run again. Read-only
+// transactions run at REPEATABLE READ, one snapshot as SQLite's WAL
+// readers have. pgx prepares and caches each query per connection, so the
+// store keeps no statement cache of its own. Barrier is a no-op: with
+// synchronous_commit on (PostgreSQL's default; keep it), every COMMIT is
+// durable when it returns, on the server and on its synchronous standbys.
+//
+// Instances share the outbox: every instance answers the webhook and runs
+// the outbox worker, and MarkOutboxSending claims a due batch with FOR
+// UPDATE SKIP LOCKED, so that each reply is claimed by one instance and a
+// contact's batch is never split (see MarkOutboxSending). Installation keys
+// are created with INSERT ... ON CONFLICT DO NOTHING and read back, so all
+// instances sign media URLs and Message-IDs with the same keys, and the
+// media contents are kept in the store too (PutMediaBlob, MediaBlob; see
+// media.Options.Blobs), so that a signed media URL works on every
+// instance. CopyTo copies an SQLite store into a new PostgreSQL one
+// (mailgate store migrate). The inbound
+// ledger of a channel is written by the one instance working that
+// channel's mailbox; it takes no row locks. RequeueSending, which a
+// starting daemon calls, requeues every item in state sending, also those
+// another running instance is delivering: until instances know of each
+// other (leases), such an item may be mailed twice, with one Message-ID.
+//
+// PostgreSQL's TEXT holds only UTF-8 without NUL bytes: a string with
+// others (a broken header of a malformed email) is stored with U+FFFD in
+// their place rather than failing; SQLite keeps the bytes.
+//
 // All times are stored as unix milliseconds.
 package store
 
@@ -61,6 +108,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	_ "modernc.org/sqlite" // registers the "sqlite" database/sql driver
@@ -89,7 +137,8 @@ type Options struct {
 	// another process (for example a mailgate CLI command running beside
 	// the daemon) before failing with SQLITE_BUSY. Default 5s.
 	BusyTimeout time.Duration
-	// MaxReaders caps the read pool. Default: max(4, GOMAXPROCS).
+	// MaxReaders caps the read pool. Default: max(4, GOMAXPROCS). On
+	// PostgreSQL it caps the one pool, plus 4 for writers.
 	MaxReaders int
 	// Now returns the current time; tests set it. Default time.Now.
 	Now func() time.Time
@@ -97,15 +146,18 @@ type Options struct {
 
 // DB is an open mailgate database. It is safe for concurrent use.
 type DB struct {
-	path  string
-	write *sql.DB // exactly one connection: every write and transaction
-	read  *sql.DB // query-only pool
+	path  string   // the database file; on PostgreSQL the DSN without its password
+	d     *dialect // the backend's SQL dialect
+	write *sql.DB  // exactly one connection: every write and transaction; on PostgreSQL the one pool
+	read  *sql.DB  // query-only pool; on PostgreSQL the same pool as write
 	now   func() time.Time
-	wal   *walSyncer
+	wal   *walSyncer // nil on PostgreSQL
 
 	wstmts, rstmts *stmtCache // prepared statements of write and read
 
 	commits groupCommit // every write transaction goes through it
+
+	txRetries atomic.Uint64 // PostgreSQL transactions run again (pgTx)
 }
 
 // StateError reports that a ledger or outbox row is not in a state that
@@ -168,7 +220,7 @@ func Open(ctx context.Context, path string, opts Options) (*DB, error) {
 	write.SetConnMaxLifetime(0)
 	write.SetConnMaxIdleTime(0)
 
-	db := &DB{path: abs, write: write, now: now, wal: newWALSyncer(abs), wstmts: newStmtCache(write)}
+	db := &DB{path: abs, d: &dialect{}, write: write, now: now, wal: newWALSyncer(abs), wstmts: newStmtCache(write)}
 	if err := db.migrate(ctx); err != nil {
 		write.Close()
 		return nil, err
@@ -222,14 +274,21 @@ func dsn(abs string, busy time.Duration, readOnly bool) string {
 	return u.String()
 }
 
-// Path returns the absolute path of the database file.
+// Path returns the absolute path of the database file; on PostgreSQL the
+// DSN with its password left out (see RedactDSN).
 func (db *DB) Path() string { return db.path }
+
+// Driver returns the backend: DriverSQLite or DriverPostgres.
+func (db *DB) Driver() string { return db.d.name() }
 
 // Close closes both connection pools.
 func (db *DB) Close() error {
 	db.wstmts.close()
 	db.rstmts.close()
-	err := db.read.Close()
+	var err error
+	if db.read != db.write {
+		err = db.read.Close()
+	}
 	if werr := db.write.Close(); err == nil {
 		err = werr
 	}
@@ -244,17 +303,44 @@ type migration struct {
 	version int
 	name    string
 	sql     string
+	pg      string // NNN_what.pg.sql: the PostgreSQL version, when sql is not portable
 }
+
+// postgres returns the migration's PostgreSQL text.
+func (m migration) postgres() string {
+	if m.pg != "" {
+		return m.pg
+	}
+	return m.sql
+}
+
+// pgSuffix ends the name of a migration's PostgreSQL version.
+const pgSuffix = ".pg.sql"
 
 // migrations returns the embedded schema files ordered by number. Files are
 // named NNN_what.sql and numbered 1, 2, 3, ... without gaps.
+//
+// A migration whose SQL PostgreSQL does not accept comes with its
+// PostgreSQL version beside it, NNN_what.pg.sql; otherwise both backends
+// run NNN_what.sql. A new PostgreSQL database starts from
+// postgres_schema.sql at the newest version, so only migrations added
+// after a database was created ever run on it.
 func migrations() ([]migration, error) {
 	entries, err := fs.ReadDir(schemaFS, "schema")
 	if err != nil {
 		return nil, fmt.Errorf("store: read schema: %w", err)
 	}
 	var ms []migration
+	pg := map[string]string{}
 	for _, e := range entries {
+		if base, ok := strings.CutSuffix(e.Name(), pgSuffix); ok {
+			b, err := fs.ReadFile(schemaFS, path.Join("schema", e.Name()))
+			if err != nil {
+				return nil, fmt.Errorf("store: read schema %s: %w", e.Name(), err)
+			}
+			pg[base+".sql"] = string(b)
+			continue
+		}
 		n, err := migrationVersion(e.Name())
 		if err != nil {
 			return nil, err
@@ -264,6 +350,15 @@ func migrations() ([]migration, error) {
 			return nil, fmt.Errorf("store: read schema %s: %w", e.Name(), err)
 		}
 		ms = append(ms, migration{version: n, name: e.Name(), sql: string(b)})
+	}
+	for i := range ms {
+		if s, ok := pg[ms[i].name]; ok {
+			ms[i].pg = s
+			delete(pg, ms[i].name)
+		}
+	}
+	for name := range pg {
+		return nil, fmt.Errorf("store: schema %s%s: no %s beside it", strings.TrimSuffix(name, ".sql"), pgSuffix, name)
 	}
 	sort.Slice(ms, func(i, j int) bool { return ms[i].version < ms[j].version })
 	for i, m := range ms {
@@ -291,6 +386,9 @@ func migrationVersion(name string) (int, error) {
 // its own transaction together with the user_version bump, so a failed
 // migration leaves the database at the previous version.
 func (db *DB) migrate(ctx context.Context) error {
+	if db.d.postgres {
+		return db.migratePostgres(ctx)
+	}
 	ms, err := migrations()
 	if err != nil {
 		return err
@@ -337,8 +435,12 @@ func (db *DB) migrate(ctx context.Context) error {
 
 // SchemaVersion returns the database's schema version (PRAGMA user_version).
 func (db *DB) SchemaVersion(ctx context.Context) (int, error) {
+	q := "PRAGMA user_version"
+	if db.d.postgres {
+		q = pgVersionQuery
+	}
 	var v int
-	if err := db.read.QueryRowContext(ctx, "PRAGMA user_version").Scan(&v); err != nil {
+	if err := db.read.QueryRowContext(ctx, q).Scan(&v); err != nil {
 		return 0, fmt.Errorf("store: schema version: %w", err)
 	}
 	return v, nil
@@ -349,6 +451,9 @@ func (db *DB) SchemaVersion(ctx context.Context) (int, error) {
 // fn must use tx only, never db.write: the writer has a single connection
 // and tx holds it.
 func (db *DB) tx(ctx context.Context, fn func(tx *sql.Tx) error) error {
+	if db.d.postgres {
+		return db.pgTx(ctx, fn)
+	}
 	return db.commits.run(db, ctx, fn, true)
 }
 
@@ -357,12 +462,15 @@ func (db *DB) tx(ctx context.Context, fn func(tx *sql.Tx) error) error {
 // the SMTP bookkeeping use it (see the package doc).
 // Concurrent calls share one transaction and one commit (see groupCommit).
 func (db *DB) lazyTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
+	if db.d.postgres {
+		return db.pgTx(ctx, fn)
+	}
 	return db.commits.run(db, ctx, fn, false)
 }
 
 // exec runs one statement on the writer and makes it durable (Barrier).
 func (db *DB) exec(ctx context.Context, query string, args ...any) (sql.Result, error) {
-	r, err := db.write.ExecContext(ctx, query, args...)
+	r, err := db.write.ExecContext(ctx, db.d.q(query), db.d.args(args)...)
 	if err != nil {
 		return nil, err
 	}
@@ -391,7 +499,7 @@ func (db *DB) nowMS() int64 { return db.now().UnixMilli() }
 // normContact is the key a contact (an email address) is stored under.
 func normContact(c string) string { return mailaddr.Key(c) }
 
-// boolInt converts a bool to SQLite's 0/1.
+// boolInt converts a bool to the 0/1 the schema stores booleans as.
 func boolInt(b bool) int {
 	if b {
 		return 1

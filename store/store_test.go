@@ -13,10 +13,14 @@ import (
 	"time"
 )
 
-// openTest opens a fresh database in a temporary directory.
+// openTest opens a fresh database in a temporary directory, or on
+// PostgreSQL under forEachBackend's "postgres" subtest.
 func openTest(t testing.TB) (*DB, *fakeclock.Clock) {
 	t.Helper()
 	clk := fakeclock.New(time.UnixMilli(1_700_000_000_000))
+	if onPostgres(t) {
+		return openPostgresTest(t, Options{Now: clk.Now}), clk
+	}
 	db, err := Open(context.Background(), filepath.Join(t.TempDir(), "state", "mailgate.db"), Options{Now: clk.Now})
 	if err != nil {
 		t.Fatal(err)
@@ -105,7 +109,7 @@ func TestOpenMigratesAndReopens(t *testing.T) {
 		t.Fatalf("Cursor after reopen = %+v, %v", c, err)
 	}
 	var bt int
-	if err := db.read.QueryRowContext(ctx, "PRAGMA busy_timeout").Scan(&bt); err != nil || bt != 1000 {
+	if err := db.readQueryRowOnce(ctx, "PRAGMA busy_timeout").Scan(&bt); err != nil || bt != 1000 {
 		t.Errorf("busy_timeout = %d, %v; want 1000", bt, err)
 	}
 	// The WAL file shares the database file's mode.
@@ -126,7 +130,7 @@ func TestOpenRefusesNewerSchema(t *testing.T) {
 		t.Fatal(err)
 	}
 	newer := len(ms) + 1
-	if _, err := db.write.ExecContext(ctx, "PRAGMA user_version = "+strconv.Itoa(newer)); err != nil {
+	if _, err := db.writeExec(ctx, "PRAGMA user_version = "+strconv.Itoa(newer)); err != nil {
 		t.Fatal(err)
 	}
 	db.Close()
@@ -185,7 +189,9 @@ func TestMigrationVersion(t *testing.T) {
 	}
 }
 
-func TestInstallationKey(t *testing.T) {
+func TestInstallationKey(t *testing.T) { forEachBackend(t, testInstallationKey) }
+
+func testInstallationKey(t *testing.T) {
 	db, _ := openTest(t)
 	ctx := context.Background()
 
@@ -223,7 +229,9 @@ func TestInstallationKey(t *testing.T) {
 	}
 }
 
-func TestNotFoundErrors(t *testing.T) {
+func TestNotFoundErrors(t *testing.T) { forEachBackend(t, testNotFoundErrors) }
+
+func testNotFoundErrors(t *testing.T) {
 	db, _ := openTest(t)
 	ctx := context.Background()
 	checks := map[string]error{}

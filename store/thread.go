@@ -44,25 +44,19 @@ func (db *DB) Thread(ctx context.Context, channel, contact string) (t *Thread, o
 		return nil, false, fmt.Errorf("store: thread %s: %w", channel, err)
 	}
 	defer tx.Rollback()
-	t, err = currentThread(ctx, tx, channel, contact)
+	t, err = db.currentThread(ctx, tx, channel, contact)
 	if err != nil {
 		return nil, false, fmt.Errorf("store: thread %s: %w", channel, err)
 	}
 	return t, t != nil, nil
 }
 
-// querier is what *sql.Tx and *sql.DB have in common.
-type querier interface {
-	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
-	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
-}
-
 // currentThread reads the contact's newest thread; nil when none.
-func currentThread(ctx context.Context, q querier, channel, contact string) (*Thread, error) {
+func (db *DB) currentThread(ctx context.Context, tx *sql.Tx, channel, contact string) (*Thread, error) {
 	t := &Thread{Channel: channel, Contact: contact}
 	var id, created, updated int64
 	var cc string
-	err := q.QueryRowContext(ctx, `SELECT id, subject, last_customer_id, last_our_id, cc, created_at, updated_at FROM threads
+	err := db.txQueryRowOnce(ctx, tx, `SELECT id, subject, last_customer_id, last_our_id, cc, created_at, updated_at FROM threads
 		WHERE channel = ? AND contact = ? ORDER BY id DESC LIMIT 1`, channel, contact).
 		Scan(&id, &t.Subject, &t.LastCustomerID, &t.LastOurID, &cc, &created, &updated)
 	if errors.Is(err, sql.ErrNoRows) {
@@ -77,7 +71,7 @@ func currentThread(ctx context.Context, q querier, channel, contact string) (*Th
 			return nil, fmt.Errorf("thread %d: corrupt cc %q: %w", id, cc, err)
 		}
 	}
-	rows, err := q.QueryContext(ctx, `SELECT message_id, ours, created_at FROM thread_messages
+	rows, err := db.txQueryOnce(ctx, tx, `SELECT message_id, ours, created_at FROM thread_messages
 		WHERE thread_id = ? ORDER BY id`, id)
 	if err != nil {
 		return nil, err
@@ -115,7 +109,7 @@ func (db *DB) EnsureThread(ctx context.Context, channel, contact, subject string
 			return err
 		}
 		var err error
-		t, err = currentThread(ctx, tx, channel, contact)
+		t, err = db.currentThread(ctx, tx, channel, contact)
 		return err
 	})
 	if err != nil {
@@ -158,12 +152,8 @@ func (db *DB) addThreadMessage(ctx context.Context, tx *sql.Tx, channel, contact
 		}
 	}
 	if newThread {
-		r, err := db.txExec(ctx, tx, `INSERT INTO threads (channel, contact, subject, created_at, updated_at)
-			VALUES (?, ?, ?, ?, ?)`, channel, contact, subject, now, now)
-		if err != nil {
-			return err
-		}
-		if id, err = r.LastInsertId(); err != nil {
+		if err := db.txQueryRow(ctx, tx, `INSERT INTO threads (channel, contact, subject, created_at, updated_at)
+			VALUES (?, ?, ?, ?, ?) RETURNING id`, channel, contact, subject, now, now).Scan(&id); err != nil {
 			return err
 		}
 	} else if subject != "" {
@@ -212,9 +202,9 @@ func (db *DB) KnowsMessageID(ctx context.Context, channel, contact string, ids [
 		return false, fmt.Errorf("store: knows message id %s: %w", channel, err)
 	}
 	var n int
-	err = db.readQueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM thread_messages AS m
+	err = db.readQueryRow(ctx, `SELECT CASE WHEN EXISTS (SELECT 1 FROM thread_messages AS m
 		JOIN threads AS t ON t.id = m.thread_id
-		WHERE m.message_id IN (SELECT value FROM json_each(?)) AND t.channel = ? AND t.contact = ?)`,
+		WHERE m.message_id IN (SELECT value FROM json_each(?)) AND t.channel = ? AND t.contact = ?) THEN 1 ELSE 0 END`,
 		j, channel, normContact(contact)).Scan(&n)
 	if err != nil {
 		return false, fmt.Errorf("store: knows message id %s: %w", channel, err)

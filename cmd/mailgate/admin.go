@@ -27,7 +27,7 @@ func openStore(ctx context.Context, env *environment, path string) (*config.Conf
 	if err != nil {
 		return nil, nil, err
 	}
-	db, err := store.Open(ctx, cfg.Store.Path, store.Options{})
+	db, err := openDB(ctx, cfg)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -96,12 +96,13 @@ type channelStatus struct {
 	Lease *lease.Holder `json:"lease,omitempty"`
 }
 
-// readLeases reads the lease table when [store] dsn is set; nil otherwise.
+// readLeases reads the lease table when the store is PostgreSQL; nil
+// otherwise.
 func readLeases(ctx context.Context, cfg *config.Config) (map[string]lease.Holder, error) {
-	dsn := cfg.Store.DSN.Reveal()
-	if dsn == "" {
+	if cfg.Store.Driver != config.StorePostgres {
 		return nil, nil
 	}
+	dsn := cfg.Store.DSN.Reveal()
 	pcfg, err := pgx.ParseConfig(dsn)
 	if err != nil {
 		return nil, errors.New("status: [store] dsn is malformed")

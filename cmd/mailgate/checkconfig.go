@@ -48,7 +48,9 @@ func cmdCheckConfig(ctx context.Context, env *environment, args []string) error 
 // nothing; the only changes it makes are to create a missing folder that
 // mailgate writes to (quarantine, move_to, sent), as the daemon would, and,
 // for a channel with [channel.oauth2], to obtain an access token, which
-// records the refresh (and a rotated refresh token) in the store.
+// records the refresh (and a rotated refresh token) in the store. With
+// [store] driver = "postgres" it connects to the database first (creating
+// mailgate's tables in a new one).
 func checkConnections(ctx context.Context, w io.Writer, cfg *config.Config, configPath string) bool {
 	ok := true
 	report := func(ch, name string, err error, note string) {
@@ -71,12 +73,24 @@ func checkConnections(ctx context.Context, w io.Writer, cfg *config.Config, conf
 			db.Close()
 		}
 	}()
+	if cfg.Store.Driver == config.StorePostgres {
+		// The shared store: reachable, and its schema created or up to
+		// date (as the daemon would make it).
+		var err error
+		note := ""
+		if db, err = openDB(ctx, cfg); err == nil {
+			var v int
+			v, err = db.SchemaVersion(ctx)
+			note = fmt.Sprintf("%s, schema version %d", db.Path(), v)
+		}
+		report("store", "postgres: connect", err, note)
+	}
 	for _, ch := range cfg.Channels {
 		var grant *oauthgrant.Source
 		if ch.OAuth2.Enabled() {
 			var err error
 			if db == nil {
-				db, err = store.Open(ctx, cfg.Store.Path, store.Options{})
+				db, err = openDB(ctx, cfg)
 			}
 			if err == nil {
 				grant, err = oauthgrant.New(oauthgrant.Options{Channel: ch.Name, Config: ch.OAuth2, DB: db, LoginCommand: loginCommand(configPath, ch.Name)})

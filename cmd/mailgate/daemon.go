@@ -98,7 +98,7 @@ func (r *channelRun) mailboxRunning() (time.Time, bool) {
 func startDaemon(ctx context.Context, opts daemonOptions) (*daemon, error) {
 	cfg := opts.Config
 	d := &daemon{opts: opts, log: opts.Logger, channels: map[string]*channelRun{}, errc: make(chan error, 1), metrics: metrics.New()}
-	db, err := store.Open(ctx, cfg.Store.Path, store.Options{})
+	db, err := openDB(ctx, cfg)
 	if err != nil {
 		return nil, err
 	}
@@ -238,6 +238,7 @@ func (d *daemon) openMedia(ctx context.Context) error {
 		URLTTL:    cfg.Media.URLTTL.Duration,
 		MaxSize:   int64(cfg.Media.MaxSize),
 		Index:     mediaIndex{d.db},
+		Blobs:     mediaBlobsFor(cfg, d.db),
 		Logger:    d.log,
 	})
 	if err != nil {

@@ -52,11 +52,11 @@ func stopPostgres() {
 	}
 }
 
-// useLeases adds the lease keys to e's [store].
+// useLeases puts e's store in PostgreSQL (dsn) with the lease keys.
 func (e *testEnv) useLeases(dsn, instance, ttl string) {
 	e.t.Helper()
 	cfg := readFile(e.t, e.cfgPath)
-	keys := "[store]\ndsn = " + quote(dsn) + "\ninstance = " + quote(instance) + "\nlease_ttl = " + quote(ttl) + "\n"
+	keys := "[store]\ndriver = \"postgres\"\ndsn = " + quote(dsn) + "\ninstance = " + quote(instance) + "\nlease_ttl = " + quote(ttl) + "\n"
 	if !strings.Contains(cfg, "[store]\n") {
 		e.t.Fatal("no [store] in the test configuration")
 	}

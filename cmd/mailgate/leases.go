@@ -6,19 +6,20 @@ import (
 	"os"
 	"time"
 
+	"mailgate/config"
 	"mailgate/lease"
 	"mailgate/metrics"
 )
 
-// openLeases connects to the lease table when [store] dsn is set: then
-// each channel's mailbox side runs only while this instance holds the
-// channel's lease (doc/scale-out.md).
+// openLeases connects to the lease table when the store is PostgreSQL
+// ([store] driver = "postgres"): then each channel's mailbox side runs
+// only while this instance holds the channel's lease (doc/scale-out.md).
 func (d *daemon) openLeases(ctx context.Context) error {
 	cfg := d.opts.Config.Store
-	dsn := cfg.DSN.Reveal()
-	if dsn == "" {
+	if cfg.Driver != config.StorePostgres {
 		return nil
 	}
+	dsn := cfg.DSN.Reveal()
 	instance := cfg.Instance
 	if instance == "" {
 		instance = defaultInstance()

@@ -53,6 +53,7 @@ func commands() []command {
 		{"status", "show per channel the cursors, queue depths, oldest pending item, last error, dead letters and lease holder", cmdStatus},
 		{"dead", "list, show, retry or drop dead letters", cmdDead},
 		{"oauth", "log a channel in with OAuth2 (oauth login), or show the grants (oauth status)", cmdOAuth},
+		{"store", "copy the SQLite store into PostgreSQL (store migrate -to postgres)", cmdStore},
 		{"simulate-userlike", "run a simulated Userlike Message Center to try a real mailbox before connecting Userlike", cmdSimulateUserlike},
 		{"version", "print the version", cmdVersion},
 		{"help", "list the commands, or describe one", cmdHelp},

@@ -55,6 +55,9 @@ func TestDaemonMetricsAndReadiness(t *testing.T) {
 	} else if n, _ := strconv.Atoi(m[1]); n < 2 {
 		t.Errorf("mailgate_store_wal_fsyncs_total %d, want at least 2", n)
 	}
+	if !regexp.MustCompile(`(?m)^mailgate_store_tx_retries_total 0$`).MatchString(body) {
+		t.Errorf("no mailgate_store_tx_retries_total 0 in /metrics (SQLite runs no transaction again)")
+	}
 	waitScrape(t, base+"/healthz", 200, `"ok"`)
 	waitScrape(t, base+"/readyz", 200, `"ready"`)
 

@@ -44,7 +44,7 @@ func cmdOAuthLogin(ctx context.Context, env *environment, args []string) error {
 	if err != nil {
 		return err
 	}
-	db, err := store.Open(ctx, cfg.Store.Path, store.Options{})
+	db, err := openDB(ctx, cfg)
 	if err != nil {
 		return err
 	}

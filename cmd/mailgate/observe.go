@@ -25,6 +25,12 @@ func (d *daemon) startMetrics() error {
 	}, func() float64 { return float64(d.db.WALSyncs()) })); err != nil {
 		return fmt.Errorf("metrics: %w", err)
 	}
+	if err := d.metrics.Registry().Register(prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Name: "mailgate_store_tx_retries_total",
+		Help: "PostgreSQL store transactions run again after losing a race with another (serialization failure, deadlock); 0 on SQLite.",
+	}, func() float64 { return float64(d.db.TxRetries()) })); err != nil {
+		return fmt.Errorf("metrics: %w", err)
+	}
 	addr := d.opts.Config.Metrics.Listen
 	if addr == "" {
 		return nil

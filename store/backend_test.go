@@ -1,0 +1,92 @@
+package store
+
+import (
+	"context"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"mailgate/internal/pgtest"
+)
+
+// The store's tests run against both backends: forEachBackend runs a test
+// as the subtests "sqlite" and "postgres", and openTest opens a fresh
+// database of the backend its test runs under. One PostgreSQL server
+// serves the whole test binary (started on first use, stopped by
+// TestMain); every test gets a database of its own on it.
+
+var pgServer struct {
+	once sync.Once
+	srv  *pgtest.Server
+	err  error
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if pgServer.srv != nil {
+		pgServer.srv.Stop()
+	}
+	os.Exit(code)
+}
+
+// postgresServer returns the test binary's PostgreSQL server, starting it
+// on first use. Without PostgreSQL installed it skips t, unless
+// MAILGATE_REQUIRE_POSTGRES is set.
+//
+// A server started for a benchmark (go test -run '^$' -bench .) is
+// durable (fsync and synchronous_commit on, as in production), so that its
+// figures compare with SQLite's, whose benchmarks fsync too; tests run
+// without, for speed.
+func postgresServer(t testing.TB) *pgtest.Server {
+	t.Helper()
+	if _, err := pgtest.FindBinDir(); err != nil {
+		if os.Getenv("MAILGATE_REQUIRE_POSTGRES") != "" {
+			t.Fatal(err)
+		}
+		t.Skip(err)
+	}
+	pgServer.once.Do(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+		defer cancel()
+		_, durable := t.(*testing.B)
+		pgServer.srv, pgServer.err = pgtest.Start(ctx, pgtest.Options{Durable: durable})
+	})
+	if pgServer.err != nil {
+		t.Fatal(pgServer.err)
+	}
+	return pgServer.srv
+}
+
+// forEachBackend runs f as the subtests "sqlite" and "postgres".
+func forEachBackend(t *testing.T, f func(t *testing.T)) {
+	t.Helper()
+	t.Run(DriverSQLite, f)
+	t.Run(DriverPostgres, f)
+}
+
+// forEachBackendB is forEachBackend for a benchmark.
+func forEachBackendB(b *testing.B, f func(b *testing.B)) {
+	b.Helper()
+	b.Run(DriverSQLite, f)
+	b.Run(DriverPostgres, f)
+}
+
+// onPostgres reports whether t runs under forEachBackend's "postgres"
+// subtest (or a subtest of it).
+func onPostgres(t testing.TB) bool {
+	return strings.Contains(t.Name()+"/", "/"+DriverPostgres+"/")
+}
+
+// openPostgresTest opens a fresh PostgreSQL database for t.
+func openPostgresTest(t testing.TB, opts Options) *DB {
+	t.Helper()
+	dsn := postgresServer(t).NewDatabase(t)
+	db, err := OpenPostgres(context.Background(), dsn, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	return db
+}
