@@ -79,6 +79,10 @@ func onPostgres(t testing.TB) bool {
 	return strings.Contains(t.Name()+"/", "/"+DriverPostgres+"/")
 }
 
+// testDSNs maps the databases openPostgresTest opened to their DSNs, for
+// reopenPostgres.
+var testDSNs sync.Map // *DB -> string
+
 // openPostgresTest opens a fresh PostgreSQL database for t.
 func openPostgresTest(t testing.TB, opts Options) *DB {
 	t.Helper()
@@ -87,6 +91,24 @@ func openPostgresTest(t testing.TB, opts Options) *DB {
 	if err != nil {
 		t.Fatal(err)
 	}
+	testDSNs.Store(db, dsn)
 	t.Cleanup(func() { db.Close() })
 	return db
+}
+
+// reopenPostgres closes db, a database of openPostgresTest, and opens it
+// again as a new process would: with a claim key of its own.
+func reopenPostgres(t testing.TB, db *DB, opts Options) *DB {
+	t.Helper()
+	dsn, ok := testDSNs.Load(db)
+	if !ok {
+		t.Fatal("reopenPostgres: not a database of openPostgresTest")
+	}
+	db.Close()
+	again, err := OpenPostgres(context.Background(), dsn.(string), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { again.Close() })
+	return again
 }

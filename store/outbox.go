@@ -403,9 +403,9 @@ func (db *DB) MarkOutboxSending(ctx context.Context, ids []int64, messageID stri
 			}
 		}
 		rows, err := db.txQueryOnce(ctx, tx, `UPDATE outbox SET state = 'sending', attempts = attempts + 1,
-				message_id = ?, updated_at = ?
+				message_id = ?, updated_at = ?, claimed_by = ?
 			WHERE id IN (SELECT CAST(value AS BIGINT) FROM json_each(?)) AND state = 'queued' RETURNING id`,
-			messageID, db.nowMS(), j)
+			messageID, db.nowMS(), db.owner, j)
 		if err != nil {
 			return err
 		}
@@ -547,27 +547,74 @@ func (db *DB) OutboxByMessageID(ctx context.Context, messageID string) ([]*Outbo
 	return items, nil
 }
 
-// RequeueSending puts every item left in state sending (by a process that
-// died while delivering) back in the queue, due at once, and returns how
-// many there were. Call it once at startup, before the outbox worker runs.
+// RequeueSending puts every item left in state sending by a process that
+// died while delivering back in the queue, due at once, and returns how
+// many there were.
+//
+// On SQLite one process owns the store: call it once at startup, before
+// the outbox worker runs, and it requeues every sending item. On
+// PostgreSQL several instances share the outbox, and an item is requeued
+// only when the process that claimed it (claimed_by) no longer holds its
+// session advisory lock, that is, when its database session has ended;
+// items other instances are sending stay as they are. Call it at startup
+// and now and then (the daemon does every 30 s), so that the items of an
+// instance that died are sent by the others.
 //
 // Delivery is therefore at-least-once: when the relay accepted an email but
 // the process died before MarkOutboxSent, the email is sent again. It
 // keeps its Message-ID (see MarkOutboxSending), so the recipient's mail
 // system can recognise the duplicate.
 func (db *DB) RequeueSending(ctx context.Context) (int, error) {
-	now := db.nowMS()
-	r, err := db.exec(ctx, `UPDATE outbox
+	const requeue = `UPDATE outbox
 		SET state = CASE WHEN cancel_requested = 1 THEN 'cancelled' ELSE 'queued' END, send_after = ?, updated_at = ?
-		WHERE state = 'sending'`, now, now)
-	if err != nil {
-		return 0, fmt.Errorf("store: requeue sending outbox items: %w", err)
+		WHERE state = 'sending'`
+	fail := func(err error) (int, error) { return 0, fmt.Errorf("store: requeue sending outbox items: %w", err) }
+	now := db.nowMS()
+	if !db.d.postgres {
+		r, err := db.exec(ctx, requeue, now, now)
+		if err != nil {
+			return fail(err)
+		}
+		n, err := r.RowsAffected()
+		if err != nil {
+			return fail(err)
+		}
+		return int(n), nil
 	}
-	n, err := r.RowsAffected()
+	rows, err := db.readQuery(ctx, `SELECT DISTINCT claimed_by FROM outbox WHERE state = 'sending'`)
 	if err != nil {
-		return 0, fmt.Errorf("store: requeue sending outbox items: %w", err)
+		return fail(err)
 	}
-	return int(n), nil
+	var keys []int64
+	for rows.Next() {
+		var k int64
+		if err := rows.Scan(&k); err != nil {
+			rows.Close()
+			return fail(err)
+		}
+		keys = append(keys, k)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return fail(err)
+	}
+	dead, err := db.deadClaimers(ctx, keys)
+	if err != nil {
+		return fail(err)
+	}
+	total := 0
+	for _, k := range dead {
+		r, err := db.exec(ctx, requeue+` AND claimed_by = ?`, now, now, k)
+		if err != nil {
+			return fail(err)
+		}
+		n, err := r.RowsAffected()
+		if err != nil {
+			return fail(err)
+		}
+		total += int(n)
+	}
+	return total, nil
 }
 
 // NextOutboxDue returns when the next (channel, contact) group becomes due

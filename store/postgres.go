@@ -73,7 +73,66 @@ func OpenPostgres(ctx context.Context, dsn string, opts Options) (*DB, error) {
 		pool.Close()
 		return nil, err
 	}
+	if err := db.takeOwnerLock(ctx); err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("store: open %s: %w", name, err)
+	}
 	return db, nil
+}
+
+// takeOwnerLock picks this process's claim key and holds its session
+// advisory lock on a connection of its own until Close. PostgreSQL drops
+// the lock when the session ends, also when the process is killed, which
+// is how RequeueSending on another instance tells a dead claimer's items
+// from those still being sent.
+func (db *DB) takeOwnerLock(ctx context.Context) error {
+	conn, err := db.write.Conn(ctx)
+	if err != nil {
+		return err
+	}
+	for range 8 {
+		key := rand.Int64N(1<<62) + 1
+		var ok bool
+		if err := conn.QueryRowContext(ctx, `SELECT pg_try_advisory_lock($1)`, key).Scan(&ok); err != nil {
+			conn.Close()
+			return fmt.Errorf("take the outbox claim lock: %w", err)
+		}
+		if ok {
+			db.owner, db.ownerConn = key, conn
+			return nil
+		}
+	}
+	conn.Close()
+	return errors.New("take the outbox claim lock: no free key")
+}
+
+// deadClaimers returns those of keys whose process no longer holds its
+// advisory lock: its session has ended, so the items it claimed are not
+// being sent any more.
+func (db *DB) deadClaimers(ctx context.Context, keys []int64) ([]int64, error) {
+	db.ownerMu.Lock()
+	defer db.ownerMu.Unlock()
+	var dead []int64
+	for _, k := range keys {
+		if k == db.owner {
+			continue
+		}
+		if k == 0 {
+			dead = append(dead, k) // claimed before claims had owners
+			continue
+		}
+		var free bool
+		if err := db.ownerConn.QueryRowContext(ctx, `SELECT pg_try_advisory_lock($1)`, k).Scan(&free); err != nil {
+			return nil, err
+		}
+		if free {
+			if _, err := db.ownerConn.ExecContext(ctx, `SELECT pg_advisory_unlock($1)`, k); err != nil {
+				return nil, err
+			}
+			dead = append(dead, k)
+		}
+	}
+	return dead, nil
 }
 
 // pgPassword matches the password of a key=value DSN, quoted or not.

@@ -137,7 +137,8 @@ CREATE TABLE outbox (
 	message_id       TEXT   NOT NULL DEFAULT '',
 	created_at       BIGINT NOT NULL,
 	updated_at       BIGINT NOT NULL,
-	cancel_requested BIGINT NOT NULL DEFAULT 0
+	cancel_requested BIGINT NOT NULL DEFAULT 0,
+	claimed_by       BIGINT NOT NULL DEFAULT 0
 );
 
 CREATE UNIQUE INDEX outbox_userlike_id ON outbox (channel, userlike_id) WHERE userlike_id != '';

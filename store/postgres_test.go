@@ -468,3 +468,45 @@ func TestOutboxClaimSkipsLockedBatch(t *testing.T) {
 		t.Fatalf("claim after the lock = %v, %v; want %v", moved, err, ids)
 	}
 }
+
+// TestRequeueSendingAcrossInstances checks that an instance requeues only
+// the items whose claimer is gone: while the instance sending a reply is
+// alive, another instance's RequeueSending (at its start, or its periodic
+// run) leaves the reply alone; once the sender's session ends, the reply
+// is queued again.
+func TestRequeueSendingAcrossInstances(t *testing.T) {
+	clk := fakeclock.New(time.UnixMilli(1_700_000_000_000))
+	dbs := openInstances(t, 2, clk)
+	sender, other := dbs[0], dbs[1]
+	ctx := context.Background()
+	id, _, err := other.Enqueue(ctx, &OutboxItem{Channel: "c", Contact: "ann@example.org", UserlikeID: "1", Text: "hi"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if moved, err := sender.MarkOutboxSending(ctx, []int64{id}, "m1@example.org"); err != nil || len(moved) != 1 {
+		t.Fatalf("MarkOutboxSending = %v, %v", moved, err)
+	}
+	state := func() string {
+		t.Helper()
+		var s string
+		if err := other.read.QueryRowContext(ctx, `SELECT state FROM outbox WHERE id = $1`, id).Scan(&s); err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	for _, db := range []*DB{other, sender} {
+		if n, err := db.RequeueSending(ctx); err != nil || n != 0 {
+			t.Fatalf("RequeueSending while the sender is alive = %d, %v; want 0", n, err)
+		}
+	}
+	if s := state(); s != OutboxSending {
+		t.Fatalf("state %q while the sender is alive, want sending", s)
+	}
+	sender.Close() // its session, and with it its claim lock, ends
+	if n, err := other.RequeueSending(ctx); err != nil || n != 1 {
+		t.Fatalf("RequeueSending after the sender is gone = %d, %v; want 1", n, err)
+	}
+	if s := state(); s != OutboxQueued {
+		t.Fatalf("state %q after the requeue, want queued", s)
+	}
+}

@@ -102,7 +102,7 @@ CREATE TABLE outbox (
 	message_id  TEXT    NOT NULL DEFAULT '',
 	created_at  INTEGER NOT NULL,
 	updated_at  INTEGER NOT NULL
-, cancel_requested INTEGER NOT NULL DEFAULT 0);
+, cancel_requested INTEGER NOT NULL DEFAULT 0, claimed_by BIGINT NOT NULL DEFAULT 0);
 
 CREATE UNIQUE INDEX outbox_userlike_id ON outbox (channel, userlike_id) WHERE userlike_id != '';
 

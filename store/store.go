@@ -80,10 +80,11 @@
 // instance. CopyTo copies an SQLite store into a new PostgreSQL one
 // (mailgate store migrate). The inbound
 // ledger of a channel is written by the one instance working that
-// channel's mailbox; it takes no row locks. RequeueSending, which a
-// starting daemon calls, requeues every item in state sending, also those
-// another running instance is delivering: until instances know of each
-// other (leases), such an item may be mailed twice, with one Message-ID.
+// channel's mailbox; it takes no row locks. Each open DB holds a session
+// advisory lock under a random key for as long as it is open and stamps
+// the outbox items it claims with that key (claimed_by); RequeueSending
+// requeues only the items whose claimer's lock is free, that is, whose
+// process has gone, never those another running instance is delivering.
 //
 // PostgreSQL's TEXT holds only UTF-8 without NUL bytes: a string with
 // others (a broken header of a malformed email) is stored with U+FFFD in
@@ -108,6 +109,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -158,6 +160,13 @@ type DB struct {
 	commits groupCommit // every write transaction goes through it
 
 	txRetries atomic.Uint64 // PostgreSQL transactions run again (pgTx)
+
+	// owner is this process's claim key on PostgreSQL (0 on SQLite): the
+	// session advisory lock it holds on ownerConn for as long as the DB is
+	// open, and the outbox's claimed_by of the items it sends.
+	owner     int64
+	ownerMu   sync.Mutex // serialises the use of ownerConn
+	ownerConn *sql.Conn
 }
 
 // StateError reports that a ledger or outbox row is not in a state that
@@ -285,6 +294,9 @@ func (db *DB) Driver() string { return db.d.name() }
 func (db *DB) Close() error {
 	db.wstmts.close()
 	db.rstmts.close()
+	if db.ownerConn != nil {
+		db.ownerConn.Close()
+	}
 	var err error
 	if db.read != db.write {
 		err = db.read.Close()

@@ -209,6 +209,13 @@ func startDaemon(ctx context.Context, opts daemonOptions) (*daemon, error) {
 		defer d.wg.Done()
 		d.housekeeping(ctx, cfg.Media.Retention.Duration)
 	}()
+	if cfg.Store.Driver == config.StorePostgres {
+		d.wg.Add(1)
+		go func() {
+			defer d.wg.Done()
+			d.requeueOrphans(ctx)
+		}()
+	}
 	go func() {
 		defer d.wg.Done()
 		if err := d.outbound.Run(ctx); err != nil {
@@ -371,6 +378,31 @@ func (d *daemon) housekeeping(ctx context.Context, retention time.Duration) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
+		}
+	}
+}
+
+// orphanCheck is how often an instance sharing a PostgreSQL store looks
+// for replies that another instance was sending when it died.
+const orphanCheck = 30 * time.Second
+
+// requeueOrphans queues again, every orphanCheck, the replies that an
+// instance sharing the PostgreSQL store was sending when its session
+// ended (store.RequeueSending), so that the living instances send them.
+func (d *daemon) requeueOrphans(ctx context.Context) {
+	t := time.NewTicker(orphanCheck)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if n, err := d.db.RequeueSending(ctx); err != nil && ctx.Err() == nil {
+			d.log.Error("outbound: looking for replies of a stopped instance failed", "err", err)
+		} else if n > 0 {
+			d.log.Warn("outbound: replies that a stopped instance was sending are queued again; they may reach the customer twice", "count", n)
+			d.outbound.Wake("")
 		}
 	}
 }
