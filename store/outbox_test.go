@@ -368,6 +368,9 @@ func testCancelWhileSendingIsNotRetried(t *testing.T) {
 	if err := db.MarkOutboxRetry(ctx, []int64{a.ID}, clk.Now(), "451 try later"); err != nil {
 		t.Fatal(err)
 	}
+	if onPostgres(t) {
+		db = reopenPostgres(t, db, Options{Now: clk.Now})
+	}
 	if _, err := db.RequeueSending(ctx); err != nil {
 		t.Fatal(err)
 	}
