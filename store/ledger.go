@@ -21,8 +21,8 @@ const (
 	// DuePosts.
 	qUnfinished = `SELECT id, contact, contact_name, posts_done, posts_total, arrived_at, created_at
 		FROM inbound INDEXED BY inbound_unfinished
-		WHERE channel = ? AND state IN ('fetched', 'posting')
-		ORDER BY id`
+		WHERE channel = ? AND state IN ('fetched', 'posting') AND id > ?
+		ORDER BY id LIMIT ?`
 
 	// qRefetches lists the dead letters of a folder marked for refetching.
 	qRefetches = `SELECT uid FROM inbound INDEXED BY inbound_refetch
@@ -491,29 +491,42 @@ func (db *DB) DuePosts(ctx context.Context, channel string, skipContacts []strin
 		return nil, fmt.Errorf("store: due posts %s: %w", channel, err)
 	}
 	defer tx.Rollback()
-	rows, err := db.rtxQuery(ctx, tx, qUnfinished, channel)
-	if err != nil {
-		return nil, fmt.Errorf("store: due posts %s: %w", channel, err)
-	}
+	// Pages of rows, so that PostgreSQL (which sends a whole result
+	// before the first row is read) sends about what is needed, not the
+	// whole backlog; SQLite reads only what is stepped through anyway.
+	page := 4 * limit
 	var due []DuePost
-	for len(due) < limit && rows.Next() {
-		d := DuePost{Channel: channel}
-		var arrived, created int64
-		if err := rows.Scan(&d.LedgerID, &d.Contact, &d.ContactName, &d.Seq, &d.Total, &arrived, &created); err != nil {
-			rows.Close()
+	after := int64(0)
+	for len(due) < limit {
+		rows, err := db.rtxQuery(ctx, tx, qUnfinished, channel, after, page)
+		if err != nil {
 			return nil, fmt.Errorf("store: due posts %s: %w", channel, err)
 		}
-		if seen[d.Contact] {
-			continue
+		n := 0
+		for len(due) < limit && rows.Next() {
+			n++
+			d := DuePost{Channel: channel}
+			var arrived, created int64
+			if err := rows.Scan(&d.LedgerID, &d.Contact, &d.ContactName, &d.Seq, &d.Total, &arrived, &created); err != nil {
+				rows.Close()
+				return nil, fmt.Errorf("store: due posts %s: %w", channel, err)
+			}
+			after = d.LedgerID
+			if seen[d.Contact] {
+				continue
+			}
+			seen[d.Contact] = true
+			d.ArrivedAt, d.CreatedAt = fromMS(arrived), fromMS(created)
+			due = append(due, d)
 		}
-		seen[d.Contact] = true
-		d.ArrivedAt, d.CreatedAt = fromMS(arrived), fromMS(created)
-		due = append(due, d)
-	}
-	err = rows.Err()
-	rows.Close()
-	if err != nil {
-		return nil, fmt.Errorf("store: due posts %s: %w", channel, err)
+		err = rows.Err()
+		rows.Close()
+		if err != nil {
+			return nil, fmt.Errorf("store: due posts %s: %w", channel, err)
+		}
+		if n < page {
+			break // the last page
+		}
 	}
 	// The bodies, read in the same snapshot. A row without its next post
 	// (it cannot happen short of a corrupt ledger) holds its contact back.

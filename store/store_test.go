@@ -265,7 +265,7 @@ func TestQueryPlans(t *testing.T) {
 		index string
 	}{
 		{"dedupe", qDedupe, []any{"c", "k"}, "inbound_dedupe"},
-		{"due posts", qUnfinished, []any{"c"}, "inbound_unfinished"},
+		{"due posts", qUnfinished, []any{"c", 0, 400}, "inbound_unfinished"},
 		{"pending actions", qPendingActions, []any{"c", "INBOX", 10}, "inbound_actions"},
 		{"count from contact", qCountFromContact, []any{"c", "a", 0}, "inbound_contact"},
 		{"refetches", qRefetches, []any{"c", "INBOX", 1}, "inbound_refetch"},
