@@ -49,7 +49,9 @@ W=$(cd "$1" && pwd -P)
 # recorded in WORKDIR/env (so restarting one component keeps its port),
 # else the defaults.
 prev() {
-	[[ -r $W/env ]] && sed -n "s/^$1=127\.0\.0\.1://p" "$W/env" | head -n1
+	if [[ -r $W/env ]]; then
+		sed -n "s/^$1=127\.0\.0\.1://p" "$W/env" | head -n1
+	fi
 }
 IMAP_PORT=${E2E_IMAP_PORT:-$(prev IMAP_ADDR)}
 LMTP_PORT=${E2E_LMTP_PORT:-$(prev LMTP_ADDR)}
