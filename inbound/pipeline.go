@@ -50,6 +50,11 @@ type Options struct {
 	// StoreOriginal stores a raw email as media and returns its id; it is
 	// needed unless AttachOriginal is "never".
 	StoreOriginal func(ctx context.Context, raw []byte) (mediaID string, err error)
+	// SyncMedia, when set, makes the media files stored so far durable
+	// (media.Library.Sync). It is called once before a ledger commit that
+	// refers to media, for every email of the commit at once: the media
+	// library does not fsync each file as it stores it.
+	SyncMedia func() error
 	// MaxPostAge is how long temporary POST failures are retried before
 	// the email is dead-lettered (default 72h); `mailgate dead retry`
 	// starts it again.
@@ -250,6 +255,9 @@ func (in *Pipeline) HandleBatch(ctx context.Context, msgs []*imapsync.Message) (
 	flush := func() error {
 		if len(rows) == 0 {
 			return nil
+		}
+		if err := in.syncMedia(rows...); err != nil {
+			return err
 		}
 		results, err := in.opts.DB.RecordInbounds(ctx, rows)
 		for i, res := range results {
@@ -473,11 +481,32 @@ func buildPosts(d *Decision) ([][]byte, error) {
 // record records one decided email and settles it.
 func (in *Pipeline) record(ctx context.Context, row *store.Inbound, d *Decision) error {
 	in.rowForRecord(row, d)
+	if err := in.syncMedia(row); err != nil {
+		return err
+	}
 	res, err := in.opts.DB.RecordInbound(ctx, row)
 	if err != nil {
 		return fmt.Errorf("inbound: record %s uid %d: %w", row.Folder, row.UID, err)
 	}
 	in.settle(ctx, row, d, res)
+	return nil
+}
+
+// syncMedia makes the media files that rows refer to durable before the
+// rows are committed: a ledger row must not survive a power cut that its
+// attachments do not.
+func (in *Pipeline) syncMedia(rows ...*store.Inbound) error {
+	if in.opts.SyncMedia == nil {
+		return nil
+	}
+	for _, row := range rows {
+		if len(row.MediaIDs) > 0 {
+			if err := in.opts.SyncMedia(); err != nil {
+				return fmt.Errorf("inbound: %w", err)
+			}
+			return nil
+		}
+	}
 	return nil
 }
 
