@@ -301,14 +301,34 @@ func (o *Outbox) Flush(ctx context.Context) error {
 	return nil
 }
 
+// maxMarking bounds the concurrent MarkOutboxSending calls of a burst.
+const maxMarking = 8
+
 // sendChannel sends the jobs of one channel in one burst over one
 // connection and settles each. Their items are marked sending (under the
 // emails' Message-IDs) first; rendering then overlaps sending: a goroutine
 // builds the emails in order while the relay takes the ones before.
 func (o *Outbox) sendChannel(ctx context.Context, jobs []*job) {
+	// The marks run concurrently, so that the store commits them in
+	// groups (a few commits for a long queue instead of one per email).
+	ok := make([]bool, len(jobs))
+	var marking sync.WaitGroup
+	next := make(chan int)
+	for range min(len(jobs), maxMarking) {
+		marking.Go(func() {
+			for i := range next {
+				ok[i] = o.prepare(ctx, jobs[i])
+			}
+		})
+	}
+	for i := range jobs {
+		next <- i
+	}
+	close(next)
+	marking.Wait()
 	var marked []*job
-	for _, j := range jobs {
-		if o.prepare(ctx, j) {
+	for i, j := range jobs {
+		if ok[i] {
 			marked = append(marked, j)
 		}
 	}
