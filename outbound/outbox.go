@@ -256,6 +256,8 @@ type job struct {
 	batch store.OutboxBatch
 	ids   []int64 // the items marked sending
 	msgID string
+	th    *store.Thread // the contact's thread, started if need be
+	opens bool          // th was started for this email
 	raw   []byte
 	env   *smtpout.Envelope
 	// recorded is set once the relay's acceptance is committed.
@@ -306,11 +308,13 @@ const maxMarking = 8
 
 // sendChannel sends the jobs of one channel in one burst over one
 // connection and settles each. Their items are marked sending (under the
-// emails' Message-IDs) first; rendering then overlaps sending: a goroutine
-// builds the emails in order while the relay takes the ones before.
+// emails' Message-IDs) and their threads started first; rendering then
+// overlaps sending: a goroutine builds the emails in order while the relay
+// takes the ones before.
 func (o *Outbox) sendChannel(ctx context.Context, jobs []*job) {
-	// The marks run concurrently, so that the store commits them in
-	// groups (a few commits for a long queue instead of one per email).
+	// The marks (and new threads) run concurrently, so that the store
+	// commits them in groups (a few commits for a long queue instead of
+	// one or two per email).
 	ok := make([]bool, len(jobs))
 	var marking sync.WaitGroup
 	next := make(chan int)
@@ -399,9 +403,10 @@ func (o *Outbox) sendChannel(ctx context.Context, jobs []*job) {
 	}
 }
 
-// prepare marks the job's items sending under the email's Message-ID. It
-// returns false when there is nothing to send (all cancelled, or the mark
-// failed).
+// prepare marks the job's items sending under the email's Message-ID and
+// starts the contact's thread when there is none. It returns false when
+// there is nothing to send (all cancelled, or the mark failed) or the
+// thread cannot be started (then the items are retried).
 func (o *Outbox) prepare(ctx context.Context, j *job) bool {
 	b := &j.batch
 	j.msgID = reuseMessageID(b.Items)
@@ -428,15 +433,6 @@ func (o *Outbox) prepare(ctx context.Context, j *job) bool {
 		b.Items = keep
 	}
 	j.ids = moved
-	return true
-}
-
-// build starts the thread of the job's contact when there is none and
-// renders the email. It returns false when the email cannot be built (then
-// the items are retried or have failed).
-func (o *Outbox) build(ctx context.Context, j *job) bool {
-	b := &j.batch
-	var err error
 	th, opens := b.Thread, false
 	if th == nil || th.Subject == "" {
 		opens = th == nil || len(th.Messages) == 0
@@ -449,8 +445,16 @@ func (o *Outbox) build(ctx context.Context, j *job) bool {
 			return false
 		}
 	}
-	cc := replyRecipients(j.ch, b.Contact, th)
-	raw, err := o.render(ctx, j, th, opens, cc)
+	j.th, j.opens = th, opens
+	return true
+}
+
+// build renders the job's email. It returns false when the email cannot
+// be built (then the items are retried or have failed).
+func (o *Outbox) build(ctx context.Context, j *job) bool {
+	b := &j.batch
+	cc := replyRecipients(j.ch, b.Contact, j.th)
+	raw, err := o.render(ctx, j, j.th, j.opens, cc)
 	if err != nil {
 		if ctx.Err() != nil {
 			o.retry(context.WithoutCancel(ctx), j, err)
