@@ -130,6 +130,7 @@ func Build(cfg *config.Config, ch config.Channel, deps Deps) (*Channel, error) {
 			}
 			return rec.ID, nil
 		},
+		SyncMedia: deps.Media.Sync,
 		RemoveMedia: func(ctx context.Context, ids []string) error {
 			_, err := deps.Media.Remove(ctx, ids)
 			return err

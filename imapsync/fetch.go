@@ -360,13 +360,83 @@ func (p *pipeline) prepare() {
 
 func (p *pipeline) handle() {
 	h := p.f.w.opts.Handler
+	bh, _ := h.(BatchHandler)
 	for pd := range p.order {
-		p.handleOne(h, pd)
-		p.queued.Add(-int64(len(pd.m.Raw)))
+		batch := []*pending{pd}
+		if bh != nil && p.err == nil {
+			select {
+			case <-pd.prepared:
+			case <-p.ctx.Done():
+			}
+			batch = p.gather(batch)
+		}
+		if len(batch) == 1 {
+			p.handleOne(h, pd)
+		} else {
+			p.handleBatch(bh, batch)
+		}
+		var size int64
+		for _, pd := range batch {
+			size += int64(len(pd.m.Raw))
+		}
+		p.queued.Add(-size)
 		select {
 		case p.freed <- struct{}{}:
 		default:
 		}
+	}
+}
+
+// gather adds to batch, up to BatchSize, the messages queued behind it,
+// each once it is prepared: the Handler records them together while the
+// next ones are fetched and prepared. It does not wait for messages that
+// are not queued yet, so a message that arrives alone is handed alone.
+func (p *pipeline) gather(batch []*pending) []*pending {
+	for len(batch) < p.f.w.opts.BatchSize {
+		select {
+		case pd, ok := <-p.order:
+			if !ok {
+				return batch
+			}
+			select {
+			case <-pd.prepared:
+			case <-p.ctx.Done():
+			}
+			batch = append(batch, pd)
+		default:
+			return batch
+		}
+	}
+	return batch
+}
+
+// handleBatch hands the prepared messages of batch to h at once, unless
+// an earlier message failed.
+func (p *pipeline) handleBatch(h BatchHandler, batch []*pending) {
+	if p.err != nil {
+		return // drain
+	}
+	msgs := make([]*Message, len(batch))
+	for i, pd := range batch {
+		msgs[i] = pd.m
+	}
+	n, err := 0, p.ctx.Err()
+	if err == nil {
+		n, err = h.HandleBatch(p.ctx, msgs)
+	}
+	if err == nil && n != len(msgs) {
+		err = fmt.Errorf("imapsync: handler recorded %d of %d messages and gave no reason", n, len(msgs))
+	}
+	n = max(0, min(n, len(msgs)))
+	if err != nil && n == len(msgs) {
+		n-- // the last one is handed again; a Handler records a repeat as one
+	}
+	for _, m := range msgs[:n] {
+		p.handled(m)
+	}
+	if err != nil {
+		p.failedUID, p.err = msgs[n].UID, err
+		close(p.stop)
 	}
 }
 
@@ -389,8 +459,13 @@ func (p *pipeline) handleOne(h Handler, pd *pending) {
 		close(p.stop)
 		return
 	}
-	if p.f.memValidity != pd.m.UIDValidity || pd.m.UID > p.f.memUID { // refetched UIDs lie below
-		p.f.memValidity, p.f.memUID = pd.m.UIDValidity, pd.m.UID
+	p.handled(pd.m)
+}
+
+// handled notes that m is recorded.
+func (p *pipeline) handled(m *Message) {
+	if p.f.memValidity != m.UIDValidity || m.UID > p.f.memUID { // refetched UIDs lie below
+		p.f.memValidity, p.f.memUID = m.UIDValidity, m.UID
 	}
 }
 

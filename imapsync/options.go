@@ -318,6 +318,23 @@ type Handler interface {
 	UIDValidityChanged(ctx context.Context, folder string, old, new uint32) error
 }
 
+// A BatchHandler is a Handler that records several messages at once. When
+// Options.Handler is one, the Watcher hands it, instead of single
+// messages, runs of consecutive messages (in UID order, up to
+// Options.BatchSize) that are fetched and prepared already, so that a
+// backlog costs one store transaction per run instead of one per message.
+// A message that arrives alone is handed alone, with no wait for company.
+type BatchHandler interface {
+	Handler
+	// HandleBatch records msgs durably, in order, and advances the
+	// folder's cursor to the last one recorded in the same transaction,
+	// before returning. It returns how many of msgs, from the first, it
+	// recorded; when n < len(msgs), err is the temporary failure of
+	// msgs[n], as for Handle: the Watcher hands msgs[n] again later, never
+	// a later UID before it.
+	HandleBatch(ctx context.Context, msgs []*Message) (n int, err error)
+}
+
 // A Preparer (Options.Preparer) does the part of handling that needs
 // neither order nor the store, such as parsing. The Watcher calls Prepare
 // on fetched messages ahead of Handle, from up to

@@ -1102,3 +1102,104 @@ func TestStartPoint(t *testing.T) {
 		}
 	})
 }
+
+// batcher is a preparer that is also a BatchHandler: it records a batch
+// message by message with the recorder, stopping at the first failure.
+// Prepare of the first UID waits until release UIDs were handed to
+// Prepare, so that they are all queued behind it when it is handled.
+type batcher struct {
+	*preparer
+	release uint32
+	queued  chan struct{}
+	once    sync.Once
+	bmu     sync.Mutex
+	batches [][]uint32
+}
+
+func (b *batcher) Prepare(ctx context.Context, m *Message) {
+	switch m.UID {
+	case 1:
+		select {
+		case <-b.queued:
+		case <-ctx.Done():
+		}
+	case b.release:
+		b.once.Do(func() { close(b.queued) })
+	}
+	b.preparer.Prepare(ctx, m)
+}
+
+func (b *batcher) HandleBatch(ctx context.Context, msgs []*Message) (int, error) {
+	b.bmu.Lock()
+	b.batches = append(b.batches, uidsOf(msgs))
+	b.bmu.Unlock()
+	for i, m := range msgs {
+		if err := b.preparer.Handle(ctx, m); err != nil {
+			return i, err
+		}
+	}
+	return len(msgs), nil
+}
+
+func (b *batcher) batchesCopy() [][]uint32 {
+	b.bmu.Lock()
+	defer b.bmu.Unlock()
+	return slices.Clone(b.batches)
+}
+
+// A BatchHandler gets the prepared messages queued behind the first one
+// in one call, in UID order; when it records only part of a batch, the
+// failed message is handed again before any later one, prepared again, and
+// the messages it recorded are not handed again.
+func TestBatchHandler(t *testing.T) {
+	ts := newTestServer(t, fullCaps)
+	r := newRecorder()
+	r.failUID, r.failTimes = 7, 1
+	const n, batchSize = 25, 10
+	for i := 1; i <= n; i++ {
+		ts.appendMsg("INBOX", testMail(i))
+	}
+	p := &preparer{recorder: r, prepared: make(map[uint32]int)}
+	b := &batcher{preparer: p, release: batchSize, queued: make(chan struct{})}
+	opts := baseOptions(ts, r)
+	opts.Handler, opts.Preparer = b, b
+	opts.BatchSize = batchSize
+	opts.PrepareWorkers = 2
+	startWatcher(t, opts)
+
+	got := waitHandled(t, r, n)
+	want := make([]uint32, n)
+	for i := range want {
+		want[i] = uint32(i + 1)
+	}
+	if !slices.Equal(uidsOf(got), want) {
+		t.Fatalf("recorded UIDs %v, want %v", uidsOf(got), want)
+	}
+	attempts := append(append(append([]uint32(nil), want[:7]...), 7), want[7:]...)
+	if !slices.Equal(r.attemptsCopy(), attempts) {
+		t.Fatalf("messages tried %v, want %v", r.attemptsCopy(), attempts)
+	}
+	batches := b.batchesCopy()
+	if len(batches) == 0 || !slices.Equal(batches[0], want[:batchSize]) {
+		t.Fatalf("batches %v, want the first to be UIDs 1-%d (all queued behind UID 1)", batches, batchSize)
+	}
+	var flat []uint32
+	for _, bt := range batches {
+		flat = append(flat, bt...)
+	}
+	// The batch that failed at UID 7 handed 8-10 too: 7-10 come again,
+	// and nothing else does.
+	if len(flat) != n+4 {
+		t.Errorf("%d messages handed in %d batches %v, want %d", len(flat), len(batches), batches, n+4)
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.prepared[7] < 2 {
+		t.Errorf("uid 7 prepared %d times, want it prepared again after its batch failed", p.prepared[7])
+	}
+	for uid := uint32(1); uid < 7; uid++ {
+		if p.prepared[uid] != 1 {
+			t.Errorf("uid %d prepared %d times, want 1", uid, p.prepared[uid])
+		}
+	}
+}

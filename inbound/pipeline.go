@@ -50,6 +50,11 @@ type Options struct {
 	// StoreOriginal stores a raw email as media and returns its id; it is
 	// needed unless AttachOriginal is "never".
 	StoreOriginal func(ctx context.Context, raw []byte) (mediaID string, err error)
+	// SyncMedia, when set, makes the media files stored so far durable
+	// (media.Library.Sync). It is called once before a ledger commit that
+	// refers to media, for every email of the commit at once: the media
+	// library does not fsync each file as it stores it.
+	SyncMedia func() error
 	// MaxPostAge is how long temporary POST failures are retried before
 	// the email is dead-lettered (default 72h); `mailgate dead retry`
 	// starts it again.
@@ -234,7 +239,80 @@ func (in *Pipeline) Prepare(ctx context.Context, m *imapsync.Message) {
 // transaction. It returns an error only for temporary failures (the store,
 // the media directory); a bad email is dead-lettered, never returned.
 func (in *Pipeline) Handle(ctx context.Context, m *imapsync.Message) error {
-	row := &store.Inbound{
+	row, d, err := in.decide(ctx, m)
+	if err != nil {
+		return err
+	}
+	return in.record(ctx, row, d)
+}
+
+// HandleBatch implements imapsync.BatchHandler: it decides about each
+// email in order, as Handle does, and records the decisions of a run of
+// them, with their posts and the folder cursor, in one transaction. An
+// email whose sender already has one in the run starts a new run: its
+// decision reads what the ledger says about that sender (rate limit,
+// conversation), which must include the earlier email. It returns how many
+// emails it recorded and, when fewer than all, the temporary failure of
+// the next one.
+func (in *Pipeline) HandleBatch(ctx context.Context, msgs []*imapsync.Message) (int, error) {
+	var (
+		done     int
+		rows     []*store.Inbound
+		ds       []*Decision
+		contacts = make(map[string]bool)
+	)
+	flush := func() error {
+		if len(rows) == 0 {
+			return nil
+		}
+		if err := in.syncMedia(rows...); err != nil {
+			return err
+		}
+		results, err := in.opts.DB.RecordInbounds(ctx, rows)
+		for i, res := range results {
+			in.settle(ctx, rows[i], ds[i], res)
+		}
+		done += len(results)
+		rows, ds = rows[:0], ds[:0]
+		clear(contacts)
+		if err != nil {
+			return fmt.Errorf("inbound: %w", err)
+		}
+		return nil
+	}
+	for _, m := range msgs {
+		if d, _ := m.Prepared.(*Decision); !m.History && !m.TooLarge && (d == nil || contacts[senderKey(d)]) {
+			// The sender is unknown until decided, or has an email in this
+			// run: record the run first.
+			if err := flush(); err != nil {
+				return done, err
+			}
+		}
+		row, d, err := in.decide(ctx, m)
+		if err != nil {
+			if ferr := flush(); ferr != nil {
+				return done, ferr
+			}
+			return done, err
+		}
+		in.rowForRecord(row, d)
+		rows, ds = append(rows, row), append(ds, d)
+		if d != nil {
+			contacts[senderKey(d)] = true
+		}
+	}
+	return done, flush()
+}
+
+// senderKey is the sender of d as HandleBatch tells them apart.
+func senderKey(d *Decision) string {
+	return "<" + mailaddr.Key(d.Contact.Email) + ">"
+}
+
+// decide makes the decision about m and builds its ledger row; d is nil
+// for history and messages too large to fetch.
+func (in *Pipeline) decide(ctx context.Context, m *imapsync.Message) (row *store.Inbound, d *Decision, err error) {
+	row = &store.Inbound{
 		Channel:     in.opts.Channel,
 		Folder:      m.Folder,
 		UIDValidity: m.UIDValidity,
@@ -251,23 +329,23 @@ func (in *Pipeline) Handle(ctx context.Context, m *imapsync.Message) error {
 		row.State = store.StateSkipped
 		row.Classification = "history"
 		row.Reason = "in the folder before mailgate started reading it (imap.start)"
-		return in.record(ctx, row, nil)
+		return row, nil, nil
 	}
 	if m.TooLarge {
 		row.State = store.StateDead
 		row.Reason = fmt.Sprintf("the email is %d bytes, over media.max_message_size; it stays in the mailbox", m.Size)
-		return in.record(ctx, row, nil)
+		return row, nil, nil
 	}
-	d, _ := m.Prepared.(*Decision)
+	d, _ = m.Prepared.(*Decision)
 	if d == nil {
 		d = in.opts.Analyzer.Analyze(ctx, m.Raw)
 	}
 	if err := ctx.Err(); err != nil {
-		return err
+		return nil, nil, err
 	}
 	if d.Action == ActionPost {
 		if err := in.applyState(ctx, d); err != nil {
-			return err
+			return nil, nil, err
 		}
 	}
 	row.DedupeKey = d.DedupeKey
@@ -297,14 +375,14 @@ func (in *Pipeline) Handle(ctx context.Context, m *imapsync.Message) error {
 				d.NewText = appendLine(d.NewText, "[mailgate] The original email was not attached: it is larger than media.max_size. It stays in the mailbox.")
 				d.SetThread(d.NewThread, in.opts.SubjectLine)
 			case err != nil:
-				return fmt.Errorf("inbound: store the original email of uid %d: %w", m.UID, err)
+				return nil, nil, fmt.Errorf("inbound: store the original email of uid %d: %w", m.UID, err)
 			default:
 				d.Attachments = append(d.Attachments, AttachmentInfo{Name: "original-message.eml", Type: "message/rfc822", Size: int64(len(m.Raw)), Action: "post", MediaID: id})
 			}
 		}
 		posts, err := buildPosts(d)
 		if err != nil {
-			return err
+			return nil, nil, err
 		}
 		row.Posts = posts
 	case ActionSkip:
@@ -326,7 +404,7 @@ func (in *Pipeline) Handle(ctx context.Context, m *imapsync.Message) error {
 	default:
 		row.State = store.StateDead
 	}
-	return in.record(ctx, row, d)
+	return row, d, nil
 }
 
 // attachOriginal reports whether the untrimmed email goes along as media.
@@ -410,7 +488,40 @@ func buildPosts(d *Decision) ([][]byte, error) {
 	return posts, nil
 }
 
+// record records one decided email and settles it.
 func (in *Pipeline) record(ctx context.Context, row *store.Inbound, d *Decision) error {
+	in.rowForRecord(row, d)
+	if err := in.syncMedia(row); err != nil {
+		return err
+	}
+	res, err := in.opts.DB.RecordInbound(ctx, row)
+	if err != nil {
+		return fmt.Errorf("inbound: record %s uid %d: %w", row.Folder, row.UID, err)
+	}
+	in.settle(ctx, row, d, res)
+	return nil
+}
+
+// syncMedia makes the media files that rows refer to durable before the
+// rows are committed: a ledger row must not survive a power cut that its
+// attachments do not.
+func (in *Pipeline) syncMedia(rows ...*store.Inbound) error {
+	if in.opts.SyncMedia == nil {
+		return nil
+	}
+	for _, row := range rows {
+		if len(row.MediaIDs) > 0 {
+			if err := in.opts.SyncMedia(); err != nil {
+				return fmt.Errorf("inbound: %w", err)
+			}
+			return nil
+		}
+	}
+	return nil
+}
+
+// rowForRecord completes row for the ledger.
+func (in *Pipeline) rowForRecord(row *store.Inbound, d *Decision) {
 	// The mailbox is the source of truth for the bytes: the posts are
 	// rendered already, and a refetch goes by UID. Only a dead letter keeps
 	// its raw copy in the store (`mailgate dead show -raw`).
@@ -424,15 +535,17 @@ func (in *Pipeline) record(ctx context.Context, row *store.Inbound, d *Decision)
 			}
 		}
 	}
-	res, err := in.opts.DB.RecordInbound(ctx, row)
-	if err != nil {
-		return fmt.Errorf("inbound: record %s uid %d: %w", row.Folder, row.UID, err)
-	}
+}
+
+// settle does what follows the recording of row: it removes the media of
+// an email that is not posted, wakes the poster or the watcher, logs and
+// counts.
+func (in *Pipeline) settle(ctx context.Context, row *store.Inbound, d *Decision, res store.RecordResult) {
 	if row.State != store.StateFetched || res.Existing || res.DuplicateOf != 0 {
 		in.removeMedia(ctx, row, d)
 	}
 	if res.Existing {
-		return nil
+		return
 	}
 	if res.Replaced != 0 {
 		in.log.Info("inbound: dead letter fetched again", "ledger_id", res.ID, "replaces", res.Replaced, "uid", row.UID, "folder", row.Folder, "state", row.State)
@@ -465,7 +578,6 @@ func (in *Pipeline) record(ctx context.Context, row *store.Inbound, d *Decision)
 	if d != nil && d.CharsetFallbacks > 0 {
 		in.observe(Outcome{Kind: "charset-fallback", CharsetFallbacks: d.CharsetFallbacks})
 	}
-	return nil
 }
 
 func skipLabel(row *store.Inbound) string {

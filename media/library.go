@@ -130,6 +130,13 @@ type Library struct {
 	// mu orders "file exists -> add a record" in Put against
 	// "no records left -> remove file" in Sweep.
 	mu sync.Mutex
+
+	// unsynced are the files Put placed and the directories it changed
+	// that Sync has not made durable yet.
+	unsynced struct {
+		sync.Mutex
+		files, dirs map[string]bool
+	}
 }
 
 // New validates opts, creates Dir and Dir/tmp (mode 0700) and returns a
@@ -192,6 +199,7 @@ func New(opts Options) (*Library, error) {
 // in memory. More than MaxSize bytes fail with an error wrapping ErrTooLarge.
 // The file is then moved to its content-addressed path, or dropped if that
 // file already exists. Every call creates a record with a new random ID.
+// The file survives a power cut only once Sync has returned.
 func (l *Library) Put(ctx context.Context, meta PutMeta, r io.Reader) (*Record, error) {
 	id, err := newID()
 	if err != nil {
@@ -222,9 +230,8 @@ func (l *Library) Put(ctx context.Context, meta PutMeta, r io.Reader) (*Record, 
 	if n > l.maxSize {
 		return nil, fmt.Errorf("media: store %q: more than %d bytes: %w", meta.Filename, l.maxSize, ErrTooLarge)
 	}
-	if err := tmp.Sync(); err != nil {
-		return nil, fmt.Errorf("media: sync %q: %w", tmpName, err)
-	}
+	// No fsync here: Sync does it, for every file placed since the last
+	// call at once, before a reference to the file is committed.
 	if err := tmp.Close(); err != nil {
 		return nil, fmt.Errorf("media: close %q: %w", tmpName, err)
 	}
@@ -292,19 +299,97 @@ func (l *Library) place(tmpName, sum string, size int64) (created bool, err erro
 		return false, nil
 	}
 	sub := filepath.Dir(final)
+	_, statErr := os.Stat(sub)
 	if err := os.MkdirAll(sub, 0o700); err != nil {
 		return false, fmt.Errorf("media: create %q: %w", sub, err)
 	}
 	if err := os.Rename(tmpName, final); err != nil {
 		return false, fmt.Errorf("media: rename %q to %q: %w", tmpName, final, err)
 	}
-	if d, err := os.Open(sub); err == nil {
-		if err := d.Sync(); err != nil {
-			l.log.Warn("media: sync directory", "path", sub, "err", err)
-		}
-		d.Close()
+	l.unsynced.Lock()
+	if l.unsynced.files == nil {
+		l.unsynced.files, l.unsynced.dirs = make(map[string]bool), make(map[string]bool)
 	}
+	l.unsynced.files[final] = true
+	l.unsynced.dirs[sub] = true
+	if statErr != nil {
+		l.unsynced.dirs[l.dir] = true // sub is new
+	}
+	l.unsynced.Unlock()
 	return true, nil
+}
+
+// Sync makes the files that Put placed since the last Sync durable: it
+// fsyncs the files, then the directories that got new entries, several at
+// once (the file system commits its journal for them together). A file
+// removed meanwhile (Sweep) is skipped; what fails is kept for the next
+// call. Put itself does not fsync: a caller that is about to commit a
+// reference to files it stored (a ledger row) calls Sync once before, for
+// all of them.
+func (l *Library) Sync() error {
+	l.unsynced.Lock()
+	files, dirs := l.unsynced.files, l.unsynced.dirs
+	l.unsynced.files, l.unsynced.dirs = nil, nil
+	l.unsynced.Unlock()
+	failedFiles, errFiles := syncAll(files)
+	failedDirs, errDirs := syncAll(dirs)
+	if err := errors.Join(errFiles, errDirs); err != nil {
+		l.unsynced.Lock()
+		if l.unsynced.files == nil {
+			l.unsynced.files, l.unsynced.dirs = make(map[string]bool), make(map[string]bool)
+		}
+		for _, p := range failedFiles {
+			l.unsynced.files[p] = true
+		}
+		for _, p := range failedDirs {
+			l.unsynced.dirs[p] = true
+		}
+		l.unsynced.Unlock()
+		return fmt.Errorf("media: sync: %w", err)
+	}
+	return nil
+}
+
+// maxSyncing bounds the concurrent fsyncs of Sync.
+const maxSyncing = 8
+
+// syncAll fsyncs the paths, up to maxSyncing at once, and returns those
+// that failed.
+func syncAll(paths map[string]bool) (failed []string, err error) {
+	var (
+		mu   sync.Mutex
+		wg   sync.WaitGroup
+		slot = make(chan struct{}, maxSyncing)
+	)
+	for p := range paths {
+		slot <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-slot }()
+			if e := fsyncPath(p); e != nil {
+				mu.Lock()
+				failed, err = append(failed, p), errors.Join(err, e)
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	return failed, err
+}
+
+// fsyncPath opens path and fsyncs it; a path that is gone needs none.
+func fsyncPath(path string) error {
+	f, err := os.Open(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	err = f.Sync()
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return err
 }
 
 // removeIfUnreferenced deletes the file of sum when no record refers to it

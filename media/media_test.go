@@ -959,3 +959,47 @@ func TestRemove(t *testing.T) {
 		t.Errorf("record %s still indexed: %v", a.ID, err)
 	}
 }
+
+// Put leaves the fsync to Sync, which syncs every file placed since the
+// last call (and their directories) once, skips files removed meanwhile,
+// and keeps what it could not sync for the next call.
+func TestSyncAfterPut(t *testing.T) {
+	fx := newFixture(t, nil)
+	a := fx.put(t, PutMeta{Filename: "a.txt"}, []byte("first file"))
+	fx.put(t, PutMeta{Filename: "b.txt"}, []byte("second file"))
+	fx.put(t, PutMeta{Filename: "a-again.txt"}, []byte("first file")) // same content: no new file
+	pending := func() (files, dirs int) {
+		fx.lib.unsynced.Lock()
+		defer fx.lib.unsynced.Unlock()
+		return len(fx.lib.unsynced.files), len(fx.lib.unsynced.dirs)
+	}
+	if files, dirs := pending(); files != 2 || dirs < 2 {
+		t.Fatalf("after 3 Puts of 2 contents: %d files and %d directories to sync, want 2 and at least 2", files, dirs)
+	}
+	if err := fx.lib.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	if files, dirs := pending(); files != 0 || dirs != 0 {
+		t.Fatalf("after Sync: %d files and %d directories still to sync", files, dirs)
+	}
+
+	c := fx.put(t, PutMeta{Filename: "c.txt"}, []byte("swept before the sync"))
+	if err := os.Remove(fx.lib.filePath(c.SHA256)); err != nil {
+		t.Fatal(err)
+	}
+	if err := fx.lib.Sync(); err != nil {
+		t.Fatalf("Sync with a removed file: %v", err)
+	}
+
+	// A path that cannot be opened stays pending.
+	fx.put(t, PutMeta{Filename: "d.txt"}, []byte("placed with a bad path"))
+	fx.lib.unsynced.Lock()
+	fx.lib.unsynced.files[filepath.Join(fx.lib.filePath(a.SHA256), "x")] = true // ENOTDIR
+	fx.lib.unsynced.Unlock()
+	if err := fx.lib.Sync(); err == nil {
+		t.Fatal("Sync of a path below a file: no error")
+	}
+	if files, _ := pending(); files != 1 {
+		t.Errorf("after a failed Sync: %d files pending, want the one that failed", files)
+	}
+}

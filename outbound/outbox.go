@@ -19,6 +19,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 	"unicode"
@@ -67,10 +68,11 @@ func needsLogin(err error) bool {
 	return errors.As(err, &nl) && nl.NeedsLogin()
 }
 
-// MailSender delivers a burst of messages over one SMTP connection and
-// returns one error per message; *smtpout.Sender implements it.
+// MailSender delivers a burst of messages over one SMTP connection, each
+// as next hands it over, and returns one error per message;
+// *smtpout.Sender implements it (see its SendEach).
 type MailSender interface {
-	Send(ctx context.Context, msgs []*smtpout.Envelope) []error
+	SendEach(ctx context.Context, next func() (*smtpout.Envelope, bool)) []error
 }
 
 // SentAppender keeps a copy of a sent reply, for example by IMAP APPEND to
@@ -254,6 +256,8 @@ type job struct {
 	batch store.OutboxBatch
 	ids   []int64 // the items marked sending
 	msgID string
+	th    *store.Thread // the contact's thread, started if need be
+	opens bool          // th was started for this email
 	raw   []byte
 	env   *smtpout.Envelope
 	// recorded is set once the relay's acceptance is committed.
@@ -299,16 +303,40 @@ func (o *Outbox) Flush(ctx context.Context) error {
 	return nil
 }
 
-// sendChannel prepares the jobs of one channel, sends them in one burst and
-// settles each.
+// maxMarking bounds the concurrent MarkOutboxSending calls of a burst.
+const maxMarking = 8
+
+// sendChannel sends the jobs of one channel in one burst over one
+// connection and settles each. Their items are marked sending (under the
+// emails' Message-IDs) and their threads started first; rendering then
+// overlaps sending: a goroutine builds the emails in order while the relay
+// takes the ones before.
 func (o *Outbox) sendChannel(ctx context.Context, jobs []*job) {
-	var ready []*job
-	for _, j := range jobs {
-		if o.prepare(ctx, j) {
-			ready = append(ready, j)
+	// The marks (and new threads) run concurrently, so that the store
+	// commits them in groups (a few commits for a long queue instead of
+	// one or two per email).
+	ok := make([]bool, len(jobs))
+	var marking sync.WaitGroup
+	next := make(chan int)
+	for range min(len(jobs), maxMarking) {
+		marking.Go(func() {
+			for i := range next {
+				ok[i] = o.prepare(ctx, jobs[i])
+			}
+		})
+	}
+	for i := range jobs {
+		next <- i
+	}
+	close(next)
+	marking.Wait()
+	var marked []*job
+	for i, j := range jobs {
+		if ok[i] {
+			marked = append(marked, j)
 		}
 	}
-	if len(ready) == 0 {
+	if len(marked) == 0 {
 		return
 	}
 	// The outcome is recorded even when ctx ended during the burst.
@@ -316,7 +344,7 @@ func (o *Outbox) sendChannel(ctx context.Context, jobs []*job) {
 	// The Message-IDs of the burst are on disk before any email leaves,
 	// so that an email sent again after a power cut keeps its id.
 	if err := o.opts.DB.Barrier(ctx); err != nil {
-		for _, j := range ready {
+		for _, j := range marked {
 			o.retry(settleCtx, j, err)
 		}
 		return
@@ -325,22 +353,46 @@ func (o *Outbox) sendChannel(ctx context.Context, jobs []*job) {
 	// cut before it sends the burst again, with the same Message-IDs.
 	defer func() {
 		if err := o.opts.DB.Barrier(settleCtx); err != nil {
-			o.log.Error("outbound: cannot make the sent replies durable", "channel", ready[0].ch.Name, "err", err)
+			o.log.Error("outbound: cannot make the sent replies durable", "channel", marked[0].ch.Name, "err", err)
 		}
 	}()
-	envs := make([]*smtpout.Envelope, len(ready))
-	for i, j := range ready {
-		envs[i] = j.env
-		j.env.Accepted = func() {
-			// Recorded before the next email of the burst goes out, so that
-			// a crash mid-burst re-sends as little as possible.
+	// At most builtAhead rendered emails wait for the relay.
+	const builtAhead = 2
+	built := make(chan *job, builtAhead)
+	go func() {
+		defer close(built)
+		for _, j := range marked {
+			if o.build(ctx, j) {
+				built <- j
+			}
+		}
+	}()
+	// Each acceptance is recorded while the next email of the burst goes
+	// out, not before it (the commit would hold up the burst): a crash
+	// mid-burst re-sends the email in flight and at most the one whose
+	// record was being committed.
+	accepted := make(chan *job, len(marked))
+	var recorder sync.WaitGroup
+	recorder.Go(func() {
+		for j := range accepted {
 			if err := o.opts.DB.MarkOutboxSent(settleCtx, j.ids, j.msgID); err == nil {
 				j.recorded = true
 			}
 		}
-	}
-	errs := ready[0].ch.Sender.Send(ctx, envs)
-	for i, j := range ready {
+	})
+	var sent []*job
+	errs := marked[0].ch.Sender.SendEach(ctx, func() (*smtpout.Envelope, bool) {
+		j, ok := <-built
+		if !ok {
+			return nil, false
+		}
+		j.env.Accepted = func() { accepted <- j }
+		sent = append(sent, j)
+		return j.env, true
+	})
+	close(accepted)
+	recorder.Wait()
+	for i, j := range sent {
 		var err error
 		if i < len(errs) {
 			err = errs[i]
@@ -351,9 +403,10 @@ func (o *Outbox) sendChannel(ctx context.Context, jobs []*job) {
 	}
 }
 
-// prepare marks the job's items sending and renders its email. It returns
-// false when there is nothing to send (all cancelled) or the email cannot
-// be built (then the items have failed).
+// prepare marks the job's items sending under the email's Message-ID and
+// starts the contact's thread when there is none. It returns false when
+// there is nothing to send (all cancelled, or the mark failed) or the
+// thread cannot be started (then the items are retried).
 func (o *Outbox) prepare(ctx context.Context, j *job) bool {
 	b := &j.batch
 	j.msgID = reuseMessageID(b.Items)
@@ -392,8 +445,16 @@ func (o *Outbox) prepare(ctx context.Context, j *job) bool {
 			return false
 		}
 	}
-	cc := replyRecipients(j.ch, b.Contact, th)
-	raw, err := o.render(ctx, j, th, opens, cc)
+	j.th, j.opens = th, opens
+	return true
+}
+
+// build renders the job's email. It returns false when the email cannot
+// be built (then the items are retried or have failed).
+func (o *Outbox) build(ctx context.Context, j *job) bool {
+	b := &j.batch
+	cc := replyRecipients(j.ch, b.Contact, j.th)
+	raw, err := o.render(ctx, j, j.th, j.opens, cc)
 	if err != nil {
 		if ctx.Err() != nil {
 			o.retry(context.WithoutCancel(ctx), j, err)

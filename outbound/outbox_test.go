@@ -56,7 +56,7 @@ type testRelay struct {
 	msgs  []relayMsg
 }
 
-func startRelay(t *testing.T) *testRelay {
+func startRelay(t testing.TB) *testRelay {
 	t.Helper()
 	r := &testRelay{}
 	srv := smtp.NewServer(smtp.BackendFunc(func(c *smtp.Conn) (smtp.Session, error) {
@@ -143,7 +143,7 @@ type fakeUserlike struct {
 	srv *httptest.Server
 }
 
-func startUserlike(t *testing.T) *fakeUserlike {
+func startUserlike(t testing.TB) *fakeUserlike {
 	f := &fakeUserlike{Inbound: userliketest.NewInbound("inbound-token")}
 	f.srv = httptest.NewServer(f.Inbound)
 	t.Cleanup(f.srv.Close)
@@ -165,7 +165,7 @@ var testMsgIDKey = []byte("0123456789abcdef0123456789abcdef")
 // outboundFixture wires a webhook and an outbox worker for channel
 // "support" to a real store, a go-smtp relay and a fake Userlike.
 type outboundFixture struct {
-	t       *testing.T
+	t       testing.TB
 	clk     *fakeclock.Clock
 	dbPath  string
 	db      *store.DB
@@ -206,14 +206,14 @@ func (s *sentFolder) count() int {
 	return len(s.msgs)
 }
 
-func newOutboundFixture(t *testing.T) *outboundFixture {
+func newOutboundFixture(t testing.TB) *outboundFixture {
 	t.Helper()
 	return newOutboundFixtureWith(t, nil)
 }
 
 // newOutboundFixtureWith lets setup change the fixture before the store
 // and the worker are opened.
-func newOutboundFixtureWith(t *testing.T, setup func(*outboundFixture)) *outboundFixture {
+func newOutboundFixtureWith(t testing.TB, setup func(*outboundFixture)) *outboundFixture {
 	t.Helper()
 	f := &outboundFixture{
 		t:      t,
@@ -1108,4 +1108,53 @@ func TestOutboundWaitsForLogin(t *testing.T) {
 	if strings.Contains(f.logs.String(), "level=WARN") {
 		t.Errorf("WARN lines while waiting for a login:\n%s", f.logs)
 	}
+}
+
+// BenchmarkOutboxBurst flushes 200 queued replies to as many contacts to a
+// relay that takes 3 ms per message (as a relay that fsyncs its queue
+// does, without using the CPU) and then sends the same 200 emails again
+// with a bare smtpout.Sender burst; it reports both rates and the outbox's
+// as a ratio of the sender's, the figure of the bench's "outbox / smtpout.Sender
+// burst" row without the disk of a real Postfix.
+//
+//	go test ./outbound -run '^$' -bench OutboxBurst -benchtime 3x
+func BenchmarkOutboxBurst(b *testing.B) {
+	const n, delay = 200, 3 * time.Millisecond
+	var outbox, raw time.Duration
+	for range b.N {
+		b.StopTimer()
+		f := newOutboundFixture(b)
+		for i := range n {
+			f.post(map[string]any{"email": fmt.Sprintf("c%d@example.com", i), "text": strings.Repeat("Thanks for waiting, we have looked at your order. ", 20)})
+		}
+		f.clk.Add(11 * time.Second)
+		f.relay.setRcpt(func(int, string) error { time.Sleep(delay); return nil })
+		b.StartTimer()
+		start := time.Now()
+		f.flush()
+		outbox += time.Since(start)
+		b.StopTimer()
+		msgs := f.relay.delivered()
+		if len(msgs) != n {
+			b.Fatalf("%d emails delivered, want %d", len(msgs), n)
+		}
+		envs := make([]*smtpout.Envelope, len(msgs))
+		for i, m := range msgs {
+			envs[i] = &smtpout.Envelope{From: m.from, To: m.to, Data: m.data}
+		}
+		sender, err := smtpout.NewSender(smtpout.SenderOptions{Address: f.relay.addr, Security: smtpout.SecurityNone, HELO: "mailgate.test", Timeout: 10 * time.Second})
+		if err != nil {
+			b.Fatal(err)
+		}
+		start = time.Now()
+		for i, err := range sender.Send(context.Background(), envs) {
+			if err != nil {
+				b.Fatalf("raw send %d: %v", i, err)
+			}
+		}
+		raw += time.Since(start)
+	}
+	b.ReportMetric(float64(n*b.N)/outbox.Seconds(), "outbox-replies/s")
+	b.ReportMetric(float64(n*b.N)/raw.Seconds(), "sender-mails/s")
+	b.ReportMetric(raw.Seconds()/outbox.Seconds(), "ratio")
 }

@@ -257,43 +257,81 @@ func validHELO(name string) bool {
 // accepted if the failure came after its data was sent) and the remaining
 // messages get ErrNotAttempted, so that none is sent twice by this call.
 func (s *Sender) Send(ctx context.Context, msgs []*Envelope) []error {
+	for _, m := range msgs {
+		if checkEnvelope(m) == nil {
+			// At least one to send: connect.
+			i := 0
+			return s.SendEach(ctx, func() (*Envelope, bool) {
+				if i == len(msgs) {
+					return nil, false
+				}
+				i++
+				return msgs[i-1], true
+			})
+		}
+	}
 	errs := make([]error, len(msgs))
-	var todo []int
 	for i, m := range msgs {
+		errs[i] = checkEnvelope(m)
+	}
+	return errs
+}
+
+// SendEach is Send for a burst whose messages are still being made while
+// it is sent: next returns them one at a time, in order, and false after
+// the last; it may block until the next one is ready. The connection is
+// opened when the first valid message arrives, so a caller can render the
+// next message while the relay takes the one before. The errors are those
+// of Send, one per message next returned: when the connection cannot be
+// opened or fails, next is still called to the end and the remaining
+// messages get the error (ErrNotAttempted after a failure mid-burst).
+func (s *Sender) SendEach(ctx context.Context, next func() (*Envelope, bool)) []error {
+	var (
+		errs []error
+		sess *session
+		rest error // the error of every remaining message, once set
+	)
+	defer func() {
+		if sess != nil {
+			sess.close()
+		}
+	}()
+	for {
+		m, ok := next()
+		if !ok {
+			break
+		}
 		if err := checkEnvelope(m); err != nil {
-			errs[i] = err
+			errs = append(errs, err)
 			continue
 		}
-		todo = append(todo, i)
-	}
-	if len(todo) == 0 {
-		return errs
-	}
-	sess, err := s.open(ctx)
-	if err != nil {
-		for _, i := range todo {
-			errs[i] = err
+		if rest != nil {
+			errs = append(errs, rest)
+			continue
 		}
-		return errs
-	}
-	defer sess.close()
-	for k, i := range todo {
-		errs[i] = sess.deliver(ctx, msgs[i])
-		if errs[i] == nil && msgs[i].Accepted != nil {
-			msgs[i].Accepted()
+		if sess == nil {
+			var err error
+			if sess, err = s.open(ctx); err != nil {
+				rest = err
+				errs = append(errs, err)
+				continue
+			}
+		}
+		err := sess.deliver(ctx, m)
+		errs = append(errs, err)
+		if err == nil && m.Accepted != nil {
+			m.Accepted()
 		}
 		if sess.broken != nil {
-			rest := sess.broken
+			rest = sess.broken
 			if !errors.Is(rest, ErrNotAttempted) {
 				rest = fmt.Errorf("%w: %v", ErrNotAttempted, rest)
 			}
-			for _, j := range todo[k+1:] {
-				errs[j] = rest
-			}
-			return errs
 		}
 	}
-	sess.quit(ctx)
+	if sess != nil && rest == nil {
+		sess.quit(ctx)
+	}
 	return errs
 }
 

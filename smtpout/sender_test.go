@@ -793,3 +793,59 @@ func TestSendCopies(t *testing.T) {
 		t.Errorf("checkEnvelope = %v", err)
 	}
 }
+
+// SendEach sends messages as they are made, over one connection opened
+// for the first valid one: message n+1 is asked for only after message n
+// went out, an invalid message gets its error without a connection, and a
+// burst of only invalid messages opens none.
+func TestSendEach(t *testing.T) {
+	relay := &testRelay{}
+	addr := startRelay(t, relay, relayOptions{})
+	s := newTestSender(t, SenderOptions{Address: addr, Security: SecurityNone})
+
+	invalid := &Envelope{From: "support@acme.example", Data: []byte("x")} // no recipient
+	errs := s.SendEach(context.Background(), func() (*Envelope, bool) {
+		if invalid == nil {
+			return nil, false
+		}
+		m := invalid
+		invalid = nil
+		return m, true
+	})
+	if len(errs) != 1 || !errors.Is(errs[0], ErrInvalidEnvelope) || relay.connCount() != 0 {
+		t.Fatalf("a burst of one invalid message: %v, %d connections; want ErrInvalidEnvelope and none", errs, relay.connCount())
+	}
+
+	var sentEnvs []*Envelope
+	n := 0
+	errs = s.SendEach(context.Background(), func() (*Envelope, bool) {
+		if got := len(relay.delivered()); got != len(sentEnvs) {
+			t.Errorf("message %d asked for with %d delivered, want %d", n, got, len(sentEnvs))
+		}
+		if n == 4 {
+			return nil, false
+		}
+		n++
+		if n == 2 {
+			return &Envelope{From: "support@acme.example", Data: []byte("x")}, true // no recipient
+		}
+		env := testEnvelope(t, n)
+		sentEnvs = append(sentEnvs, env)
+		return env, true
+	})
+	if len(errs) != 4 || errs[0] != nil || !errors.Is(errs[1], ErrInvalidEnvelope) || errs[2] != nil || errs[3] != nil {
+		t.Fatalf("errors %v, want nil, ErrInvalidEnvelope, nil, nil", errs)
+	}
+	if c := relay.connCount(); c != 1 {
+		t.Errorf("%d connections for a burst, want 1", c)
+	}
+	got := relay.delivered()
+	if len(got) != 3 {
+		t.Fatalf("relay got %d messages, want 3", len(got))
+	}
+	for i, env := range sentEnvs {
+		if !bytes.Equal(got[i].data, env.Data) {
+			t.Errorf("message %d out of order or changed", i)
+		}
+	}
+}

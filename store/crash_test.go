@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
 	"syscall"
 	"testing"
 	"time"
@@ -16,6 +17,10 @@ import (
 
 // childDBEnv names the database the crash child writes to.
 const childDBEnv = "MAILGATE_STORE_CRASH_CHILD_DB"
+
+// childBatchEnv, when set, has the crash child record a batch
+// (RecordInbounds) instead of one row.
+const childBatchEnv = "MAILGATE_STORE_CRASH_CHILD_BATCH"
 
 // TestHelperChild is not a test: TestKill9KeepsCommits runs the test binary
 // again with it selected. It commits one ledger row, says so, and waits to
@@ -31,7 +36,16 @@ func TestHelperChild(t *testing.T) {
 		fmt.Println("error:", err)
 		os.Exit(2)
 	}
-	if _, err := db.RecordInbound(ctx, newInbound(77, "crash@example.org", 2)); err != nil {
+	if os.Getenv(childBatchEnv) != "" {
+		// A batch, then the kill: between the batch's commit and any
+		// barrier, IMAP action or later write.
+		batch := []*Inbound{newInbound(80, "a@example.org", 1), newInbound(81, "b@example.org", 2), newInbound(82, "a@example.org", 1)}
+		batch[2].DedupeKey = batch[0].DedupeKey
+		if _, err := db.RecordInbounds(ctx, batch); err != nil {
+			fmt.Println("error:", err)
+			os.Exit(2)
+		}
+	} else if _, err := db.RecordInbound(ctx, newInbound(77, "crash@example.org", 2)); err != nil {
 		fmt.Println("error:", err)
 		os.Exit(2)
 	}
@@ -113,5 +127,70 @@ func TestKill9KeepsCommits(t *testing.T) {
 	}
 	if th, ok, err := db.Thread(context.Background(), "c", "crash@example.org"); err != nil || !ok || len(th.MessageIDs) != 1 {
 		t.Fatalf("after kill -9: thread = %+v, %v, %v", th, ok, err)
+	}
+}
+
+// TestKill9KeepsBatch kills a process right after it committed a batch of
+// ledger rows (RecordInbounds) and checks that every row and the cursor
+// are there: the batch and its cursor commit together.
+func TestKill9KeepsBatch(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs a child process")
+	}
+	path := filepath.Join(t.TempDir(), "crash.db")
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, os.Args[0], "-test.run=^TestHelperChild$", "-test.count=1")
+	cmd.Env = append(os.Environ(), childDBEnv+"="+path, childBatchEnv+"=1")
+	cmd.Stderr = os.Stderr
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		cmd.Process.Kill()
+		cmd.Wait()
+	}()
+	sc := bufio.NewScanner(out)
+	for sc.Scan() && sc.Text() != "committed" {
+		t.Logf("child: %s", sc.Text())
+	}
+	if sc.Text() != "committed" {
+		t.Fatalf("child ended without committing (scan error %v)", sc.Err())
+	}
+	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	cmd.Wait()
+	if ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus); !ok || !ws.Signaled() || ws.Signal() != syscall.SIGKILL {
+		t.Fatalf("child did not die of SIGKILL: %v", cmd.ProcessState)
+	}
+
+	db, err := Open(context.Background(), path, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	list, err := db.ListInbound(context.Background(), InboundFilter{Channel: "c"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[uint32]InboundState{}
+	for _, in := range list {
+		got[in.UID] = in.State
+	}
+	want := map[uint32]InboundState{80: StateFetched, 81: StateFetched, 82: StateSkipped}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("after kill -9: ledger states %v, want %v", got, want)
+	}
+	if c, err := db.Cursor(context.Background(), "c", "INBOX"); err != nil || c != (Cursor{UIDValidity: 1, UID: 82}) {
+		t.Fatalf("after kill -9: cursor = %+v, %v", c, err)
+	}
+	due, err := db.DuePosts(context.Background(), "c", nil, 10)
+	if err != nil || len(due) != 2 {
+		t.Fatalf("after kill -9: due posts %+v, %v; want the first posts of uids 80 and 81", due, err)
 	}
 }

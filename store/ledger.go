@@ -161,6 +161,57 @@ type RecordResult struct {
 // On success in.ID, in.State, in.Reason, in.CreatedAt and in.UpdatedAt
 // describe what was written.
 func (db *DB) RecordInbound(ctx context.Context, in *Inbound) (RecordResult, error) {
+	return db.recordInbound(ctx, in, func(fn func(tx *sql.Tx) error) error { return db.lazyTx(ctx, fn) })
+}
+
+// RecordInbounds records the fetched messages ins, in order, as
+// RecordInbound would one after another, but in one transaction and one
+// commit (lazy, like RecordInbound's): a backlog costs one commit per
+// batch instead of one per message. Each message is recorded in its own
+// savepoint: when one fails, it is rolled back alone, the messages before
+// it are committed and the rest are not tried. The cursor of each folder
+// ends at the last recorded UID.
+//
+// It returns the results of the recorded messages, ins[:len(results)];
+// when len(results) < len(ins), err says why ins[len(results)] was not
+// recorded. An error of the commit itself records none.
+func (db *DB) RecordInbounds(ctx context.Context, ins []*Inbound) ([]RecordResult, error) {
+	var results []RecordResult
+	var rowErr error
+	err := db.lazyTx(ctx, func(tx *sql.Tx) error {
+		results, rowErr = results[:0], nil
+		for _, in := range ins {
+			if _, err := tx.ExecContext(ctx, "SAVEPOINT rec"); err != nil {
+				return err
+			}
+			res, err := db.recordInbound(ctx, in, func(fn func(tx *sql.Tx) error) error { return fn(tx) })
+			if err != nil {
+				if _, rerr := tx.ExecContext(ctx, "ROLLBACK TO rec"); rerr != nil {
+					return errors.Join(err, rerr)
+				}
+				rowErr = err
+			}
+			if _, err := tx.ExecContext(ctx, "RELEASE rec"); err != nil {
+				return err
+			}
+			if rowErr != nil {
+				break
+			}
+			results = append(results, res)
+		}
+		if len(results) == 0 && rowErr != nil {
+			return rowErr // nothing to commit
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return results, rowErr
+}
+
+// recordInbound is RecordInbound with its transaction run by run.
+func (db *DB) recordInbound(ctx context.Context, in *Inbound, run func(fn func(tx *sql.Tx) error) error) (RecordResult, error) {
 	var res RecordResult
 	if err := checkInbound(in); err != nil {
 		return res, err
@@ -173,7 +224,7 @@ func (db *DB) RecordInbound(ctx context.Context, in *Inbound) (RecordResult, err
 		posts  [][]byte
 	)
 
-	err := db.lazyTx(ctx, func(tx *sql.Tx) error {
+	err := run(func(tx *sql.Tx) error {
 		res = RecordResult{}
 		state, reason, posts = in.State, in.Reason, in.Posts
 		if state == "" {

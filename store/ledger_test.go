@@ -1114,3 +1114,73 @@ func testThreadCc(t *testing.T) {
 		t.Errorf("Thread(other) = %v, %v; want none", ok, err)
 	}
 }
+
+// RecordInbounds records a batch in one transaction as RecordInbound would
+// one by one: a later row sees an earlier one (dedupe), and a row that
+// cannot be recorded stops the batch after the rows before it, which are
+// committed with the cursor at the last of them.
+func TestRecordInboundsBatch(t *testing.T) {
+	db, _ := openTest(t)
+	ctx := context.Background()
+	first := newInbound(10, "Ann@Example.org", 2)
+	copyOf := newInbound(11, "ann@example.org", 1)
+	copyOf.DedupeKey = first.DedupeKey
+	dead := newInbound(12, "bob@example.org", 0)
+	dead.State, dead.Reason = StateDead, "unparseable email"
+	invalid := newInbound(13, "cid@example.org", 0) // fetched without posts
+	after := newInbound(14, "dan@example.org", 1)
+
+	results, err := db.RecordInbounds(ctx, []*Inbound{first, copyOf, dead, invalid, after})
+	if err == nil || !strings.Contains(err.Error(), "uid 1/13") {
+		t.Fatalf("err = %v, want the failure of uid 13", err)
+	}
+	if len(results) != 3 {
+		t.Fatalf("%d results, want 3 (the rows before uid 13)", len(results))
+	}
+	if results[0].ID == 0 || results[1].DuplicateOf != results[0].ID || results[2].ID == 0 {
+		t.Errorf("results %+v: want uid 11 recorded as a duplicate of uid 10", results)
+	}
+	if first.State != StateFetched || copyOf.State != StateSkipped || dead.State != StateDead {
+		t.Errorf("states %s, %s, %s; want fetched, skipped, dead", first.State, copyOf.State, dead.State)
+	}
+	if c, err := db.Cursor(ctx, "c", "INBOX"); err != nil || c.UID != 12 {
+		t.Fatalf("cursor %+v, %v; want uid 12", c, err)
+	}
+	list, err := db.ListInbound(ctx, InboundFilter{Channel: "c"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var uids []uint32
+	for _, in := range list {
+		uids = append(uids, in.UID)
+	}
+	if !slices.Equal(uids, []uint32{12, 11, 10}) {
+		t.Fatalf("ledger holds uids %v, want 12, 11, 10", uids)
+	}
+	if th, ok, err := db.Thread(ctx, "c", "ann@example.org"); err != nil || !ok || len(th.MessageIDs) != 1 {
+		t.Errorf("thread of ann: %+v, %v, %v", th, ok, err)
+	}
+	if raw, err := db.Inbound(ctx, results[2].ID); err != nil || len(raw.Raw) == 0 {
+		t.Errorf("the dead letter keeps its raw copy: %+v, %v", raw, err)
+	}
+
+	// Handed again from uid 13 (now valid), with a repeat of uid 12.
+	invalid.Posts = [][]byte{[]byte(`{"text":"hi"}`)}
+	results, err = db.RecordInbounds(ctx, []*Inbound{newInbound(12, "bob@example.org", 1), invalid, after})
+	if err != nil || len(results) != 3 {
+		t.Fatalf("second batch: %d results, %v", len(results), err)
+	}
+	if !results[0].Existing || results[1].Existing || results[2].Existing {
+		t.Errorf("second batch %+v: want uid 12 existing, 13 and 14 new", results)
+	}
+	if c, err := db.Cursor(ctx, "c", "INBOX"); err != nil || c.UID != 14 {
+		t.Fatalf("cursor %+v, %v; want uid 14", c, err)
+	}
+	due, err := db.DuePosts(ctx, "c", nil, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(due) != 3 { // ann (uid 10), cid (13), dan (14): one per contact
+		t.Errorf("due posts %+v, want one each for ann, cid and dan", due)
+	}
+}
