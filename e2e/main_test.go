@@ -71,6 +71,7 @@ func TestMain(m *testing.M) {
 
 func runSuite(m *testing.M) int {
 	flag.Parse()
+	defer postgres.Stop()
 	if os.Geteuid() != 0 {
 		fmt.Fprintln(os.Stderr, "e2e: SKIP: the suite starts Dovecot and Postfix and must run as root")
 		return 0

@@ -23,6 +23,19 @@ import (
 	"mailgate/lease"
 )
 
+// postgres is the suite's PostgreSQL server, started by the first
+// scenario that needs it; runSuite stops it.
+var postgres pgtest.Once
+
+// scaleOutDSN returns a new database on the suite's PostgreSQL server.
+func scaleOutDSN(t *testing.T) string {
+	t.Helper()
+	if _, err := pgtest.FindBinDir(); err != nil {
+		t.Fatal(err) // setup.sh installs postgresql
+	}
+	return postgres.Server(t).NewDatabase(t)
+}
+
 // TestScaleOutKill9 runs two mailgate instances against one PostgreSQL
 // (store and leases) and one Dovecot. 300 emails from 30 senders arrive
 // while the instance holding the channel is SIGKILLed three times (and
@@ -40,20 +53,9 @@ func TestScaleOutKill9(t *testing.T) {
 		kills     = 3
 		ttl       = 5 * time.Second
 	)
-	if _, err := pgtest.FindBinDir(); err != nil {
-		t.Fatal(err) // setup.sh installs postgresql
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
-	pg, err := pgtest.Start(ctx, pgtest.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { pg.Stop() })
-	dsn, err := pg.CreateDatabase(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
+	dsn := scaleOutDSN(t)
 
 	resetMailbox(t, supportUser)
 	ul := newFakeUserlike(t, inboundToken)
@@ -235,17 +237,7 @@ func TestScaleOutSharedWork(t *testing.T) {
 	customers := []string{"cust41@example.test", "cust42@example.test", "cust43@example.test"}
 	resetMailbox(t, supportUser)
 	resetMailboxes(t, customers...)
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
-	pg, err := pgtest.Start(ctx, pgtest.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { pg.Stop() })
-	dsn, err := pg.CreateDatabase(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
+	dsn := scaleOutDSN(t)
 	ul := newFakeUserlike(t, inboundToken)
 	dir := testDir(t)
 	byName := map[string]*mailgate{}

@@ -19,38 +19,20 @@ import (
 
 // One PostgreSQL server for the whole test binary; each test gets its own
 // database.
-var (
-	pgOnce sync.Once
-	pgSrv  *pgtest.Server
-	pgErr  error
-)
+// postgres is the test binary's PostgreSQL server; TestMain stops it.
+var postgres pgtest.Once
 
 func TestMain(m *testing.M) {
 	code := m.Run()
-	if pgSrv != nil {
-		pgSrv.Stop()
-	}
+	postgres.Stop()
 	os.Exit(code)
 }
 
 // newDatabase returns the DSN of a fresh database and the server.
 func newDatabase(t *testing.T) (string, *pgtest.Server) {
 	t.Helper()
-	if _, err := pgtest.FindBinDir(); err != nil {
-		if os.Getenv("MAILGATE_REQUIRE_POSTGRES") != "" {
-			t.Fatal(err)
-		}
-		t.Skip(err)
-	}
-	pgOnce.Do(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-		defer cancel()
-		pgSrv, pgErr = pgtest.Start(ctx, pgtest.Options{})
-	})
-	if pgErr != nil {
-		t.Fatal(pgErr)
-	}
-	return pgSrv.NewDatabase(t), pgSrv
+	srv := postgres.Server(t)
+	return srv.NewDatabase(t), srv
 }
 
 // eventLog records the events of several instances in one order.
@@ -400,7 +382,7 @@ func newProxy(t *testing.T, srv *pgtest.Server) *proxy {
 
 // dsn rewrites a DSN of the server to go through the proxy.
 func (p *proxy) dsn(dsn string) string {
-	return strings.Replace(dsn, "host="+pgSrv.SocketDir, "host="+p.dir, 1)
+	return strings.Replace(dsn, "host="+filepath.Dir(p.target), "host="+p.dir, 1)
 }
 
 func (p *proxy) serve() {

@@ -6,7 +6,6 @@ import (
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
 	"mailgate/internal/pgtest"
 )
@@ -17,46 +16,20 @@ import (
 // serves the whole test binary (started on first use, stopped by
 // TestMain); every test gets a database of its own on it.
 
-var pgServer struct {
-	once sync.Once
-	srv  *pgtest.Server
-	err  error
-}
+// pgServer is the test binary's PostgreSQL server.
+var pgServer pgtest.Once
 
 func TestMain(m *testing.M) {
 	code := m.Run()
-	if pgServer.srv != nil {
-		pgServer.srv.Stop()
-	}
+	pgServer.Stop()
 	os.Exit(code)
 }
 
 // postgresServer returns the test binary's PostgreSQL server, starting it
-// on first use. Without PostgreSQL installed it skips t, unless
-// MAILGATE_REQUIRE_POSTGRES is set.
-//
-// A server started for a benchmark (go test -run '^$' -bench .) is
-// durable (fsync and synchronous_commit on, as in production), so that its
-// figures compare with SQLite's, whose benchmarks fsync too; tests run
-// without, for speed.
+// on first use (durable when a benchmark starts it; see pgtest.Once).
 func postgresServer(t testing.TB) *pgtest.Server {
 	t.Helper()
-	if _, err := pgtest.FindBinDir(); err != nil {
-		if os.Getenv("MAILGATE_REQUIRE_POSTGRES") != "" {
-			t.Fatal(err)
-		}
-		t.Skip(err)
-	}
-	pgServer.once.Do(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-		defer cancel()
-		_, durable := t.(*testing.B)
-		pgServer.srv, pgServer.err = pgtest.Start(ctx, pgtest.Options{Durable: durable})
-	})
-	if pgServer.err != nil {
-		t.Fatal(pgServer.err)
-	}
-	return pgServer.srv
+	return pgServer.Server(t)
 }
 
 // forEachBackend runs f as the subtests "sqlite" and "postgres".

@@ -19,7 +19,7 @@ func TestMain(m *testing.M) {
 		os.Exit(execute(context.Background(), env, []string{"run", "-c", path}))
 	}
 	code := m.Run()
-	stopPostgres()
+	postgres.Stop()
 	os.Exit(code)
 }
 

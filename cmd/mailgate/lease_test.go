@@ -3,10 +3,8 @@ package main
 import (
 	"context"
 	"net"
-	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -18,38 +16,13 @@ import (
 	"mailgate/userlike/userliketest"
 )
 
-// One PostgreSQL server for the test binary, started by the first test
-// that needs it and stopped by TestMain.
-var (
-	pgOnce sync.Once
-	pgSrv  *pgtest.Server
-	pgErr  error
-)
+// postgres is the test binary's PostgreSQL server; TestMain stops it.
+var postgres pgtest.Once
 
 // leaseDSN returns the DSN of a fresh PostgreSQL database.
 func leaseDSN(t *testing.T) string {
 	t.Helper()
-	if _, err := pgtest.FindBinDir(); err != nil {
-		if os.Getenv("MAILGATE_REQUIRE_POSTGRES") != "" {
-			t.Fatal(err)
-		}
-		t.Skip(err)
-	}
-	pgOnce.Do(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-		defer cancel()
-		pgSrv, pgErr = pgtest.Start(ctx, pgtest.Options{})
-	})
-	if pgErr != nil {
-		t.Fatal(pgErr)
-	}
-	return pgSrv.NewDatabase(t)
-}
-
-func stopPostgres() {
-	if pgSrv != nil {
-		pgSrv.Stop()
-	}
+	return postgres.Server(t).NewDatabase(t)
 }
 
 // useLeases puts e's store in PostgreSQL (dsn) with the lease keys.

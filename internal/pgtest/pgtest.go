@@ -22,6 +22,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -225,10 +226,9 @@ func (s *Server) Stop() error {
 	return os.RemoveAll(s.Dir)
 }
 
-// New starts a server for the test and stops it when the test ends. It
-// skips the test when no PostgreSQL is installed, unless
-// MAILGATE_REQUIRE_POSTGRES is set.
-func New(t testing.TB) *Server {
+// requireInstalled skips t when no PostgreSQL is installed, or fails it
+// when MAILGATE_REQUIRE_POSTGRES is set.
+func requireInstalled(t testing.TB) {
 	t.Helper()
 	if _, err := FindBinDir(); err != nil {
 		if os.Getenv("MAILGATE_REQUIRE_POSTGRES") != "" {
@@ -236,6 +236,14 @@ func New(t testing.TB) *Server {
 		}
 		t.Skip(err)
 	}
+}
+
+// New starts a server for the test and stops it when the test ends. It
+// skips the test when no PostgreSQL is installed, unless
+// MAILGATE_REQUIRE_POSTGRES is set.
+func New(t testing.TB) *Server {
+	t.Helper()
+	requireInstalled(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	s, err := Start(ctx, Options{})
@@ -256,4 +264,40 @@ func (s *Server) NewDatabase(t testing.TB) string {
 		t.Fatal(err)
 	}
 	return dsn
+}
+
+// Once is one server shared by a whole test binary: a package's tests
+// declare one as a package variable, take the server from it (started by
+// the first test that asks) and give each test a database of its own;
+// TestMain calls Stop after the tests ran.
+type Once struct {
+	once sync.Once
+	srv  *Server
+	err  error
+}
+
+// Server returns the shared server, starting it on first use. It skips t
+// as New does when no PostgreSQL is installed. A server first asked for by
+// a benchmark is durable (fsync on, as in production), so that its figures
+// compare with SQLite's; for tests it is not, for speed.
+func (o *Once) Server(t testing.TB) *Server {
+	t.Helper()
+	requireInstalled(t)
+	o.once.Do(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+		defer cancel()
+		_, durable := t.(*testing.B)
+		o.srv, o.err = Start(ctx, Options{Durable: durable})
+	})
+	if o.err != nil {
+		t.Fatal(o.err)
+	}
+	return o.srv
+}
+
+// Stop stops the shared server if it was started.
+func (o *Once) Stop() {
+	if o.srv != nil {
+		o.srv.Stop()
+	}
 }
