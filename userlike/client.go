@@ -29,7 +29,9 @@ type ClientOptions struct {
 	// Token is the inbound auth token, sent in the API-SECURITY-TOKEN
 	// header. It never appears in errors.
 	Token string
-	// HTTPClient sends the requests; nil means a client with a 30s timeout.
+	// HTTPClient sends the requests; nil means a client with a 30s timeout
+	// and its own transport, which keeps up to MaxIdleConnsPerHost
+	// connections to the Inbound URL's host open between posts.
 	// Redirects are never followed, whatever its CheckRedirect says, so the
 	// token is never sent to another URL.
 	HTTPClient *http.Client
@@ -47,6 +49,12 @@ type ClientOptions struct {
 	Sleep func(ctx context.Context, d time.Duration) error
 }
 
+// MaxIdleConnsPerHost is how many idle connections the default client
+// keeps to the Inbound URL's host: more than the concurrent posts of a
+// channel, so that a burst of posts does not close and redial connections
+// (net/http's default keeps 2).
+const MaxIdleConnsPerHost = 16
+
 // Client posts inbound messages to a Custom Channel's Inbound URL.
 // It is safe for concurrent use.
 type Client struct {
@@ -62,7 +70,9 @@ type Client struct {
 
 // NewClient returns a Client for opts, filling in defaults.
 func NewClient(opts ClientOptions) *Client {
-	hc := &http.Client{Timeout: 30 * time.Second}
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.MaxIdleConnsPerHost = MaxIdleConnsPerHost
+	hc := &http.Client{Timeout: 30 * time.Second, Transport: tr}
 	if opts.HTTPClient != nil {
 		copied := *opts.HTTPClient
 		hc = &copied

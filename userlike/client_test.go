@@ -420,3 +420,25 @@ func TestParseRetryAfter(t *testing.T) {
 		}
 	}
 }
+
+// TestDefaultClientKeepsIdleConnections checks that a Client built without
+// an HTTPClient keeps enough idle connections for a channel's concurrent
+// posts: net/http's default transport keeps 2 per host, so a burst of 4
+// posts closed and redialled half its connections (566 dials for 3,300
+// posts in the backlog bench).
+func TestDefaultClientKeepsIdleConnections(t *testing.T) {
+	c := NewClient(ClientOptions{InboundURL: "http://127.0.0.1/inbound", Token: testToken})
+	tr, ok := c.http.Transport.(*http.Transport)
+	if !ok {
+		t.Fatalf("transport is %T, want its own *http.Transport", c.http.Transport)
+	}
+	if tr == http.DefaultTransport {
+		t.Fatal("the client shares http.DefaultTransport")
+	}
+	if tr.MaxIdleConnsPerHost < 8 {
+		t.Fatalf("MaxIdleConnsPerHost = %d, want at least 8 (4 posts in flight per channel)", tr.MaxIdleConnsPerHost)
+	}
+	if tr.Proxy == nil || tr.TLSHandshakeTimeout == 0 {
+		t.Fatal("the transport lost http.DefaultTransport's proxy and timeouts")
+	}
+}
