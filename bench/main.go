@@ -44,6 +44,7 @@ type options struct {
 	goBench   string
 	startRuns int
 	perf      bool
+	fetchmail bool
 	mailgate  string
 	postgres  bool
 }
@@ -84,6 +85,7 @@ func main() {
 	flag.IntVar(&o.startRuns, "startups", 10, "start-up runs")
 	flag.StringVar(&o.mailgate, "mailgate", "", "run this mailgate binary instead of building ./cmd/mailgate (before/after comparisons)")
 	flag.BoolVar(&o.postgres, "postgres", true, "also run the backlog and webhook scenarios with the store in PostgreSQL (a private server from internal/pgtest)")
+	flag.BoolVar(&o.fetchmail, "fetchmail", true, "also time fetchmail on the backlog (false: mailgate and the IMAP floor only, for quicker A/B runs)")
 	flag.BoolVar(&o.perf, "perf", false, "attach `perf record -g` to every mailgate run (profiles in the kept work directory)")
 	flag.Parse()
 	o.only = map[string]bool{}
