@@ -10,7 +10,7 @@ import (
 
 // copyTables are the tables CopyTo copies, parents before children.
 var copyTables = []string{
-	"cursors", "inbound", "inbound_posts", "inbound_raw_chunks", "threads", "thread_messages",
+	"cursors", "inbound", "inbound_text", "inbound_posts", "inbound_raw_chunks", "threads", "thread_messages",
 	"outbox", "media", "media_chunks", "installation_keys", "oauth_grants",
 }
 

@@ -17,8 +17,8 @@ import (
 // writes its index and table pages to the WAL with one system call each:
 // a group shares those pages and those calls.
 //
-// A caller's outcome is the same as alone: its function's error (its
-// savepoint rolled back, the others unaffected), or nil once the group is
+// A caller's outcome is the same as alone: its function's error (the
+// others unaffected: the group runs again with a savepoint per function), or nil once the group is
 // committed (and, when it asked for one, past a barrier). A failed commit
 // fails every function of the group.
 type groupCommit struct {
@@ -119,6 +119,36 @@ func (db *DB) commitGroup(group []*txReq) error {
 			return nil
 		}
 		return tx.Commit()
+	}
+	// First without savepoints. Inside a savepoint SQLite copies every
+	// page a statement changes into a statement journal first (a malloc
+	// and a page copy each), and functions rarely fail. When one does, the
+	// whole transaction is rolled back and the group runs again with a
+	// savepoint per function, so that only the failing one is undone. A
+	// function may run twice that way; pgTx runs them again too.
+	ran, failed := 0, false
+	for _, r := range group {
+		if r.err = r.ctx.Err(); r.err != nil {
+			continue
+		}
+		if r.err = r.fn(tx); r.err != nil {
+			failed = true
+			break
+		}
+		ran++
+	}
+	if !failed {
+		if ran == 0 {
+			return tx.Rollback()
+		}
+		return tx.Commit()
+	}
+	if err := tx.Rollback(); err != nil {
+		return err
+	}
+	db.groupRetries.Add(1)
+	if tx, err = db.write.BeginTx(context.WithoutCancel(group[0].ctx), nil); err != nil {
+		return err
 	}
 	ok := 0
 	for _, r := range group {

@@ -95,6 +95,11 @@ func TestGroupCommit(t *testing.T) {
 	if want := "0,1,2,4,6,7,8,9,10"; got != want {
 		t.Errorf("committed %s, want %s", got, want)
 	}
+	// The group of ten ran without savepoints first and once more with
+	// them, because transaction 3 failed; the first group did not fail.
+	if n := db.groupRetries.Load(); n != 1 {
+		t.Errorf("%d groups ran again with savepoints, want 1", n)
+	}
 }
 
 // BenchmarkGroupCommit records ledger rows from several goroutines at

@@ -167,18 +167,37 @@ func (db *DB) RecordInbound(ctx context.Context, in *Inbound) (RecordResult, err
 // RecordInbounds records the fetched messages ins, in order, as
 // RecordInbound would one after another, but in one transaction and one
 // commit (lazy, like RecordInbound's): a backlog costs one commit per
-// batch instead of one per message. Each message is recorded in its own
-// savepoint: when one fails, it is rolled back alone, the messages before
-// it are committed and the rest are not tried. The cursor of each folder
-// ends at the last recorded UID.
+// batch instead of one per message. When a message fails, it is rolled
+// back alone, the messages before it are committed and the rest are not
+// tried. The cursor of each folder ends at the last recorded UID.
 //
 // It returns the results of the recorded messages, ins[:len(results)];
 // when len(results) < len(ins), err says why ins[len(results)] was not
 // recorded. An error of the commit itself records none.
 func (db *DB) RecordInbounds(ctx context.Context, ins []*Inbound) ([]RecordResult, error) {
+	// The messages are first recorded without a savepoint each (a
+	// savepoint makes SQLite journal every page it changes); only when one
+	// fails is the batch recorded again, each message in its own savepoint.
 	var results []RecordResult
-	var rowErr error
 	err := db.lazyTx(ctx, func(tx *sql.Tx) error {
+		results = results[:0]
+		for _, in := range ins {
+			res, err := db.recordInbound(ctx, in, func(fn func(tx *sql.Tx) error) error { return fn(tx) })
+			if err != nil {
+				return errors.Join(errRecordAgain, err)
+			}
+			results = append(results, res)
+		}
+		return nil
+	})
+	if !errors.Is(err, errRecordAgain) {
+		if err != nil {
+			return nil, err
+		}
+		return results, nil
+	}
+	var rowErr error
+	err = db.lazyTx(ctx, func(tx *sql.Tx) error {
 		results, rowErr = results[:0], nil
 		for _, in := range ins {
 			if _, err := tx.ExecContext(ctx, "SAVEPOINT rec"); err != nil {
@@ -209,6 +228,10 @@ func (db *DB) RecordInbounds(ctx context.Context, ins []*Inbound) ([]RecordResul
 	}
 	return results, rowErr
 }
+
+// errRecordAgain makes RecordInbounds record its batch again with a
+// savepoint per message.
+var errRecordAgain = errors.New("store: record the batch again message by message")
 
 // recordInbound is RecordInbound with its transaction run by run.
 func (db *DB) recordInbound(ctx context.Context, in *Inbound, run func(fn func(tx *sql.Tx) error) error) (RecordResult, error) {
@@ -281,15 +304,22 @@ func (db *DB) recordInbound(ctx context.Context, in *Inbound, run func(fn func(t
 				channel, folder, uidvalidity, uid, dedupe_key, message_id, contact, contact_name,
 				subject, state, reason, classification, verdict, posts_total, posts_done,
 				after_kind, after_dest, after_done, thread_subject, new_thread, attempts, last_error,
-				arrived_at, created_at, updated_at, full_text, duplicate_of)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+				arrived_at, created_at, updated_at, duplicate_of)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 			RETURNING id`,
 			in.Channel, in.Folder, in.UIDValidity, in.UID, in.DedupeKey, in.MessageID, contact, in.ContactName,
 			in.Subject, string(state), reason, in.Classification, in.Verdict, len(posts),
 			in.After.Kind, in.After.Dest, boolInt(in.AfterDone), in.ThreadSubject, boolInt(in.NewThread), in.Attempts, in.LastError,
-			ms(in.ArrivedAt), now, now, in.FullText, res.DuplicateOf).Scan(&res.ID)
+			ms(in.ArrivedAt), now, now, res.DuplicateOf).Scan(&res.ID)
 		if err != nil {
 			return err
+		}
+		// The text lives apart from the row (016_inbound_text.sql), which
+		// is updated as its posts are accepted.
+		if in.FullText != "" {
+			if _, err := db.txExec(ctx, tx, `INSERT INTO inbound_text (ledger_id, full_text) VALUES (?, ?)`, res.ID, in.FullText); err != nil {
+				return err
+			}
 		}
 		if in.Raw != nil {
 			if err := db.insertRaw(ctx, tx, res.ID, in.Raw); err != nil {
@@ -393,7 +423,8 @@ func checkInbound(in *Inbound) error {
 const inboundCols = `id, channel, folder, uidvalidity, uid, dedupe_key, message_id, contact, contact_name,
 	subject, state, reason, classification, verdict, posts_total, posts_done,
 	after_kind, after_dest, after_done, thread_subject, new_thread, attempts, last_error,
-	arrived_at, created_at, updated_at, full_text, duplicate_of`
+	arrived_at, created_at, updated_at,
+	COALESCE((SELECT full_text FROM inbound_text WHERE inbound_text.ledger_id = inbound.id), ''), duplicate_of`
 
 // scanInbound reads one row of inboundCols.
 func scanInbound(row interface{ Scan(...any) error }) (*Inbound, error) {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"reflect"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -1183,4 +1184,60 @@ func TestRecordInboundsBatch(t *testing.T) {
 	if len(due) != 3 { // ann (uid 10), cid (13), dan (14): one per contact
 		t.Errorf("due posts %+v, want one each for ann, cid and dan", due)
 	}
+}
+
+// TestInboundTextMigration takes a store back to schema version 15, where
+// the email's text was a column of inbound, gives a row a text there and
+// opens the store again: 016 moves the text to inbound_text, and the row
+// reads as before.
+func TestInboundTextMigration(t *testing.T) {
+	forEachBackend(t, func(t *testing.T) {
+		ctx := context.Background()
+		db, _ := openTest(t)
+		with, err := db.RecordInbound(ctx, newInbound(1, "ann@example.org", 1))
+		if err != nil {
+			t.Fatal(err)
+		}
+		without, err := db.RecordInbound(ctx, newInbound(2, "bob@example.org", 1))
+		if err != nil {
+			t.Fatal(err)
+		}
+		setVersion := `PRAGMA user_version = 15`
+		if onPostgres(t) {
+			setVersion = `UPDATE mailgate_schema SET version = 15`
+		}
+		for _, q := range []string{
+			`DROP TABLE inbound_text`,
+			`ALTER TABLE inbound ADD COLUMN full_text TEXT NOT NULL DEFAULT ''`,
+			`UPDATE inbound SET full_text = 'Where is my parcel?' WHERE id = ` + strconv.FormatInt(with.ID, 10),
+			setVersion,
+		} {
+			if _, err := db.write.ExecContext(ctx, q); err != nil {
+				t.Fatalf("%s: %v", q, err)
+			}
+		}
+		if onPostgres(t) {
+			db = reopenPostgres(t, db, Options{})
+		} else {
+			path := db.path
+			db.Close()
+			if db, err = Open(ctx, path, Options{}); err != nil {
+				t.Fatal(err)
+			}
+			defer db.Close()
+		}
+		for id, want := range map[int64]string{with.ID: "Where is my parcel?", without.ID: ""} {
+			in, err := db.Inbound(ctx, id)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if in.FullText != want {
+				t.Errorf("row %d: FullText = %q, want %q", id, in.FullText, want)
+			}
+		}
+		var n int
+		if err := db.read.QueryRowContext(ctx, `SELECT count(*) FROM inbound_text`).Scan(&n); err != nil || n != 1 {
+			t.Errorf("inbound_text has %d rows (%v), want 1: rows without text get none", n, err)
+		}
+	})
 }

@@ -74,8 +74,8 @@ func testMediaBlob(t *testing.T) {
 }
 
 // TestPostgresMigration takes a PostgreSQL database back to schema
-// version 13 (before media_chunks and outbox.claimed_by) and opens it
-// again: 014's PostgreSQL version and 015 run.
+// version 13 (before media_chunks, outbox.claimed_by and inbound_text)
+// and opens it again: 014's and 016's PostgreSQL versions and 015 run.
 func TestPostgresMigration(t *testing.T) {
 	ctx := context.Background()
 	dsn := postgresServer(t).NewDatabase(t)
@@ -83,7 +83,8 @@ func TestPostgresMigration(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := db.write.ExecContext(ctx, `DROP TABLE media_chunks; ALTER TABLE outbox DROP COLUMN claimed_by; UPDATE mailgate_schema SET version = 13`); err != nil {
+	if _, err := db.write.ExecContext(ctx, `DROP TABLE inbound_text; ALTER TABLE inbound ADD COLUMN full_text TEXT NOT NULL DEFAULT '';
+		DROP TABLE media_chunks; ALTER TABLE outbox DROP COLUMN claimed_by; UPDATE mailgate_schema SET version = 13`); err != nil {
 		t.Fatal(err)
 	}
 	db.Close()

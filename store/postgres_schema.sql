@@ -59,7 +59,6 @@ CREATE TABLE inbound (
 	arrived_at     BIGINT NOT NULL DEFAULT 0,
 	created_at     BIGINT NOT NULL,
 	updated_at     BIGINT NOT NULL,
-	full_text      TEXT   NOT NULL DEFAULT '',
 	refetch        BIGINT NOT NULL DEFAULT 0,
 	after_error    TEXT   NOT NULL DEFAULT '',
 	duplicate_of   BIGINT NOT NULL DEFAULT 0,
@@ -193,4 +192,9 @@ CREATE TABLE media_chunks (
 	seq    BIGINT NOT NULL,
 	data   BYTEA  NOT NULL,
 	PRIMARY KEY (sha256, seq)
+);
+
+CREATE TABLE inbound_text (
+	ledger_id BIGINT PRIMARY KEY REFERENCES inbound (id) ON DELETE CASCADE,
+	full_text TEXT   NOT NULL
 );

@@ -46,7 +46,7 @@ CREATE TABLE inbound (
 	arrived_at     INTEGER NOT NULL DEFAULT 0,
 	created_at     INTEGER NOT NULL,
 	updated_at     INTEGER NOT NULL,
-	full_text      TEXT    NOT NULL DEFAULT '', refetch INTEGER NOT NULL DEFAULT 0, after_error TEXT NOT NULL DEFAULT '', duplicate_of INTEGER NOT NULL DEFAULT 0,
+	refetch INTEGER NOT NULL DEFAULT 0, after_error TEXT NOT NULL DEFAULT '', duplicate_of INTEGER NOT NULL DEFAULT 0,
 	UNIQUE (channel, folder, uidvalidity, uid)
 );
 
@@ -174,4 +174,9 @@ CREATE TABLE media_chunks (
 	seq    INTEGER NOT NULL,
 	data   BLOB    NOT NULL,
 	PRIMARY KEY (sha256, seq)
+);
+
+CREATE TABLE inbound_text (
+	ledger_id INTEGER PRIMARY KEY REFERENCES inbound (id) ON DELETE CASCADE,
+	full_text TEXT    NOT NULL
 );

@@ -159,7 +159,8 @@ type DB struct {
 
 	commits groupCommit // every write transaction goes through it
 
-	txRetries atomic.Uint64 // PostgreSQL transactions run again (pgTx)
+	txRetries    atomic.Uint64 // PostgreSQL transactions run again (pgTx)
+	groupRetries atomic.Uint64 // SQLite groups run again with savepoints (commitGroup)
 
 	// owner is this process's claim key on PostgreSQL (0 on SQLite): the
 	// session advisory lock it holds on ownerConn for as long as the DB is
