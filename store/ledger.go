@@ -139,6 +139,8 @@ type RecordResult struct {
 	// this row was written as skipped with reason "duplicate of #N" and no
 	// posts (its After action is kept).
 	DuplicateOf int64
+
+	posts [][]byte // the queued posts of a new fetched row, for recentPosts
 }
 
 // RecordInbound records a fetched message in one transaction:
@@ -161,7 +163,11 @@ type RecordResult struct {
 // On success in.ID, in.State, in.Reason, in.CreatedAt and in.UpdatedAt
 // describe what was written.
 func (db *DB) RecordInbound(ctx context.Context, in *Inbound) (RecordResult, error) {
-	return db.recordInbound(ctx, in, func(fn func(tx *sql.Tx) error) error { return db.lazyTx(ctx, fn) })
+	res, err := db.recordInbound(ctx, in, func(fn func(tx *sql.Tx) error) error { return db.lazyTx(ctx, fn) })
+	if err == nil {
+		db.recent.add(res.ID, res.posts)
+	}
+	return res, err
 }
 
 // RecordInbounds records the fetched messages ins, in order, as
@@ -194,6 +200,7 @@ func (db *DB) RecordInbounds(ctx context.Context, ins []*Inbound) ([]RecordResul
 		if err != nil {
 			return nil, err
 		}
+		db.keepRecent(results)
 		return results, nil
 	}
 	var rowErr error
@@ -226,7 +233,15 @@ func (db *DB) RecordInbounds(ctx context.Context, ins []*Inbound) ([]RecordResul
 	if err != nil {
 		return nil, err
 	}
+	db.keepRecent(results)
 	return results, rowErr
+}
+
+// keepRecent keeps the posts of the committed results in db.recent.
+func (db *DB) keepRecent(results []RecordResult) {
+	for _, r := range results {
+		db.recent.add(r.ID, r.posts)
+	}
 }
 
 // errRecordAgain makes RecordInbounds record its batch again with a
@@ -352,6 +367,9 @@ func (db *DB) recordInbound(ctx context.Context, in *Inbound, run func(fn func(t
 				WHERE id IN (SELECT value FROM json_each(?))`, res.ID, ids); err != nil {
 				return err
 			}
+		}
+		if state == StateFetched {
+			res.posts = posts
 		}
 		if state == StateFetched && contact != "" {
 			// The contact's latest email decides the CC list, also when
@@ -614,6 +632,10 @@ func (db *DB) DuePosts(ctx context.Context, channel string, skipContacts []strin
 	// (it cannot happen short of a corrupt ledger) holds its contact back.
 	out := due[:0]
 	for _, d := range due {
+		if d.Body = db.recent.get(d.LedgerID, d.Seq); d.Body != nil {
+			out = append(out, d)
+			continue
+		}
 		err := db.rtxQueryRow(ctx, tx, qPostBody, d.LedgerID, d.Seq).Scan(&d.Body)
 		if errors.Is(err, sql.ErrNoRows) {
 			continue
@@ -726,6 +748,9 @@ func (db *DB) postDone(ctx context.Context, id int64, seq int, countAttempt bool
 	if err != nil {
 		return false, wrapErr("post done seq "+strconv.Itoa(seq)+" of", id, err)
 	}
+	if finished {
+		db.recent.drop(id)
+	}
 	return finished, nil
 }
 
@@ -749,6 +774,7 @@ func (db *DB) MarkDead(ctx context.Context, id int64, reason string) error {
 			reason, db.nowMS(), id)
 		return err
 	})
+	db.recent.drop(id)
 	return wrapErr("mark dead", id, err)
 }
 

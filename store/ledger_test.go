@@ -1241,3 +1241,82 @@ func TestInboundTextMigration(t *testing.T) {
 		}
 	})
 }
+
+// TestDuePostsFromRecentPosts checks that DuePosts hands out the bodies
+// this process recorded without reading them back, and that they leave
+// the cache when their row is finished or dead. The bodies are altered in
+// the database behind the store's back, so that where a body came from
+// shows.
+func TestDuePostsFromRecentPosts(t *testing.T) { forEachBackend(t, testDuePostsFromRecentPosts) }
+
+func testDuePostsFromRecentPosts(t *testing.T) {
+	ctx := context.Background()
+	db, _ := openTest(t)
+	one := mustRecord(t, db, newInbound(1, "ann@example.org", 2))
+	batch, err := db.RecordInbounds(ctx, []*Inbound{newInbound(2, "bob@example.org", 1), newInbound(3, "cy@example.org", 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.write.ExecContext(ctx, `UPDATE inbound_posts SET body = `+db.d.q(`?`), []byte(`{"altered":true}`)); err != nil {
+		t.Fatal(err)
+	}
+	bodies := func() map[int64]string {
+		t.Helper()
+		due, err := db.DuePosts(ctx, "c", nil, 10)
+		if err != nil {
+			t.Fatal(err)
+		}
+		m := map[int64]string{}
+		for _, d := range due {
+			m[d.LedgerID] = string(d.Body)
+		}
+		return m
+	}
+	want := map[int64]string{
+		one.ID:      `{"uid":1,"part":0}`,
+		batch[0].ID: `{"uid":2,"part":0}`,
+		batch[1].ID: `{"uid":3,"part":0}`,
+	}
+	if got := bodies(); !reflect.DeepEqual(got, want) {
+		t.Fatalf("due bodies %v, want the recorded ones %v", got, want)
+	}
+	// Row one's second post is still kept; the finished row two and the
+	// dead row three are not.
+	if _, err := db.PostAccepted(ctx, one.ID, 0); err != nil {
+		t.Fatal(err)
+	}
+	if fin, err := db.PostAccepted(ctx, batch[0].ID, 0); err != nil || !fin {
+		t.Fatalf("PostAccepted = %v, %v", fin, err)
+	}
+	if err := db.MarkDead(ctx, batch[1].ID, "test"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Requeue(ctx, batch[1].ID); err != nil {
+		t.Fatal(err)
+	}
+	want = map[int64]string{one.ID: `{"uid":1,"part":1}`, batch[1].ID: `{"altered":true}`}
+	if got := bodies(); !reflect.DeepEqual(got, want) {
+		t.Fatalf("due bodies %v, want %v", got, want)
+	}
+	if n := len(db.recent.m); n != 1 {
+		t.Errorf("%d rows kept, want 1", n)
+	}
+}
+
+// TestRecentPostsBound checks that recentPosts keeps no more than
+// maxRecentPostBytes and takes rows again once there is room.
+func TestRecentPostsBound(t *testing.T) {
+	var r recentPosts
+	big := make([]byte, maxRecentPostBytes/2)
+	r.add(1, [][]byte{big})
+	r.add(2, [][]byte{big})
+	r.add(3, [][]byte{{'x'}})
+	if r.get(1, 0) == nil || r.get(2, 0) == nil || r.get(3, 0) != nil {
+		t.Fatalf("kept 1:%v 2:%v 3:%v, want the first two", r.get(1, 0) != nil, r.get(2, 0) != nil, r.get(3, 0) != nil)
+	}
+	r.drop(1)
+	r.add(3, [][]byte{{'x'}})
+	if r.get(3, 0) == nil || r.bytes != len(big)+1 {
+		t.Fatalf("after drop: row 3 kept %v, %d bytes", r.get(3, 0) != nil, r.bytes)
+	}
+}

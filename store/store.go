@@ -158,6 +158,7 @@ type DB struct {
 	wstmts, rstmts *stmtCache // prepared statements of write and read
 
 	commits groupCommit // every write transaction goes through it
+	recent  recentPosts // queued posts recorded by this process, for DuePosts
 
 	txRetries    atomic.Uint64 // PostgreSQL transactions run again (pgTx)
 	groupRetries atomic.Uint64 // SQLite groups run again with savepoints (commitGroup)

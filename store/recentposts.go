@@ -1,0 +1,64 @@
+package store
+
+import "sync"
+
+// maxRecentPostBytes bounds the bodies recentPosts keeps.
+const maxRecentPostBytes = 8 << 20
+
+// recentPosts keeps the queued posts of the ledger rows this process
+// recorded until they are all accepted, so that DuePosts does not read a
+// body back from the database moments after it was written: during a
+// backlog a row's 2-20 KB body spans overflow pages that the poster's read
+// connection, whose page cache every commit invalidates, read again one
+// pread at a time. The bodies are immutable (inbound_posts rows are only
+// inserted), so an entry cannot go stale. It is bounded: a row recorded
+// while it is full is read from the database as before, and so is every
+// row after a restart.
+type recentPosts struct {
+	mu    sync.Mutex
+	m     map[int64][][]byte // ledger id -> its posts
+	bytes int
+}
+
+// add keeps posts of row id, committed, if there is room.
+func (r *recentPosts) add(id int64, posts [][]byte) {
+	n := 0
+	for _, p := range posts {
+		n += len(p)
+	}
+	if len(posts) == 0 {
+		return
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.bytes+n > maxRecentPostBytes {
+		return
+	}
+	if r.m == nil {
+		r.m = make(map[int64][][]byte)
+	}
+	if _, ok := r.m[id]; !ok {
+		r.m[id] = posts
+		r.bytes += n
+	}
+}
+
+// get returns post seq of row id, or nil.
+func (r *recentPosts) get(id int64, seq int) []byte {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if posts := r.m[id]; seq >= 0 && seq < len(posts) {
+		return posts[seq]
+	}
+	return nil
+}
+
+// drop forgets row id: its posts are all accepted, or it is dead.
+func (r *recentPosts) drop(id int64) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, p := range r.m[id] {
+		r.bytes -= len(p)
+	}
+	delete(r.m, id)
+}
