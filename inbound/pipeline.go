@@ -239,7 +239,9 @@ func (in *Pipeline) Prepare(ctx context.Context, m *imapsync.Message) {
 // transaction. It returns an error only for temporary failures (the store,
 // the media directory); a bad email is dead-lettered, never returned.
 func (in *Pipeline) Handle(ctx context.Context, m *imapsync.Message) error {
-	row, d, err := in.decide(ctx, m)
+	state := &senderStates{db: in.opts.DB}
+	row, d, err := in.decide(ctx, m, state)
+	state.close()
 	if err != nil {
 		return err
 	}
@@ -260,8 +262,13 @@ func (in *Pipeline) HandleBatch(ctx context.Context, msgs []*imapsync.Message) (
 		rows     []*store.Inbound
 		ds       []*Decision
 		contacts = make(map[string]bool)
+		// The decisions of a run read one snapshot; the next run's
+		// must see this one's rows.
+		state = &senderStates{db: in.opts.DB}
 	)
+	defer state.close()
 	flush := func() error {
+		state.close()
 		if len(rows) == 0 {
 			return nil
 		}
@@ -288,7 +295,7 @@ func (in *Pipeline) HandleBatch(ctx context.Context, msgs []*imapsync.Message) (
 				return done, err
 			}
 		}
-		row, d, err := in.decide(ctx, m)
+		row, d, err := in.decide(ctx, m, state)
 		if err != nil {
 			if ferr := flush(); ferr != nil {
 				return done, ferr
@@ -311,7 +318,7 @@ func senderKey(d *Decision) string {
 
 // decide makes the decision about m and builds its ledger row; d is nil
 // for history and messages too large to fetch.
-func (in *Pipeline) decide(ctx context.Context, m *imapsync.Message) (row *store.Inbound, d *Decision, err error) {
+func (in *Pipeline) decide(ctx context.Context, m *imapsync.Message, state *senderStates) (row *store.Inbound, d *Decision, err error) {
 	row = &store.Inbound{
 		Channel:     in.opts.Channel,
 		Folder:      m.Folder,
@@ -344,7 +351,7 @@ func (in *Pipeline) decide(ctx context.Context, m *imapsync.Message) (row *store
 		return nil, nil, err
 	}
 	if d.Action == ActionPost {
-		if err := in.applyState(ctx, d); err != nil {
+		if err := in.applyState(ctx, d, state); err != nil {
 			return nil, nil, err
 		}
 	}
@@ -421,34 +428,54 @@ func (in *Pipeline) attachOriginal(d *Decision) bool {
 	return false
 }
 
+// senderStates reads what the ledger holds about senders from one store
+// snapshot, begun on first use, for the decisions of a run of emails from
+// different senders.
+type senderStates struct {
+	db   *store.DB
+	snap *store.Snapshot
+}
+
+// get returns what the ledger holds about contact.
+func (s *senderStates) get(ctx context.Context, channel, contact string, since time.Time, refs []string) (store.SenderState, error) {
+	if s.snap == nil {
+		snap, err := s.db.Snapshot(ctx)
+		if err != nil {
+			return store.SenderState{}, err
+		}
+		s.snap = snap
+	}
+	return s.snap.SenderState(ctx, channel, contact, since, refs)
+}
+
+// close ends the snapshot, if any; the next get begins a new one.
+func (s *senderStates) close() {
+	if s.snap != nil {
+		s.snap.Close()
+		s.snap = nil
+	}
+}
+
 // applyState applies what needs the ledger: the per-sender rate limit and
 // whether the email continues a known conversation.
-func (in *Pipeline) applyState(ctx context.Context, d *Decision) error {
+func (in *Pipeline) applyState(ctx context.Context, d *Decision, state *senderStates) error {
 	since := in.opts.Now().Add(-in.opts.RateWindow)
-	n, err := in.opts.DB.CountFromContact(ctx, in.opts.Channel, d.Contact.Email, since)
+	st, err := state.get(ctx, in.opts.Channel, d.Contact.Email, since, d.References)
 	if err != nil {
 		return err
 	}
-	if n >= in.opts.RateLimit {
+	if n := st.Recent; n >= in.opts.RateLimit {
 		d.Action = ActionSkip
 		d.Reason = fmt.Sprintf("rate limit: %d emails from %s within %s", n, d.Contact.Email, in.opts.RateWindow)
 		d.RateLimitReached = n == in.opts.RateLimit
 		return nil
 	}
-	known, err := in.opts.DB.KnowsMessageID(ctx, in.opts.Channel, d.Contact.Email, d.References)
-	if err != nil {
-		return err
-	}
-	th, ok, err := in.opts.DB.Thread(ctx, in.opts.Channel, d.Contact.Email)
-	if err != nil {
-		return err
-	}
-	newThread := !known
-	if newThread && ok && th.Subject != "" && th.Subject == mailtext.NormalizeSubject(d.Subject) {
+	newThread := !st.Known
+	if newThread && st.HasThread && st.ThreadSubject != "" && st.ThreadSubject == mailtext.NormalizeSubject(d.Subject) {
 		newThread = false
 	}
 	// The operator is told whenever the CC list of the replies changes.
-	d.CcChanged = !d.KeepCc && !newThread && ok && !sameAddresses(th.Cc, d.Cc)
+	d.CcChanged = !d.KeepCc && !newThread && st.HasThread && !sameAddresses(st.ThreadCc, d.Cc)
 	d.SetThread(newThread, in.opts.SubjectLine)
 	return nil
 }

@@ -191,6 +191,12 @@ func (db *DB) setThreadCc(ctx context.Context, tx *sql.Tx, channel, contact stri
 	return err
 }
 
+// qKnowsMessageID tells (1 or 0) whether one of the Message-IDs of a JSON
+// array belongs to a thread of the channel's contact.
+const qKnowsMessageID = `SELECT CASE WHEN EXISTS (SELECT 1 FROM thread_messages AS m
+		JOIN threads AS t ON t.id = m.thread_id
+		WHERE m.message_id IN (SELECT value FROM json_each(?)) AND t.channel = ? AND t.contact = ?) THEN 1 ELSE 0 END`
+
 // KnowsMessageID reports whether any of ids belongs to one of the contact's
 // threads (the current one or an earlier one).
 func (db *DB) KnowsMessageID(ctx context.Context, channel, contact string, ids []string) (bool, error) {
@@ -202,10 +208,7 @@ func (db *DB) KnowsMessageID(ctx context.Context, channel, contact string, ids [
 		return false, fmt.Errorf("store: knows message id %s: %w", channel, err)
 	}
 	var n int
-	err = db.readQueryRow(ctx, `SELECT CASE WHEN EXISTS (SELECT 1 FROM thread_messages AS m
-		JOIN threads AS t ON t.id = m.thread_id
-		WHERE m.message_id IN (SELECT value FROM json_each(?)) AND t.channel = ? AND t.contact = ?) THEN 1 ELSE 0 END`,
-		j, channel, normContact(contact)).Scan(&n)
+	err = db.readQueryRow(ctx, qKnowsMessageID, j, channel, normContact(contact)).Scan(&n)
 	if err != nil {
 		return false, fmt.Errorf("store: knows message id %s: %w", channel, err)
 	}
