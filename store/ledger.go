@@ -163,7 +163,7 @@ type RecordResult struct {
 // On success in.ID, in.State, in.Reason, in.CreatedAt and in.UpdatedAt
 // describe what was written.
 func (db *DB) RecordInbound(ctx context.Context, in *Inbound) (RecordResult, error) {
-	res, err := db.recordInbound(ctx, in, func(fn func(tx *sql.Tx) error) error { return db.lazyTx(ctx, fn) })
+	res, err := db.recordInbound(ctx, in, true, func(fn func(tx *sql.Tx) error) error { return db.lazyTx(ctx, fn) })
 	if err == nil {
 		db.recent.add(res.ID, res.posts)
 	}
@@ -188,13 +188,13 @@ func (db *DB) RecordInbounds(ctx context.Context, ins []*Inbound) ([]RecordResul
 	err := db.lazyTx(ctx, func(tx *sql.Tx) error {
 		results = results[:0]
 		for _, in := range ins {
-			res, err := db.recordInbound(ctx, in, func(fn func(tx *sql.Tx) error) error { return fn(tx) })
+			res, err := db.recordInbound(ctx, in, false, func(fn func(tx *sql.Tx) error) error { return fn(tx) })
 			if err != nil {
 				return errors.Join(errRecordAgain, err)
 			}
 			results = append(results, res)
 		}
-		return nil
+		return db.advanceCursors(ctx, tx, ins)
 	})
 	if !errors.Is(err, errRecordAgain) {
 		if err != nil {
@@ -210,7 +210,7 @@ func (db *DB) RecordInbounds(ctx context.Context, ins []*Inbound) ([]RecordResul
 			if _, err := tx.ExecContext(ctx, "SAVEPOINT rec"); err != nil {
 				return err
 			}
-			res, err := db.recordInbound(ctx, in, func(fn func(tx *sql.Tx) error) error { return fn(tx) })
+			res, err := db.recordInbound(ctx, in, false, func(fn func(tx *sql.Tx) error) error { return fn(tx) })
 			if err != nil {
 				if _, rerr := tx.ExecContext(ctx, "ROLLBACK TO rec"); rerr != nil {
 					return errors.Join(err, rerr)
@@ -228,13 +228,46 @@ func (db *DB) RecordInbounds(ctx context.Context, ins []*Inbound) ([]RecordResul
 		if len(results) == 0 && rowErr != nil {
 			return rowErr // nothing to commit
 		}
-		return nil
+		return db.advanceCursors(ctx, tx, ins[:len(results)])
 	})
 	if err != nil {
 		return nil, err
 	}
 	db.keepRecent(results)
 	return results, rowErr
+}
+
+// advanceCursors moves the cursor of each folder of ins, recorded in
+// order, where advancing it message by message would: to the highest UID
+// of the last UIDVALIDITY seen. One statement per folder instead of one
+// per message.
+func (db *DB) advanceCursors(ctx context.Context, tx *sql.Tx, ins []*Inbound) error {
+	type key struct{ channel, folder string }
+	type pos struct{ uidvalidity, uid uint32 }
+	var order []key
+	last := make(map[key]pos)
+	for _, in := range ins {
+		k := key{in.Channel, in.Folder}
+		p, ok := last[k]
+		switch {
+		case !ok:
+			order = append(order, k)
+			fallthrough
+		case p.uidvalidity != in.UIDValidity:
+			p = pos{in.UIDValidity, in.UID}
+		default:
+			p.uid = max(p.uid, in.UID)
+		}
+		last[k] = p
+	}
+	now := db.nowMS()
+	for _, k := range order {
+		p := last[k]
+		if err := db.advanceCursor(ctx, tx, k.channel, k.folder, p.uidvalidity, p.uid, now); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // keepRecent keeps the posts of the committed results in db.recent.
@@ -249,7 +282,8 @@ func (db *DB) keepRecent(results []RecordResult) {
 var errRecordAgain = errors.New("store: record the batch again message by message")
 
 // recordInbound is RecordInbound with its transaction run by run.
-func (db *DB) recordInbound(ctx context.Context, in *Inbound, run func(fn func(tx *sql.Tx) error) error) (RecordResult, error) {
+// With cursor false it leaves the folder's cursor to the caller.
+func (db *DB) recordInbound(ctx context.Context, in *Inbound, cursor bool, run func(fn func(tx *sql.Tx) error) error) (RecordResult, error) {
 	var res RecordResult
 	if err := checkInbound(in); err != nil {
 		return res, err
@@ -268,8 +302,10 @@ func (db *DB) recordInbound(ctx context.Context, in *Inbound, run func(fn func(t
 		if state == "" {
 			state = StateFetched
 		}
-		if err := db.advanceCursor(ctx, tx, in.Channel, in.Folder, in.UIDValidity, in.UID, now); err != nil {
-			return err
+		if cursor {
+			if err := db.advanceCursor(ctx, tx, in.Channel, in.Folder, in.UIDValidity, in.UID, now); err != nil {
+				return err
+			}
 		}
 		var old int64
 		var oldKey string

@@ -1320,3 +1320,53 @@ func TestRecentPostsBound(t *testing.T) {
 		t.Fatalf("after drop: row 3 kept %v, %d bytes", r.get(3, 0) != nil, r.bytes)
 	}
 }
+
+// TestRecordInboundsCursor checks that a batch leaves each folder's cursor
+// where recording its messages one by one leaves it, although it advances
+// each cursor once: messages out of UID order, two folders, a UIDVALIDITY
+// change inside the batch.
+func TestRecordInboundsCursor(t *testing.T) {
+	msg := func(folder string, uidvalidity, uid uint32) *Inbound {
+		in := newInbound(uid, fmt.Sprintf("u%d-%d@example.org", uidvalidity, uid), 1)
+		in.Folder, in.UIDValidity = folder, uidvalidity
+		return in
+	}
+	tests := []struct {
+		name  string
+		batch []*Inbound
+	}{
+		{"in order", []*Inbound{msg("INBOX", 1, 3), msg("INBOX", 1, 4), msg("INBOX", 1, 9)}},
+		{"out of order", []*Inbound{msg("INBOX", 1, 9), msg("INBOX", 1, 4)}},
+		{"two folders", []*Inbound{msg("INBOX", 1, 5), msg("Support", 1, 2), msg("INBOX", 1, 6)}},
+		{"new uidvalidity", []*Inbound{msg("INBOX", 1, 20), msg("INBOX", 2, 3), msg("INBOX", 2, 4)}},
+		{"below the cursor", []*Inbound{msg("INBOX", 1, 1)}},
+	}
+	ctx := context.Background()
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			one, _ := openTest(t)
+			batch, _ := openTest(t)
+			for _, db := range []*DB{one, batch} {
+				// A cursor from before the batch.
+				mustRecord(t, db, msg("INBOX", 1, 2))
+			}
+			for _, in := range tt.batch {
+				c := *in
+				mustRecord(t, one, &c)
+			}
+			if _, err := batch.RecordInbounds(ctx, tt.batch); err != nil {
+				t.Fatal(err)
+			}
+			for _, folder := range []string{"INBOX", "Support"} {
+				want, err1 := one.Cursor(ctx, "c", folder)
+				got, err2 := batch.Cursor(ctx, "c", folder)
+				if err1 != nil || err2 != nil {
+					t.Fatal(err1, err2)
+				}
+				if got.UIDValidity != want.UIDValidity || got.UID != want.UID {
+					t.Errorf("%s: cursor %d/%d, one by one %d/%d", folder, got.UIDValidity, got.UID, want.UIDValidity, want.UID)
+				}
+			}
+		})
+	}
+}
