@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"math"
 	"slices"
 	"sync"
@@ -593,28 +594,74 @@ func (s *session) fetchBodies(chunk []*Message) (got map[uint32]bool, err error)
 	if len(byUID) == 0 {
 		return got, nil
 	}
-	err = s.uidFetch(set, &imap.FetchOptions{
+	// The items are read as they stream in rather than Collected:
+	// Collect reads a body with io.ReadAll, which grows its buffer from
+	// 512 bytes by copying, where the literal's size is known up front.
+	s.wd.arm()
+	defer s.wd.disarm()
+	cmd := s.c.Fetch(set, &imap.FetchOptions{
 		UID:         true,
 		BodySection: []*imap.FetchItemBodySection{&bodySection},
-	}, func(buf *imapclient.FetchMessageBuffer) {
-		m := byUID[uint32(buf.UID)]
-		if m == nil {
-			return
+	})
+	for {
+		msg := cmd.Next()
+		if msg == nil {
+			break
 		}
-		for _, sec := range buf.BodySection {
-			if sec.Section != nil && sec.Section.Specifier == imap.PartSpecifierNone && len(sec.Section.Part) == 0 {
-				m.Raw = sec.Bytes
-				if m.Raw == nil {
-					m.Raw = []byte{}
+		var (
+			uid  uint32
+			raw  []byte
+			have bool
+		)
+		for {
+			item := msg.Next()
+			if item == nil {
+				break
+			}
+			switch item := item.(type) {
+			case imapclient.FetchItemDataUID:
+				uid = uint32(item.UID)
+			case imapclient.FetchItemDataBodySection:
+				if sec := item.Section; sec == nil || sec.Specifier != imap.PartSpecifierNone || len(sec.Part) != 0 {
+					continue
 				}
-				got[m.UID] = true
+				if raw, err = readLiteral(item.Literal); err != nil {
+					cmd.Close()
+					return nil, fmt.Errorf("uid fetch body %v: %w", set, err)
+				}
+				have = true
 			}
 		}
-	})
-	if err != nil {
+		s.wd.arm()
+		if m := byUID[uid]; m != nil && have {
+			m.Raw = raw
+			got[m.UID] = true
+		}
+	}
+	if err := cmd.Close(); err != nil {
 		return nil, fmt.Errorf("uid fetch body %v: %w", set, err)
 	}
 	return got, nil
+}
+
+// maxPrealloc bounds the buffer readLiteral allocates on the server's word.
+const maxPrealloc = 32 << 20
+
+// readLiteral reads a literal whole into a buffer of its announced size;
+// a NIL body (no literal) is empty.
+func readLiteral(lit imap.LiteralReader) ([]byte, error) {
+	if lit == nil {
+		return []byte{}, nil
+	}
+	n := lit.Size()
+	if n < 0 || n > maxPrealloc {
+		return io.ReadAll(lit)
+	}
+	b := make([]byte, n)
+	if _, err := io.ReadFull(lit, b); err != nil {
+		return nil, err
+	}
+	return b, nil
 }
 
 // uidFetch runs a UID FETCH of set and calls fn with each message as it

@@ -28,7 +28,7 @@ type Cursor struct {
 func (db *DB) Cursor(ctx context.Context, channel, folder string) (Cursor, error) {
 	var c Cursor
 	var before int64
-	err := db.readQueryRowOnce(ctx,
+	err := db.readQueryRow(ctx,
 		`SELECT uidvalidity, uid, history_below, history_before, history FROM cursors WHERE channel = ? AND folder = ?`,
 		channel, folder).Scan(&c.UIDValidity, &c.UID, &c.HistoryBelow, &before, &c.History)
 	if before != 0 {

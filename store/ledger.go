@@ -872,7 +872,7 @@ func (db *DB) Requeue(ctx context.Context, id int64) (refetch bool, err error) {
 // Refetches returns the UIDs of the channel's folder, under uidValidity,
 // of dead letters that Requeue marked for refetching, ascending.
 func (db *DB) Refetches(ctx context.Context, channel, folder string, uidValidity uint32) ([]uint32, error) {
-	rows, err := db.readQueryOnce(ctx, qRefetches, channel, folder, uidValidity)
+	rows, err := db.readQuery(ctx, qRefetches, channel, folder, uidValidity)
 	if err != nil {
 		return nil, fmt.Errorf("store: refetches of %s/%s: %w", channel, folder, err)
 	}
