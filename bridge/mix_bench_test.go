@@ -3,9 +3,12 @@ package bridge
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"encoding/base64"
 	"encoding/binary"
+	"encoding/hex"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"strings"
 	"sync"
@@ -189,5 +192,53 @@ func BenchmarkAnalyzeBacklogMix(b *testing.B) {
 	}
 	if err := lib.Sync(); err != nil {
 		b.Fatal(err)
+	}
+}
+
+// checkSink is the daemon's media sink that also records whether the
+// parser's reader hashes for it.
+type checkSink struct {
+	mediaSink
+	hashed bool
+}
+
+func (s *checkSink) Put(ctx context.Context, a *mailparse.Attachment, r io.Reader) (string, error) {
+	_, s.hashed = r.(media.SHA256Reader)
+	return s.mediaSink.Put(ctx, a, r)
+}
+
+// TestMediaSinkDigest: an attachment stored through the media sink gets
+// the SHA-256 of its content in the library, taken from the parser's
+// reader, and the same one in the analysis.
+func TestMediaSinkDigest(t *testing.T) {
+	idx := &benchIndex{recs: make(map[string]media.Record)}
+	lib, err := media.New(media.Options{Dir: t.TempDir(), Key: bytes.Repeat([]byte("k"), 32), PublicURL: "https://gw.example.com", Index: idx})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sink := &checkSink{mediaSink: mediaSink{lib: lib, channel: "support"}}
+	raw, at := backlogMixMail(9)
+	e, err := mailparse.Parse(context.Background(), bytes.NewReader(raw), mailparse.Options{Sink: sink})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(e.Attachments) != 1 || e.Attachments[0].Ref == "" {
+		t.Fatalf("attachments %+v, want one stored", e.Attachments)
+	}
+	if !sink.hashed {
+		t.Error("the parser's attachment reader is not a media.SHA256Reader")
+	}
+	end := bytes.Index(raw[at:], []byte("\r\n--bm-"))
+	content, err := base64.StdEncoding.DecodeString(strings.ReplaceAll(string(raw[at:at+end]), "\r\n", ""))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := sha256.Sum256(content)
+	rec, err := idx.Media(context.Background(), e.Attachments[0].Ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rec.SHA256 != hex.EncodeToString(want[:]) || e.Attachments[0].SHA256 != rec.SHA256 || rec.Size != int64(len(content)) {
+		t.Errorf("library %s (%d bytes), analysis %s; want %x (%d bytes)", rec.SHA256, rec.Size, e.Attachments[0].SHA256, want, len(content))
 	}
 }

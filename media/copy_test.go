@@ -2,9 +2,13 @@ package media
 
 import (
 	"bytes"
+	"context"
 	"crypto/sha256"
+	"encoding/hex"
 	"errors"
+	"hash"
 	"io"
+	"os"
 	"testing"
 	"testing/iotest"
 )
@@ -62,6 +66,59 @@ func TestCopyHashed(t *testing.T) {
 			}
 			if !bytes.Equal(head, want[:min(len(want), sniffLen)]) {
 				t.Errorf("head of %d bytes, want the first %d", len(head), min(len(want), sniffLen))
+			}
+		})
+	}
+}
+
+// hashingReader is a SHA256Reader; skip makes it count bytes that it did
+// not return, as a reader read before Put would.
+type hashingReader struct {
+	r    io.Reader
+	h    hash.Hash
+	n    int64
+	skip int64
+}
+
+func (r *hashingReader) Read(p []byte) (int, error) {
+	n, err := r.r.Read(p)
+	r.h.Write(p[:n])
+	r.n += int64(n)
+	return n, err
+}
+
+func (r *hashingReader) ReadSHA256() (sum [sha256.Size]byte, n int64) {
+	r.h.Sum(sum[:0])
+	return sum, r.n + r.skip
+}
+
+// TestPutSHA256Reader: Put takes the digest of a reader that hashes what it
+// returns, and hashes the file itself when the reader's count is not what
+// Put read.
+func TestPutSHA256Reader(t *testing.T) {
+	content := bytes.Repeat([]byte("%PDF-1.4 attachment "), 40000) // 800 KB: two buffers
+	want := sha256.Sum256(content)
+	tests := []struct {
+		name string
+		skip int64
+	}{
+		{"count matches", 0},
+		{"read before Put", 7},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			fx := newFixture(t, nil)
+			r := &hashingReader{r: iotest.HalfReader(bytes.NewReader(content)), h: sha256.New(), skip: tt.skip}
+			rec, err := fx.lib.Put(context.Background(), PutMeta{Filename: "a.pdf"}, r)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if rec.SHA256 != hex.EncodeToString(want[:]) || rec.Size != int64(len(content)) {
+				t.Errorf("record %s, %d bytes; want %x, %d", rec.SHA256, rec.Size, want, len(content))
+			}
+			got, err := os.ReadFile(fx.lib.filePath(rec.SHA256))
+			if err != nil || !bytes.Equal(got, content) {
+				t.Errorf("stored file: %d bytes, %v", len(got), err)
 			}
 		})
 	}

@@ -8,6 +8,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash"
 	"io"
 	"io/fs"
 	"log/slog"
@@ -226,10 +227,18 @@ func (l *Library) Put(ctx context.Context, meta PutMeta, r io.Reader) (*Record, 
 		}
 	}()
 
-	h := sha256.New()
+	// A reader that hashes what it returns (the parser's attachment
+	// reader) spares Put a second pass over the content.
+	hr, preHashed := r.(SHA256Reader)
+	var h hash.Hash
+	var hw io.Writer = io.Discard
+	if !preHashed {
+		h = sha256.New()
+		hw = h
+	}
 	bufp := l.copyBufs.Get().(*[]byte)
 	defer l.copyBufs.Put(bufp)
-	n, head, err := copyHashed(tmp, h, ctxReader{ctx: ctx, r: r}, l.maxSize+1, *bufp)
+	n, head, err := copyHashed(tmp, hw, ctxReader{ctx: ctx, r: r}, l.maxSize+1, *bufp)
 	if err != nil {
 		return nil, fmt.Errorf("media: store %q: %w", meta.Filename, err)
 	}
@@ -242,7 +251,20 @@ func (l *Library) Put(ctx context.Context, meta PutMeta, r io.Reader) (*Record, 
 		return nil, fmt.Errorf("media: close %q: %w", tmpName, err)
 	}
 
-	sum := hex.EncodeToString(h.Sum(nil))
+	var digest []byte
+	if preHashed {
+		if d, count := hr.ReadSHA256(); count == n {
+			digest = d[:]
+		} else {
+			// The reader had returned bytes before Put: hash the file.
+			if digest, err = hashFile(tmpName, *bufp); err != nil {
+				return nil, err
+			}
+		}
+	} else {
+		digest = h.Sum(nil)
+	}
+	sum := hex.EncodeToString(digest)
 	rec := &Record{
 		ID:          id,
 		SHA256:      sum,
@@ -491,6 +513,31 @@ func (c ctxReader) Read(p []byte) (int, error) {
 		return 0, err
 	}
 	return c.r.Read(p)
+}
+
+// SHA256Reader is a reader that hashes what it returns. Put uses the
+// digest of such a reader instead of hashing the content itself, when
+// ReadSHA256's count equals what Put read.
+type SHA256Reader interface {
+	io.Reader
+	// ReadSHA256 returns the SHA-256 digest of every byte that Read has
+	// returned so far, and how many bytes that was.
+	ReadSHA256() (sum [sha256.Size]byte, n int64)
+}
+
+// hashFile returns the SHA-256 digest of the file at path, read through
+// buf.
+func hashFile(path string, buf []byte) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("media: open %q: %w", path, err)
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.CopyBuffer(h, struct{ io.Reader }{f}, buf); err != nil {
+		return nil, fmt.Errorf("media: read %q: %w", path, err)
+	}
+	return h.Sum(nil), nil
 }
 
 // sniffLen is how much of the content decideContentType looks at.
