@@ -515,6 +515,9 @@ var replyAboveWords = [...]string{"above", "oberhalb", "über dieser", "au-dessu
 // compares a word only where the pair starts one.
 func mayBeReplyAbove(s string) bool {
 	for i := 0; i+1 < len(s); i++ {
+		if !replyAboveFirstBytes[s[i]] {
+			continue
+		}
 		switch uint16(lowerASCII(s[i]))<<8 | uint16(lowerASCII(s[i+1])) {
 		case 'a'<<8 | 'b', 'o'<<8 | 'b', 0xc3<<8 | 0xbc, 'a'<<8 | 'u', 'e'<<8 | 'n', 'b'<<8 | 'o', 's'<<8 | 'o', 'a'<<8 | 'c':
 			for _, w := range replyAboveWords {
@@ -526,6 +529,19 @@ func mayBeReplyAbove(s string) bool {
 	}
 	return false
 }
+
+// replyAboveFirstBytes are the bytes that start one of replyAboveWords
+// once lower-cased.
+var replyAboveFirstBytes = func() (first [256]bool) {
+	for c := range 256 {
+		for _, w := range replyAboveWords {
+			if lowerASCII(byte(c)) == w[0] {
+				first[c] = true
+			}
+		}
+	}
+	return first
+}()
 
 // lowerASCII lower-cases an ASCII letter and keeps any other byte.
 func lowerASCII(c byte) byte {
