@@ -157,6 +157,15 @@ func (b *bodyReader) Read(buf []byte) (int, error) {
 	return b.read(buf)
 }
 
+// ReadSHA256 returns the SHA-256 digest of the bytes read from the part so
+// far and their count, so that a sink (the media library) need not hash
+// them again. They are the bytes Read returned, unless Read found the part
+// too large (it reads one byte more to know).
+func (b *bodyReader) ReadSHA256() (sum [sha256.Size]byte, n int64) {
+	b.hash.Sum(sum[:0])
+	return sum, b.total
+}
+
 // read reads from the decoded part, accounting for the bytes and turning
 // part damage into io.EOF.
 func (b *bodyReader) read(buf []byte) (int, error) {
@@ -185,6 +194,9 @@ func (b *bodyReader) read(buf []byte) (int, error) {
 // drain reads what the sink left unread into the hash and returns how many
 // bytes that was.
 func (b *bodyReader) drain() int64 {
+	if b.eof || b.p.fatal() != nil {
+		return 0 // nothing to read: no buffer to allocate
+	}
 	start := b.total
 	buf := make([]byte, 32<<10)
 	for !b.eof && b.p.fatal() == nil {

@@ -98,3 +98,50 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+// sizedReader returns its data in reads of the given sizes, in turn.
+type sizedReader struct {
+	data  []byte
+	sizes []byte
+	i     int
+}
+
+func (r *sizedReader) Read(p []byte) (int, error) {
+	if len(r.data) == 0 {
+		return 0, io.EOF
+	}
+	n := len(r.data)
+	if len(r.sizes) > 0 {
+		n = min(n, int(r.sizes[r.i%len(r.sizes)])*37+1)
+		r.i++
+	}
+	n = copy(p, r.data[:n])
+	r.data = r.data[n:]
+	return n, nil
+}
+
+// Decoding runs of complete lines at once gives the bytes and the count of
+// bad bytes that decoding each line on its own gives, however the input is
+// cut into reads.
+func FuzzBase64Lines(f *testing.F) {
+	f.Add([]byte("aGVs\r\nbG8=\r\n"), []byte{3})
+	f.Add([]byte("aGk=\r\naGk=\r\nQQ\r\n==\r\n"), []byte{0, 1})
+	f.Add([]byte("aGVs\r\n!!not base64!!\r\nbG8=\r\naGVsbG8_-w==\n"), []byte{})
+	f.Add([]byte("aGVsbG\r\n8=\r\nQQ=\r\n=\r\nQUFB\n"), []byte{1})
+	f.Fuzz(func(t *testing.T, in, sizes []byte) {
+		decode := func(lineByLine bool) ([]byte, int) {
+			d := newBase64Reader(&sizedReader{data: in, sizes: sizes})
+			d.lineByLine = lineByLine
+			out, err := io.ReadAll(d)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return out, d.badBytes()
+		}
+		got, gotBad := decode(false)
+		want, wantBad := decode(true)
+		if !bytes.Equal(got, want) || gotBad != wantBad {
+			t.Fatalf("%q: runs of lines give %q (bad %d), line by line %q (bad %d)", in, got, gotBad, want, wantBad)
+		}
+	})
+}

@@ -113,7 +113,9 @@ func (o Options) withDefaults() Options {
 // ErrAttachmentTooLarge, or the context's error) Put must remove whatever it
 // stored and return an error; Parse discards the returned ref in that case.
 // The body is streamed straight from the decoder: it is never in memory
-// whole.
+// whole. r also has a method ReadSHA256() ([32]byte, int64) that returns
+// the SHA-256 digest and count of what it returned so far (see
+// media.SHA256Reader), so that a sink need not hash the body again.
 type AttachmentSink interface {
 	Put(ctx context.Context, a *Attachment, r io.Reader) (ref string, err error)
 }

@@ -22,6 +22,11 @@ func normalizeNewlines(s string) string {
 // as in a block of code.
 func cleanLines(lines []string) string {
 	var b strings.Builder
+	size := 0
+	for _, l := range lines {
+		size += len(l) + 1
+	}
+	b.Grow(size) // at most the lines and their newlines: one allocation
 	started, blank := false, false
 	for i, l := range lines {
 		l = strings.TrimRightFunc(l, unicode.IsSpace)

@@ -147,3 +147,65 @@ func FuzzMobileSignaturePrefilter(f *testing.F) {
 		}
 	})
 }
+
+// mayBeMobileSignatureReference is the prefilter as it was before it took
+// lines whose spaces are not normalised yet.
+func mayBeMobileSignatureReference(s string) bool {
+	for _, w := range mobileSignatureStarts {
+		if hasPrefixFold(s, w) {
+			return true
+		}
+	}
+	s = strings.TrimSuffix(s, ".")
+	return hasSuffixFold(s, "gönderildi") || strings.HasSuffix(s, "から送信")
+}
+
+// On a trimmed line, the prefilter decides as the reference does on the
+// line with its spaces normalised, which is where isMobileSignature took
+// it before.
+func FuzzMobileSignatureRawLine(f *testing.F) {
+	for _, s := range mobileSignatureSamples {
+		f.Add(s)
+		f.Add(strings.ReplaceAll(s, " ", " \u00a0\t"))
+	}
+	f.Add("\xffsent from my iPhone")
+	f.Add("sent\xff from my iPhone")
+	f.Add("the order is late")
+	f.Fuzz(func(t *testing.T, s string) {
+		s = strings.TrimSpace(s)
+		if got, want := mayBeMobileSignature(s), mayBeMobileSignatureReference(normalizeSpaces(s)); got != want {
+			t.Fatalf("mayBeMobileSignature(%q) = %v, the reference on the normalised line says %v", s, got, want)
+		}
+	})
+}
+
+// replyAboveReference is the prefilter mayBeReplyAbove replaced: lower-case
+// the ASCII letters, then look for each word.
+func replyAboveReference(s string) bool {
+	b := []byte(s)
+	for i, c := range b {
+		b[i] = lowerASCII(c)
+	}
+	for _, w := range replyAboveWords {
+		if strings.Contains(string(b), w) {
+			return true
+		}
+	}
+	return false
+}
+
+// mayBeReplyAbove finds a word exactly where the reference does.
+func FuzzReplyAbovePrefilter(f *testing.F) {
+	for _, s := range []string{
+		"##- Please type your reply above this line -##", "ABOVE", "Bitte oberhalb antworten", "Über dieser Zeile",
+		"über DIESER", "AU-DESSUS", "por encima", "BOVEN deze regel", "sopra", "acima", "abov", "a", "",
+		"Überdieser", "ÜBER DIESER",
+	} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		if got, want := mayBeReplyAbove(s), replyAboveReference(s); got != want {
+			t.Fatalf("mayBeReplyAbove(%q) = %v, the reference says %v", s, got, want)
+		}
+	})
+}

@@ -1,7 +1,6 @@
 package mailtext
 
 import (
-	"bytes"
 	"regexp"
 	"slices"
 	"strings"
@@ -135,14 +134,7 @@ func newLine(r string) line {
 // clients put in attribution lines (before a French colon, before AM/PM) with
 // plain spaces and collapses runs of spaces.
 func normalizeSpaces(s string) string {
-	special := false
-	for _, r := range s {
-		if r == '\t' || (r > 0x7f && unicode.IsSpace(r)) {
-			special = true
-			break
-		}
-	}
-	if !special && !strings.Contains(s, "  ") {
+	if !changesSpaces(s) {
 		return s
 	}
 	var b strings.Builder
@@ -160,6 +152,17 @@ func normalizeSpaces(s string) string {
 		b.WriteRune(r)
 	}
 	return b.String()
+}
+
+// changesSpaces reports whether normalizeSpaces changes s: s has a tab,
+// a special space or two spaces in a row.
+func changesSpaces(s string) bool {
+	for _, r := range s {
+		if r == '\t' || (r > 0x7f && unicode.IsSpace(r)) {
+			return true
+		}
+	}
+	return strings.Contains(s, "  ")
 }
 
 // endsWithColon reports whether s ends with an ASCII or full-width colon.
@@ -497,21 +500,69 @@ func isReplyAbove(s string) bool {
 		return false
 	}
 	// Cheap filter before the regular expression: the marker says "above".
-	var buf [160]byte
-	b := buf[:len(s)]
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if 'A' <= c && c <= 'Z' {
-			c += 'a' - 'A'
-		}
-		b[i] = c
+	if !mayBeReplyAbove(s) {
+		return false
 	}
-	for _, w := range [...]string{"above", "oberhalb", "über dieser", "au-dessus", "encima", "boven", "sopra", "acima"} {
-		if bytes.Contains(b, []byte(w)) {
-			return replyAboveRe.MatchString(s)
+	return replyAboveRe.MatchString(s)
+}
+
+// replyAboveWords are the words that every "reply above this line" marker
+// contains, in lower case; mayBeReplyAbove looks for them.
+var replyAboveWords = [...]string{"above", "oberhalb", "über dieser", "au-dessus", "encima", "boven", "sopra", "acima"}
+
+// mayBeReplyAbove reports whether s, with its ASCII letters lower-cased,
+// contains one of replyAboveWords. It looks at each pair of bytes once and
+// compares a word only where the pair starts one.
+func mayBeReplyAbove(s string) bool {
+	for i := 0; i+1 < len(s); i++ {
+		if !replyAboveFirstBytes[s[i]] {
+			continue
+		}
+		switch uint16(lowerASCII(s[i]))<<8 | uint16(lowerASCII(s[i+1])) {
+		case 'a'<<8 | 'b', 'o'<<8 | 'b', 0xc3<<8 | 0xbc, 'a'<<8 | 'u', 'e'<<8 | 'n', 'b'<<8 | 'o', 's'<<8 | 'o', 'a'<<8 | 'c':
+			for _, w := range replyAboveWords {
+				if hasPrefixLowerASCII(s[i:], w) {
+					return true
+				}
+			}
 		}
 	}
 	return false
+}
+
+// replyAboveFirstBytes are the bytes that start one of replyAboveWords
+// once lower-cased.
+var replyAboveFirstBytes = func() (first [256]bool) {
+	for c := range 256 {
+		for _, w := range replyAboveWords {
+			if lowerASCII(byte(c)) == w[0] {
+				first[c] = true
+			}
+		}
+	}
+	return first
+}()
+
+// lowerASCII lower-cases an ASCII letter and keeps any other byte.
+func lowerASCII(c byte) byte {
+	if 'A' <= c && c <= 'Z' {
+		return c + 'a' - 'A'
+	}
+	return c
+}
+
+// hasPrefixLowerASCII reports whether s with its ASCII letters lower-cased
+// starts with prefix.
+func hasPrefixLowerASCII(s, prefix string) bool {
+	if len(s) < len(prefix) {
+		return false
+	}
+	for i := 0; i < len(prefix); i++ {
+		if lowerASCII(s[i]) != prefix[i] {
+			return false
+		}
+	}
+	return true
 }
 
 // isMobileSignature reports whether s is the one-line signature of a mail
@@ -520,14 +571,21 @@ func isMobileSignature(s string) bool {
 	if len(s) > 160 || len(s) < 8 {
 		return false
 	}
-	if strings.Contains(s, "http") {
+	// inlineLinkRe matches only from a '<' or a '('.
+	if strings.ContainsAny(s, "<(") && strings.Contains(s, "http") {
 		s = inlineLinkRe.ReplaceAllString(s, "")
 	}
-	s = normalizeSpaces(strings.TrimSpace(strings.Trim(s, "*_")))
+	s = strings.TrimSpace(strings.Trim(s, "*_"))
+	// The prefilter takes the line before normalizeSpaces copies it: it
+	// matches a run of white space where a start has a space.
+	if !mayBeMobileSignature(s) {
+		return false
+	}
+	s = normalizeSpaces(s)
 	if utf8.RuneCountInString(s) > 90 || strings.Count(s, " ") > 12 {
 		return false
 	}
-	return mayBeMobileSignature(s) && mobileSignatureRe.MatchString(s) && appWordRe.MatchString(s)
+	return mobileSignatureRe.MatchString(s) && appWordRe.MatchString(s)
 }
 
 // mobileSignatureStarts are the words that every alternative of
@@ -546,15 +604,64 @@ var mobileSignatureStarts = []string{
 // mobileSignatureRe, which is slow to fail on the ordinary lines of a body:
 // s starts with one of mobileSignatureStarts or ends with "gönderildi" or
 // "から送信",
-// compared with the same case folding as the expression's (?i).
+// compared with the same case folding as the expression's (?i). On a line
+// without white space at its ends, the result is the same before and after
+// normalizeSpaces: where normalizeSpaces would change the line, a space in
+// a start matches a run of white space.
 func mayBeMobileSignature(s string) bool {
-	for _, w := range mobileSignatureStarts {
+	if !mayBeMobileSignatureEnds(s) {
+		return false
+	}
+	starts := mobileSignatureStarts
+	if s != "" && s[0] < utf8.RuneSelf {
+		starts = mobileSignatureStartsByByte[s[0]]
+	}
+	for _, w := range starts {
 		if hasPrefixFold(s, w) {
+			return true
+		}
+	}
+	for _, w := range starts {
+		if hasPrefixFoldSpaced(s, w) && changesSpaces(s) {
 			return true
 		}
 	}
 	s = strings.TrimSuffix(s, ".")
 	return hasSuffixFold(s, "gönderildi") || strings.HasSuffix(s, "から送信")
+}
+
+// mobileSignatureStartsByByte lists, for each ASCII byte, the
+// mobileSignatureStarts whose first rune folds to it: the only ones that a
+// line starting with that byte can start with.
+var mobileSignatureStartsByByte = func() (by [utf8.RuneSelf][]string) {
+	for c := range rune(utf8.RuneSelf) {
+		for _, w := range mobileSignatureStarts {
+			if first, _ := utf8.DecodeRuneInString(w); foldEqual(c, first) {
+				by[c] = append(by[c], w)
+			}
+		}
+	}
+	return by
+}()
+
+// mayBeMobileSignatureEnds is mayBeMobileSignature's first test, on the
+// ends of s alone: an ASCII first byte must start one of
+// mobileSignatureStarts as far as case folding goes, else the last rune
+// (before a final ".") must be able to end "gönderildi" or "から送信".
+// Other first and last runes pass.
+func mayBeMobileSignatureEnds(s string) bool {
+	if s == "" {
+		return false
+	}
+	if s[0] >= utf8.RuneSelf || len(mobileSignatureStartsByByte[s[0]]) > 0 {
+		return true
+	}
+	s = strings.TrimSuffix(s, ".")
+	if s == "" {
+		return false
+	}
+	last := s[len(s)-1]
+	return last >= utf8.RuneSelf || foldEqual(rune(last), 'i')
 }
 
 // hasPrefixFold reports whether s starts with prefix under simple Unicode
@@ -566,6 +673,32 @@ func hasPrefixFold(s, prefix string) bool {
 			return false
 		}
 		s = s[size:]
+	}
+	return true
+}
+
+// hasPrefixFoldSpaced is hasPrefixFold where a space in prefix matches a
+// run of one or more white space runes in s.
+func hasPrefixFoldSpaced(s, prefix string) bool {
+	for _, p := range prefix {
+		r, size := utf8.DecodeRuneInString(s)
+		if size == 0 {
+			return false
+		}
+		if p != ' ' {
+			if !foldEqual(r, p) {
+				return false
+			}
+			s = s[size:]
+			continue
+		}
+		if !unicode.IsSpace(r) {
+			return false
+		}
+		for size > 0 && unicode.IsSpace(r) {
+			s = s[size:]
+			r, size = utf8.DecodeRuneInString(s)
+		}
 	}
 	return true
 }
@@ -588,6 +721,11 @@ func hasSuffixFold(s, suffix string) bool {
 func foldEqual(a, b rune) bool {
 	if a == b {
 		return true
+	}
+	if a < utf8.RuneSelf && b < utf8.RuneSelf {
+		// Two ASCII runes fold together only as the cases of a letter.
+		l := a | 0x20
+		return l == b|0x20 && 'a' <= l && l <= 'z'
 	}
 	for f := unicode.SimpleFold(a); f != a; f = unicode.SimpleFold(f) {
 		if f == b {

@@ -613,3 +613,41 @@ func BenchmarkTrim(b *testing.B) {
 		Trim(in)
 	}
 }
+
+// BenchmarkTrimPlainBody trims the plain bodies of the backlog bench
+// (bench/mails.go): 2-20 KB of word lines up to 72 characters, a greeting
+// and a closing, no quote; one op is ten bodies of 2, 4, ..., 20 KB.
+func BenchmarkTrimPlainBody(b *testing.B) {
+	words := strings.Fields(`order invoice delivery parcel account password
+	refund upgrade plan subscription printer router cable screen battery
+	please could you check again today tomorrow morning thanks regards
+	the a my our your and but with without still since after before when
+	works broken missing late twice again number reference customer`)
+	var ins []string
+	size, k := 0, 0
+	for i := 1; i <= 10; i++ {
+		var sb strings.Builder
+		sb.WriteString("Hello support, [bm:bl-1]\n\n")
+		line := 0
+		for sb.Len() < i*2000 {
+			w := words[(k*7919)%len(words)]
+			k++
+			if line+len(w) > 72 {
+				sb.WriteString("\n")
+				line = 0
+			}
+			sb.WriteString(w + " ")
+			line += len(w) + 1
+		}
+		sb.WriteString("\n\nBest regards\nA customer\n")
+		ins = append(ins, sb.String())
+		size += sb.Len()
+	}
+	b.SetBytes(int64(size))
+	b.ReportAllocs()
+	for b.Loop() {
+		for _, in := range ins {
+			Trim(in)
+		}
+	}
+}

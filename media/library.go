@@ -8,6 +8,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash"
 	"io"
 	"io/fs"
 	"log/slog"
@@ -30,7 +31,7 @@ const (
 	DefaultURLTTL  = 7 * 24 * time.Hour
 	DefaultMaxSize = 25 << 20
 	minKeySize     = 32
-	copyBufferSize = 32 << 10
+	copyBufferSize = 512 << 10
 	staleTempAge   = time.Hour
 	tempPrefix     = "put-"
 )
@@ -127,6 +128,10 @@ type Library struct {
 	log       *slog.Logger
 	now       func() time.Time
 
+	// copyBufs holds *[]byte of copyBufferSize for Put, reused so that
+	// a new buffer is neither allocated nor zeroed for every file.
+	copyBufs sync.Pool
+
 	// mu orders "file exists -> add a record" in Put against
 	// "no records left -> remove file" in Sweep.
 	mu sync.Mutex
@@ -173,6 +178,10 @@ func New(opts Options) (*Library, error) {
 		now:       opts.Now,
 	}
 	l.tmpDir = filepath.Join(l.dir, "tmp")
+	l.copyBufs.New = func() any {
+		b := make([]byte, copyBufferSize)
+		return &b
+	}
 	if l.ttl == 0 {
 		l.ttl = DefaultURLTTL
 	}
@@ -218,12 +227,18 @@ func (l *Library) Put(ctx context.Context, meta PutMeta, r io.Reader) (*Record, 
 		}
 	}()
 
-	h := sha256.New()
-	var head sniffBuffer
-	// LimitedReader has no WriteTo and MultiWriter has no ReadFrom, so
-	// CopyBuffer really copies through the fixed buffer.
-	src := &io.LimitedReader{R: ctxReader{ctx: ctx, r: r}, N: l.maxSize + 1}
-	n, err := io.CopyBuffer(io.MultiWriter(tmp, h, &head), src, make([]byte, copyBufferSize))
+	// A reader that hashes what it returns (the parser's attachment
+	// reader) spares Put a second pass over the content.
+	hr, preHashed := r.(SHA256Reader)
+	var h hash.Hash
+	var hw io.Writer = io.Discard
+	if !preHashed {
+		h = sha256.New()
+		hw = h
+	}
+	bufp := l.copyBufs.Get().(*[]byte)
+	defer l.copyBufs.Put(bufp)
+	n, head, err := copyHashed(tmp, hw, ctxReader{ctx: ctx, r: r}, l.maxSize+1, *bufp)
 	if err != nil {
 		return nil, fmt.Errorf("media: store %q: %w", meta.Filename, err)
 	}
@@ -236,12 +251,25 @@ func (l *Library) Put(ctx context.Context, meta PutMeta, r io.Reader) (*Record, 
 		return nil, fmt.Errorf("media: close %q: %w", tmpName, err)
 	}
 
-	sum := hex.EncodeToString(h.Sum(nil))
+	var digest []byte
+	if preHashed {
+		if d, count := hr.ReadSHA256(); count == n {
+			digest = d[:]
+		} else {
+			// The reader had returned bytes before Put: hash the file.
+			if digest, err = hashFile(tmpName, *bufp); err != nil {
+				return nil, err
+			}
+		}
+	} else {
+		digest = h.Sum(nil)
+	}
+	sum := hex.EncodeToString(digest)
 	rec := &Record{
 		ID:          id,
 		SHA256:      sum,
 		Size:        n,
-		ContentType: decideContentType(meta.ContentType, head.data),
+		ContentType: decideContentType(meta.ContentType, head),
 		Filename:    sanitizeFilename(meta.Filename),
 		Channel:     meta.Channel,
 		LedgerID:    meta.LedgerID,
@@ -299,9 +327,12 @@ func (l *Library) place(tmpName, sum string, size int64) (created bool, err erro
 		return false, nil
 	}
 	sub := filepath.Dir(final)
-	_, statErr := os.Stat(sub)
-	if err := os.MkdirAll(sub, 0o700); err != nil {
-		return false, fmt.Errorf("media: create %q: %w", sub, err)
+	subInfo, statErr := os.Stat(sub)
+	if statErr != nil || !subInfo.IsDir() {
+		// Not when sub is a directory: MkdirAll would stat it again.
+		if err := os.MkdirAll(sub, 0o700); err != nil {
+			return false, fmt.Errorf("media: create %q: %w", sub, err)
+		}
 	}
 	if err := os.Rename(tmpName, final); err != nil {
 		return false, fmt.Errorf("media: rename %q to %q: %w", tmpName, final, err)
@@ -484,16 +515,77 @@ func (c ctxReader) Read(p []byte) (int, error) {
 	return c.r.Read(p)
 }
 
-// sniffBuffer keeps the first sniffLen bytes written to it.
-type sniffBuffer struct {
-	data []byte
+// SHA256Reader is a reader that hashes what it returns. Put uses the
+// digest of such a reader instead of hashing the content itself, when
+// ReadSHA256's count equals what Put read.
+type SHA256Reader interface {
+	io.Reader
+	// ReadSHA256 returns the SHA-256 digest of every byte that Read has
+	// returned so far, and how many bytes that was.
+	ReadSHA256() (sum [sha256.Size]byte, n int64)
 }
 
+// hashFile returns the SHA-256 digest of the file at path, read through
+// buf.
+func hashFile(path string, buf []byte) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("media: open %q: %w", path, err)
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.CopyBuffer(h, struct{ io.Reader }{f}, buf); err != nil {
+		return nil, fmt.Errorf("media: read %q: %w", path, err)
+	}
+	return h.Sum(nil), nil
+}
+
+// sniffLen is how much of the content decideContentType looks at.
 const sniffLen = 512
 
-func (s *sniffBuffer) Write(p []byte) (int, error) {
-	if room := sniffLen - len(s.data); room > 0 {
-		s.data = append(s.data, p[:min(room, len(p))]...)
+// copyHashed copies up to limit bytes from src to dst through buf and
+// writes them to h as well. It fills buf before each write, so that dst
+// (a file) gets few large write calls however little each Read returns,
+// and hashes each filled buffer just before writing it. It returns the
+// bytes copied, a copy of the first sniffLen of them, and the first error
+// other than io.EOF.
+func copyHashed(dst io.Writer, h io.Writer, src io.Reader, limit int64, buf []byte) (n int64, head []byte, err error) {
+	for limit > 0 {
+		if int64(len(buf)) > limit {
+			buf = buf[:limit]
+		}
+		m, rerr := readFull(src, buf)
+		if m > 0 {
+			if head == nil {
+				head = append([]byte(nil), buf[:min(m, sniffLen)]...)
+			}
+			h.Write(buf[:m])
+			if _, werr := dst.Write(buf[:m]); werr != nil {
+				return n, head, werr
+			}
+			n += int64(m)
+			limit -= int64(m)
+		}
+		if rerr == io.EOF {
+			return n, head, nil
+		}
+		if rerr != nil {
+			return n, head, rerr
+		}
 	}
-	return len(p), nil
+	return n, head, nil
+}
+
+// readFull reads into buf until it is full or src fails; it returns
+// io.EOF with what it read when src ends first.
+func readFull(src io.Reader, buf []byte) (int, error) {
+	m := 0
+	for m < len(buf) {
+		k, err := src.Read(buf[m:])
+		m += k
+		if err != nil {
+			return m, err
+		}
+	}
+	return m, nil
 }
