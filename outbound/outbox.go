@@ -306,62 +306,40 @@ func (o *Outbox) Flush(ctx context.Context) error {
 // maxMarking bounds the concurrent MarkOutboxSending calls of a burst.
 const maxMarking = 8
 
+// The marks of a burst go in chunks, each made durable by one barrier
+// before its emails are rendered: firstChunk jobs so that the first email
+// leaves soon, then chunks that double up to maxChunk while the relay
+// takes the emails before them.
+const (
+	firstChunk = 2
+	maxChunk   = 32
+)
+
+// builtAhead is how many rendered emails at most wait for the relay.
+const builtAhead = 2
+
 // sendChannel sends the jobs of one channel in one burst over one
-// connection and settles each. Their items are marked sending (under the
-// emails' Message-IDs) and their threads started first; rendering then
-// overlaps sending: a goroutine builds the emails in order while the relay
-// takes the ones before.
+// connection and settles each. Three stages overlap: a goroutine marks
+// the jobs' items sending (under the emails' Message-IDs) and starts their
+// threads, in chunks, each chunk on disk (a barrier) before its emails go
+// on; a second renders the marked emails in order; the relay takes the
+// ones before. Each acceptance is recorded while the next email goes out.
 func (o *Outbox) sendChannel(ctx context.Context, jobs []*job) {
-	// The marks (and new threads) run concurrently, so that the store
-	// commits them in groups (a few commits for a long queue instead of
-	// one or two per email).
-	ok := make([]bool, len(jobs))
-	var marking sync.WaitGroup
-	next := make(chan int)
-	for range min(len(jobs), maxMarking) {
-		marking.Go(func() {
-			for i := range next {
-				ok[i] = o.prepare(ctx, jobs[i])
-			}
-		})
-	}
-	for i := range jobs {
-		next <- i
-	}
-	close(next)
-	marking.Wait()
-	var marked []*job
-	for i, j := range jobs {
-		if ok[i] {
-			marked = append(marked, j)
-		}
-	}
-	if len(marked) == 0 {
+	if len(jobs) == 0 {
 		return
 	}
 	// The outcome is recorded even when ctx ended during the burst.
 	settleCtx := context.WithoutCancel(ctx)
-	// The Message-IDs of the burst are on disk before any email leaves,
-	// so that an email sent again after a power cut keeps its id.
-	if err := o.opts.DB.Barrier(ctx); err != nil {
-		for _, j := range marked {
-			o.retry(settleCtx, j, err)
-		}
-		return
-	}
-	// Afterwards, one barrier makes the burst's outcomes durable: a power
-	// cut before it sends the burst again, with the same Message-IDs.
-	defer func() {
-		if err := o.opts.DB.Barrier(settleCtx); err != nil {
-			o.log.Error("outbound: cannot make the sent replies durable", "channel", marked[0].ch.Name, "err", err)
-		}
+	marked := make(chan *job, maxChunk)
+	var nMarked int // jobs marked and on disk; read once marked is closed
+	go func() {
+		defer close(marked)
+		nMarked = o.markChunks(ctx, jobs, marked)
 	}()
-	// At most builtAhead rendered emails wait for the relay.
-	const builtAhead = 2
 	built := make(chan *job, builtAhead)
 	go func() {
 		defer close(built)
-		for _, j := range marked {
+		for j := range marked {
 			if o.build(ctx, j) {
 				built <- j
 			}
@@ -369,19 +347,31 @@ func (o *Outbox) sendChannel(ctx context.Context, jobs []*job) {
 	}()
 	// Each acceptance is recorded while the next email of the burst goes
 	// out, not before it (the commit would hold up the burst): a crash
-	// mid-burst re-sends the email in flight and at most the one whose
-	// record was being committed.
-	accepted := make(chan *job, len(marked))
+	// mid-burst re-sends the email in flight and at most the ones whose
+	// record was being committed. Acceptances that queue up while a
+	// record commits are recorded together, in one transaction.
+	accepted := make(chan *job, len(jobs))
 	var recorder sync.WaitGroup
 	recorder.Go(func() {
 		for j := range accepted {
-			if err := o.opts.DB.MarkOutboxSent(settleCtx, j.ids, j.msgID); err == nil {
-				j.recorded = true
+			group := []*job{j}
+		drain:
+			for {
+				select {
+				case j, ok := <-accepted:
+					if !ok {
+						break drain
+					}
+					group = append(group, j)
+				default:
+					break drain
+				}
 			}
+			o.record(settleCtx, group)
 		}
 	})
 	var sent []*job
-	errs := marked[0].ch.Sender.SendEach(ctx, func() (*smtpout.Envelope, bool) {
+	errs := jobs[0].ch.Sender.SendEach(ctx, func() (*smtpout.Envelope, bool) {
 		j, ok := <-built
 		if !ok {
 			return nil, false
@@ -392,6 +382,16 @@ func (o *Outbox) sendChannel(ctx context.Context, jobs []*job) {
 	})
 	close(accepted)
 	recorder.Wait()
+	// SendEach has read built to its end, so the stages are done.
+	if nMarked > 0 {
+		// One barrier makes the burst's outcomes durable: a power cut
+		// before it sends the burst again, with the same Message-IDs.
+		defer func() {
+			if err := o.opts.DB.Barrier(settleCtx); err != nil {
+				o.log.Error("outbound: cannot make the sent replies durable", "channel", jobs[0].ch.Name, "err", err)
+			}
+		}()
+	}
 	for i, j := range sent {
 		var err error
 		if i < len(errs) {
@@ -400,6 +400,81 @@ func (o *Outbox) sendChannel(ctx context.Context, jobs []*job) {
 			err = errors.New("the sender returned no result for this message")
 		}
 		o.settle(settleCtx, j, err)
+	}
+}
+
+// markChunks prepares jobs in chunks (see firstChunk), the jobs of a
+// chunk concurrently so that the store commits them in groups, and hands
+// each chunk's prepared jobs to out, in order, once a barrier has made
+// their marks and threads durable: an email sent again after a power cut
+// keeps its Message-ID. It returns how many jobs it handed on. When ctx
+// ends, the jobs not yet marked stay queued.
+func (o *Outbox) markChunks(ctx context.Context, jobs []*job, out chan<- *job) int {
+	handed := 0
+	ok := make([]bool, len(jobs))
+	for start, size := 0, firstChunk; start < len(jobs) && ctx.Err() == nil; size = min(2*size, maxChunk) {
+		end := min(start+size, len(jobs))
+		chunk := jobs[start:end]
+		var marking sync.WaitGroup
+		next := make(chan int)
+		for range min(len(chunk), maxMarking) {
+			marking.Go(func() {
+				for i := range next {
+					ok[i] = o.prepare(ctx, jobs[i])
+				}
+			})
+		}
+		for i := start; i < end; i++ {
+			next <- i
+		}
+		close(next)
+		marking.Wait()
+		var ready []*job
+		for i := start; i < end; i++ {
+			if ok[i] {
+				ready = append(ready, jobs[i])
+			}
+		}
+		start = end
+		if len(ready) == 0 {
+			continue
+		}
+		if err := o.opts.DB.Barrier(ctx); err != nil {
+			for _, j := range ready {
+				o.retry(context.WithoutCancel(ctx), j, err)
+			}
+			continue
+		}
+		for _, j := range ready {
+			out <- j
+		}
+		handed += len(ready)
+	}
+	return handed
+}
+
+// record commits the relay's acceptance of the jobs' emails, in one
+// transaction when it can; a job whose record fails is settled again
+// later (settle tries once more).
+func (o *Outbox) record(ctx context.Context, jobs []*job) {
+	if len(jobs) > 1 {
+		emails := make([]store.SentEmail, len(jobs))
+		for i, j := range jobs {
+			emails[i] = store.SentEmail{IDs: j.ids, MessageID: j.msgID}
+		}
+		if err := o.opts.DB.MarkOutboxSentAll(ctx, emails); err == nil {
+			for _, j := range jobs {
+				j.recorded = true
+			}
+			return
+		}
+		// One of them could not be recorded: each alone, so that the
+		// others are.
+	}
+	for _, j := range jobs {
+		if err := o.opts.DB.MarkOutboxSent(ctx, j.ids, j.msgID); err == nil {
+			j.recorded = true
+		}
 	}
 }
 
@@ -549,15 +624,25 @@ func (o *Outbox) render(ctx context.Context, j *job, th *store.Thread, opens boo
 		}
 	}
 
-	dir, err := os.MkdirTemp(o.opts.TempDir, "mailgate-media-")
-	if err != nil {
-		return nil, fmt.Errorf("media directory: %w", err)
-	}
-	defer os.RemoveAll(dir)
+	// The media directory is made for the first attachment only: most
+	// replies are text, and two file system calls per reply are a good
+	// part of rendering one.
+	var dir string
+	defer func() {
+		if dir != "" {
+			os.RemoveAll(dir)
+		}
+	}()
 	budget := o.opts.MaxMediaSize
 	for i, it := range b.Items {
 		if it.MediaURL == "" {
 			continue
+		}
+		if dir == "" && o.opts.Fetcher != nil {
+			var err error
+			if dir, err = os.MkdirTemp(o.opts.TempDir, "mailgate-media-"); err != nil {
+				return nil, fmt.Errorf("media directory: %w", err)
+			}
 		}
 		att, link := o.fetchMedia(ctx, j, it.MediaURL, dir, i, budget)
 		if ctx.Err() != nil {

@@ -344,7 +344,7 @@ func (db *DB) dueOutbox(ctx context.Context, tx *sql.Tx, now int64) ([]OutboxBat
 	}
 	for i := range batches {
 		b := &batches[i]
-		rows, err := db.txQueryOnce(ctx, tx, `SELECT `+outboxColumns+` FROM outbox
+		rows, err := db.rtxQuery(ctx, tx, `SELECT `+outboxColumns+` FROM outbox
 			WHERE channel = ? AND contact = ? AND state = 'queued' ORDER BY id`, b.Channel, b.Contact)
 		if err != nil {
 			return nil, err
@@ -440,31 +440,7 @@ func (db *DB) MarkOutboxSent(ctx context.Context, ids []int64, messageID string)
 		return fmt.Errorf("store: mark outbox sent %v: empty message id", ids)
 	}
 	err := db.lazyTx(ctx, func(tx *sql.Tx) error {
-		now := db.nowMS()
-		var channel, contact string
-		for _, id := range ids {
-			var ch, c, state string
-			err := db.txQueryRowOnce(ctx, tx, `SELECT channel, contact, state FROM outbox WHERE id = ?`, id).Scan(&ch, &c, &state)
-			if errors.Is(err, sql.ErrNoRows) {
-				return fmt.Errorf("#%d: %w", id, notFound{})
-			}
-			if err != nil {
-				return err
-			}
-			if state != OutboxSending {
-				return &StateError{Table: "outbox", ID: id, State: state, Op: "mark sent"}
-			}
-			if channel == "" {
-				channel, contact = ch, c
-			} else if ch != channel || c != contact {
-				return fmt.Errorf("#%d belongs to another contact than #%d", id, ids[0])
-			}
-			if _, err := db.txExecOnce(ctx, tx, `UPDATE outbox SET state = 'sent', message_id = ?, last_error = '',
-				updated_at = ? WHERE id = ?`, messageID, now, id); err != nil {
-				return err
-			}
-		}
-		return db.addThreadMessage(ctx, tx, channel, contact, messageID, true, false, "", now)
+		return db.markOutboxSent(ctx, tx, ids, messageID, db.nowMS())
 	})
 	if err != nil {
 		var se *StateError
@@ -474,6 +450,78 @@ func (db *DB) MarkOutboxSent(ctx context.Context, ids []int64, messageID string)
 		return fmt.Errorf("store: mark outbox sent %v: %w", ids, err)
 	}
 	return nil
+}
+
+// SentEmail is one email the relay accepted: the ids of its items and
+// its Message-ID, as MarkOutboxSent takes them.
+type SentEmail struct {
+	IDs       []int64
+	MessageID string
+}
+
+// MarkOutboxSentAll is MarkOutboxSent for several emails (of different
+// contacts) in one transaction, so that they share one commit. It records
+// all of them or none: when one cannot be recorded (an item not in state
+// sending, say) the error names it and nothing is committed; the caller
+// can then record each with MarkOutboxSent to learn which.
+func (db *DB) MarkOutboxSentAll(ctx context.Context, emails []SentEmail) error {
+	for _, e := range emails {
+		if e.MessageID == "" && len(e.IDs) > 0 {
+			return fmt.Errorf("store: mark outbox sent %v: empty message id", e.IDs)
+		}
+	}
+	err := db.lazyTx(ctx, func(tx *sql.Tx) error {
+		now := db.nowMS()
+		for _, e := range emails {
+			if len(e.IDs) == 0 {
+				continue
+			}
+			if err := db.markOutboxSent(ctx, tx, e.IDs, e.MessageID, now); err != nil {
+				var se *StateError
+				if errors.As(err, &se) {
+					return err
+				}
+				return fmt.Errorf("%v: %w", e.IDs, err)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		var se *StateError
+		if errors.As(err, &se) {
+			return err
+		}
+		return fmt.Errorf("store: mark outbox sent: %w", err)
+	}
+	return nil
+}
+
+// markOutboxSent is MarkOutboxSent in tx.
+func (db *DB) markOutboxSent(ctx context.Context, tx *sql.Tx, ids []int64, messageID string, now int64) error {
+	var channel, contact string
+	for _, id := range ids {
+		var ch, c, state string
+		err := db.txQueryRow(ctx, tx, `SELECT channel, contact, state FROM outbox WHERE id = ?`, id).Scan(&ch, &c, &state)
+		if errors.Is(err, sql.ErrNoRows) {
+			return fmt.Errorf("#%d: %w", id, notFound{})
+		}
+		if err != nil {
+			return err
+		}
+		if state != OutboxSending {
+			return &StateError{Table: "outbox", ID: id, State: state, Op: "mark sent"}
+		}
+		if channel == "" {
+			channel, contact = ch, c
+		} else if ch != channel || c != contact {
+			return fmt.Errorf("#%d belongs to another contact than #%d", id, ids[0])
+		}
+		if _, err := db.txExec(ctx, tx, `UPDATE outbox SET state = 'sent', message_id = ?, last_error = '',
+			updated_at = ? WHERE id = ?`, messageID, now, id); err != nil {
+			return err
+		}
+	}
+	return db.addThreadMessage(ctx, tx, channel, contact, messageID, true, false, "", now)
 }
 
 // MarkOutboxRetry puts the items of ids that are being sent back in the

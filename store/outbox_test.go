@@ -254,6 +254,75 @@ func testOutboxLifecycle(t *testing.T) {
 	}
 }
 
+func TestMarkOutboxSentAll(t *testing.T) { forEachBackend(t, testMarkOutboxSentAll) }
+
+// MarkOutboxSentAll records several emails in one transaction, all or
+// none.
+func testMarkOutboxSentAll(t *testing.T) {
+	tests := []struct {
+		name string
+		// sentBefore records the second email alone before the call,
+		// so that its item is no longer sending.
+		sentBefore bool
+		wantErr    bool
+	}{
+		{name: "all sending"},
+		{name: "one already sent", sentBefore: true, wantErr: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			db, clk := openTest(t)
+			ctx := context.Background()
+			var emails []SentEmail
+			for i, contact := range []string{"a@example.org", "b@example.org", "c@example.org"} {
+				it := enqueueText(t, db, clk, contact, fmt.Sprint("u", i), "hello", 0)
+				mid := fmt.Sprintf("m%d@mailgate.test", i)
+				moved, err := db.MarkOutboxSending(ctx, []int64{it.ID}, mid)
+				if err != nil || len(moved) != 1 {
+					t.Fatalf("MarkOutboxSending = %v, %v", moved, err)
+				}
+				emails = append(emails, SentEmail{IDs: moved, MessageID: mid})
+			}
+			if tt.sentBefore {
+				if err := db.MarkOutboxSent(ctx, emails[1].IDs, emails[1].MessageID); err != nil {
+					t.Fatal(err)
+				}
+			}
+			err := db.MarkOutboxSentAll(ctx, emails)
+			var se *StateError
+			if tt.wantErr {
+				if !errors.As(err, &se) || se.ID != emails[1].IDs[0] || se.State != OutboxSent {
+					t.Fatalf("MarkOutboxSentAll = %v, want a StateError of #%d", err, emails[1].IDs[0])
+				}
+			} else if err != nil {
+				t.Fatalf("MarkOutboxSentAll = %v", err)
+			}
+			for i, e := range emails {
+				it, err := db.Outbox(ctx, e.IDs[0])
+				if err != nil {
+					t.Fatal(err)
+				}
+				want := OutboxSent
+				if tt.wantErr && i != 1 {
+					want = OutboxSending // none of the group is recorded
+				}
+				if it.State != want {
+					t.Errorf("email %d: state %s, want %s", i, it.State, want)
+				}
+				th, ok, err := db.Thread(ctx, "c", it.Contact)
+				switch {
+				case err != nil:
+					t.Fatal(err)
+				case want == OutboxSent && (!ok || th.LastOurID != e.MessageID):
+					t.Errorf("email %d: thread %+v, want its Message-ID as ours", i, th)
+				case want == OutboxSending && ok && th.LastOurID != "":
+					t.Errorf("email %d: thread %+v has our Message-ID though the email is not recorded", i, th)
+				}
+			}
+		})
+	}
+}
+
 func TestRequeueSending(t *testing.T) { forEachBackend(t, testRequeueSending) }
 
 func testRequeueSending(t *testing.T) {
