@@ -361,7 +361,7 @@ func (db *DB) dueOutbox(ctx context.Context, tx *sql.Tx, now int64) ([]OutboxBat
 		if err := rows.Err(); err != nil {
 			return nil, err
 		}
-		if b.Thread, err = db.currentThread(ctx, tx, b.Channel, b.Contact); err != nil {
+		if b.Thread, err = db.currentThread(ctx, tx, false, b.Channel, b.Contact); err != nil {
 			return nil, err
 		}
 	}
@@ -390,40 +390,115 @@ func (db *DB) MarkOutboxSending(ctx context.Context, ids []int64, messageID stri
 		return nil, fmt.Errorf("store: mark outbox sending: %w", err)
 	}
 	err = db.lazyTx(ctx, func(tx *sql.Tx) error {
-		moved = moved[:0]
-		if db.d.postgres {
-			var locked int64
-			err := db.txQueryRowOnce(ctx, tx, `SELECT id FROM outbox WHERE id = ? FOR UPDATE SKIP LOCKED`,
-				slices.Min(ids)).Scan(&locked)
-			if errors.Is(err, sql.ErrNoRows) {
-				return nil // another instance is claiming this batch
-			}
-			if err != nil {
-				return err
-			}
-		}
-		rows, err := db.txQueryOnce(ctx, tx, `UPDATE outbox SET state = 'sending', attempts = attempts + 1,
-				message_id = ?, updated_at = ?, claimed_by = ?
-			WHERE id IN (SELECT CAST(value AS BIGINT) FROM json_each(?)) AND state = 'queued' RETURNING id`,
-			messageID, db.nowMS(), db.owner, j)
-		if err != nil {
-			return err
-		}
-		defer rows.Close()
-		for rows.Next() {
-			var id int64
-			if err := rows.Scan(&id); err != nil {
-				return err
-			}
-			moved = append(moved, id)
-		}
-		return rows.Err()
+		moved, err = db.markOutboxSending(ctx, tx, ids, j, messageID, db.nowMS(), moved[:0])
+		return err
 	})
 	if err != nil {
 		return nil, fmt.Errorf("store: mark outbox sending %v: %w", ids, err)
 	}
 	slices.Sort(moved)
 	return moved, nil
+}
+
+// markOutboxSending is MarkOutboxSending in tx, ids also as the JSON
+// array j; it appends the moved ids to moved.
+func (db *DB) markOutboxSending(ctx context.Context, tx *sql.Tx, ids []int64, j, messageID string, now int64, moved []int64) ([]int64, error) {
+	if db.d.postgres {
+		var locked int64
+		err := db.txQueryRowOnce(ctx, tx, `SELECT id FROM outbox WHERE id = ? FOR UPDATE SKIP LOCKED`,
+			slices.Min(ids)).Scan(&locked)
+		if errors.Is(err, sql.ErrNoRows) {
+			return moved, nil // another instance is claiming this batch
+		}
+		if err != nil {
+			return moved, err
+		}
+	}
+	rows, err := db.cachedQuery(ctx, tx, true, `UPDATE outbox SET state = 'sending', attempts = attempts + 1,
+			message_id = ?, updated_at = ?, claimed_by = ?
+		WHERE id IN (SELECT CAST(value AS BIGINT) FROM json_each(?)) AND state = 'queued' RETURNING id`,
+		messageID, now, db.owner, j)
+	if err != nil {
+		return moved, err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var id int64
+		if err := rows.Scan(&id); err != nil {
+			return moved, err
+		}
+		moved = append(moved, id)
+	}
+	return moved, rows.Err()
+}
+
+// OutboxClaim is one email of MarkOutboxSendingAll: what MarkOutboxSending
+// and EnsureThread take, and what they return.
+type OutboxClaim struct {
+	// IDs are the email's items and MessageID its Message-ID, as
+	// MarkOutboxSending takes them.
+	IDs       []int64
+	MessageID string
+	// Channel and Contact are the email's; with Subject set, the
+	// contact's thread is ensured as EnsureThread does when an item
+	// moved.
+	Channel, Contact, Subject string
+
+	// Moved are the ids moved to sending, in id order (set by the call).
+	Moved []int64
+	// Thread is the contact's thread after EnsureThread (set by the call
+	// when Subject is set and an item moved).
+	Thread *Thread
+}
+
+// MarkOutboxSendingAll is MarkOutboxSending, followed by EnsureThread for
+// the claims with a Subject, for several emails in one transaction, so
+// that a burst's claims share commits and the worker's calls. It claims
+// all or none: on an error nothing is committed and the caller can make
+// the calls one by one.
+func (db *DB) MarkOutboxSendingAll(ctx context.Context, claims []*OutboxClaim) error {
+	arrays := make([]string, len(claims))
+	for i, c := range claims {
+		if c.Subject != "" && (c.Channel == "" || normContact(c.Contact) == "") {
+			return fmt.Errorf("store: mark outbox sending %v: a thread needs a channel and a contact", c.IDs)
+		}
+		j, err := jsonArray(c.IDs)
+		if err != nil {
+			return fmt.Errorf("store: mark outbox sending: %w", err)
+		}
+		arrays[i] = j
+	}
+	err := db.lazyTx(ctx, func(tx *sql.Tx) error {
+		now := db.nowMS()
+		for i, c := range claims {
+			c.Moved, c.Thread = c.Moved[:0], nil
+			if len(c.IDs) == 0 {
+				continue
+			}
+			var err error
+			if c.Moved, err = db.markOutboxSending(ctx, tx, c.IDs, arrays[i], c.MessageID, now, c.Moved); err != nil {
+				return fmt.Errorf("%v: %w", c.IDs, err)
+			}
+			if len(c.Moved) == 0 || c.Subject == "" {
+				continue
+			}
+			contact := normContact(c.Contact)
+			if err := db.addThreadMessage(ctx, tx, c.Channel, contact, "", false, false, c.Subject, now); err != nil {
+				return fmt.Errorf("thread of %s: %w", c.Contact, err)
+			}
+			if c.Thread, err = db.currentThread(ctx, tx, true, c.Channel, contact); err != nil {
+				return fmt.Errorf("thread of %s: %w", c.Contact, err)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("store: mark outbox sending: %w", err)
+	}
+	for _, c := range claims {
+		slices.Sort(c.Moved)
+	}
+	return nil
 }
 
 // MarkOutboxSent records that the relay accepted the email with messageID

@@ -323,6 +323,92 @@ func testMarkOutboxSentAll(t *testing.T) {
 	}
 }
 
+func TestMarkOutboxSendingAll(t *testing.T) { forEachBackend(t, testMarkOutboxSendingAll) }
+
+// MarkOutboxSendingAll claims several emails in one transaction, as
+// MarkOutboxSending and EnsureThread would one by one.
+func testMarkOutboxSendingAll(t *testing.T) {
+	db, clk := openTest(t)
+	ctx := context.Background()
+	// a: new contact, two items; b: one of two items cancelled; c: its only
+	// item cancelled; d: has a thread with a subject already.
+	a1 := enqueueText(t, db, clk, "a@example.org", "a1", "one", 0)
+	a2 := enqueueText(t, db, clk, "a@example.org", "a2", "two", 0)
+	b1 := enqueueText(t, db, clk, "b@example.org", "b1", "one", 0)
+	b2 := enqueueText(t, db, clk, "b@example.org", "b2", "two", 0)
+	c1 := enqueueText(t, db, clk, "c@example.org", "c1", "one", 0)
+	d1 := enqueueText(t, db, clk, "d@example.org", "d1", "one", 0)
+	for _, ul := range []string{"b2", "c1"} {
+		if _, _, err := db.CancelOutbox(ctx, "c", ul); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := db.EnsureThread(ctx, "c", "d@example.org", "Earlier"); err != nil {
+		t.Fatal(err)
+	}
+	claims := []*OutboxClaim{
+		{IDs: []int64{a1.ID, a2.ID}, MessageID: "a@mailgate.test", Channel: "c", Contact: "A@example.org", Subject: "Your question"},
+		{IDs: []int64{b1.ID, b2.ID}, MessageID: "b@mailgate.test", Channel: "c", Contact: "b@example.org", Subject: "Your question"},
+		{IDs: []int64{c1.ID}, MessageID: "c@mailgate.test", Channel: "c", Contact: "c@example.org", Subject: "Your question"},
+		{IDs: []int64{d1.ID}, MessageID: "d@mailgate.test", Channel: "c", Contact: "d@example.org"},
+	}
+	if err := db.MarkOutboxSendingAll(ctx, claims); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name      string
+		claim     *OutboxClaim
+		moved     []int64
+		subject   string // of the thread the claim returns; "" for none
+		threadNow string // subject of the contact's thread in the store; "" for none
+	}{
+		{name: "new contact", claim: claims[0], moved: []int64{a1.ID, a2.ID}, subject: "Your question", threadNow: "Your question"},
+		{name: "one item cancelled", claim: claims[1], moved: []int64{b1.ID}, subject: "Your question", threadNow: "Your question"},
+		{name: "all cancelled: no thread", claim: claims[2]},
+		{name: "thread kept", claim: claims[3], moved: []int64{d1.ID}, threadNow: "Earlier"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := tt.claim
+			if !reflect.DeepEqual(c.Moved, tt.moved) && (len(c.Moved) != 0 || len(tt.moved) != 0) {
+				t.Errorf("Moved = %v, want %v", c.Moved, tt.moved)
+			}
+			switch {
+			case tt.subject == "" && c.Thread != nil:
+				t.Errorf("Thread = %+v, want none", c.Thread)
+			case tt.subject != "" && (c.Thread == nil || c.Thread.Subject != tt.subject || len(c.Thread.Messages) != 0):
+				t.Errorf("Thread = %+v, want a new one with subject %q", c.Thread, tt.subject)
+			}
+			for _, id := range tt.moved {
+				if it, _ := db.Outbox(ctx, id); it.State != OutboxSending || it.MessageID != c.MessageID || it.Attempts != 1 {
+					t.Errorf("item %d = %+v, want sending under %s", id, it, c.MessageID)
+				}
+			}
+			th, ok, err := db.Thread(ctx, "c", c.Contact)
+			switch {
+			case err != nil:
+				t.Fatal(err)
+			case tt.threadNow == "" && ok:
+				t.Errorf("the store has thread %+v, want none", th)
+			case tt.threadNow != "" && (!ok || th.Subject != tt.threadNow):
+				t.Errorf("the store has thread %+v, %v, want subject %q", th, ok, tt.threadNow)
+			}
+		})
+	}
+	// A claim that cannot be made fails the call, and nothing is claimed.
+	e1 := enqueueText(t, db, clk, "e@example.org", "e1", "one", 0)
+	bad := []*OutboxClaim{
+		{IDs: []int64{e1.ID}, MessageID: "e@mailgate.test", Channel: "c", Contact: "e@example.org", Subject: "Hi"},
+		{IDs: []int64{e1.ID}, MessageID: "x@mailgate.test", Contact: "e@example.org", Subject: "Hi"},
+	}
+	if err := db.MarkOutboxSendingAll(ctx, bad); err == nil {
+		t.Fatal("MarkOutboxSendingAll of a claim without channel succeeded")
+	}
+	if it, _ := db.Outbox(ctx, e1.ID); it.State != OutboxQueued {
+		t.Errorf("after a failed call the item is %s, want queued", it.State)
+	}
+}
+
 func TestRequeueSending(t *testing.T) { forEachBackend(t, testRequeueSending) }
 
 func testRequeueSending(t *testing.T) {
