@@ -262,6 +262,10 @@ const qQueuedBySendAfter = `SELECT channel, contact, send_after FROM outbox INDE
 const qGroup = `SELECT max(send_after), max(CASE WHEN state = 'sending' THEN 1 ELSE 0 END), min(id) FROM outbox INDEXED BY outbox_pending
 	WHERE channel = ? AND contact = ? AND state IN ('queued', 'sending')`
 
+// qQueuedItems lists the queued items of one (channel, contact) group.
+const qQueuedItems = `SELECT ` + outboxColumns + ` FROM outbox
+	WHERE channel = ? AND contact = ? AND state = 'queued' ORDER BY id`
+
 // outboxGroup is the summary of one group (qGroup).
 type outboxGroup struct {
 	channel, contact string
@@ -288,6 +292,12 @@ func (db *DB) group(ctx context.Context, tx *sql.Tx, channel, contact string) (o
 // order); a group with an item in state sending is left alone until that
 // delivery settles. Batches come oldest first.
 func (db *DB) DueOutbox(ctx context.Context, now time.Time) ([]OutboxBatch, error) {
+	// Its queries run once or twice per due contact: prepared now, a first
+	// call does not run them all unprepared (a statement first met inside
+	// a read transaction is only prepared for the next one).
+	for _, q := range [...]string{qQueuedBySendAfter, qGroup, qQueuedItems, qThread, qThreadMessages} {
+		db.rstmts.get(ctx, db.d.q(q))
+	}
 	tx, err := db.beginRead(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("store: due outbox: %w", err)
@@ -344,8 +354,7 @@ func (db *DB) dueOutbox(ctx context.Context, tx *sql.Tx, now int64) ([]OutboxBat
 	}
 	for i := range batches {
 		b := &batches[i]
-		rows, err := db.rtxQuery(ctx, tx, `SELECT `+outboxColumns+` FROM outbox
-			WHERE channel = ? AND contact = ? AND state = 'queued' ORDER BY id`, b.Channel, b.Contact)
+		rows, err := db.rtxQuery(ctx, tx, qQueuedItems, b.Channel, b.Contact)
 		if err != nil {
 			return nil, err
 		}

@@ -51,6 +51,15 @@ func (db *DB) Thread(ctx context.Context, channel, contact string) (t *Thread, o
 	return t, t != nil, nil
 }
 
+// qThread reads the newest thread of a (channel, contact), and
+// qThreadMessages the Message-IDs of a thread.
+const (
+	qThread = `SELECT id, subject, last_customer_id, last_our_id, cc, created_at, updated_at FROM threads
+		WHERE channel = ? AND contact = ? ORDER BY id DESC LIMIT 1`
+	qThreadMessages = `SELECT message_id, ours, created_at FROM thread_messages
+		WHERE thread_id = ? ORDER BY id`
+)
+
 // currentThread reads the contact's newest thread; nil when none. write
 // says that tx is the writer's (db.tx, db.lazyTx), else it is a read
 // transaction (db.beginRead).
@@ -58,8 +67,7 @@ func (db *DB) currentThread(ctx context.Context, tx *sql.Tx, write bool, channel
 	t := &Thread{Channel: channel, Contact: contact}
 	var id, created, updated int64
 	var cc string
-	err := db.cachedQueryRow(ctx, tx, write, `SELECT id, subject, last_customer_id, last_our_id, cc, created_at, updated_at FROM threads
-		WHERE channel = ? AND contact = ? ORDER BY id DESC LIMIT 1`, channel, contact).
+	err := db.cachedQueryRow(ctx, tx, write, qThread, channel, contact).
 		Scan(&id, &t.Subject, &t.LastCustomerID, &t.LastOurID, &cc, &created, &updated)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, nil
@@ -73,8 +81,7 @@ func (db *DB) currentThread(ctx context.Context, tx *sql.Tx, write bool, channel
 			return nil, fmt.Errorf("thread %d: corrupt cc %q: %w", id, cc, err)
 		}
 	}
-	rows, err := db.cachedQuery(ctx, tx, write, `SELECT message_id, ours, created_at FROM thread_messages
-		WHERE thread_id = ? ORDER BY id`, id)
+	rows, err := db.cachedQuery(ctx, tx, write, qThreadMessages, id)
 	if err != nil {
 		return nil, err
 	}
