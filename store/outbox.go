@@ -580,30 +580,59 @@ func (db *DB) MarkOutboxSentAll(ctx context.Context, emails []SentEmail) error {
 	return nil
 }
 
+// qMarkSent moves the sending items of a JSON array of ids to sent.
+const qMarkSent = `UPDATE outbox SET state = 'sent', message_id = ?, last_error = '', updated_at = ?
+	WHERE id IN (SELECT CAST(value AS BIGINT) FROM json_each(?)) AND state = 'sending' RETURNING id, channel, contact`
+
 // markOutboxSent is MarkOutboxSent in tx.
 func (db *DB) markOutboxSent(ctx context.Context, tx *sql.Tx, ids []int64, messageID string, now int64) error {
+	j, err := jsonArray(ids)
+	if err != nil {
+		return err
+	}
+	rows, err := db.cachedQuery(ctx, tx, true, qMarkSent, messageID, now, j)
+	if err != nil {
+		return err
+	}
 	var channel, contact string
-	for _, id := range ids {
-		var ch, c, state string
-		err := db.txQueryRow(ctx, tx, `SELECT channel, contact, state FROM outbox WHERE id = ?`, id).Scan(&ch, &c, &state)
-		if errors.Is(err, sql.ErrNoRows) {
-			return fmt.Errorf("#%d: %w", id, notFound{})
-		}
-		if err != nil {
+	var moved []int64
+	for rows.Next() {
+		var id int64
+		var ch, c string
+		if err := rows.Scan(&id, &ch, &c); err != nil {
+			rows.Close()
 			return err
 		}
-		if state != OutboxSending {
-			return &StateError{Table: "outbox", ID: id, State: state, Op: "mark sent"}
-		}
-		if channel == "" {
+		if len(moved) == 0 {
 			channel, contact = ch, c
 		} else if ch != channel || c != contact {
-			return fmt.Errorf("#%d belongs to another contact than #%d", id, ids[0])
+			rows.Close()
+			return fmt.Errorf("#%d belongs to another contact than #%d", id, moved[0])
 		}
-		if _, err := db.txExec(ctx, tx, `UPDATE outbox SET state = 'sent', message_id = ?, last_error = '',
-			updated_at = ? WHERE id = ?`, messageID, now, id); err != nil {
-			return err
+		moved = append(moved, id)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	if len(moved) < len(ids) {
+		// Say which one was not sending (or is unknown); the caller's
+		// transaction rolls the others back.
+		for _, id := range ids {
+			if slices.Contains(moved, id) {
+				continue
+			}
+			var state string
+			err := db.txQueryRowOnce(ctx, tx, `SELECT state FROM outbox WHERE id = ?`, id).Scan(&state)
+			if errors.Is(err, sql.ErrNoRows) {
+				return fmt.Errorf("#%d: %w", id, notFound{})
+			}
+			if err != nil {
+				return err
+			}
+			return &StateError{Table: "outbox", ID: id, State: state, Op: "mark sent"}
 		}
+		return fmt.Errorf("ids %v name an item twice", ids)
 	}
 	return db.addThreadMessage(ctx, tx, channel, contact, messageID, true, false, "", now)
 }
