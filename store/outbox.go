@@ -491,11 +491,7 @@ func (db *DB) MarkOutboxSendingAll(ctx context.Context, claims []*OutboxClaim) e
 			if len(c.Moved) == 0 || c.Subject == "" {
 				continue
 			}
-			contact := normContact(c.Contact)
-			if err := db.addThreadMessage(ctx, tx, c.Channel, contact, "", false, false, c.Subject, now); err != nil {
-				return fmt.Errorf("thread of %s: %w", c.Contact, err)
-			}
-			if c.Thread, err = db.currentThread(ctx, tx, true, c.Channel, contact); err != nil {
+			if c.Thread, err = db.ensureThread(ctx, tx, c.Channel, normContact(c.Contact), c.Subject, now); err != nil {
 				return fmt.Errorf("thread of %s: %w", c.Contact, err)
 			}
 		}

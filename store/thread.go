@@ -114,17 +114,38 @@ func (db *DB) EnsureThread(ctx context.Context, channel, contact, subject string
 	}
 	var t *Thread
 	err := db.lazyTx(ctx, func(tx *sql.Tx) error {
-		if err := db.addThreadMessage(ctx, tx, channel, contact, "", false, false, subject, db.nowMS()); err != nil {
-			return err
-		}
 		var err error
-		t, err = db.currentThread(ctx, tx, true, channel, contact)
+		t, err = db.ensureThread(ctx, tx, channel, contact, subject, db.nowMS())
 		return err
 	})
 	if err != nil {
 		return nil, fmt.Errorf("store: ensure thread %s: %w", channel, err)
 	}
 	return t, nil
+}
+
+// ensureThread is EnsureThread in tx, contact normalized. A thread it
+// starts is returned as written, without reading it back.
+func (db *DB) ensureThread(ctx context.Context, tx *sql.Tx, channel, contact, subject string, now int64) (*Thread, error) {
+	var id int64
+	err := db.txQueryRow(ctx, tx, `SELECT id FROM threads WHERE channel = ? AND contact = ?
+		ORDER BY id DESC LIMIT 1`, channel, contact).Scan(&id)
+	if errors.Is(err, sql.ErrNoRows) {
+		if err := db.txQueryRow(ctx, tx, `INSERT INTO threads (channel, contact, subject, created_at, updated_at)
+			VALUES (?, ?, ?, ?, ?) RETURNING id`, channel, contact, subject, now, now).Scan(&id); err != nil {
+			return nil, err
+		}
+		return &Thread{Channel: channel, Contact: contact, Subject: subject, CreatedAt: fromMS(now), UpdatedAt: fromMS(now)}, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	if subject != "" {
+		if _, err := db.txExec(ctx, tx, `UPDATE threads SET subject = ? WHERE id = ? AND subject = ''`, subject, id); err != nil {
+			return nil, err
+		}
+	}
+	return db.currentThread(ctx, tx, true, channel, contact)
 }
 
 // AddThreadMessage appends messageID (ours: sent by mailgate, else the
