@@ -262,9 +262,10 @@ const qQueuedBySendAfter = `SELECT channel, contact, send_after FROM outbox INDE
 const qGroup = `SELECT max(send_after), max(CASE WHEN state = 'sending' THEN 1 ELSE 0 END), min(id) FROM outbox INDEXED BY outbox_pending
 	WHERE channel = ? AND contact = ? AND state IN ('queued', 'sending')`
 
-// qQueuedItems lists the queued items of one (channel, contact) group.
-const qQueuedItems = `SELECT ` + outboxColumns + ` FROM outbox
-	WHERE channel = ? AND contact = ? AND state = 'queued' ORDER BY id`
+// qPendingItems lists the unfinished (queued and sending) items of one
+// (channel, contact) group.
+const qPendingItems = `SELECT ` + outboxColumns + ` FROM outbox INDEXED BY outbox_pending
+	WHERE channel = ? AND contact = ? AND state IN ('queued', 'sending') ORDER BY id`
 
 // outboxGroup is the summary of one group (qGroup).
 type outboxGroup struct {
@@ -295,7 +296,7 @@ func (db *DB) DueOutbox(ctx context.Context, now time.Time) ([]OutboxBatch, erro
 	// Its queries run once or twice per due contact: prepared now, a first
 	// call does not run them all unprepared (a statement first met inside
 	// a read transaction is only prepared for the next one).
-	for _, q := range [...]string{qQueuedBySendAfter, qGroup, qQueuedItems, qThread, qThreadMessages} {
+	for _, q := range [...]string{qQueuedBySendAfter, qPendingItems, qThread, qThreadMessages} {
 		db.rstmts.get(ctx, db.d.q(q))
 	}
 	tx, err := db.beginRead(ctx)
@@ -337,24 +338,16 @@ func (db *DB) dueOutbox(ctx context.Context, tx *sql.Tx, now int64) ([]OutboxBat
 	if err := rows.Err(); err != nil {
 		return nil, err
 	}
-	var groups []outboxGroup
+	// One query per candidate gives both its summary (as qGroup) and its
+	// queued items.
+	type dueGroup struct {
+		outboxGroup
+		items []*OutboxItem
+	}
+	var groups []dueGroup
 	for _, k := range cands {
-		g, err := db.group(ctx, tx, k.channel, k.contact)
-		if err != nil {
-			return nil, err
-		}
-		if !g.sending && g.due <= now {
-			groups = append(groups, g)
-		}
-	}
-	slices.SortFunc(groups, func(a, b outboxGroup) int { return cmp.Compare(a.firstID, b.firstID) })
-	batches := make([]OutboxBatch, len(groups))
-	for i, g := range groups {
-		batches[i] = OutboxBatch{Channel: g.channel, Contact: g.contact}
-	}
-	for i := range batches {
-		b := &batches[i]
-		rows, err := db.rtxQuery(ctx, tx, qQueuedItems, b.Channel, b.Contact)
+		g := dueGroup{outboxGroup: outboxGroup{channel: k.channel, contact: k.contact}}
+		rows, err := db.rtxQuery(ctx, tx, qPendingItems, k.channel, k.contact)
 		if err != nil {
 			return nil, err
 		}
@@ -364,12 +357,33 @@ func (db *DB) dueOutbox(ctx context.Context, tx *sql.Tx, now int64) ([]OutboxBat
 				rows.Close()
 				return nil, err
 			}
-			b.Items = append(b.Items, it)
+			if g.firstID == 0 {
+				g.firstID = it.ID
+			}
+			g.due = max(g.due, ms(it.SendAfter))
+			switch it.State {
+			case OutboxSending:
+				g.sending = true
+			case OutboxQueued:
+				g.items = append(g.items, it)
+			}
 		}
 		rows.Close()
 		if err := rows.Err(); err != nil {
 			return nil, err
 		}
+		if !g.sending && g.due <= now && len(g.items) > 0 {
+			groups = append(groups, g)
+		}
+	}
+	slices.SortFunc(groups, func(a, b dueGroup) int { return cmp.Compare(a.firstID, b.firstID) })
+	batches := make([]OutboxBatch, len(groups))
+	for i, g := range groups {
+		batches[i] = OutboxBatch{Channel: g.channel, Contact: g.contact, Items: g.items}
+	}
+	for i := range batches {
+		b := &batches[i]
+		var err error
 		if b.Thread, err = db.currentThread(ctx, tx, false, b.Channel, b.Contact); err != nil {
 			return nil, err
 		}

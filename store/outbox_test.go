@@ -477,6 +477,7 @@ func TestOutboxQueryPlans(t *testing.T) {
 	}{
 		{qQueuedBySendAfter, []any{0}, "outbox_queued"},
 		{qGroup, []any{"c", "a"}, "outbox_pending"},
+		{qPendingItems, []any{"c", "a"}, "outbox_pending"},
 		{`SELECT id FROM outbox WHERE message_id = ? AND message_id != ''`, []any{"x"}, "outbox_message_id"},
 	} {
 		rows, err := db.read.QueryContext(context.Background(), "EXPLAIN QUERY PLAN "+c.query, c.args...)
