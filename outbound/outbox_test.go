@@ -1133,7 +1133,8 @@ func TestOutboundWaitsForLogin(t *testing.T) {
 // does, without using the CPU) and then sends the same 200 emails again
 // with a bare smtpout.Sender burst; it reports both rates and the outbox's
 // as a ratio of the sender's, the figure of the bench's "outbox / smtpout.Sender
-// burst" row without the disk of a real Postfix.
+// burst" row without the disk of a real Postfix. Both sides send the same
+// bytes over one connection each (checked).
 //
 //	go test ./outbound -run '^$' -bench OutboxBurst -benchtime 3x
 func BenchmarkOutboxBurst(b *testing.B) {
@@ -1155,6 +1156,9 @@ func BenchmarkOutboxBurst(b *testing.B) {
 		msgs := f.relay.delivered()
 		if len(msgs) != n {
 			b.Fatalf("%d emails delivered, want %d", len(msgs), n)
+		}
+		if conns, _ := f.relay.counts(); conns != 1 {
+			b.Fatalf("the outbox used %d connections, want 1", conns)
 		}
 		// Both sides send the same bytes: the relay received exactly what
 		// the outbox rendered (go-smtp undoes the dot-stuffing), and the
@@ -1183,6 +1187,9 @@ func BenchmarkOutboxBurst(b *testing.B) {
 			}
 		}
 		raw += time.Since(start)
+		if conns, _ := f.relay.counts(); conns != 2 {
+			b.Fatalf("the bare sender used %d connections, want 1", conns-1)
+		}
 	}
 	b.ReportMetric(float64(n*b.N)/outbox.Seconds(), "outbox-replies/s")
 	b.ReportMetric(float64(n*b.N)/raw.Seconds(), "sender-mails/s")
