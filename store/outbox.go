@@ -590,9 +590,17 @@ func (db *DB) MarkOutboxSentAll(ctx context.Context, emails []SentEmail) error {
 	return nil
 }
 
-// qMarkSent moves the sending items of a JSON array of ids to sent.
-const qMarkSent = `UPDATE outbox SET state = 'sent', message_id = ?, last_error = '', updated_at = ?
+// qMarkSent moves the sending items of a JSON array of ids to sent under
+// a Message-ID; qMarkSentSameID those that carry it already (as
+// MarkOutboxSending left them), without rewriting it: a Message-ID is set
+// again even when it is the same, which rewrites its index entry, a page
+// of its own for every email of a commit.
+const (
+	qMarkSent = `UPDATE outbox SET state = 'sent', message_id = ?, last_error = '', updated_at = ?
 	WHERE id IN (SELECT CAST(value AS BIGINT) FROM json_each(?)) AND state = 'sending' RETURNING id, channel, contact`
+	qMarkSentSameID = `UPDATE outbox SET state = 'sent', last_error = '', updated_at = ?
+	WHERE id IN (SELECT CAST(value AS BIGINT) FROM json_each(?)) AND state = 'sending' AND message_id = ? RETURNING id, channel, contact`
+)
 
 // markOutboxSent is MarkOutboxSent in tx.
 func (db *DB) markOutboxSent(ctx context.Context, tx *sql.Tx, ids []int64, messageID string, now int64) error {
@@ -600,30 +608,37 @@ func (db *DB) markOutboxSent(ctx context.Context, tx *sql.Tx, ids []int64, messa
 	if err != nil {
 		return err
 	}
-	rows, err := db.cachedQuery(ctx, tx, true, qMarkSent, messageID, now, j)
-	if err != nil {
-		return err
-	}
 	var channel, contact string
 	var moved []int64
-	for rows.Next() {
-		var id int64
-		var ch, c string
-		if err := rows.Scan(&id, &ch, &c); err != nil {
-			rows.Close()
+	mark := func(query string, args ...any) error {
+		rows, err := db.cachedQuery(ctx, tx, true, query, args...)
+		if err != nil {
 			return err
 		}
-		if len(moved) == 0 {
-			channel, contact = ch, c
-		} else if ch != channel || c != contact {
-			rows.Close()
-			return fmt.Errorf("#%d belongs to another contact than #%d", id, moved[0])
+		defer rows.Close()
+		for rows.Next() {
+			var id int64
+			var ch, c string
+			if err := rows.Scan(&id, &ch, &c); err != nil {
+				return err
+			}
+			if len(moved) == 0 {
+				channel, contact = ch, c
+			} else if ch != channel || c != contact {
+				return fmt.Errorf("#%d belongs to another contact than #%d", id, moved[0])
+			}
+			moved = append(moved, id)
 		}
-		moved = append(moved, id)
+		return rows.Err()
 	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
+	if err := mark(qMarkSentSameID, now, j, messageID); err != nil {
 		return err
+	}
+	if len(moved) < len(ids) {
+		// Items marked sending under another Message-ID, or not sending.
+		if err := mark(qMarkSent, messageID, now, j); err != nil {
+			return err
+		}
 	}
 	if len(moved) < len(ids) {
 		// Say which one was not sending (or is unknown); the caller's

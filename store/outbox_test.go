@@ -612,3 +612,40 @@ func testOutboxDueMixedSendAfter(t *testing.T) {
 	}
 	_ = b1
 }
+
+// BenchmarkMarkOutboxSentAll records accepted replies to new contacts
+// four at a time, as the outbox worker does during a burst; it reports the
+// time per reply.
+//
+//	go test ./store -run '^$' -bench MarkOutboxSentAll/sqlite -benchtime 800x
+func BenchmarkMarkOutboxSentAll(b *testing.B) {
+	b.Run(DriverSQLite, func(b *testing.B) {
+		db, clk := openTest(b)
+		ctx := context.Background()
+		claims := make([]*OutboxClaim, b.N)
+		for i := range b.N {
+			it := &OutboxItem{Channel: "c", Contact: fmt.Sprintf("c%d@example.org", i), UserlikeID: fmt.Sprint(i),
+				Text: "hello", SendAfter: clk.Now()}
+			if _, _, err := db.Enqueue(ctx, it); err != nil {
+				b.Fatal(err)
+			}
+			claims[i] = &OutboxClaim{IDs: []int64{it.ID}, MessageID: fmt.Sprintf("m%d@mailgate.test", i),
+				Channel: "c", Contact: it.Contact, Subject: "Hello"}
+		}
+		for i := 0; i < len(claims); i += 32 {
+			if err := db.MarkOutboxSendingAll(ctx, claims[i:min(i+32, len(claims))]); err != nil {
+				b.Fatal(err)
+			}
+		}
+		b.ResetTimer()
+		for i := 0; i < b.N; i += 4 {
+			var emails []SentEmail
+			for _, c := range claims[i:min(i+4, b.N)] {
+				emails = append(emails, SentEmail{IDs: c.Moved, MessageID: c.MessageID})
+			}
+			if err := db.MarkOutboxSentAll(ctx, emails); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
