@@ -323,6 +323,40 @@ func testMarkOutboxSentAll(t *testing.T) {
 	}
 }
 
+func TestMarkOutboxSentMessageID(t *testing.T) { forEachBackend(t, testMarkOutboxSentMessageID) }
+
+// MarkOutboxSent records the Message-ID it is given, whether the items
+// were marked sending under it or under another one.
+func testMarkOutboxSentMessageID(t *testing.T) {
+	tests := []struct{ name, sending, sent string }{
+		{"same id", "m1@mailgate.test", "m1@mailgate.test"},
+		{"another id", "m1@mailgate.test", "m2@mailgate.test"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			db, clk := openTest(t)
+			ctx := context.Background()
+			a1 := enqueueText(t, db, clk, "a@example.org", "a1", "one", 0)
+			a2 := enqueueText(t, db, clk, "a@example.org", "a2", "two", 0)
+			ids := []int64{a1.ID, a2.ID}
+			if moved, err := db.MarkOutboxSending(ctx, ids, tt.sending); err != nil || len(moved) != 2 {
+				t.Fatalf("MarkOutboxSending = %v, %v", moved, err)
+			}
+			if err := db.MarkOutboxSent(ctx, ids, tt.sent); err != nil {
+				t.Fatal(err)
+			}
+			for _, id := range ids {
+				if it, _ := db.Outbox(ctx, id); it.State != OutboxSent || it.MessageID != tt.sent {
+					t.Errorf("item %d = %s under %s, want sent under %s", id, it.State, it.MessageID, tt.sent)
+				}
+			}
+			if items, err := db.OutboxByMessageID(ctx, tt.sent); err != nil || len(items) != 2 {
+				t.Errorf("OutboxByMessageID(%s) = %d items, %v; want 2", tt.sent, len(items), err)
+			}
+		})
+	}
+}
+
 func TestMarkOutboxSendingAll(t *testing.T) { forEachBackend(t, testMarkOutboxSendingAll) }
 
 // MarkOutboxSendingAll claims several emails in one transaction, as
