@@ -931,32 +931,50 @@ func FuzzFromDisplayName(f *testing.F) {
 	})
 }
 
-// A burst of replies passes the store's barrier once before the first
-// email leaves (its Message-ID is on disk first) and once after the last,
+// A burst of replies passes the store's barrier once per chunk of marks
+// (2 emails, then 4, 8, 16 and 32 at most), each before the chunk's first
+// email leaves (its Message-ID is on disk first), and once after the last:
 // not once or twice per reply.
 func TestOutboundBurstBarriers(t *testing.T) {
-	f := newOutboundFixture(t)
-	for _, c := range []string{"a@example.com", "b@example.com", "c@example.com"} {
-		f.post(map[string]any{"email": c, "text": "Your parcel left today."})
+	tests := []struct {
+		replies int
+		// chunks are the first reply of each chunk of marks, from 1.
+		chunks []int
+	}{
+		{replies: 1, chunks: []int{1}},
+		{replies: 2, chunks: []int{1}},
+		{replies: 3, chunks: []int{1, 3}},
+		{replies: 40, chunks: []int{1, 3, 7, 15, 31}},
+		{replies: 100, chunks: []int{1, 3, 7, 15, 31, 63, 95}},
 	}
-	f.clk.Add(11 * time.Second)
-	var atFirstRcpt uint64
-	f.relay.setRcpt(func(n int, to string) error {
-		if n == 1 {
-			atFirstRcpt = f.db.WALSyncs()
-		}
-		return nil
-	})
-	before := f.db.WALSyncs()
-	f.flush()
-	if n := len(f.relay.delivered()); n != 3 {
-		t.Fatalf("%d emails delivered, want 3", n)
-	}
-	if atFirstRcpt < before+1 {
-		t.Errorf("the first email left after %d WAL fsyncs of the burst, want 1 before it", atFirstRcpt-before)
-	}
-	if got := f.db.WALSyncs() - before; got != 2 {
-		t.Errorf("the burst of 3 replies took %d WAL fsyncs, want 2", got)
+	for _, tt := range tests {
+		t.Run(fmt.Sprint(tt.replies), func(t *testing.T) {
+			f := newOutboundFixture(t)
+			for i := range tt.replies {
+				f.post(map[string]any{"email": fmt.Sprintf("c%d@example.com", i), "text": "Your parcel left today."})
+			}
+			f.clk.Add(11 * time.Second)
+			atRcpt := make([]uint64, tt.replies+1) // WAL fsyncs when the n-th RCPT TO came
+			f.relay.setRcpt(func(n int, to string) error {
+				if n <= tt.replies {
+					atRcpt[n] = f.db.WALSyncs()
+				}
+				return nil
+			})
+			before := f.db.WALSyncs()
+			f.flush()
+			if n := len(f.relay.delivered()); n != tt.replies {
+				t.Fatalf("%d emails delivered, want %d", n, tt.replies)
+			}
+			for c, first := range tt.chunks {
+				if got := atRcpt[first] - before; got < uint64(c+1) {
+					t.Errorf("email %d (chunk %d) left after %d WAL fsyncs of the burst, want at least %d", first, c+1, got, c+1)
+				}
+			}
+			if got, want := f.db.WALSyncs()-before, uint64(len(tt.chunks)+1); got != want {
+				t.Errorf("the burst of %d replies took %d WAL fsyncs, want %d", tt.replies, got, want)
+			}
+		})
 	}
 }
 
@@ -1115,7 +1133,8 @@ func TestOutboundWaitsForLogin(t *testing.T) {
 // does, without using the CPU) and then sends the same 200 emails again
 // with a bare smtpout.Sender burst; it reports both rates and the outbox's
 // as a ratio of the sender's, the figure of the bench's "outbox / smtpout.Sender
-// burst" row without the disk of a real Postfix.
+// burst" row without the disk of a real Postfix. Both sides send the same
+// bytes over one connection each (checked).
 //
 //	go test ./outbound -run '^$' -bench OutboxBurst -benchtime 3x
 func BenchmarkOutboxBurst(b *testing.B) {
@@ -1138,8 +1157,23 @@ func BenchmarkOutboxBurst(b *testing.B) {
 		if len(msgs) != n {
 			b.Fatalf("%d emails delivered, want %d", len(msgs), n)
 		}
+		if conns, _ := f.relay.counts(); conns != 1 {
+			b.Fatalf("the outbox used %d connections, want 1", conns)
+		}
+		// Both sides send the same bytes: the relay received exactly what
+		// the outbox rendered (go-smtp undoes the dot-stuffing), and the
+		// bare sender sends that again.
+		f.sent.mu.Lock()
+		rendered := f.sent.msgs
+		f.sent.mu.Unlock()
+		if len(rendered) != n {
+			b.Fatalf("%d emails copied to the Sent folder, want %d", len(rendered), n)
+		}
 		envs := make([]*smtpout.Envelope, len(msgs))
 		for i, m := range msgs {
+			if !bytes.Equal(m.data, rendered[i]) {
+				b.Fatalf("email %d: the relay received %d bytes, not the %d rendered", i, len(m.data), len(rendered[i]))
+			}
 			envs[i] = &smtpout.Envelope{From: m.from, To: m.to, Data: m.data}
 		}
 		sender, err := smtpout.NewSender(smtpout.SenderOptions{Address: f.relay.addr, Security: smtpout.SecurityNone, HELO: "mailgate.test", Timeout: 10 * time.Second})
@@ -1153,6 +1187,9 @@ func BenchmarkOutboxBurst(b *testing.B) {
 			}
 		}
 		raw += time.Since(start)
+		if conns, _ := f.relay.counts(); conns != 2 {
+			b.Fatalf("the bare sender used %d connections, want 1", conns-1)
+		}
 	}
 	b.ReportMetric(float64(n*b.N)/outbox.Seconds(), "outbox-replies/s")
 	b.ReportMetric(float64(n*b.N)/raw.Seconds(), "sender-mails/s")

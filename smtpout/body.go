@@ -195,6 +195,11 @@ func htmlParagraphs(text string) string {
 // linkify escapes line for HTML and turns the http and https URLs in it
 // into links.
 func linkify(line string) string {
+	if !strings.Contains(line, "://") {
+		// No URL (every match has one): the regexp costs a reply's
+		// rendering more than the rest of its HTML part.
+		return html.EscapeString(line)
+	}
 	var b strings.Builder
 	last := 0
 	for _, m := range urlPattern.FindAllStringIndex(line, -1) {

@@ -690,3 +690,17 @@ func TestRenderCc(t *testing.T) {
 		})
 	}
 }
+
+func TestLinkify(t *testing.T) {
+	tests := []struct{ in, want string }{
+		{"no link <here> & there", "no link &lt;here&gt; &amp; there"},
+		{"HTTPS://A.example/x.", `<a href="HTTPS://A.example/x">HTTPS://A.example/x</a>.`},
+		{"a ://b <c>", "a ://b &lt;c&gt;"},
+		{"see http://a.example/?a=1&b=2 <x>", `see <a href="http://a.example/?a=1&amp;b=2">http://a.example/?a=1&amp;b=2</a> &lt;x&gt;`},
+	}
+	for _, tt := range tests {
+		if got := linkify(tt.in); got != tt.want {
+			t.Errorf("linkify(%q) = %q, want %q", tt.in, got, tt.want)
+		}
+	}
+}

@@ -262,6 +262,11 @@ const qQueuedBySendAfter = `SELECT channel, contact, send_after FROM outbox INDE
 const qGroup = `SELECT max(send_after), max(CASE WHEN state = 'sending' THEN 1 ELSE 0 END), min(id) FROM outbox INDEXED BY outbox_pending
 	WHERE channel = ? AND contact = ? AND state IN ('queued', 'sending')`
 
+// qPendingItems lists the unfinished (queued and sending) items of one
+// (channel, contact) group.
+const qPendingItems = `SELECT ` + outboxColumns + ` FROM outbox INDEXED BY outbox_pending
+	WHERE channel = ? AND contact = ? AND state IN ('queued', 'sending') ORDER BY id`
+
 // outboxGroup is the summary of one group (qGroup).
 type outboxGroup struct {
 	channel, contact string
@@ -288,6 +293,12 @@ func (db *DB) group(ctx context.Context, tx *sql.Tx, channel, contact string) (o
 // order); a group with an item in state sending is left alone until that
 // delivery settles. Batches come oldest first.
 func (db *DB) DueOutbox(ctx context.Context, now time.Time) ([]OutboxBatch, error) {
+	// Its queries run once or twice per due contact: prepared now, a first
+	// call does not run them all unprepared (a statement first met inside
+	// a read transaction is only prepared for the next one).
+	for _, q := range [...]string{qQueuedBySendAfter, qPendingItems, qThread, qThreadMessages} {
+		db.rstmts.get(ctx, db.d.q(q))
+	}
 	tx, err := db.beginRead(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("store: due outbox: %w", err)
@@ -327,25 +338,16 @@ func (db *DB) dueOutbox(ctx context.Context, tx *sql.Tx, now int64) ([]OutboxBat
 	if err := rows.Err(); err != nil {
 		return nil, err
 	}
-	var groups []outboxGroup
+	// One query per candidate gives both its summary (as qGroup) and its
+	// queued items.
+	type dueGroup struct {
+		outboxGroup
+		items []*OutboxItem
+	}
+	var groups []dueGroup
 	for _, k := range cands {
-		g, err := db.group(ctx, tx, k.channel, k.contact)
-		if err != nil {
-			return nil, err
-		}
-		if !g.sending && g.due <= now {
-			groups = append(groups, g)
-		}
-	}
-	slices.SortFunc(groups, func(a, b outboxGroup) int { return cmp.Compare(a.firstID, b.firstID) })
-	batches := make([]OutboxBatch, len(groups))
-	for i, g := range groups {
-		batches[i] = OutboxBatch{Channel: g.channel, Contact: g.contact}
-	}
-	for i := range batches {
-		b := &batches[i]
-		rows, err := db.txQueryOnce(ctx, tx, `SELECT `+outboxColumns+` FROM outbox
-			WHERE channel = ? AND contact = ? AND state = 'queued' ORDER BY id`, b.Channel, b.Contact)
+		g := dueGroup{outboxGroup: outboxGroup{channel: k.channel, contact: k.contact}}
+		rows, err := db.rtxQuery(ctx, tx, qPendingItems, k.channel, k.contact)
 		if err != nil {
 			return nil, err
 		}
@@ -355,13 +357,34 @@ func (db *DB) dueOutbox(ctx context.Context, tx *sql.Tx, now int64) ([]OutboxBat
 				rows.Close()
 				return nil, err
 			}
-			b.Items = append(b.Items, it)
+			if g.firstID == 0 {
+				g.firstID = it.ID
+			}
+			g.due = max(g.due, ms(it.SendAfter))
+			switch it.State {
+			case OutboxSending:
+				g.sending = true
+			case OutboxQueued:
+				g.items = append(g.items, it)
+			}
 		}
 		rows.Close()
 		if err := rows.Err(); err != nil {
 			return nil, err
 		}
-		if b.Thread, err = db.currentThread(ctx, tx, b.Channel, b.Contact); err != nil {
+		if !g.sending && g.due <= now && len(g.items) > 0 {
+			groups = append(groups, g)
+		}
+	}
+	slices.SortFunc(groups, func(a, b dueGroup) int { return cmp.Compare(a.firstID, b.firstID) })
+	batches := make([]OutboxBatch, len(groups))
+	for i, g := range groups {
+		batches[i] = OutboxBatch{Channel: g.channel, Contact: g.contact, Items: g.items}
+	}
+	for i := range batches {
+		b := &batches[i]
+		var err error
+		if b.Thread, err = db.currentThread(ctx, tx, false, b.Channel, b.Contact); err != nil {
 			return nil, err
 		}
 	}
@@ -390,40 +413,111 @@ func (db *DB) MarkOutboxSending(ctx context.Context, ids []int64, messageID stri
 		return nil, fmt.Errorf("store: mark outbox sending: %w", err)
 	}
 	err = db.lazyTx(ctx, func(tx *sql.Tx) error {
-		moved = moved[:0]
-		if db.d.postgres {
-			var locked int64
-			err := db.txQueryRowOnce(ctx, tx, `SELECT id FROM outbox WHERE id = ? FOR UPDATE SKIP LOCKED`,
-				slices.Min(ids)).Scan(&locked)
-			if errors.Is(err, sql.ErrNoRows) {
-				return nil // another instance is claiming this batch
-			}
-			if err != nil {
-				return err
-			}
-		}
-		rows, err := db.txQueryOnce(ctx, tx, `UPDATE outbox SET state = 'sending', attempts = attempts + 1,
-				message_id = ?, updated_at = ?, claimed_by = ?
-			WHERE id IN (SELECT CAST(value AS BIGINT) FROM json_each(?)) AND state = 'queued' RETURNING id`,
-			messageID, db.nowMS(), db.owner, j)
-		if err != nil {
-			return err
-		}
-		defer rows.Close()
-		for rows.Next() {
-			var id int64
-			if err := rows.Scan(&id); err != nil {
-				return err
-			}
-			moved = append(moved, id)
-		}
-		return rows.Err()
+		moved, err = db.markOutboxSending(ctx, tx, ids, j, messageID, db.nowMS(), moved[:0])
+		return err
 	})
 	if err != nil {
 		return nil, fmt.Errorf("store: mark outbox sending %v: %w", ids, err)
 	}
 	slices.Sort(moved)
 	return moved, nil
+}
+
+// markOutboxSending is MarkOutboxSending in tx, ids also as the JSON
+// array j; it appends the moved ids to moved.
+func (db *DB) markOutboxSending(ctx context.Context, tx *sql.Tx, ids []int64, j, messageID string, now int64, moved []int64) ([]int64, error) {
+	if db.d.postgres {
+		var locked int64
+		err := db.txQueryRowOnce(ctx, tx, `SELECT id FROM outbox WHERE id = ? FOR UPDATE SKIP LOCKED`,
+			slices.Min(ids)).Scan(&locked)
+		if errors.Is(err, sql.ErrNoRows) {
+			return moved, nil // another instance is claiming this batch
+		}
+		if err != nil {
+			return moved, err
+		}
+	}
+	rows, err := db.cachedQuery(ctx, tx, true, `UPDATE outbox SET state = 'sending', attempts = attempts + 1,
+			message_id = ?, updated_at = ?, claimed_by = ?
+		WHERE id IN (SELECT CAST(value AS BIGINT) FROM json_each(?)) AND state = 'queued' RETURNING id`,
+		messageID, now, db.owner, j)
+	if err != nil {
+		return moved, err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var id int64
+		if err := rows.Scan(&id); err != nil {
+			return moved, err
+		}
+		moved = append(moved, id)
+	}
+	return moved, rows.Err()
+}
+
+// OutboxClaim is one email of MarkOutboxSendingAll: what MarkOutboxSending
+// and EnsureThread take, and what they return.
+type OutboxClaim struct {
+	// IDs are the email's items and MessageID its Message-ID, as
+	// MarkOutboxSending takes them.
+	IDs       []int64
+	MessageID string
+	// Channel and Contact are the email's; with Subject set, the
+	// contact's thread is ensured as EnsureThread does when an item
+	// moved.
+	Channel, Contact, Subject string
+
+	// Moved are the ids moved to sending, in id order (set by the call).
+	Moved []int64
+	// Thread is the contact's thread after EnsureThread (set by the call
+	// when Subject is set and an item moved).
+	Thread *Thread
+}
+
+// MarkOutboxSendingAll is MarkOutboxSending, followed by EnsureThread for
+// the claims with a Subject, for several emails in one transaction, so
+// that a burst's claims share commits and the worker's calls. It claims
+// all or none: on an error nothing is committed and the caller can make
+// the calls one by one.
+func (db *DB) MarkOutboxSendingAll(ctx context.Context, claims []*OutboxClaim) error {
+	arrays := make([]string, len(claims))
+	for i, c := range claims {
+		if c.Subject != "" && (c.Channel == "" || normContact(c.Contact) == "") {
+			return fmt.Errorf("store: mark outbox sending %v: a thread needs a channel and a contact", c.IDs)
+		}
+		j, err := jsonArray(c.IDs)
+		if err != nil {
+			return fmt.Errorf("store: mark outbox sending: %w", err)
+		}
+		arrays[i] = j
+	}
+	err := db.lazyTx(ctx, func(tx *sql.Tx) error {
+		now := db.nowMS()
+		for i, c := range claims {
+			c.Moved, c.Thread = c.Moved[:0], nil
+			if len(c.IDs) == 0 {
+				continue
+			}
+			var err error
+			if c.Moved, err = db.markOutboxSending(ctx, tx, c.IDs, arrays[i], c.MessageID, now, c.Moved); err != nil {
+				return fmt.Errorf("%v: %w", c.IDs, err)
+			}
+			if len(c.Moved) == 0 || c.Subject == "" {
+				continue
+			}
+			if c.Thread, err = db.ensureThread(ctx, tx, c.Channel, normContact(c.Contact), c.Subject, now); err != nil {
+				return fmt.Errorf("thread of %s: %w", c.Contact, err)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("store: mark outbox sending: %w", err)
+	}
+	for _, c := range claims {
+		slices.Sort(c.Moved)
+	}
+	return nil
 }
 
 // MarkOutboxSent records that the relay accepted the email with messageID
@@ -440,31 +534,7 @@ func (db *DB) MarkOutboxSent(ctx context.Context, ids []int64, messageID string)
 		return fmt.Errorf("store: mark outbox sent %v: empty message id", ids)
 	}
 	err := db.lazyTx(ctx, func(tx *sql.Tx) error {
-		now := db.nowMS()
-		var channel, contact string
-		for _, id := range ids {
-			var ch, c, state string
-			err := db.txQueryRowOnce(ctx, tx, `SELECT channel, contact, state FROM outbox WHERE id = ?`, id).Scan(&ch, &c, &state)
-			if errors.Is(err, sql.ErrNoRows) {
-				return fmt.Errorf("#%d: %w", id, notFound{})
-			}
-			if err != nil {
-				return err
-			}
-			if state != OutboxSending {
-				return &StateError{Table: "outbox", ID: id, State: state, Op: "mark sent"}
-			}
-			if channel == "" {
-				channel, contact = ch, c
-			} else if ch != channel || c != contact {
-				return fmt.Errorf("#%d belongs to another contact than #%d", id, ids[0])
-			}
-			if _, err := db.txExecOnce(ctx, tx, `UPDATE outbox SET state = 'sent', message_id = ?, last_error = '',
-				updated_at = ? WHERE id = ?`, messageID, now, id); err != nil {
-				return err
-			}
-		}
-		return db.addThreadMessage(ctx, tx, channel, contact, messageID, true, false, "", now)
+		return db.markOutboxSent(ctx, tx, ids, messageID, db.nowMS())
 	})
 	if err != nil {
 		var se *StateError
@@ -474,6 +544,122 @@ func (db *DB) MarkOutboxSent(ctx context.Context, ids []int64, messageID string)
 		return fmt.Errorf("store: mark outbox sent %v: %w", ids, err)
 	}
 	return nil
+}
+
+// SentEmail is one email the relay accepted: the ids of its items and
+// its Message-ID, as MarkOutboxSent takes them.
+type SentEmail struct {
+	IDs       []int64
+	MessageID string
+}
+
+// MarkOutboxSentAll is MarkOutboxSent for several emails (of different
+// contacts) in one transaction, so that they share one commit. It records
+// all of them or none: when one cannot be recorded (an item not in state
+// sending, say) the error names it and nothing is committed; the caller
+// can then record each with MarkOutboxSent to learn which.
+func (db *DB) MarkOutboxSentAll(ctx context.Context, emails []SentEmail) error {
+	for _, e := range emails {
+		if e.MessageID == "" && len(e.IDs) > 0 {
+			return fmt.Errorf("store: mark outbox sent %v: empty message id", e.IDs)
+		}
+	}
+	err := db.lazyTx(ctx, func(tx *sql.Tx) error {
+		now := db.nowMS()
+		for _, e := range emails {
+			if len(e.IDs) == 0 {
+				continue
+			}
+			if err := db.markOutboxSent(ctx, tx, e.IDs, e.MessageID, now); err != nil {
+				var se *StateError
+				if errors.As(err, &se) {
+					return err
+				}
+				return fmt.Errorf("%v: %w", e.IDs, err)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		var se *StateError
+		if errors.As(err, &se) {
+			return err
+		}
+		return fmt.Errorf("store: mark outbox sent: %w", err)
+	}
+	return nil
+}
+
+// qMarkSent moves the sending items of a JSON array of ids to sent under
+// a Message-ID; qMarkSentSameID those that carry it already (as
+// MarkOutboxSending left them), without rewriting it: a Message-ID is set
+// again even when it is the same, which rewrites its index entry, a page
+// of its own for every email of a commit.
+const (
+	qMarkSent = `UPDATE outbox SET state = 'sent', message_id = ?, last_error = '', updated_at = ?
+	WHERE id IN (SELECT CAST(value AS BIGINT) FROM json_each(?)) AND state = 'sending' RETURNING id, channel, contact`
+	qMarkSentSameID = `UPDATE outbox SET state = 'sent', last_error = '', updated_at = ?
+	WHERE id IN (SELECT CAST(value AS BIGINT) FROM json_each(?)) AND state = 'sending' AND message_id = ? RETURNING id, channel, contact`
+)
+
+// markOutboxSent is MarkOutboxSent in tx.
+func (db *DB) markOutboxSent(ctx context.Context, tx *sql.Tx, ids []int64, messageID string, now int64) error {
+	j, err := jsonArray(ids)
+	if err != nil {
+		return err
+	}
+	var channel, contact string
+	var moved []int64
+	mark := func(query string, args ...any) error {
+		rows, err := db.cachedQuery(ctx, tx, true, query, args...)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var id int64
+			var ch, c string
+			if err := rows.Scan(&id, &ch, &c); err != nil {
+				return err
+			}
+			if len(moved) == 0 {
+				channel, contact = ch, c
+			} else if ch != channel || c != contact {
+				return fmt.Errorf("#%d belongs to another contact than #%d", id, moved[0])
+			}
+			moved = append(moved, id)
+		}
+		return rows.Err()
+	}
+	if err := mark(qMarkSentSameID, now, j, messageID); err != nil {
+		return err
+	}
+	if len(moved) < len(ids) {
+		// Items marked sending under another Message-ID, or not sending.
+		if err := mark(qMarkSent, messageID, now, j); err != nil {
+			return err
+		}
+	}
+	if len(moved) < len(ids) {
+		// Say which one was not sending (or is unknown); the caller's
+		// transaction rolls the others back.
+		for _, id := range ids {
+			if slices.Contains(moved, id) {
+				continue
+			}
+			var state string
+			err := db.txQueryRowOnce(ctx, tx, `SELECT state FROM outbox WHERE id = ?`, id).Scan(&state)
+			if errors.Is(err, sql.ErrNoRows) {
+				return fmt.Errorf("#%d: %w", id, notFound{})
+			}
+			if err != nil {
+				return err
+			}
+			return &StateError{Table: "outbox", ID: id, State: state, Op: "mark sent"}
+		}
+		return fmt.Errorf("ids %v name an item twice", ids)
+	}
+	return db.addThreadMessage(ctx, tx, channel, contact, messageID, true, false, "", now)
 }
 
 // MarkOutboxRetry puts the items of ids that are being sent back in the

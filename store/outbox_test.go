@@ -254,6 +254,195 @@ func testOutboxLifecycle(t *testing.T) {
 	}
 }
 
+func TestMarkOutboxSentAll(t *testing.T) { forEachBackend(t, testMarkOutboxSentAll) }
+
+// MarkOutboxSentAll records several emails in one transaction, all or
+// none.
+func testMarkOutboxSentAll(t *testing.T) {
+	tests := []struct {
+		name string
+		// sentBefore records the second email alone before the call,
+		// so that its item is no longer sending.
+		sentBefore bool
+		wantErr    bool
+	}{
+		{name: "all sending"},
+		{name: "one already sent", sentBefore: true, wantErr: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			db, clk := openTest(t)
+			ctx := context.Background()
+			var emails []SentEmail
+			for i, contact := range []string{"a@example.org", "b@example.org", "c@example.org"} {
+				it := enqueueText(t, db, clk, contact, fmt.Sprint("u", i), "hello", 0)
+				mid := fmt.Sprintf("m%d@mailgate.test", i)
+				moved, err := db.MarkOutboxSending(ctx, []int64{it.ID}, mid)
+				if err != nil || len(moved) != 1 {
+					t.Fatalf("MarkOutboxSending = %v, %v", moved, err)
+				}
+				emails = append(emails, SentEmail{IDs: moved, MessageID: mid})
+			}
+			if tt.sentBefore {
+				if err := db.MarkOutboxSent(ctx, emails[1].IDs, emails[1].MessageID); err != nil {
+					t.Fatal(err)
+				}
+			}
+			err := db.MarkOutboxSentAll(ctx, emails)
+			var se *StateError
+			if tt.wantErr {
+				if !errors.As(err, &se) || se.ID != emails[1].IDs[0] || se.State != OutboxSent {
+					t.Fatalf("MarkOutboxSentAll = %v, want a StateError of #%d", err, emails[1].IDs[0])
+				}
+			} else if err != nil {
+				t.Fatalf("MarkOutboxSentAll = %v", err)
+			}
+			for i, e := range emails {
+				it, err := db.Outbox(ctx, e.IDs[0])
+				if err != nil {
+					t.Fatal(err)
+				}
+				want := OutboxSent
+				if tt.wantErr && i != 1 {
+					want = OutboxSending // none of the group is recorded
+				}
+				if it.State != want {
+					t.Errorf("email %d: state %s, want %s", i, it.State, want)
+				}
+				th, ok, err := db.Thread(ctx, "c", it.Contact)
+				switch {
+				case err != nil:
+					t.Fatal(err)
+				case want == OutboxSent && (!ok || th.LastOurID != e.MessageID):
+					t.Errorf("email %d: thread %+v, want its Message-ID as ours", i, th)
+				case want == OutboxSending && ok && th.LastOurID != "":
+					t.Errorf("email %d: thread %+v has our Message-ID though the email is not recorded", i, th)
+				}
+			}
+		})
+	}
+}
+
+func TestMarkOutboxSentMessageID(t *testing.T) { forEachBackend(t, testMarkOutboxSentMessageID) }
+
+// MarkOutboxSent records the Message-ID it is given, whether the items
+// were marked sending under it or under another one.
+func testMarkOutboxSentMessageID(t *testing.T) {
+	tests := []struct{ name, sending, sent string }{
+		{"same id", "m1@mailgate.test", "m1@mailgate.test"},
+		{"another id", "m1@mailgate.test", "m2@mailgate.test"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			db, clk := openTest(t)
+			ctx := context.Background()
+			a1 := enqueueText(t, db, clk, "a@example.org", "a1", "one", 0)
+			a2 := enqueueText(t, db, clk, "a@example.org", "a2", "two", 0)
+			ids := []int64{a1.ID, a2.ID}
+			if moved, err := db.MarkOutboxSending(ctx, ids, tt.sending); err != nil || len(moved) != 2 {
+				t.Fatalf("MarkOutboxSending = %v, %v", moved, err)
+			}
+			if err := db.MarkOutboxSent(ctx, ids, tt.sent); err != nil {
+				t.Fatal(err)
+			}
+			for _, id := range ids {
+				if it, _ := db.Outbox(ctx, id); it.State != OutboxSent || it.MessageID != tt.sent {
+					t.Errorf("item %d = %s under %s, want sent under %s", id, it.State, it.MessageID, tt.sent)
+				}
+			}
+			if items, err := db.OutboxByMessageID(ctx, tt.sent); err != nil || len(items) != 2 {
+				t.Errorf("OutboxByMessageID(%s) = %d items, %v; want 2", tt.sent, len(items), err)
+			}
+		})
+	}
+}
+
+func TestMarkOutboxSendingAll(t *testing.T) { forEachBackend(t, testMarkOutboxSendingAll) }
+
+// MarkOutboxSendingAll claims several emails in one transaction, as
+// MarkOutboxSending and EnsureThread would one by one.
+func testMarkOutboxSendingAll(t *testing.T) {
+	db, clk := openTest(t)
+	ctx := context.Background()
+	// a: new contact, two items; b: one of two items cancelled; c: its only
+	// item cancelled; d: has a thread with a subject already.
+	a1 := enqueueText(t, db, clk, "a@example.org", "a1", "one", 0)
+	a2 := enqueueText(t, db, clk, "a@example.org", "a2", "two", 0)
+	b1 := enqueueText(t, db, clk, "b@example.org", "b1", "one", 0)
+	b2 := enqueueText(t, db, clk, "b@example.org", "b2", "two", 0)
+	c1 := enqueueText(t, db, clk, "c@example.org", "c1", "one", 0)
+	d1 := enqueueText(t, db, clk, "d@example.org", "d1", "one", 0)
+	for _, ul := range []string{"b2", "c1"} {
+		if _, _, err := db.CancelOutbox(ctx, "c", ul); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := db.EnsureThread(ctx, "c", "d@example.org", "Earlier"); err != nil {
+		t.Fatal(err)
+	}
+	claims := []*OutboxClaim{
+		{IDs: []int64{a1.ID, a2.ID}, MessageID: "a@mailgate.test", Channel: "c", Contact: "A@example.org", Subject: "Your question"},
+		{IDs: []int64{b1.ID, b2.ID}, MessageID: "b@mailgate.test", Channel: "c", Contact: "b@example.org", Subject: "Your question"},
+		{IDs: []int64{c1.ID}, MessageID: "c@mailgate.test", Channel: "c", Contact: "c@example.org", Subject: "Your question"},
+		{IDs: []int64{d1.ID}, MessageID: "d@mailgate.test", Channel: "c", Contact: "d@example.org"},
+	}
+	if err := db.MarkOutboxSendingAll(ctx, claims); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name      string
+		claim     *OutboxClaim
+		moved     []int64
+		subject   string // of the thread the claim returns; "" for none
+		threadNow string // subject of the contact's thread in the store; "" for none
+	}{
+		{name: "new contact", claim: claims[0], moved: []int64{a1.ID, a2.ID}, subject: "Your question", threadNow: "Your question"},
+		{name: "one item cancelled", claim: claims[1], moved: []int64{b1.ID}, subject: "Your question", threadNow: "Your question"},
+		{name: "all cancelled: no thread", claim: claims[2]},
+		{name: "thread kept", claim: claims[3], moved: []int64{d1.ID}, threadNow: "Earlier"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := tt.claim
+			if !reflect.DeepEqual(c.Moved, tt.moved) && (len(c.Moved) != 0 || len(tt.moved) != 0) {
+				t.Errorf("Moved = %v, want %v", c.Moved, tt.moved)
+			}
+			switch {
+			case tt.subject == "" && c.Thread != nil:
+				t.Errorf("Thread = %+v, want none", c.Thread)
+			case tt.subject != "" && (c.Thread == nil || c.Thread.Subject != tt.subject || len(c.Thread.Messages) != 0):
+				t.Errorf("Thread = %+v, want a new one with subject %q", c.Thread, tt.subject)
+			}
+			for _, id := range tt.moved {
+				if it, _ := db.Outbox(ctx, id); it.State != OutboxSending || it.MessageID != c.MessageID || it.Attempts != 1 {
+					t.Errorf("item %d = %+v, want sending under %s", id, it, c.MessageID)
+				}
+			}
+			th, ok, err := db.Thread(ctx, "c", c.Contact)
+			switch {
+			case err != nil:
+				t.Fatal(err)
+			case tt.threadNow == "" && ok:
+				t.Errorf("the store has thread %+v, want none", th)
+			case tt.threadNow != "" && (!ok || th.Subject != tt.threadNow):
+				t.Errorf("the store has thread %+v, %v, want subject %q", th, ok, tt.threadNow)
+			}
+		})
+	}
+	// A claim that cannot be made fails the call, and nothing is claimed.
+	e1 := enqueueText(t, db, clk, "e@example.org", "e1", "one", 0)
+	bad := []*OutboxClaim{
+		{IDs: []int64{e1.ID}, MessageID: "e@mailgate.test", Channel: "c", Contact: "e@example.org", Subject: "Hi"},
+		{IDs: []int64{e1.ID}, MessageID: "x@mailgate.test", Contact: "e@example.org", Subject: "Hi"},
+	}
+	if err := db.MarkOutboxSendingAll(ctx, bad); err == nil {
+		t.Fatal("MarkOutboxSendingAll of a claim without channel succeeded")
+	}
+	if it, _ := db.Outbox(ctx, e1.ID); it.State != OutboxQueued {
+		t.Errorf("after a failed call the item is %s, want queued", it.State)
+	}
+}
+
 func TestRequeueSending(t *testing.T) { forEachBackend(t, testRequeueSending) }
 
 func testRequeueSending(t *testing.T) {
@@ -322,6 +511,7 @@ func TestOutboxQueryPlans(t *testing.T) {
 	}{
 		{qQueuedBySendAfter, []any{0}, "outbox_queued"},
 		{qGroup, []any{"c", "a"}, "outbox_pending"},
+		{qPendingItems, []any{"c", "a"}, "outbox_pending"},
 		{`SELECT id FROM outbox WHERE message_id = ? AND message_id != ''`, []any{"x"}, "outbox_message_id"},
 	} {
 		rows, err := db.read.QueryContext(context.Background(), "EXPLAIN QUERY PLAN "+c.query, c.args...)
@@ -455,4 +645,41 @@ func testOutboxDueMixedSendAfter(t *testing.T) {
 		}
 	}
 	_ = b1
+}
+
+// BenchmarkMarkOutboxSentAll records accepted replies to new contacts
+// four at a time, as the outbox worker does during a burst; it reports the
+// time per reply.
+//
+//	go test ./store -run '^$' -bench MarkOutboxSentAll/sqlite -benchtime 800x
+func BenchmarkMarkOutboxSentAll(b *testing.B) {
+	b.Run(DriverSQLite, func(b *testing.B) {
+		db, clk := openTest(b)
+		ctx := context.Background()
+		claims := make([]*OutboxClaim, b.N)
+		for i := range b.N {
+			it := &OutboxItem{Channel: "c", Contact: fmt.Sprintf("c%d@example.org", i), UserlikeID: fmt.Sprint(i),
+				Text: "hello", SendAfter: clk.Now()}
+			if _, _, err := db.Enqueue(ctx, it); err != nil {
+				b.Fatal(err)
+			}
+			claims[i] = &OutboxClaim{IDs: []int64{it.ID}, MessageID: fmt.Sprintf("m%d@mailgate.test", i),
+				Channel: "c", Contact: it.Contact, Subject: "Hello"}
+		}
+		for i := 0; i < len(claims); i += 32 {
+			if err := db.MarkOutboxSendingAll(ctx, claims[i:min(i+32, len(claims))]); err != nil {
+				b.Fatal(err)
+			}
+		}
+		b.ResetTimer()
+		for i := 0; i < b.N; i += 4 {
+			var emails []SentEmail
+			for _, c := range claims[i:min(i+4, b.N)] {
+				emails = append(emails, SentEmail{IDs: c.Moved, MessageID: c.MessageID})
+			}
+			if err := db.MarkOutboxSentAll(ctx, emails); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
 }

@@ -44,20 +44,30 @@ func (db *DB) Thread(ctx context.Context, channel, contact string) (t *Thread, o
 		return nil, false, fmt.Errorf("store: thread %s: %w", channel, err)
 	}
 	defer tx.Rollback()
-	t, err = db.currentThread(ctx, tx, channel, contact)
+	t, err = db.currentThread(ctx, tx, false, channel, contact)
 	if err != nil {
 		return nil, false, fmt.Errorf("store: thread %s: %w", channel, err)
 	}
 	return t, t != nil, nil
 }
 
-// currentThread reads the contact's newest thread; nil when none.
-func (db *DB) currentThread(ctx context.Context, tx *sql.Tx, channel, contact string) (*Thread, error) {
+// qThread reads the newest thread of a (channel, contact), and
+// qThreadMessages the Message-IDs of a thread.
+const (
+	qThread = `SELECT id, subject, last_customer_id, last_our_id, cc, created_at, updated_at FROM threads
+		WHERE channel = ? AND contact = ? ORDER BY id DESC LIMIT 1`
+	qThreadMessages = `SELECT message_id, ours, created_at FROM thread_messages
+		WHERE thread_id = ? ORDER BY id`
+)
+
+// currentThread reads the contact's newest thread; nil when none. write
+// says that tx is the writer's (db.tx, db.lazyTx), else it is a read
+// transaction (db.beginRead).
+func (db *DB) currentThread(ctx context.Context, tx *sql.Tx, write bool, channel, contact string) (*Thread, error) {
 	t := &Thread{Channel: channel, Contact: contact}
 	var id, created, updated int64
 	var cc string
-	err := db.txQueryRowOnce(ctx, tx, `SELECT id, subject, last_customer_id, last_our_id, cc, created_at, updated_at FROM threads
-		WHERE channel = ? AND contact = ? ORDER BY id DESC LIMIT 1`, channel, contact).
+	err := db.cachedQueryRow(ctx, tx, write, qThread, channel, contact).
 		Scan(&id, &t.Subject, &t.LastCustomerID, &t.LastOurID, &cc, &created, &updated)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, nil
@@ -71,8 +81,7 @@ func (db *DB) currentThread(ctx context.Context, tx *sql.Tx, channel, contact st
 			return nil, fmt.Errorf("thread %d: corrupt cc %q: %w", id, cc, err)
 		}
 	}
-	rows, err := db.txQueryOnce(ctx, tx, `SELECT message_id, ours, created_at FROM thread_messages
-		WHERE thread_id = ? ORDER BY id`, id)
+	rows, err := db.cachedQuery(ctx, tx, write, qThreadMessages, id)
 	if err != nil {
 		return nil, err
 	}
@@ -105,17 +114,38 @@ func (db *DB) EnsureThread(ctx context.Context, channel, contact, subject string
 	}
 	var t *Thread
 	err := db.lazyTx(ctx, func(tx *sql.Tx) error {
-		if err := db.addThreadMessage(ctx, tx, channel, contact, "", false, false, subject, db.nowMS()); err != nil {
-			return err
-		}
 		var err error
-		t, err = db.currentThread(ctx, tx, channel, contact)
+		t, err = db.ensureThread(ctx, tx, channel, contact, subject, db.nowMS())
 		return err
 	})
 	if err != nil {
 		return nil, fmt.Errorf("store: ensure thread %s: %w", channel, err)
 	}
 	return t, nil
+}
+
+// ensureThread is EnsureThread in tx, contact normalized. A thread it
+// starts is returned as written, without reading it back.
+func (db *DB) ensureThread(ctx context.Context, tx *sql.Tx, channel, contact, subject string, now int64) (*Thread, error) {
+	var id int64
+	err := db.txQueryRow(ctx, tx, `SELECT id FROM threads WHERE channel = ? AND contact = ?
+		ORDER BY id DESC LIMIT 1`, channel, contact).Scan(&id)
+	if errors.Is(err, sql.ErrNoRows) {
+		if err := db.txQueryRow(ctx, tx, `INSERT INTO threads (channel, contact, subject, created_at, updated_at)
+			VALUES (?, ?, ?, ?, ?) RETURNING id`, channel, contact, subject, now, now).Scan(&id); err != nil {
+			return nil, err
+		}
+		return &Thread{Channel: channel, Contact: contact, Subject: subject, CreatedAt: fromMS(now), UpdatedAt: fromMS(now)}, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	if subject != "" {
+		if _, err := db.txExec(ctx, tx, `UPDATE threads SET subject = ? WHERE id = ? AND subject = ''`, subject, id); err != nil {
+			return nil, err
+		}
+	}
+	return db.currentThread(ctx, tx, true, channel, contact)
 }
 
 // AddThreadMessage appends messageID (ours: sent by mailgate, else the
@@ -213,4 +243,32 @@ func (db *DB) KnowsMessageID(ctx context.Context, channel, contact string, ids [
 		return false, fmt.Errorf("store: knows message id %s: %w", channel, err)
 	}
 	return n == 1, nil
+}
+
+// cachedQuery is tx.QueryContext with a statement cached for the writer
+// (write) or the read pool; the outbox reads threads in both kinds of
+// transaction, once per reply of a burst.
+func (db *DB) cachedQuery(ctx context.Context, tx *sql.Tx, write bool, query string, args ...any) (*sql.Rows, error) {
+	query, args = db.d.q(query), db.d.args(args)
+	c := db.rstmts
+	if write {
+		c = db.wstmts
+	}
+	if st := c.lookup(query, true); st != nil {
+		return tx.StmtContext(ctx, st).QueryContext(ctx, args...)
+	}
+	return tx.QueryContext(ctx, query, args...)
+}
+
+// cachedQueryRow is cachedQuery for one row.
+func (db *DB) cachedQueryRow(ctx context.Context, tx *sql.Tx, write bool, query string, args ...any) *sql.Row {
+	query, args = db.d.q(query), db.d.args(args)
+	c := db.rstmts
+	if write {
+		c = db.wstmts
+	}
+	if st := c.lookup(query, true); st != nil {
+		return tx.StmtContext(ctx, st).QueryRowContext(ctx, args...)
+	}
+	return tx.QueryRowContext(ctx, query, args...)
 }
