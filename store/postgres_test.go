@@ -502,9 +502,20 @@ func TestRequeueSendingAcrossInstances(t *testing.T) {
 	if s := state(); s != OutboxSending {
 		t.Fatalf("state %q while the sender is alive, want sending", s)
 	}
-	sender.Close() // its session, and with it its claim lock, ends
-	if n, err := other.RequeueSending(ctx); err != nil || n != 1 {
-		t.Fatalf("RequeueSending after the sender is gone = %d, %v; want 1", n, err)
+	// Its session, and with it its claim lock, ends: the server notices
+	// the closed connection a moment after Close returns, so wait for it.
+	sender.Close()
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		n, err := other.RequeueSending(ctx)
+		if err != nil || n > 1 {
+			t.Fatalf("RequeueSending after the sender is gone = %d, %v; want 1", n, err)
+		}
+		if n == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("RequeueSending still finds the claim held 30 s after the sender closed its store")
+		}
 	}
 	if s := state(); s != OutboxQueued {
 		t.Fatalf("state %q after the requeue, want queued", s)
