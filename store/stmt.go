@@ -124,34 +124,47 @@ func (db *DB) txExec(ctx context.Context, tx *sql.Tx, query string, args ...any)
 // txQueryRow is tx.QueryRowContext with a cached statement; tx must be a
 // writer transaction (db.tx, db.lazyTx).
 func (db *DB) txQueryRow(ctx context.Context, tx *sql.Tx, query string, args ...any) *sql.Row {
-	query, args = db.d.q(query), db.d.args(args)
-	st := db.wstmts.lookup(query, true)
-	if st == nil {
-		return tx.QueryRowContext(ctx, query, args...)
-	}
-	return tx.StmtContext(ctx, st).QueryRowContext(ctx, args...)
+	return db.cachedQueryRow(ctx, tx, true, query, args...)
 }
 
 // rtxQuery is tx.QueryContext with a cached statement; tx must be a
 // transaction of the read pool.
 func (db *DB) rtxQuery(ctx context.Context, tx *sql.Tx, query string, args ...any) (*sql.Rows, error) {
-	query, args = db.d.q(query), db.d.args(args)
-	st := db.rstmts.lookup(query, true)
-	if st == nil {
-		return tx.QueryContext(ctx, query, args...)
-	}
-	return tx.StmtContext(ctx, st).QueryContext(ctx, args...)
+	return db.cachedQuery(ctx, tx, false, query, args...)
 }
 
 // rtxQueryRow is tx.QueryRowContext with a cached statement; tx must be a
 // transaction of the read pool.
 func (db *DB) rtxQueryRow(ctx context.Context, tx *sql.Tx, query string, args ...any) *sql.Row {
+	return db.cachedQueryRow(ctx, tx, false, query, args...)
+}
+
+// cachedQuery is tx.QueryContext with a statement cached for the writer
+// (write) or the read pool; the outbox reads threads in both kinds of
+// transaction, once per reply of a burst.
+func (db *DB) cachedQuery(ctx context.Context, tx *sql.Tx, write bool, query string, args ...any) (*sql.Rows, error) {
 	query, args = db.d.q(query), db.d.args(args)
-	st := db.rstmts.lookup(query, true)
-	if st == nil {
-		return tx.QueryRowContext(ctx, query, args...)
+	c := db.rstmts
+	if write {
+		c = db.wstmts
 	}
-	return tx.StmtContext(ctx, st).QueryRowContext(ctx, args...)
+	if st := c.lookup(query, true); st != nil {
+		return tx.StmtContext(ctx, st).QueryContext(ctx, args...)
+	}
+	return tx.QueryContext(ctx, query, args...)
+}
+
+// cachedQueryRow is cachedQuery for one row.
+func (db *DB) cachedQueryRow(ctx context.Context, tx *sql.Tx, write bool, query string, args ...any) *sql.Row {
+	query, args = db.d.q(query), db.d.args(args)
+	c := db.rstmts
+	if write {
+		c = db.wstmts
+	}
+	if st := c.lookup(query, true); st != nil {
+		return tx.StmtContext(ctx, st).QueryRowContext(ctx, args...)
+	}
+	return tx.QueryRowContext(ctx, query, args...)
 }
 
 // writeExec is db.write.ExecContext with a cached statement (no barrier).

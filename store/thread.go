@@ -244,31 +244,3 @@ func (db *DB) KnowsMessageID(ctx context.Context, channel, contact string, ids [
 	}
 	return n == 1, nil
 }
-
-// cachedQuery is tx.QueryContext with a statement cached for the writer
-// (write) or the read pool; the outbox reads threads in both kinds of
-// transaction, once per reply of a burst.
-func (db *DB) cachedQuery(ctx context.Context, tx *sql.Tx, write bool, query string, args ...any) (*sql.Rows, error) {
-	query, args = db.d.q(query), db.d.args(args)
-	c := db.rstmts
-	if write {
-		c = db.wstmts
-	}
-	if st := c.lookup(query, true); st != nil {
-		return tx.StmtContext(ctx, st).QueryContext(ctx, args...)
-	}
-	return tx.QueryContext(ctx, query, args...)
-}
-
-// cachedQueryRow is cachedQuery for one row.
-func (db *DB) cachedQueryRow(ctx context.Context, tx *sql.Tx, write bool, query string, args ...any) *sql.Row {
-	query, args = db.d.q(query), db.d.args(args)
-	c := db.rstmts
-	if write {
-		c = db.wstmts
-	}
-	if st := c.lookup(query, true); st != nil {
-		return tx.StmtContext(ctx, st).QueryRowContext(ctx, args...)
-	}
-	return tx.QueryRowContext(ctx, query, args...)
-}
