@@ -126,7 +126,9 @@ func sendRate(ctx context.Context, addr string, n, burst int, rcptDomain string)
 
 // daemonOutbox fills a new store's outbox with n due replies to n
 // contacts, starts mailgate with relay as its SMTP relay and returns the
-// replies sent per second from READY=1 until the store has them all sent.
+// replies sent per second from exec until the store has them all sent.
+// (Not from READY=1: the outbox can have sent everything to a fast relay
+// before the daemon reports ready.)
 func (b *bench) daemonOutbox(ctx context.Context, name, relay, rcptDomain string, n int) (float64, error) {
 	m := b.mail
 	dir := filepath.Join(b.work, name)
@@ -167,11 +169,9 @@ func (b *bench) daemonOutbox(ctx context.Context, name, relay, rcptDomain string
 	}
 	defer g.stop()
 	defer db.Close()
-	ready, err := g.waitReady(30 * time.Second)
-	if err != nil {
+	if _, err := g.waitReady(30 * time.Second); err != nil {
 		return 0, err
 	}
-	readyAt := g.started.Add(ready)
 	deadline := time.Now().Add(5 * time.Minute)
 	for time.Now().Before(deadline) {
 		c, err := db.OutboxCounts(ctx, "support")
@@ -179,7 +179,7 @@ func (b *bench) daemonOutbox(ctx context.Context, name, relay, rcptDomain string
 			return 0, err
 		}
 		if c[store.OutboxSent] >= n {
-			return float64(n) / time.Since(readyAt).Seconds(), nil
+			return float64(n) / time.Since(g.started).Seconds(), nil
 		}
 		if c[store.OutboxFailed] > 0 {
 			return 0, fmt.Errorf("%s: %d replies failed; log:\n%s", name, c[store.OutboxFailed], g.logTail(10))
@@ -240,12 +240,12 @@ func (b *bench) runSMTP(ctx context.Context) error {
 	}
 	runs := fmt.Sprintf("%d runs of %d", reps, n)
 	b.add("smtp",
-		row{Figure: "mailgate outbox -> go-smtp sink (READY -> all sent)", Median: unit(quantile(ds, 0.5), "replies/s"), P99: unit(quantile(ds, 0.01), "replies/s") + " (slowest)", Runs: runs},
-		row{Figure: "mailgate outbox -> Postfix (READY -> all sent)", Median: unit(quantile(dp, 0.5), "replies/s"), P99: unit(quantile(dp, 0.01), "replies/s") + " (slowest)", Runs: runs},
+		row{Figure: "mailgate outbox -> go-smtp sink (exec -> all sent)", Median: unit(quantile(ds, 0.5), "replies/s"), P99: unit(quantile(ds, 0.01), "replies/s") + " (slowest)", Runs: runs},
+		row{Figure: "mailgate outbox -> Postfix (exec -> all sent)", Median: unit(quantile(dp, 0.5), "replies/s"), P99: unit(quantile(dp, 0.01), "replies/s") + " (slowest)", Runs: runs},
 		ratioRow("mailgate outbox / smtpout.Sender burst, Postfix (throughput ratio)", quantile(dp, 0.5), rawBurst["Postfix"], 0.9, runs),
 	)
 	b.note("smtp", fmt.Sprintf("smtpout.Sender rows: %d prepared 3 KB replies sent from the harness process, either all over one connection (Send with %d envelopes) or with one Send, hence one connection, per reply. Postfix accepts into its queue and delivers to Dovecot over LMTP in the background; 'sent' means accepted by the relay.", n, n))
-	b.note("smtp", fmt.Sprintf("Outbox rows: %d replies to as many contacts (plus addresses of 50 mailboxes) are queued in a new store before mailgate starts (sent_folder off, coalesce 0); the time runs from READY=1 until the store has them all sent (polled every 20 ms), so it includes rendering, threading and the per-reply commits.", n))
+	b.note("smtp", fmt.Sprintf("Outbox rows: %d replies to as many contacts (plus addresses of 50 mailboxes) are queued in a new store before mailgate starts (sent_folder off, coalesce 0); the time runs from exec until the store has them all sent (polled every 20 ms), so it includes start-up, rendering, threading and the per-reply commits. (It ran from READY=1 until round 6, when the outbox had sent all 500 replies to the go-smtp sink before READY=1 and the rate came out absurd.)", n))
 	return nil
 }
 
