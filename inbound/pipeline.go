@@ -832,7 +832,7 @@ func (in *Pipeline) post(ctx context.Context, p store.DuePost) postResult {
 		res.err = err
 		return res
 	}
-	finished, err := in.opts.DB.PostAccepted(ctx, p.LedgerID, p.Seq)
+	finished, err := in.opts.DB.PostAccepted(ctx, p)
 	if err != nil {
 		res.err = err
 		return res

@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -54,6 +55,7 @@ func (db *DB) WALSyncs() uint64 {
 type walSyncer struct {
 	wal, dir string
 	fsync    func(path string) error // fsyncPath; tests count the calls
+	also     func() error            // syncs the accept log with the WAL; nil without one
 
 	requests atomic.Uint64 // tickets handed to callers, counting from 1
 	syncs    atomic.Uint64 // WAL fsyncs done
@@ -83,7 +85,17 @@ func (w *walSyncer) sync() error {
 			return err
 		}
 	}
-	if err := w.fsync(w.wal); err != nil {
+	var alsoErr chan error
+	if w.also != nil {
+		// The accept log's fsync runs beside the WAL's.
+		alsoErr = make(chan error, 1)
+		go func() { alsoErr <- w.also() }()
+	}
+	err := w.fsync(w.wal)
+	if alsoErr != nil {
+		err = errors.Join(err, <-alsoErr)
+	}
+	if err != nil {
 		return err
 	}
 	w.syncs.Add(1)

@@ -127,7 +127,7 @@ func benchmarkLedgerLifecycle(b *testing.B) {
 			b.Fatalf("DuePosts: %d, %v", len(due), err)
 		}
 		for _, d := range due {
-			if _, err := db.PostAccepted(ctx, d.LedgerID, d.Seq); err != nil {
+			if _, err := db.PostAccepted(ctx, d); err != nil {
 				b.Fatal(err)
 			}
 		}

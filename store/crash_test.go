@@ -22,6 +22,10 @@ const childDBEnv = "MAILGATE_STORE_CRASH_CHILD_DB"
 // (RecordInbounds) instead of one row.
 const childBatchEnv = "MAILGATE_STORE_CRASH_CHILD_BATCH"
 
+// childAcceptEnv, when set, has the crash child record a row with two
+// posts and accept both through the accept log, folding neither.
+const childAcceptEnv = "MAILGATE_STORE_CRASH_CHILD_ACCEPT"
+
 // TestHelperChild is not a test: TestKill9KeepsCommits runs the test binary
 // again with it selected. It commits one ledger row, says so, and waits to
 // be killed.
@@ -31,12 +35,25 @@ func TestHelperChild(t *testing.T) {
 		t.Skip("crash child only")
 	}
 	ctx := context.Background()
-	db, err := Open(ctx, path, Options{})
+	accept := os.Getenv(childAcceptEnv) != ""
+	db, err := Open(ctx, path, Options{AcceptLog: accept, foldManually: accept})
 	if err != nil {
 		fmt.Println("error:", err)
 		os.Exit(2)
 	}
-	if os.Getenv(childBatchEnv) != "" {
+	if accept {
+		res, err := db.RecordInbound(ctx, newInbound(90, "ann@example.org", 2))
+		if err != nil {
+			fmt.Println("error:", err)
+			os.Exit(2)
+		}
+		for seq := range 2 {
+			if _, err := db.PostAccepted(ctx, DuePost{LedgerID: res.ID, Seq: seq, Total: 2}); err != nil {
+				fmt.Println("error:", err)
+				os.Exit(2)
+			}
+		}
+	} else if os.Getenv(childBatchEnv) != "" {
 		// A batch, then the kill: between the batch's commit and any
 		// barrier, IMAP action or later write.
 		batch := []*Inbound{newInbound(80, "a@example.org", 1), newInbound(81, "b@example.org", 2), newInbound(82, "a@example.org", 1)}
@@ -192,5 +209,57 @@ func TestKill9KeepsBatch(t *testing.T) {
 	due, err := db.DuePosts(context.Background(), "c", nil, 10)
 	if err != nil || len(due) != 2 {
 		t.Fatalf("after kill -9: due posts %+v, %v; want the first posts of uids 80 and 81", due, err)
+	}
+}
+
+// TestKill9KeepsAcceptances kills a process right after the accept log
+// took two acceptances that no commit folded, and checks that the next
+// Open folds them: neither post is due again.
+func TestKill9KeepsAcceptances(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs a child process")
+	}
+	path := filepath.Join(t.TempDir(), "crash.db")
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, os.Args[0], "-test.run=^TestHelperChild$", "-test.count=1")
+	cmd.Env = append(os.Environ(), childDBEnv+"="+path, childAcceptEnv+"=1")
+	cmd.Stderr = os.Stderr
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		cmd.Process.Kill()
+		cmd.Wait()
+	}()
+	sc := bufio.NewScanner(out)
+	for sc.Scan() && sc.Text() != "committed" {
+		t.Logf("child: %s", sc.Text())
+	}
+	if sc.Text() != "committed" {
+		t.Fatalf("child ended without committing (scan error %v)", sc.Err())
+	}
+	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	cmd.Wait()
+	if fi, err := os.Stat(path + "-accepted"); err != nil || fi.Size() != 2*acceptRecordSize {
+		t.Fatalf("accept log after kill -9: %v, %v; want 2 records", fi, err)
+	}
+	db, err := Open(context.Background(), path, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	list, err := db.ListInbound(context.Background(), InboundFilter{Channel: "c"})
+	if err != nil || len(list) != 1 || list[0].State != StatePosted || list[0].PostsDone != 2 {
+		t.Fatalf("after kill -9: ledger %+v, %v; want one posted row", list, err)
+	}
+	if due, err := db.DuePosts(context.Background(), "c", nil, 10); err != nil || len(due) != 0 {
+		t.Fatalf("after kill -9: due posts %+v, %v; want none", due, err)
 	}
 }

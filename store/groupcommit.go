@@ -100,14 +100,49 @@ func (g *groupCommit) run(db *DB, ctx context.Context, fn func(tx *sql.Tx) error
 
 // commitGroup runs the functions of group in one transaction and commits
 // it. A function whose context has ended is not run. The error is the
-// transaction's; each function's own error is in its request.
+// transaction's; each function's own error is in its request. The
+// transaction first folds the acceptances waiting in the accept log, so
+// that the functions see them (see acceptlog.go).
 func (db *DB) commitGroup(group []*txReq) error {
+	var taken map[int64]int
+	if db.accepts != nil {
+		taken = db.accepts.take()
+	}
+	committed, err := db.runGroup(group, taken)
+	if db.accepts != nil {
+		db.accepts.settle(taken, committed)
+	}
+	return err
+}
+
+// runGroup is commitGroup's transaction: it reports whether it committed.
+func (db *DB) runGroup(group []*txReq, taken map[int64]int) (committed bool, err error) {
 	db.wstmts.prepare(group[0].ctx)
 	// The transaction is the group's, not any one caller's: a caller that
 	// gives up does not take the others down.
-	tx, err := db.write.BeginTx(context.WithoutCancel(group[0].ctx), nil)
+	ctx := context.WithoutCancel(group[0].ctx)
+	begin := func() (*sql.Tx, error) {
+		tx, err := db.write.BeginTx(ctx, nil)
+		if err != nil || len(taken) == 0 {
+			return tx, err
+		}
+		if err := db.foldAccepted(ctx, tx, taken); err != nil {
+			tx.Rollback()
+			return nil, err
+		}
+		return tx, nil
+	}
+	// end commits tx when anything in it is to be kept.
+	end := func(tx *sql.Tx, keep bool) (bool, error) {
+		if !keep && len(taken) == 0 {
+			return false, tx.Rollback()
+		}
+		err := tx.Commit()
+		return err == nil, err
+	}
+	tx, err := begin()
 	if err != nil {
-		return err
+		return false, err
 	}
 	if len(group) == 1 {
 		r := group[0]
@@ -115,10 +150,11 @@ func (db *DB) commitGroup(group []*txReq) error {
 			r.err = r.fn(tx)
 		}
 		if r.err != nil {
+			// The fold, if any, waits for the next transaction.
 			tx.Rollback()
-			return nil
+			return false, nil
 		}
-		return tx.Commit()
+		return end(tx, true)
 	}
 	// First without savepoints. Inside a savepoint SQLite copies every
 	// page a statement changes into a statement journal first (a malloc
@@ -138,17 +174,14 @@ func (db *DB) commitGroup(group []*txReq) error {
 		ran++
 	}
 	if !failed {
-		if ran == 0 {
-			return tx.Rollback()
-		}
-		return tx.Commit()
+		return end(tx, ran > 0)
 	}
 	if err := tx.Rollback(); err != nil {
-		return err
+		return false, err
 	}
 	db.groupRetries.Add(1)
-	if tx, err = db.write.BeginTx(context.WithoutCancel(group[0].ctx), nil); err != nil {
-		return err
+	if tx, err = begin(); err != nil {
+		return false, err
 	}
 	ok := 0
 	for _, r := range group {
@@ -157,25 +190,22 @@ func (db *DB) commitGroup(group []*txReq) error {
 		}
 		if _, err := tx.Exec("SAVEPOINT g"); err != nil {
 			tx.Rollback()
-			return err
+			return false, err
 		}
 		if r.err = r.fn(tx); r.err != nil {
 			if _, err := tx.Exec("ROLLBACK TO g"); err != nil {
 				tx.Rollback()
-				return errors.Join(errGroupAborted, err)
+				return false, errors.Join(errGroupAborted, err)
 			}
 		} else {
 			ok++
 		}
 		if _, err := tx.Exec("RELEASE g"); err != nil {
 			tx.Rollback()
-			return err
+			return false, err
 		}
 	}
-	if ok == 0 {
-		return tx.Rollback()
-	}
-	return tx.Commit()
+	return end(tx, ok > 0)
 }
 
 // errGroupAborted is the error of a group whose transaction could not roll

@@ -622,6 +622,13 @@ func (db *DB) DuePosts(ctx context.Context, channel string, skipContacts []strin
 	for _, c := range skipContacts {
 		seen[normContact(c)] = true
 	}
+	// Acceptances not yet folded into the ledger, taken before the read
+	// snapshot: one that is folded after this (and so missing from the
+	// snapshot) is in the copy.
+	var accepted map[int64]int
+	if db.accepts != nil {
+		accepted = db.accepts.overlay()
+	}
 	tx, err := db.beginRead(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("store: due posts %s: %w", channel, err)
@@ -648,6 +655,12 @@ func (db *DB) DuePosts(ctx context.Context, channel string, skipContacts []strin
 				return nil, fmt.Errorf("store: due posts %s: %w", channel, err)
 			}
 			after = d.LedgerID
+			if n, ok := accepted[d.LedgerID]; ok && n > d.Seq {
+				if n >= d.Total {
+					continue // all accepted: the contact's next row is due
+				}
+				d.Seq = n
+			}
 			if seen[d.Contact] {
 				continue
 			}
@@ -719,13 +732,28 @@ func (db *DB) PostDone(ctx context.Context, id int64, seq int) (finished bool, e
 	return db.postDone(ctx, id, seq, false)
 }
 
-// PostAccepted is PostDone for a poster that does not call MarkPosting
+// PostAccepted records that Userlike accepted post p, as DuePosts handed
+// it out. It is PostDone for a poster that does not call MarkPosting
 // before the POST: accepting post 0 also counts the attempt, in the same
 // commit, so that a POST costs one ledger commit instead of two. (A crash
 // before it leaves the row fetched instead of posting; both are posted
 // again after a restart, so nothing else differs.)
-func (db *DB) PostAccepted(ctx context.Context, id int64, seq int) (finished bool, err error) {
-	return db.postDone(ctx, id, seq, seq == 0)
+//
+// With Options.AcceptLog the acceptance is appended to the accept log
+// instead and folded into the row with later commits (see acceptlog.go);
+// finished then comes from p.Total.
+func (db *DB) PostAccepted(ctx context.Context, p DuePost) (finished bool, err error) {
+	if l := db.accepts; l != nil && p.Total > 0 {
+		if err := l.add(p.LedgerID, p.Seq+1); err == nil {
+			finished = p.Seq+1 >= p.Total
+			if finished {
+				db.recent.drop(p.LedgerID)
+			}
+			return finished, nil
+		}
+		// The log failed: a commit records it instead.
+	}
+	return db.postDone(ctx, p.LedgerID, p.Seq, p.Seq == 0)
 }
 
 // PostFailed records a temporary failure of post seq of row id: the row
@@ -952,6 +980,10 @@ type PendingAction struct {
 func (db *DB) PendingActions(ctx context.Context, channel, folder string, limit int) ([]PendingAction, error) {
 	if limit <= 0 {
 		limit = 100
+	}
+	// An email's action is due once its last post is folded in.
+	if err := db.foldNow(ctx); err != nil {
+		return nil, fmt.Errorf("store: pending actions %s/%s: %w", channel, folder, err)
 	}
 	rows, err := db.readQuery(ctx, qPendingActions, channel, folder, limit)
 	if err != nil {

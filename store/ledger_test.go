@@ -1034,7 +1034,7 @@ func testPostAcceptedAndFailed(t *testing.T) {
 	if in := row(); in.State != StatePosting || in.Attempts != 1 || in.LastError != "HTTP 503" || in.PostsDone != 0 {
 		t.Fatalf("after a failed post 0: %s attempts %d error %q done %d", in.State, in.Attempts, in.LastError, in.PostsDone)
 	}
-	if fin, err := db.PostAccepted(ctx, id, 0); err != nil || fin {
+	if fin, err := db.PostAccepted(ctx, DuePost{LedgerID: id, Seq: 0, Total: 2}); err != nil || fin {
 		t.Fatalf("PostAccepted(0) = %v, %v", fin, err)
 	}
 	if in := row(); in.State != StatePosting || in.Attempts != 2 || in.PostsDone != 1 {
@@ -1043,7 +1043,7 @@ func testPostAcceptedAndFailed(t *testing.T) {
 	if err := db.PostFailed(ctx, id, 1, "timeout"); err != nil {
 		t.Fatal(err)
 	}
-	if fin, err := db.PostAccepted(ctx, id, 1); err != nil || !fin {
+	if fin, err := db.PostAccepted(ctx, DuePost{LedgerID: id, Seq: 1, Total: 2}); err != nil || !fin {
 		t.Fatalf("PostAccepted(1) = %v, %v", fin, err)
 	}
 	if in := row(); in.State != StatePosted || in.Attempts != 2 || in.PostsDone != 2 || in.LastError != "timeout" {
@@ -1058,7 +1058,7 @@ func testPostAcceptedAndFailed(t *testing.T) {
 		t.Fatal(err)
 	}
 	id = res.ID
-	if fin, err := db.PostAccepted(ctx, id, 0); err != nil || !fin {
+	if fin, err := db.PostAccepted(ctx, DuePost{LedgerID: id, Seq: 0, Total: 1}); err != nil || !fin {
 		t.Fatalf("PostAccepted = %v, %v", fin, err)
 	}
 	if in := row(); in.State != StatePosted || in.Attempts != 1 {
@@ -1282,10 +1282,10 @@ func testDuePostsFromRecentPosts(t *testing.T) {
 	}
 	// Row one's second post is still kept; the finished row two and the
 	// dead row three are not.
-	if _, err := db.PostAccepted(ctx, one.ID, 0); err != nil {
+	if _, err := db.PostAccepted(ctx, DuePost{LedgerID: one.ID, Seq: 0, Total: 2}); err != nil {
 		t.Fatal(err)
 	}
-	if fin, err := db.PostAccepted(ctx, batch[0].ID, 0); err != nil || !fin {
+	if fin, err := db.PostAccepted(ctx, DuePost{LedgerID: batch[0].ID, Seq: 0, Total: 1}); err != nil || !fin {
 		t.Fatalf("PostAccepted = %v, %v", fin, err)
 	}
 	if err := db.MarkDead(ctx, batch[1].ID, "test"); err != nil {

@@ -144,6 +144,15 @@ type Options struct {
 	MaxReaders int
 	// Now returns the current time; tests set it. Default time.Now.
 	Now func() time.Time
+	// AcceptLog records PostAccepted in an append-only log beside the
+	// database (`<path>-accepted`) and folds the acceptances into the
+	// ledger in batches, instead of a commit per post (see acceptlog.go).
+	// The daemon sets it; only one process can hold the log, and a store
+	// opened beside one that does records acceptances as commits.
+	// PostgreSQL ignores it.
+	AcceptLog bool
+
+	foldManually bool // tests: no folder goroutine, acceptances wait for a write
 }
 
 // DB is an open mailgate database. It is safe for concurrent use.
@@ -159,6 +168,7 @@ type DB struct {
 
 	commits groupCommit // every write transaction goes through it
 	recent  recentPosts // queued posts recorded by this process, for DuePosts
+	accepts *acceptLog  // Options.AcceptLog on SQLite: see acceptlog.go; else nil
 
 	txRetries    atomic.Uint64 // PostgreSQL transactions run again (pgTx)
 	groupRetries atomic.Uint64 // SQLite groups run again with savepoints (commitGroup)
@@ -257,6 +267,13 @@ func Open(ctx context.Context, path string, opts Options) (*DB, error) {
 	}
 	db.read = read
 	db.rstmts = newStmtCache(read)
+	// A log left by a process that died is replayed even without
+	// AcceptLog, so that every store sees its acceptances.
+	if err := db.startAcceptLog(ctx, opts.AcceptLog, opts.foldManually); err != nil {
+		write.Close()
+		read.Close()
+		return nil, err
+	}
 	return db, nil
 }
 
@@ -292,8 +309,10 @@ func (db *DB) Path() string { return db.path }
 // Driver returns the backend: DriverSQLite or DriverPostgres.
 func (db *DB) Driver() string { return db.d.name() }
 
-// Close closes both connection pools.
+// Close folds the acceptances in the accept log into the ledger and closes
+// both connection pools.
 func (db *DB) Close() error {
+	aerr := db.closeAcceptLog(context.Background())
 	db.wstmts.close()
 	db.rstmts.close()
 	if db.ownerConn != nil {
@@ -305,6 +324,9 @@ func (db *DB) Close() error {
 	}
 	if werr := db.write.Close(); err == nil {
 		err = werr
+	}
+	if err == nil {
+		err = aerr
 	}
 	if err != nil {
 		return fmt.Errorf("store: close %q: %w", db.path, err)

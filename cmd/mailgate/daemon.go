@@ -98,7 +98,7 @@ func (r *channelRun) mailboxRunning() (time.Time, bool) {
 func startDaemon(ctx context.Context, opts daemonOptions) (*daemon, error) {
 	cfg := opts.Config
 	d := &daemon{opts: opts, log: opts.Logger, channels: map[string]*channelRun{}, errc: make(chan error, 1), metrics: metrics.New()}
-	db, err := openDB(ctx, cfg)
+	db, err := openDBWith(ctx, cfg, store.Options{AcceptLog: true})
 	if err != nil {
 		return nil, err
 	}

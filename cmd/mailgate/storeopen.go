@@ -14,10 +14,16 @@ import (
 // openDB opens the store the configuration names: the SQLite file at
 // store.path, or the PostgreSQL database at store.dsn.
 func openDB(ctx context.Context, cfg *config.Config) (*store.DB, error) {
+	return openDBWith(ctx, cfg, store.Options{})
+}
+
+// openDBWith is openDB with options; the daemon's store keeps the accept
+// log (store.Options.AcceptLog).
+func openDBWith(ctx context.Context, cfg *config.Config, opts store.Options) (*store.DB, error) {
 	if cfg.Store.Driver == config.StorePostgres {
-		return store.OpenPostgres(ctx, cfg.Store.DSN.Reveal(), store.Options{})
+		return store.OpenPostgres(ctx, cfg.Store.DSN.Reveal(), opts)
 	}
-	return store.Open(ctx, cfg.Store.Path, store.Options{})
+	return store.Open(ctx, cfg.Store.Path, opts)
 }
 
 // mediaBlobs lets the media library keep file contents in the store: on a

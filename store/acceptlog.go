@@ -1,0 +1,413 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"io"
+	"os"
+	"sync"
+	"syscall"
+)
+
+// The accept log keeps the poster's acceptances out of the writer's queue.
+//
+// A POST that Userlike accepted must be on record before the poster takes
+// another slot, or a kill -9 re-posts it. With the SQLite ledger that record
+// was a commit of its own, which waited behind the inbound handler's batch
+// transactions (about 2 ms of the 6 ms a post took in a backlog) and wrote
+// the row's and its indexes' pages once per post. With Options.AcceptLog the
+// acceptance is instead one 16-byte record appended to `<database>-accepted`
+// (a write(2), which survives the process dying like a commit without
+// fsync does), and the store folds the accepted posts into the ledger rows
+// at the start of the next write transaction, many at once; a goroutine
+// starts one when no other writer comes along.
+//
+// Until a fold commits, the store overlays the log on what it reads for the
+// poster (DuePosts hands out the post after the accepted one, or the
+// contact's next row), and every write transaction folds first, so a row's
+// state changes (dead letters, failures) see every acceptance before them.
+// Barrier fsyncs the log with the WAL, so the power-cut guarantee is the
+// same as with a commit per post. Open replays a log left by a process that
+// died, and the log is emptied once everything in it is folded and on disk.
+//
+// Only one process appends: the one holding an exclusive flock on the log
+// (the daemon). A store opened while another process holds it (a CLI
+// command beside the daemon) records acceptances as commits.
+
+// acceptRecordSize is the size of one log record: the ledger id (8 bytes),
+// the number of the row's posts accepted so far (4) and a CRC-32C of both
+// (4), little-endian.
+const acceptRecordSize = 16
+
+// acceptLogTruncateAt is the log size from which it is emptied once all of
+// it is folded and durable.
+const acceptLogTruncateAt = 1 << 20
+
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
+// acceptLog is the open accept log of a DB (nil when it has none).
+type acceptLog struct {
+	path string
+	f    *os.File
+
+	mu      sync.Mutex
+	pending map[int64]int // ledger id -> posts accepted, not yet taken by a fold
+	folding map[int64]int // taken by a fold that has not committed yet
+	written uint64        // records appended since open
+	synced  uint64        // records appended before the last fsync began
+	size    int64
+	broken  error // a failed append: every later acceptance is a commit
+
+	syncMu sync.Mutex // one fsync of the log at a time
+
+	wake chan struct{} // pokes the folder
+	stop chan struct{}
+	done chan struct{}
+}
+
+// encodeAccept is a log record for row id with next posts accepted.
+func encodeAccept(id int64, next int) [acceptRecordSize]byte {
+	var rec [acceptRecordSize]byte
+	binary.LittleEndian.PutUint64(rec[0:], uint64(id))
+	binary.LittleEndian.PutUint32(rec[8:], uint32(next))
+	binary.LittleEndian.PutUint32(rec[12:], crc32.Checksum(rec[:12], castagnoli))
+	return rec
+}
+
+// decodeAccepts parses a log: the highest count of accepted posts per
+// ledger id. It stops at the first record that is short or fails its
+// checksum (the tail of a write a power cut tore); nothing follows such a
+// record, since appending stops at the first failed write.
+func decodeAccepts(b []byte) map[int64]int {
+	acc := map[int64]int{}
+	for len(b) >= acceptRecordSize {
+		rec := b[:acceptRecordSize]
+		b = b[acceptRecordSize:]
+		if crc32.Checksum(rec[:12], castagnoli) != binary.LittleEndian.Uint32(rec[12:]) {
+			break
+		}
+		id := int64(binary.LittleEndian.Uint64(rec[0:]))
+		next := int(binary.LittleEndian.Uint32(rec[8:]))
+		if next > acc[id] {
+			acc[id] = next
+		}
+	}
+	return acc
+}
+
+// openAcceptLog opens (creating it when create is set) the accept log of
+// the database at dbPath and takes its flock. It returns nil, nil when the
+// log does not exist and create is not set, or when another process holds
+// it. The caller replays what it holds (replayAcceptLog).
+func openAcceptLog(dbPath string, create bool) (*acceptLog, error) {
+	path := dbPath + "-accepted"
+	flags := os.O_RDWR | os.O_APPEND
+	if create {
+		flags |= os.O_CREATE
+	}
+	f, err := os.OpenFile(path, flags, 0o600)
+	if errors.Is(err, os.ErrNotExist) && !create {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("store: accept log %q: %w", path, err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		f.Close()
+		if errors.Is(err, syscall.EWOULDBLOCK) {
+			return nil, nil // another process appends to it
+		}
+		return nil, fmt.Errorf("store: accept log %q: lock: %w", path, err)
+	}
+	return &acceptLog{path: path, f: f, pending: map[int64]int{}, folding: map[int64]int{}}, nil
+}
+
+// read returns the acceptances the log holds.
+func (l *acceptLog) read() (map[int64]int, error) {
+	if _, err := l.f.Seek(0, io.SeekStart); err != nil {
+		return nil, fmt.Errorf("store: accept log %q: %w", l.path, err)
+	}
+	b, err := io.ReadAll(l.f)
+	if err != nil {
+		return nil, fmt.Errorf("store: accept log %q: %w", l.path, err)
+	}
+	return decodeAccepts(b), nil
+}
+
+// truncate empties the log; the caller has made everything in it durable
+// in the ledger. It holds l.mu or is alone.
+func (l *acceptLog) truncate() error {
+	if err := l.f.Truncate(0); err != nil {
+		return fmt.Errorf("store: accept log %q: %w", l.path, err)
+	}
+	l.size = 0
+	return nil
+}
+
+// add appends the acceptance of post next-1 of row id. On error nothing
+// more is appended and the caller records the acceptance as a commit.
+func (l *acceptLog) add(id int64, next int) error {
+	rec := encodeAccept(id, next)
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.broken != nil {
+		return l.broken
+	}
+	if _, err := l.f.Write(rec[:]); err != nil {
+		// A short write would hide every later record from a replay:
+		// stop appending.
+		l.broken = fmt.Errorf("store: accept log %q: %w", l.path, err)
+		return l.broken
+	}
+	l.written++
+	l.size += acceptRecordSize
+	if next > l.pending[id] {
+		l.pending[id] = next
+	}
+	select {
+	case l.wake <- struct{}{}:
+	default:
+	}
+	return nil
+}
+
+// take moves the pending acceptances to the running fold.
+func (l *acceptLog) take() map[int64]int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if len(l.pending) == 0 {
+		return nil
+	}
+	taken := l.pending
+	l.pending = map[int64]int{}
+	for id, n := range taken {
+		if n > l.folding[id] {
+			l.folding[id] = n
+		}
+	}
+	return taken
+}
+
+// settle ends a fold of taken: committed, its entries leave the overlay
+// (the ledger has them); otherwise they are pending again.
+func (l *acceptLog) settle(taken map[int64]int, committed bool) {
+	if len(taken) == 0 {
+		return
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for id, n := range taken {
+		if l.folding[id] == n {
+			delete(l.folding, id)
+		}
+		if !committed && n > l.pending[id] {
+			l.pending[id] = n
+		}
+	}
+	if !committed {
+		select {
+		case l.wake <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// overlay returns the acceptances not yet in the ledger, or nil.
+func (l *acceptLog) overlay() map[int64]int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if len(l.pending) == 0 && len(l.folding) == 0 {
+		return nil
+	}
+	m := make(map[int64]int, len(l.pending)+len(l.folding))
+	for id, n := range l.folding {
+		m[id] = n
+	}
+	for id, n := range l.pending {
+		if n > m[id] {
+			m[id] = n
+		}
+	}
+	return m
+}
+
+// unfolded reports whether acceptances wait for a fold.
+func (l *acceptLog) unfolded() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return len(l.pending) > 0
+}
+
+// sync fsyncs the log if anything was appended since the last fsync
+// began. Called by Barrier.
+func (l *acceptLog) sync() error {
+	l.syncMu.Lock()
+	defer l.syncMu.Unlock()
+	l.mu.Lock()
+	n := l.written
+	l.mu.Unlock()
+	if n == l.synced {
+		return nil
+	}
+	if err := l.f.Sync(); err != nil {
+		return fmt.Errorf("store: accept log %q: %w", l.path, err)
+	}
+	l.synced = n
+	return nil
+}
+
+// foldAccepted writes acceptances into the ledger rows inside tx: each
+// row's posts_done becomes the accepted count, its state posting, or
+// posted once all its posts are accepted, and the acceptance of its first
+// post counts an attempt (as PostAccepted does). Rows that already have
+// them, or that left fetched and posting meanwhile (an admin dropped the
+// row), are left as they are.
+func (db *DB) foldAccepted(ctx context.Context, tx *sql.Tx, acc map[int64]int) error {
+	for id, next := range acc {
+		var st string
+		var done, total int
+		err := db.txQueryRow(ctx, tx, `SELECT state, posts_done, posts_total FROM inbound WHERE id = ?`, id).
+			Scan(&st, &done, &total)
+		if errors.Is(err, sql.ErrNoRows) {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("store: fold accepted posts of #%d: %w", id, err)
+		}
+		if done >= next || (InboundState(st) != StateFetched && InboundState(st) != StatePosting) {
+			continue
+		}
+		next = min(next, total)
+		newState := StatePosting
+		if next == total {
+			newState = StatePosted
+		}
+		_, err = db.txExec(ctx, tx, `UPDATE inbound SET posts_done = ?, state = ?, attempts = attempts + ?, updated_at = ?
+			WHERE id = ?`, next, string(newState), boolInt(done == 0), db.nowMS(), id)
+		if err != nil {
+			return fmt.Errorf("store: fold accepted posts of #%d: %w", id, err)
+		}
+	}
+	return nil
+}
+
+// foldNow folds the pending acceptances in a write transaction of their
+// own, if there are any.
+func (db *DB) foldNow(ctx context.Context) error {
+	if db.accepts == nil || !db.accepts.unfolded() {
+		return nil
+	}
+	return db.lazyTx(ctx, func(*sql.Tx) error { return nil })
+}
+
+// runFolder folds acceptances that no other write transaction took, and
+// empties the log once it is large and all of it is durable in the ledger.
+func (db *DB) runFolder() {
+	l := db.accepts
+	defer close(l.done)
+	ctx := context.Background()
+	for {
+		select {
+		case <-l.stop:
+			return
+		case <-l.wake:
+		}
+		// A failure leaves them pending: the next write transaction, or
+		// the next wake, tries again.
+		_ = db.foldNow(ctx)
+		l.mu.Lock()
+		big := l.size >= acceptLogTruncateAt && len(l.pending) == 0 && len(l.folding) == 0
+		l.mu.Unlock()
+		if big {
+			_ = db.emptyAcceptLog(ctx)
+		}
+	}
+}
+
+// emptyAcceptLog truncates the log when everything it holds was folded
+// before a barrier that then passed, and nothing was appended since.
+func (db *DB) emptyAcceptLog(ctx context.Context) error {
+	l := db.accepts
+	l.mu.Lock()
+	idle := len(l.pending) == 0 && len(l.folding) == 0 && l.broken == nil
+	n := l.written
+	l.mu.Unlock()
+	if !idle {
+		return nil
+	}
+	// Every fold of what is in the log has committed; the barrier makes
+	// those commits durable.
+	if err := db.Barrier(ctx); err != nil {
+		return err
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.written != n {
+		return nil
+	}
+	return l.truncate()
+}
+
+// startAcceptLog opens the accept log of an SQLite DB: it replays and
+// empties what a process that died left in it, then keeps it open for
+// appending when keep is set. Without keep it only replays an existing
+// log, and only when no other process holds it.
+func (db *DB) startAcceptLog(ctx context.Context, keep, manual bool) error {
+	l, err := openAcceptLog(db.path, keep)
+	if l == nil || err != nil {
+		return err
+	}
+	acc, err := l.read()
+	if err == nil && len(acc) > 0 {
+		err = db.lazyTx(ctx, func(tx *sql.Tx) error { return db.foldAccepted(ctx, tx, acc) })
+		if err == nil {
+			err = db.Barrier(ctx)
+		}
+	}
+	if err == nil {
+		err = l.truncate()
+	}
+	if err == nil {
+		err = l.f.Sync()
+	}
+	if err != nil || !keep {
+		l.f.Close()
+		return err
+	}
+	l.wake = make(chan struct{}, 1)
+	l.stop = make(chan struct{})
+	l.done = make(chan struct{})
+	db.accepts = l
+	db.wal.also = l.sync
+	if manual {
+		close(l.done)
+		return nil
+	}
+	go db.runFolder()
+	return nil
+}
+
+// closeAcceptLog stops the folder, folds what is left, makes it durable
+// and empties the log.
+func (db *DB) closeAcceptLog(ctx context.Context) error {
+	l := db.accepts
+	if l == nil {
+		return nil
+	}
+	close(l.stop)
+	<-l.done // closed at once without a folder (Options.foldManually)
+	err := db.foldNow(ctx)
+	if err == nil {
+		err = db.emptyAcceptLog(ctx)
+	}
+	db.wal.also = nil
+	db.accepts = nil
+	if cerr := l.f.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}

@@ -1,0 +1,285 @@
+package store
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"reflect"
+	"testing"
+)
+
+func TestDecodeAccepts(t *testing.T) {
+	rec := func(id int64, next int) []byte { r := encodeAccept(id, next); return r[:] }
+	cat := func(parts ...[]byte) []byte { return bytes.Join(parts, nil) }
+	bad := rec(3, 1)
+	bad[12] ^= 0xff
+	for _, c := range []struct {
+		name string
+		log  []byte
+		want map[int64]int
+	}{
+		{"empty", nil, map[int64]int{}},
+		{"one", rec(7, 1), map[int64]int{7: 1}},
+		{"the highest count per row", cat(rec(7, 1), rec(9, 1), rec(7, 2)), map[int64]int{7: 2, 9: 1}},
+		{"a torn tail", cat(rec(7, 1), rec(9, 1)[:10]), map[int64]int{7: 1}},
+		{"stops at a bad checksum", cat(rec(7, 1), bad, rec(9, 1)), map[int64]int{7: 1}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			if got := decodeAccepts(c.log); !reflect.DeepEqual(got, c.want) {
+				t.Errorf("decodeAccepts = %v, want %v", got, c.want)
+			}
+		})
+	}
+}
+
+func FuzzDecodeAccepts(f *testing.F) {
+	r := encodeAccept(7, 2)
+	f.Add(r[:])
+	f.Add(append(r[:], r[:5]...))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		acc := decodeAccepts(b)
+		// Re-encoding what was decoded decodes to the same.
+		var again []byte
+		for id, n := range acc {
+			if n < 0 {
+				t.Fatalf("negative count %d for #%d", n, id)
+			}
+			r := encodeAccept(id, n)
+			again = append(again, r[:]...)
+		}
+		if got := decodeAccepts(again); !reflect.DeepEqual(got, acc) {
+			t.Fatalf("round trip: %v, want %v", got, acc)
+		}
+	})
+}
+
+// openAcceptTest opens an SQLite store with the accept log and no folder
+// goroutine, so that acceptances stay in the log until a write folds them.
+func openAcceptTest(t *testing.T, path string) *DB {
+	t.Helper()
+	db, err := Open(context.Background(), path, Options{AcceptLog: true, foldManually: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if db.accepts == nil {
+		t.Fatal("no accept log")
+	}
+	t.Cleanup(func() { db.Close() })
+	return db
+}
+
+// TestAcceptLogOverlay checks that the poster sees an acceptance before it
+// is folded into the ledger: DuePosts hands out the row's next post, or
+// the contact's next row, never the accepted post again; and that the
+// next write transaction folds it.
+func TestAcceptLogOverlay(t *testing.T) {
+	ctx := context.Background()
+	db := openAcceptTest(t, filepath.Join(t.TempDir(), "mailgate.db"))
+	a := mustRecord(t, db, newInbound(1, "ann@example.org", 2))
+	b := mustRecord(t, db, newInbound(2, "ann@example.org", 1))
+	c := mustRecord(t, db, newInbound(3, "bob@example.org", 1))
+	due := func() map[int64]int {
+		t.Helper()
+		list, err := db.DuePosts(ctx, "c", nil, 10)
+		if err != nil {
+			t.Fatal(err)
+		}
+		m := map[int64]int{}
+		for _, d := range list {
+			m[d.LedgerID] = d.Seq
+		}
+		return m
+	}
+	row := func(id int64) *Inbound {
+		t.Helper()
+		in, err := db.Inbound(ctx, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return in
+	}
+	accept := func(id int64, seq, total int, wantFinished bool) {
+		t.Helper()
+		fin, err := db.PostAccepted(ctx, DuePost{LedgerID: id, Seq: seq, Total: total})
+		if err != nil || fin != wantFinished {
+			t.Fatalf("PostAccepted(#%d, %d) = %v, %v; want %v", id, seq, fin, err, wantFinished)
+		}
+	}
+
+	if got, want := due(), map[int64]int{a.ID: 0, c.ID: 0}; !reflect.DeepEqual(got, want) {
+		t.Fatalf("due %v, want %v", got, want)
+	}
+	accept(a.ID, 0, 2, false)
+	if got, want := due(), map[int64]int{a.ID: 1, c.ID: 0}; !reflect.DeepEqual(got, want) {
+		t.Fatalf("after post 0 of #%d: due %v, want %v", a.ID, got, want)
+	}
+	if in := row(a.ID); in.PostsDone != 0 || in.State != StateFetched {
+		t.Fatalf("folded without a write: %s, %d done", in.State, in.PostsDone)
+	}
+	accept(a.ID, 1, 2, true)
+	if got, want := due(), map[int64]int{b.ID: 0, c.ID: 0}; !reflect.DeepEqual(got, want) {
+		t.Fatalf("after #%d's last post: due %v, want %v (ann's next row)", a.ID, got, want)
+	}
+	// Any write folds first: here a failure of b's post, which must see
+	// a's acceptances before it.
+	if err := db.PostFailed(ctx, b.ID, 0, "HTTP 503"); err != nil {
+		t.Fatal(err)
+	}
+	if in := row(a.ID); in.State != StatePosted || in.PostsDone != 2 || in.Attempts != 1 {
+		t.Fatalf("after the fold: %s, %d done, %d attempts; want posted, 2, 1", in.State, in.PostsDone, in.Attempts)
+	}
+	if db.accepts.overlay() != nil {
+		t.Fatalf("overlay %v after the fold", db.accepts.overlay())
+	}
+	// PendingActions folds too, so that the action of a posted email is
+	// due at once.
+	accept(c.ID, 0, 1, true)
+	acts, err := db.PendingActions(ctx, "c", "INBOX", 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ids []int64
+	for _, p := range acts {
+		ids = append(ids, p.ID)
+	}
+	if want := []int64{a.ID, c.ID}; !reflect.DeepEqual(ids, want) {
+		t.Fatalf("pending actions %v, want %v", ids, want)
+	}
+	// A row that left fetched and posting meanwhile is left alone.
+	accept(b.ID, 0, 1, true)
+	if _, err := db.write.ExecContext(ctx, `UPDATE inbound SET state = 'skipped' WHERE id = ?`, b.ID); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.foldNow(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if in := row(b.ID); in.State != StateSkipped || in.PostsDone != 0 {
+		t.Fatalf("dropped row: %s, %d done", in.State, in.PostsDone)
+	}
+}
+
+// TestAcceptLogReplay checks that Open folds what a log holds (as a
+// process that died leaves it), then empties it, with and without
+// AcceptLog.
+func TestAcceptLogReplay(t *testing.T) {
+	for _, keep := range []bool{true, false} {
+		t.Run(map[bool]string{true: "daemon", false: "cli"}[keep], func(t *testing.T) {
+			ctx := context.Background()
+			path := filepath.Join(t.TempDir(), "mailgate.db")
+			db, err := Open(ctx, path, Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			a := mustRecord(t, db, newInbound(1, "ann@example.org", 2))
+			b := mustRecord(t, db, newInbound(2, "bob@example.org", 2))
+			db.Close()
+			r1, r2, r3 := encodeAccept(a.ID, 1), encodeAccept(a.ID, 2), encodeAccept(b.ID, 1)
+			log := bytes.Join([][]byte{r1[:], r2[:], r3[:], r3[:7]}, nil)
+			if err := os.WriteFile(path+"-accepted", log, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			db, err = Open(ctx, path, Options{AcceptLog: keep})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer db.Close()
+			for _, w := range []struct {
+				id    int64
+				state InboundState
+				done  int
+			}{{a.ID, StatePosted, 2}, {b.ID, StatePosting, 1}} {
+				in, err := db.Inbound(ctx, w.id)
+				if err != nil || in.State != w.state || in.PostsDone != w.done || in.Attempts != 1 {
+					t.Errorf("#%d after the replay: %+v, %v; want %s with %d done", w.id, in, err, w.state, w.done)
+				}
+			}
+			if fi, err := os.Stat(path + "-accepted"); err != nil || fi.Size() != 0 {
+				t.Errorf("log after the replay: %v, %v; want empty", fi, err)
+			}
+			if (db.accepts != nil) != keep {
+				t.Errorf("log kept open: %v, want %v", db.accepts != nil, keep)
+			}
+		})
+	}
+}
+
+// TestAcceptLogOneWriter checks that a second store on the same file (a
+// CLI command beside the daemon) neither replays nor appends to the log
+// the first holds, and records its acceptances as commits; and that Close
+// folds and empties the log.
+func TestAcceptLogOneWriter(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "mailgate.db")
+	daemon := openAcceptTest(t, path)
+	a := mustRecord(t, daemon, newInbound(1, "ann@example.org", 1))
+	b := mustRecord(t, daemon, newInbound(2, "bob@example.org", 1))
+	if _, err := daemon.PostAccepted(ctx, DuePost{LedgerID: a.ID, Seq: 0, Total: 1}); err != nil {
+		t.Fatal(err)
+	}
+	cli, err := Open(ctx, path, Options{AcceptLog: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cli.accepts != nil {
+		t.Fatal("a second store took the log")
+	}
+	if in, err := cli.Inbound(ctx, a.ID); err != nil || in.State != StateFetched {
+		t.Fatalf("the second store replayed the first's log: %+v, %v", in, err)
+	}
+	if fin, err := cli.PostAccepted(ctx, DuePost{LedgerID: b.ID, Seq: 0, Total: 1}); err != nil || !fin {
+		t.Fatalf("PostAccepted through the second store = %v, %v", fin, err)
+	}
+	if in, err := cli.Inbound(ctx, b.ID); err != nil || in.State != StatePosted {
+		t.Fatalf("the second store's acceptance is not a commit: %+v, %v", in, err)
+	}
+	cli.Close()
+	if err := daemon.Barrier(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if l := daemon.accepts; l.synced != l.written {
+		t.Errorf("Barrier left the log unsynced: %d of %d records", l.synced, l.written)
+	}
+	if err := daemon.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if fi, err := os.Stat(path + "-accepted"); err != nil || fi.Size() != 0 {
+		t.Errorf("log after Close: %v, %v; want empty", fi, err)
+	}
+	db, err := Open(ctx, path, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if in, err := db.Inbound(ctx, a.ID); err != nil || in.State != StatePosted {
+		t.Fatalf("after Close: %+v, %v; want posted", in, err)
+	}
+}
+
+// TestAcceptLogEmptied checks that the log is emptied only when all it
+// holds is folded.
+func TestAcceptLogEmptied(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "mailgate.db")
+	db := openAcceptTest(t, path)
+	a := mustRecord(t, db, newInbound(1, "ann@example.org", 1))
+	if _, err := db.PostAccepted(ctx, DuePost{LedgerID: a.ID, Seq: 0, Total: 1}); err != nil {
+		t.Fatal(err)
+	}
+	size := func() int64 {
+		fi, err := os.Stat(path + "-accepted")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return fi.Size()
+	}
+	if err := db.emptyAcceptLog(ctx); err != nil || size() != acceptRecordSize {
+		t.Fatalf("emptied before the fold: %v, size %d", err, size())
+	}
+	if err := db.foldNow(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.emptyAcceptLog(ctx); err != nil || size() != 0 {
+		t.Fatalf("not emptied after the fold: %v, size %d", err, size())
+	}
+}
