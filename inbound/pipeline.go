@@ -150,14 +150,6 @@ func New(opts Options) (*Pipeline, error) {
 	return &Pipeline{opts: opts, log: log.With("channel", opts.Channel), wake: make(chan struct{}, 1)}, nil
 }
 
-// postItem is one queued chat message as kept in the ledger. The Userlike
-// body is built at POST time, so that media URLs are signed then and stay
-// valid for the whole url_ttl even after a long outage.
-type postItem struct {
-	Text    string `json:"text,omitempty"`
-	MediaID string `json:"media,omitempty"`
-}
-
 // Cursor implements imapsync.CursorStore.
 func (in *Pipeline) Cursor(ctx context.Context, folder string) (imapsync.Cursor, error) {
 	c, err := in.opts.DB.Cursor(ctx, in.opts.Channel, folder)
@@ -387,11 +379,7 @@ func (in *Pipeline) decide(ctx context.Context, m *imapsync.Message, state *send
 				d.Attachments = append(d.Attachments, AttachmentInfo{Name: "original-message.eml", Type: "message/rfc822", Size: int64(len(m.Raw)), Action: "post", MediaID: id})
 			}
 		}
-		posts, err := buildPosts(d)
-		if err != nil {
-			return nil, nil, err
-		}
-		row.Posts = posts
+		row.Posts = buildPosts(d)
 	case ActionSkip:
 		row.State = store.StateSkipped
 		row.After = in.opts.After
@@ -494,7 +482,9 @@ func sameAddresses(a, b []string) bool {
 	return true
 }
 
-func buildPosts(d *Decision) ([][]byte, error) {
+// buildPosts returns the queued posts of a decision to post: its text,
+// then a media URL per attachment to post, each encoded as postItem.
+func buildPosts(d *Decision) [][]byte {
 	var items []postItem
 	if d.Text != "" {
 		items = append(items, postItem{Text: d.Text})
@@ -506,13 +496,9 @@ func buildPosts(d *Decision) ([][]byte, error) {
 	}
 	posts := make([][]byte, len(items))
 	for i, it := range items {
-		b, err := json.Marshal(it)
-		if err != nil {
-			return nil, fmt.Errorf("inbound: encode post: %w", err)
-		}
-		posts[i] = b
+		posts[i] = it.encode()
 	}
-	return posts, nil
+	return posts
 }
 
 // record records one decided email and settles it.
@@ -779,13 +765,12 @@ func (in *Pipeline) post(ctx context.Context, p store.DuePost) postResult {
 	// The attempt is counted with the outcome (PostAccepted, PostFailed):
 	// one ledger commit per POST instead of a MarkPosting before it.
 	res := postResult{contact: p.Contact}
-	var item postItem
-	if err := json.Unmarshal(p.Body, &item); err != nil {
+	item, err := decodePost(p.Body)
+	if err != nil {
 		in.dead(ctx, p.LedgerID, "corrupt queued post: "+err.Error())
 		return res
 	}
 	msg := userlike.InboundMessage{Email: p.Contact, Name: p.ContactName, Text: item.Text}
-	var err error
 	if item.MediaID != "" {
 		msg.URL, err = in.opts.MediaURL(ctx, item.MediaID)
 		if errors.Is(err, store.ErrNotFound) {

@@ -11,6 +11,7 @@ import (
 	"os"
 	"sync"
 	"syscall"
+	"time"
 )
 
 // The accept log keeps the poster's acceptances out of the writer's queue.
@@ -46,6 +47,10 @@ const acceptRecordSize = 16
 // acceptLogTruncateAt is the log size from which it is emptied once all of
 // it is folded and durable.
 const acceptLogTruncateAt = 1 << 20
+
+// foldDelay is how long the folder lets acceptances gather before it
+// folds those no other write transaction took.
+const foldDelay = 5 * time.Millisecond
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
@@ -315,6 +320,16 @@ func (db *DB) runFolder() {
 		case <-l.stop:
 			return
 		case <-l.wake:
+		}
+		// Let acceptances gather, and other write transactions fold
+		// them meanwhile: a fold per wake would be a commit per post
+		// again.
+		t := time.NewTimer(foldDelay)
+		select {
+		case <-l.stop:
+			t.Stop()
+			return
+		case <-t.C:
 		}
 		// A failure leaves them pending: the next write transaction, or
 		// the next wake, tries again.
