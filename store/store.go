@@ -52,6 +52,12 @@
 //     a power cut sends at most the burst in flight again, with the same
 //     Message-IDs.
 //
+// With Options.AcceptLog (the daemon), PostAccepted does not commit at
+// all: it appends the acceptance to a log beside the database, which, like
+// a commit without fsync, survives the process dying, and the next write
+// transaction folds the accepted posts into their rows; the barrier fsyncs
+// that log with the WAL. See acceptlog.go.
+//
 // A barrier fsyncs the WAL file itself, outside the writer connection, so
 // writers go on meanwhile, and concurrent barriers share one fsync (group
 // commit): a burst of webhook requests costs a few fsyncs, not one each.
