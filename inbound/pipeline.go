@@ -790,8 +790,8 @@ func (in *Pipeline) post(ctx context.Context, p store.DuePost) postResult {
 	// The ledger commits lazily: before Userlike sees this post, the row
 	// (and the previous post's PostDone) must survive a power cut, or it
 	// could be fetched and posted again after one. Concurrent posts share
-	// the fsync.
-	if err := in.opts.DB.Barrier(ctx); err != nil {
+	// the fsync, and posts read together one.
+	if err := in.opts.DB.PostBarrier(ctx, p); err != nil {
 		res.err = err
 		return res
 	}

@@ -31,9 +31,12 @@ import (
 // poster (DuePosts hands out the post after the accepted one, or the
 // contact's next row), and every write transaction folds first, so a row's
 // state changes (dead letters, failures) see every acceptance before them.
-// Barrier fsyncs the log with the WAL, so the power-cut guarantee is the
-// same as with a commit per post. Open replays a log left by a process that
-// died, and the log is emptied once everything in it is folded and on disk.
+// PostAccepted fsyncs its record before it returns (concurrent callers
+// share the fsync), so the power-cut guarantee is the same as with a
+// durable commit per post, and the barrier before the next POST only has
+// to cover that post's row (PostBarrier). Open replays a log left by a
+// process that died, and the log is emptied once everything in it is
+// folded and on disk.
 //
 // Only one process appends: the one holding an exclusive flock on the log
 // (the daemon). A store opened while another process holds it (a CLI
@@ -63,7 +66,7 @@ type acceptLog struct {
 	pending map[int64]int // ledger id -> posts accepted, not yet taken by a fold
 	folding map[int64]int // taken by a fold that has not committed yet
 	written uint64        // records appended since open
-	synced  uint64        // records appended before the last fsync began
+	synced  uint64        // records on disk: appended before the last fsync began (under syncMu)
 	size    int64
 	broken  error // a failed append: every later acceptance is a commit
 
@@ -153,20 +156,21 @@ func (l *acceptLog) truncate() error {
 	return nil
 }
 
-// add appends the acceptance of post next-1 of row id. On error nothing
-// more is appended and the caller records the acceptance as a commit.
-func (l *acceptLog) add(id int64, next int) error {
+// add appends the acceptance of post next-1 of row id and returns the
+// record's number, for syncTo. On error nothing more is appended and the
+// caller records the acceptance as a commit.
+func (l *acceptLog) add(id int64, next int) (uint64, error) {
 	rec := encodeAccept(id, next)
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.broken != nil {
-		return l.broken
+		return 0, l.broken
 	}
 	if _, err := l.f.Write(rec[:]); err != nil {
 		// A short write would hide every later record from a replay:
 		// stop appending.
 		l.broken = fmt.Errorf("store: accept log %q: %w", l.path, err)
-		return l.broken
+		return 0, l.broken
 	}
 	l.written++
 	l.size += acceptRecordSize
@@ -177,7 +181,7 @@ func (l *acceptLog) add(id int64, next int) error {
 	case l.wake <- struct{}{}:
 	default:
 	}
-	return nil
+	return l.written, nil
 }
 
 // take moves the pending acceptances to the running fold.
@@ -247,21 +251,21 @@ func (l *acceptLog) unfolded() bool {
 	return len(l.pending) > 0
 }
 
-// sync fsyncs the log if anything was appended since the last fsync
-// began. Called by Barrier.
-func (l *acceptLog) sync() error {
+// syncTo returns once record n is on disk: concurrent callers share one
+// fsync, as Barrier's callers do.
+func (l *acceptLog) syncTo(n uint64) error {
 	l.syncMu.Lock()
 	defer l.syncMu.Unlock()
-	l.mu.Lock()
-	n := l.written
-	l.mu.Unlock()
-	if n == l.synced {
-		return nil
+	if l.synced >= n {
+		return nil // an fsync that began after record n was written has finished
 	}
+	l.mu.Lock()
+	m := l.written
+	l.mu.Unlock()
 	if err := l.f.Sync(); err != nil {
 		return fmt.Errorf("store: accept log %q: %w", l.path, err)
 	}
-	l.synced = n
+	l.synced = m
 	return nil
 }
 
@@ -397,7 +401,6 @@ func (db *DB) startAcceptLog(ctx context.Context, keep, manual bool) error {
 	l.stop = make(chan struct{})
 	l.done = make(chan struct{})
 	db.accepts = l
-	db.wal.also = l.sync
 	if manual {
 		close(l.done)
 		return nil
@@ -419,7 +422,6 @@ func (db *DB) closeAcceptLog(ctx context.Context) error {
 	if err == nil {
 		err = db.emptyAcceptLog(ctx)
 	}
-	db.wal.also = nil
 	db.accepts = nil
 	if cerr := l.f.Close(); err == nil {
 		err = cerr

@@ -3,6 +3,7 @@ package store
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -217,6 +218,9 @@ func TestAcceptLogOneWriter(t *testing.T) {
 	if _, err := daemon.PostAccepted(ctx, DuePost{LedgerID: a.ID, Seq: 0, Total: 1}); err != nil {
 		t.Fatal(err)
 	}
+	if l := daemon.accepts; l.synced != l.written || l.written != 1 {
+		t.Errorf("PostAccepted returned before its record was synced: %d of %d records", l.synced, l.written)
+	}
 	cli, err := Open(ctx, path, Options{AcceptLog: true})
 	if err != nil {
 		t.Fatal(err)
@@ -234,12 +238,6 @@ func TestAcceptLogOneWriter(t *testing.T) {
 		t.Fatalf("the second store's acceptance is not a commit: %+v, %v", in, err)
 	}
 	cli.Close()
-	if err := daemon.Barrier(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if l := daemon.accepts; l.synced != l.written {
-		t.Errorf("Barrier left the log unsynced: %d of %d records", l.synced, l.written)
-	}
 	if err := daemon.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -281,5 +279,50 @@ func TestAcceptLogEmptied(t *testing.T) {
 	}
 	if err := db.emptyAcceptLog(ctx); err != nil || size() != 0 {
 		t.Fatalf("not emptied after the fold: %v, size %d", err, size())
+	}
+}
+
+// TestPostBarrier checks that, with the accept log, the posts of one
+// DuePosts call share one barrier, and that without it every post passes
+// one (its previous acceptances are lazy commits then).
+func TestPostBarrier(t *testing.T) {
+	ctx := context.Background()
+	for _, log := range []bool{true, false} {
+		t.Run(map[bool]string{true: "accept log", false: "commits"}[log], func(t *testing.T) {
+			db, err := Open(ctx, filepath.Join(t.TempDir(), "mailgate.db"), Options{AcceptLog: log, foldManually: true})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer db.Close()
+			for i := range 3 {
+				mustRecord(t, db, newInbound(uint32(i+1), fmt.Sprintf("c%d@example.org", i), 1))
+			}
+			due, err := db.DuePosts(ctx, "c", nil, 10)
+			if err != nil || len(due) != 3 {
+				t.Fatalf("DuePosts = %d posts, %v", len(due), err)
+			}
+			before := db.WALSyncs()
+			for _, p := range due {
+				if err := db.PostBarrier(ctx, p); err != nil {
+					t.Fatal(err)
+				}
+			}
+			want := uint64(3)
+			if log {
+				want = 1
+			}
+			if got := db.WALSyncs() - before; got != want {
+				t.Errorf("%d fsyncs for 3 posts read together, want %d", got, want)
+			}
+			// A post read before the last fsync passed needs none; one
+			// read after it does.
+			before = db.WALSyncs()
+			if err := db.PostBarrier(ctx, due[0]); err != nil || (log && db.WALSyncs() != before) {
+				t.Errorf("PostBarrier of a post read before a barrier: %v, %d fsyncs", err, db.WALSyncs()-before)
+			}
+			if err := db.PostBarrier(ctx, DuePost{LedgerID: due[0].LedgerID}); err != nil || db.WALSyncs() == before {
+				t.Errorf("PostBarrier of a post without a ticket: %v, no fsync", err)
+			}
+		})
 	}
 }

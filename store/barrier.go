@@ -2,7 +2,6 @@ package store
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -55,12 +54,12 @@ func (db *DB) WALSyncs() uint64 {
 type walSyncer struct {
 	wal, dir string
 	fsync    func(path string) error // fsyncPath; tests count the calls
-	also     func() error            // syncs the accept log with the WAL; nil without one
 
 	requests atomic.Uint64 // tickets handed to callers, counting from 1
 	syncs    atomic.Uint64 // WAL fsyncs done
 	mu       sync.Mutex    // held during an fsync
 	covered  uint64        // every ticket <= covered is durable
+	passed   atomic.Uint64 // covered, for readers that do not wait (hasPassed)
 	dirDone  bool          // the directory has been synced once
 }
 
@@ -85,24 +84,23 @@ func (w *walSyncer) sync() error {
 			return err
 		}
 	}
-	var alsoErr chan error
-	if w.also != nil {
-		// The accept log's fsync runs beside the WAL's.
-		alsoErr = make(chan error, 1)
-		go func() { alsoErr <- w.also() }()
-	}
-	err := w.fsync(w.wal)
-	if alsoErr != nil {
-		err = errors.Join(err, <-alsoErr)
-	}
-	if err != nil {
+	if err := w.fsync(w.wal); err != nil {
 		return err
 	}
 	w.syncs.Add(1)
 	w.dirDone = true
 	w.covered = start
+	w.passed.Store(start)
 	return nil
 }
+
+// ticket takes a ticket without waiting: every commit that finished
+// before the call is durable once hasPassed(ticket) holds.
+func (w *walSyncer) ticket() uint64 { return w.requests.Add(1) }
+
+// hasPassed reports whether an fsync that began after ticket t was taken
+// has finished.
+func (w *walSyncer) hasPassed(t uint64) bool { return t != 0 && w.passed.Load() >= t }
 
 // fsyncPath opens path and fsyncs it. A missing WAL file has nothing to
 // sync: SQLite checkpointed it into the database file (syncing both) and

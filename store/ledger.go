@@ -601,6 +601,8 @@ type DuePost struct {
 	Total       int    // len(Posts)
 	ArrivedAt   time.Time
 	CreatedAt   time.Time // when the row was recorded
+
+	seen uint64 // the barrier ticket taken after the row was read (PostBarrier)
 }
 
 // DuePosts returns, for each contact of the channel, the next post of the
@@ -677,10 +679,17 @@ func (db *DB) DuePosts(ctx context.Context, channel string, skipContacts []strin
 			break // the last page
 		}
 	}
+	// The rows were committed before this ticket: once a barrier passes
+	// it, they are on disk (PostBarrier).
+	var ticket uint64
+	if db.wal != nil {
+		ticket = db.wal.ticket()
+	}
 	// The bodies, read in the same snapshot. A row without its next post
 	// (it cannot happen short of a corrupt ledger) holds its contact back.
 	out := due[:0]
 	for _, d := range due {
+		d.seen = ticket
 		if d.Body = db.recent.get(d.LedgerID, d.Seq); d.Body != nil {
 			out = append(out, d)
 			continue
@@ -743,17 +752,39 @@ func (db *DB) PostDone(ctx context.Context, id int64, seq int) (finished bool, e
 // instead and folded into the row with later commits (see acceptlog.go);
 // finished then comes from p.Total.
 func (db *DB) PostAccepted(ctx context.Context, p DuePost) (finished bool, err error) {
-	if l := db.accepts; l != nil && p.Total > 0 {
-		if err := l.add(p.LedgerID, p.Seq+1); err == nil {
-			finished = p.Seq+1 >= p.Total
-			if finished {
-				db.recent.drop(p.LedgerID)
-			}
-			return finished, nil
-		}
-		// The log failed: a commit records it instead.
+	l := db.accepts
+	if l == nil {
+		return db.postDone(ctx, p.LedgerID, p.Seq, p.Seq == 0)
 	}
-	return db.postDone(ctx, p.LedgerID, p.Seq, p.Seq == 0)
+	if n, err := l.add(p.LedgerID, p.Seq+1); err == nil && p.Total > 0 {
+		finished = p.Seq+1 >= p.Total
+		if finished {
+			db.recent.drop(p.LedgerID)
+		}
+		// On disk before it returns: PostBarrier counts on it.
+		if err := l.syncTo(n); err != nil {
+			return false, fmt.Errorf("store: post accepted #%d: %w", p.LedgerID, err)
+		}
+		return finished, nil
+	}
+	// The log failed: a durable commit records it instead.
+	if finished, err = db.postDone(ctx, p.LedgerID, p.Seq, p.Seq == 0); err != nil {
+		return false, err
+	}
+	return finished, db.Barrier(ctx)
+}
+
+// PostBarrier returns once everything post p rests on would survive a
+// power cut: its ledger row, and every post accepted before (so that a
+// power cut never posts more again than the posts in flight). It is
+// Barrier, except with the accept log, whose records are on disk when
+// PostAccepted returns: then it returns at once when a barrier began after
+// DuePosts read p, as one does for the first post of each DuePosts call.
+func (db *DB) PostBarrier(ctx context.Context, p DuePost) error {
+	if db.accepts != nil && db.wal.hasPassed(p.seen) {
+		return nil
+	}
+	return db.Barrier(ctx)
 }
 
 // PostFailed records a temporary failure of post seq of row id: the row
