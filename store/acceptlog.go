@@ -47,9 +47,17 @@ import (
 // (4), little-endian.
 const acceptRecordSize = 16
 
-// acceptLogTruncateAt is the log size from which it is emptied once all of
-// it is folded and durable.
-const acceptLogTruncateAt = 1 << 20
+// The log is a file of zeros, written over record by record: an fsync of
+// a write that does not change the file's size need not write its inode
+// (p50 165 us against 270 us when appending, p90 230-450 us against
+// 700-1,100 us on the bench machine's ext4). It starts with
+// acceptLogChunk bytes, grows by as many when full, and is zeroed again
+// from the start once acceptLogResetAt bytes of it are folded and
+// durable.
+const (
+	acceptLogChunk   = 1 << 20
+	acceptLogResetAt = 256 << 10
+)
 
 // foldDelay is how long the folder lets acceptances gather before it
 // folds those no other write transaction took.
@@ -67,7 +75,8 @@ type acceptLog struct {
 	folding map[int64]int // taken by a fold that has not committed yet
 	written uint64        // records appended since open
 	synced  uint64        // records on disk: appended before the last fsync began (under syncMu)
-	size    int64
+	off     int64 // where the next record goes
+	size    int64 // the file's size: zeros from off on
 	broken  error // a failed append: every later acceptance is a commit
 
 	syncMu sync.Mutex // one fsync of the log at a time
@@ -87,9 +96,9 @@ func encodeAccept(id int64, next int) [acceptRecordSize]byte {
 }
 
 // decodeAccepts parses a log: the highest count of accepted posts per
-// ledger id. It stops at the first record that is short or fails its
-// checksum (the tail of a write a power cut tore); nothing follows such a
-// record, since appending stops at the first failed write.
+// ledger id. It stops at the first record that is short, fails its
+// checksum (the tail of a write a power cut tore; appending stops at the
+// first failed write) or is zeros (the unwritten rest of the file).
 func decodeAccepts(b []byte) map[int64]int {
 	acc := map[int64]int{}
 	for len(b) >= acceptRecordSize {
@@ -100,6 +109,9 @@ func decodeAccepts(b []byte) map[int64]int {
 		}
 		id := int64(binary.LittleEndian.Uint64(rec[0:]))
 		next := int(binary.LittleEndian.Uint32(rec[8:]))
+		if id <= 0 {
+			break // no ledger row has it
+		}
 		if next > acc[id] {
 			acc[id] = next
 		}
@@ -113,7 +125,7 @@ func decodeAccepts(b []byte) map[int64]int {
 // it. The caller replays what it holds (replayAcceptLog).
 func openAcceptLog(dbPath string, create bool) (*acceptLog, error) {
 	path := dbPath + "-accepted"
-	flags := os.O_RDWR | os.O_APPEND
+	flags := os.O_RDWR
 	if create {
 		flags |= os.O_CREATE
 	}
@@ -146,13 +158,39 @@ func (l *acceptLog) read() (map[int64]int, error) {
 	return decodeAccepts(b), nil
 }
 
-// truncate empties the log; the caller has made everything in it durable
-// in the ledger. It holds l.mu or is alone.
+// truncate empties the log file; the caller has made everything in it
+// durable in the ledger and is alone with it.
 func (l *acceptLog) truncate() error {
 	if err := l.f.Truncate(0); err != nil {
 		return fmt.Errorf("store: accept log %q: %w", l.path, err)
 	}
-	l.size = 0
+	l.off, l.size = 0, 0
+	return nil
+}
+
+// zero writes zeros over [from, to) of the file. It holds l.mu or is
+// alone.
+func (l *acceptLog) zero(from, to int64) error {
+	zeros := make([]byte, min(to-from, acceptLogChunk))
+	for off := from; off < to; off += int64(len(zeros)) {
+		if _, err := l.f.WriteAt(zeros[:min(int64(len(zeros)), to-off)], off); err != nil {
+			return fmt.Errorf("store: accept log %q: %w", l.path, err)
+		}
+	}
+	if to > l.size {
+		l.size = to
+	}
+	return nil
+}
+
+// reset starts the log over: the records it holds are folded and
+// durable. Zeros end a replay, and a record that a power cut keeps from
+// before the reset is one the ledger has already. It holds l.mu.
+func (l *acceptLog) reset() error {
+	if err := l.zero(0, l.off); err != nil {
+		return err
+	}
+	l.off = 0
 	return nil
 }
 
@@ -166,14 +204,21 @@ func (l *acceptLog) add(id int64, next int) (uint64, error) {
 	if l.broken != nil {
 		return 0, l.broken
 	}
-	if _, err := l.f.Write(rec[:]); err != nil {
+	var err error
+	if l.off+acceptRecordSize > l.size {
+		err = l.zero(l.size, l.size+acceptLogChunk)
+	}
+	if err == nil {
+		_, err = l.f.WriteAt(rec[:], l.off)
+	}
+	if err != nil {
 		// A short write would hide every later record from a replay:
 		// stop appending.
 		l.broken = fmt.Errorf("store: accept log %q: %w", l.path, err)
 		return 0, l.broken
 	}
 	l.written++
-	l.size += acceptRecordSize
+	l.off += acceptRecordSize
 	if next > l.pending[id] {
 		l.pending[id] = next
 	}
@@ -339,7 +384,7 @@ func (db *DB) runFolder() {
 		// the next wake, tries again.
 		_ = db.foldNow(ctx)
 		l.mu.Lock()
-		big := l.size >= acceptLogTruncateAt && len(l.pending) == 0 && len(l.folding) == 0
+		big := l.off >= acceptLogResetAt && len(l.pending) == 0 && len(l.folding) == 0
 		l.mu.Unlock()
 		if big {
 			_ = db.emptyAcceptLog(ctx)
@@ -347,7 +392,7 @@ func (db *DB) runFolder() {
 	}
 }
 
-// emptyAcceptLog truncates the log when everything it holds was folded
+// emptyAcceptLog starts the log over when everything it holds was folded
 // before a barrier that then passed, and nothing was appended since.
 func (db *DB) emptyAcceptLog(ctx context.Context) error {
 	l := db.accepts
@@ -368,7 +413,7 @@ func (db *DB) emptyAcceptLog(ctx context.Context) error {
 	if l.written != n {
 		return nil
 	}
-	return l.truncate()
+	return l.reset()
 }
 
 // startAcceptLog opens the accept log of an SQLite DB: it replays and
@@ -389,6 +434,9 @@ func (db *DB) startAcceptLog(ctx context.Context, keep, manual bool) error {
 	}
 	if err == nil {
 		err = l.truncate()
+	}
+	if err == nil && keep {
+		err = l.zero(0, acceptLogChunk)
 	}
 	if err == nil {
 		err = l.f.Sync()

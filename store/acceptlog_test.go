@@ -25,6 +25,7 @@ func TestDecodeAccepts(t *testing.T) {
 		{"the highest count per row", cat(rec(7, 1), rec(9, 1), rec(7, 2)), map[int64]int{7: 2, 9: 1}},
 		{"a torn tail", cat(rec(7, 1), rec(9, 1)[:10]), map[int64]int{7: 1}},
 		{"stops at a bad checksum", cat(rec(7, 1), bad, rec(9, 1)), map[int64]int{7: 1}},
+		{"stops at zeros", cat(rec(7, 1), make([]byte, 32), rec(9, 1)), map[int64]int{7: 1}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			if got := decodeAccepts(c.log); !reflect.DeepEqual(got, c.want) {
@@ -195,8 +196,8 @@ func TestAcceptLogReplay(t *testing.T) {
 					t.Errorf("#%d after the replay: %+v, %v; want %s with %d done", w.id, in, err, w.state, w.done)
 				}
 			}
-			if fi, err := os.Stat(path + "-accepted"); err != nil || fi.Size() != 0 {
-				t.Errorf("log after the replay: %v, %v; want empty", fi, err)
+			if acc := logRecords(t, path); len(acc) != 0 {
+				t.Errorf("log after the replay: %v; want empty", acc)
 			}
 			if (db.accepts != nil) != keep {
 				t.Errorf("log kept open: %v, want %v", db.accepts != nil, keep)
@@ -241,8 +242,8 @@ func TestAcceptLogOneWriter(t *testing.T) {
 	if err := daemon.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if fi, err := os.Stat(path + "-accepted"); err != nil || fi.Size() != 0 {
-		t.Errorf("log after Close: %v, %v; want empty", fi, err)
+	if acc := logRecords(t, path); len(acc) != 0 {
+		t.Errorf("log after Close: %v; want empty", acc)
 	}
 	db, err := Open(ctx, path, Options{})
 	if err != nil {
@@ -264,22 +265,55 @@ func TestAcceptLogEmptied(t *testing.T) {
 	if _, err := db.PostAccepted(ctx, DuePost{LedgerID: a.ID, Seq: 0, Total: 1}); err != nil {
 		t.Fatal(err)
 	}
-	size := func() int64 {
-		fi, err := os.Stat(path + "-accepted")
-		if err != nil {
-			t.Fatal(err)
-		}
-		return fi.Size()
-	}
-	if err := db.emptyAcceptLog(ctx); err != nil || size() != acceptRecordSize {
-		t.Fatalf("emptied before the fold: %v, size %d", err, size())
+	if err := db.emptyAcceptLog(ctx); err != nil || len(logRecords(t, path)) != 1 {
+		t.Fatalf("emptied before the fold: %v, %v", err, logRecords(t, path))
 	}
 	if err := db.foldNow(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if err := db.emptyAcceptLog(ctx); err != nil || size() != 0 {
-		t.Fatalf("not emptied after the fold: %v, size %d", err, size())
+	if err := db.emptyAcceptLog(ctx); err != nil || len(logRecords(t, path)) != 0 {
+		t.Fatalf("not emptied after the fold: %v, %v", err, logRecords(t, path))
 	}
+	// The file is written over, not appended to: its size stays.
+	b := mustRecord(t, db, newInbound(2, "bob@example.org", 1))
+	if _, err := db.PostAccepted(ctx, DuePost{LedgerID: b.ID, Seq: 0, Total: 1}); err != nil {
+		t.Fatal(err)
+	}
+	if fi, err := os.Stat(path + "-accepted"); err != nil || fi.Size() != acceptLogChunk {
+		t.Errorf("log file: %v, %v; want %d bytes", fi, err, acceptLogChunk)
+	}
+	if got, want := logRecords(t, path), map[int64]int{b.ID: 1}; !reflect.DeepEqual(got, want) {
+		t.Errorf("log after the reset: %v, want %v", got, want)
+	}
+}
+
+// TestAcceptLogGrows checks that a log filled to its size grows, and that
+// a replay reads all of it.
+func TestAcceptLogGrows(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "mailgate.db")
+	db := openAcceptTest(t, path)
+	n := acceptLogChunk/acceptRecordSize + 3
+	for i := range n {
+		if _, err := db.accepts.add(int64(i+1), 1); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if fi, err := os.Stat(path + "-accepted"); err != nil || fi.Size() != 2*acceptLogChunk {
+		t.Errorf("log file: %v, %v; want %d bytes", fi, err, 2*acceptLogChunk)
+	}
+	if acc := logRecords(t, path); len(acc) != n || acc[int64(n)] != 1 {
+		t.Errorf("replay reads %d records, want %d", len(acc), n)
+	}
+}
+
+// logRecords decodes the accept log of the database at path.
+func logRecords(t *testing.T, path string) map[int64]int {
+	t.Helper()
+	b, err := os.ReadFile(path + "-accepted")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return decodeAccepts(b)
 }
 
 // TestPostBarrier checks that, with the accept log, the posts of one

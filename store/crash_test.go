@@ -247,8 +247,8 @@ func TestKill9KeepsAcceptances(t *testing.T) {
 		t.Fatal(err)
 	}
 	cmd.Wait()
-	if fi, err := os.Stat(path + "-accepted"); err != nil || fi.Size() != 2*acceptRecordSize {
-		t.Fatalf("accept log after kill -9: %v, %v; want 2 records", fi, err)
+	if b, err := os.ReadFile(path + "-accepted"); err != nil || len(decodeAccepts(b)) != 1 {
+		t.Fatalf("accept log after kill -9: %v; want the acceptances of one row", err)
 	}
 	db, err := Open(context.Background(), path, Options{})
 	if err != nil {
