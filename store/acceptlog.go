@@ -75,9 +75,9 @@ type acceptLog struct {
 	folding map[int64]int // taken by a fold that has not committed yet
 	written uint64        // records appended since open
 	synced  uint64        // records on disk: appended before the last fsync began (under syncMu)
-	off     int64 // where the next record goes
-	size    int64 // the file's size: zeros from off on
-	broken  error // a failed append: every later acceptance is a commit
+	off     int64         // where the next record goes
+	size    int64         // the file's size: zeros from off on
+	broken  error         // a failed append: every later acceptance is a commit
 
 	syncMu sync.Mutex // one fsync of the log at a time
 
