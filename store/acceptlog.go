@@ -61,7 +61,7 @@ const (
 
 // foldDelay is how long the folder lets acceptances gather before it
 // folds those no other write transaction took.
-const foldDelay = 5 * time.Millisecond
+const foldDelay = 20 * time.Millisecond
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
@@ -321,27 +321,14 @@ func (l *acceptLog) syncTo(n uint64) error {
 // them, or that left fetched and posting meanwhile (an admin dropped the
 // row), are left as they are.
 func (db *DB) foldAccepted(ctx context.Context, tx *sql.Tx, acc map[int64]int) error {
+	now := db.nowMS()
 	for id, next := range acc {
-		var st string
-		var done, total int
-		err := db.txQueryRow(ctx, tx, `SELECT state, posts_done, posts_total FROM inbound WHERE id = ?`, id).
-			Scan(&st, &done, &total)
-		if errors.Is(err, sql.ErrNoRows) {
-			continue
-		}
-		if err != nil {
-			return fmt.Errorf("store: fold accepted posts of #%d: %w", id, err)
-		}
-		if done >= next || (InboundState(st) != StateFetched && InboundState(st) != StatePosting) {
-			continue
-		}
-		next = min(next, total)
-		newState := StatePosting
-		if next == total {
-			newState = StatePosted
-		}
-		_, err = db.txExec(ctx, tx, `UPDATE inbound SET posts_done = ?, state = ?, attempts = attempts + ?, updated_at = ?
-			WHERE id = ?`, next, string(newState), boolInt(done == 0), db.nowMS(), id)
+		_, err := db.txExec(ctx, tx, `UPDATE inbound SET
+			posts_done = CASE WHEN ? < posts_total THEN ? ELSE posts_total END,
+			state = CASE WHEN ? < posts_total THEN 'posting' ELSE 'posted' END,
+			attempts = attempts + CASE WHEN posts_done = 0 THEN 1 ELSE 0 END,
+			updated_at = ?
+			WHERE id = ? AND posts_done < ? AND state IN ('fetched', 'posting')`, next, next, next, now, id, next)
 		if err != nil {
 			return fmt.Errorf("store: fold accepted posts of #%d: %w", id, err)
 		}
