@@ -29,6 +29,30 @@ func normaliseCharset(cs string) string {
 	return cs
 }
 
+// The (normalised) charset names decodeCharset reads as ASCII and as UTF-8.
+var (
+	asciiNames = [...]string{"", "us-ascii", "ascii", "ansi_x3.4-1968", "us"}
+	utf8Names  = [...]string{"utf-8", "utf8", "unicode-1-1-utf-8", "x-unicode20utf8"}
+)
+
+// keptAsIs reports whether decodeCharset returns b unchanged (as a
+// string) for charset cs: valid UTF-8 in a charset it reads as ASCII or
+// UTF-8.
+func keptAsIs(cs string, b []byte) bool {
+	n := normaliseCharset(cs)
+	for _, name := range asciiNames {
+		if n == name {
+			return utf8.Valid(b)
+		}
+	}
+	for _, name := range utf8Names {
+		if n == name {
+			return utf8.Valid(b)
+		}
+	}
+	return false
+}
+
 // decodeCharset converts b from charset cs to UTF-8 without ever failing.
 // Text that claims to be ASCII (or claims nothing) but is not valid UTF-8 is
 // read as windows-1252, the usual culprit; text that claims UTF-8 has its
@@ -36,7 +60,7 @@ func normaliseCharset(cs string) string {
 // as UTF-8 with replacements.
 func decodeCharset(cs string, b []byte) charsetResult {
 	switch normaliseCharset(cs) {
-	case "", "us-ascii", "ascii", "ansi_x3.4-1968", "us":
+	case asciiNames[0], asciiNames[1], asciiNames[2], asciiNames[3], asciiNames[4]:
 		if utf8.Valid(b) {
 			return charsetResult{text: string(b)}
 		}
@@ -45,7 +69,7 @@ func decodeCharset(cs string, b []byte) charsetResult {
 			return charsetResult{text: strings.ToValidUTF8(string(b), "\uFFFD"), repaired: true}
 		}
 		return charsetResult{text: string(out), repaired: true}
-	case "utf-8", "utf8", "unicode-1-1-utf-8", "x-unicode20utf8":
+	case utf8Names[0], utf8Names[1], utf8Names[2], utf8Names[3]:
 		if utf8.Valid(b) {
 			return charsetResult{text: string(b)}
 		}

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"testing/iotest"
 	"unicode/utf8"
 )
 
@@ -144,4 +145,49 @@ func FuzzBase64Lines(f *testing.F) {
 			t.Fatalf("%q: runs of lines give %q (bad %d), line by line %q (bad %d)", in, got, gotBad, want, wantBad)
 		}
 	})
+}
+
+// FuzzNormaliseBytes checks that the one-pass normaliseBytes gives what
+// normaliseText gives for the same bytes, and that decodeText's shortcut
+// for text kept as is (keptAsIs) gives what decodeCharset and
+// normaliseText give.
+func FuzzNormaliseBytes(f *testing.F) {
+	for _, s := range []string{"", "a\r\nb", "\uFEFFx\r\r\n\n", "\r\x00\nz", "\x00\uFEFF\r", "caf\xc3\xa9\r\n", "\xff\r\n", "a\rb\r"} {
+		f.Add([]byte(s), "utf-8")
+		f.Add([]byte(s), "")
+		f.Add([]byte(s), "iso-8859-1")
+	}
+	f.Fuzz(func(t *testing.T, b []byte, cs string) {
+		want, wantNul := normaliseText(string(b))
+		got, gotNul := normaliseBytes(bytes.Clone(b))
+		if got != want || gotNul != wantNul {
+			t.Fatalf("normaliseBytes(%q) = %q, %v; normaliseText: %q, %v", b, got, gotNul, want, wantNul)
+		}
+		if keptAsIs(cs, b) {
+			res := decodeCharset(cs, b)
+			if res.text != string(b) || res.repaired || res.unknown {
+				t.Fatalf("keptAsIs(%q, %q), but decodeCharset gives %+v", cs, b, res)
+			}
+		}
+	})
+}
+
+// TestReadAllHint reads inputs shorter, as long as and longer than the
+// hint, as io.ReadAll does.
+func TestReadAllHint(t *testing.T) {
+	for _, tt := range []struct {
+		n    int
+		hint int64
+	}{{0, 0}, {10, 0}, {511, 512}, {512, 512}, {513, 512}, {5000, 1000}, {100, 1 << 20}} {
+		in := bytes.Repeat([]byte("x"), tt.n)
+		got, err := readAllHint(iotest.OneByteReader(bytes.NewReader(in)), tt.hint)
+		if err != nil || !bytes.Equal(got, in) {
+			t.Errorf("readAllHint(%d bytes, hint %d) = %d bytes, %v", tt.n, tt.hint, len(got), err)
+		}
+	}
+	boom := errors.New("boom")
+	got, err := readAllHint(io.MultiReader(strings.NewReader("abc"), iotest.ErrReader(boom)), 2)
+	if string(got) != "abc" || err != boom {
+		t.Errorf("readAllHint with a failing reader = %q, %v; want \"abc\", boom", got, err)
+	}
 }

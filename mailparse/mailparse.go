@@ -22,6 +22,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"strconv"
 	"strings"
 	"time"
@@ -230,8 +231,11 @@ type Report struct {
 // It never panics: a panic inside is returned as an error naming the
 // Message-ID when known.
 func Parse(ctx context.Context, r io.Reader, opts Options) (email *Email, err error) {
-	p := &parser{ctx: ctx, opts: opts.withDefaults(), email: &Email{}}
+	p := &parser{ctx: ctx, opts: opts.withDefaults(), email: &Email{}, srcLen: math.MaxInt64}
 	p.src = &sourceReader{ctx: ctx, r: r}
+	if l, ok := r.(interface{ Len() int }); ok {
+		p.srcLen = int64(l.Len()) // bytes.Reader, strings.Reader, bytes.Buffer
+	}
 	defer func() {
 		if v := recover(); v != nil {
 			id := "(unknown)"
@@ -287,6 +291,7 @@ type parser struct {
 	unlisted int // attachments beyond maxListedAttachments
 	report   *reportState
 	limitErr error // a limit that fails the whole parse (ErrHeaderTooLarge)
+	srcLen   int64 // the size of the input when known (no part is larger), else MaxInt64
 }
 
 // fatal returns the error that must stop parsing: the input failed or the
@@ -700,7 +705,7 @@ func (p *parser) bodyText(pi partInfo, dec io.Reader, n node) {
 
 // readText reads a text part, keeping at most MaxTextSize bytes.
 func (p *parser) readText(r io.Reader, n node) []byte {
-	b, err := io.ReadAll(io.LimitReader(r, p.opts.MaxTextSize+1))
+	b, err := readAllHint(io.LimitReader(r, p.opts.MaxTextSize+1), min(p.srcLen, p.opts.MaxTextSize+1, maxTextHint))
 	if err != nil && p.fatal() == nil && err != io.ErrUnexpectedEOF {
 		p.problem("%s: text truncated: %v", n.label(), truncateErr(err))
 	}
@@ -711,10 +716,43 @@ func (p *parser) readText(r io.Reader, n node) []byte {
 	return b
 }
 
+// maxTextHint bounds the buffer readText allocates up front: the size of
+// the whole input, when it is known, bounds a text part's, but an email
+// with a large attachment has a small text.
+const maxTextHint = 64 << 10
+
+// readAllHint is io.ReadAll with a first buffer of hint bytes (at least
+// 512) instead of 512 grown by copying.
+func readAllHint(r io.Reader, hint int64) ([]byte, error) {
+	b := make([]byte, 0, max(hint, 512))
+	for {
+		n, err := r.Read(b[len(b):cap(b)])
+		b = b[:len(b)+n]
+		if err != nil {
+			if err == io.EOF {
+				err = nil
+			}
+			return b, err
+		}
+		if len(b) == cap(b) {
+			b = append(b, 0)[:len(b)]
+		}
+	}
+}
+
 // decodeText converts a text part to normalised UTF-8 and records charset
-// problems.
+// problems. It may overwrite b.
 func (p *parser) decodeText(pi partInfo, b []byte, n node) string {
 	cs := pi.ct.param("charset")
+	if keptAsIs(cs, b) {
+		// Most text: normalised in place and copied once, instead of
+		// copied by decodeCharset and again by normaliseText.
+		s, nul := normaliseBytes(b)
+		if nul {
+			p.problem("%s: NUL bytes removed", n.label())
+		}
+		return cutUTF8(s, int(p.opts.MaxTextSize))
+	}
 	res := decodeCharset(cs, b)
 	switch {
 	case res.unknown:
@@ -746,6 +784,34 @@ func normaliseText(s string) (string, bool) {
 		s = strings.ReplaceAll(s, "\r", "\n")
 	}
 	return s, nul
+}
+
+// normaliseBytes is normaliseText(string(b)) in one pass and one copy; it
+// overwrites b.
+func normaliseBytes(b []byte) (string, bool) {
+	b = bytes.TrimPrefix(b, []byte("\uFEFF"))
+	if bytes.IndexByte(b, 0) < 0 && bytes.IndexByte(b, '\r') < 0 {
+		return string(b), false
+	}
+	nul, cr := false, false // cr: the last byte kept was a CR, now LF
+	w := 0
+	for _, c := range b {
+		switch {
+		case c == 0:
+			nul = true
+			continue // NULs go first: CR NUL LF is a CRLF
+		case c == '\r':
+			c, cr = '\n', true
+		case c == '\n' && cr:
+			cr = false
+			continue
+		default:
+			cr = false
+		}
+		b[w] = c
+		w++
+	}
+	return string(b[:w]), nul
 }
 
 // trimPartialRune drops an incomplete UTF-8 sequence at the end of b, left
