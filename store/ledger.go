@@ -12,10 +12,14 @@ import (
 
 // The hot queries, named so that TestQueryPlans can check their indexes.
 const (
-	// qDedupe finds the original row of a dedupe key. The literal
+	// qRecordLookup finds, for RecordInbound, the row already recorded for
+	// (channel, folder, uidvalidity, uid), if any, and the original row of
+	// the dedupe key, in one statement: most rows have neither. The literal
 	// "dedupe_key != ''" lets SQLite use the partial index.
-	qDedupe = `SELECT min(id) FROM inbound
-		WHERE channel = ? AND dedupe_key = ? AND dedupe_key != ''`
+	qRecordLookup = `SELECT e.id, e.dedupe_key, e.refetch = 1 AND e.state = 'dead',
+			(SELECT min(id) FROM inbound WHERE channel = ? AND dedupe_key = ? AND dedupe_key != '')
+		FROM (SELECT 1 AS one) AS o
+		LEFT JOIN inbound AS e ON e.channel = ? AND e.folder = ? AND e.uidvalidity = ? AND e.uid = ?`
 
 	// qUnfinished walks the unfinished rows of a channel oldest first, for
 	// DuePosts.
@@ -307,42 +311,40 @@ func (db *DB) recordInbound(ctx context.Context, in *Inbound, cursor bool, run f
 				return err
 			}
 		}
-		var old int64
-		var oldKey string
-		var refetch bool
-		err := db.txQueryRow(ctx, tx, `SELECT id, dedupe_key, refetch = 1 AND state = 'dead' FROM inbound
-			WHERE channel = ? AND folder = ? AND uidvalidity = ? AND uid = ?`,
-			in.Channel, in.Folder, in.UIDValidity, in.UID).Scan(&old, &oldKey, &refetch)
+		var (
+			old     sql.NullInt64
+			oldKey  sql.NullString
+			refetch sql.NullBool
+			orig    sql.NullInt64
+		)
+		err := db.txQueryRow(ctx, tx, qRecordLookup, in.Channel, in.DedupeKey,
+			in.Channel, in.Folder, in.UIDValidity, in.UID).Scan(&old, &oldKey, &refetch, &orig)
 		switch {
-		case err == nil && !refetch:
-			res.ID, res.Existing = old, true
+		case err != nil:
+			return err
+		case old.Valid && !refetch.Bool:
+			res.ID, res.Existing = old.Int64, true
 			return nil
-		case err == nil:
+		case old.Valid:
 			// A dead letter fetched again for `mailgate dead retry`: the
 			// new decision replaces it. Its posts and raw copy go with it;
 			// its media keep their files but lose the link (the new
 			// decision's media are linked to the new row below).
-			if _, err := db.txExec(ctx, tx, `DELETE FROM inbound WHERE id = ?`, old); err != nil {
+			if _, err := db.txExec(ctx, tx, `DELETE FROM inbound WHERE id = ?`, old.Int64); err != nil {
 				return err
 			}
-			res.Replaced = old
-		case !errors.Is(err, sql.ErrNoRows):
-			return err
+			res.Replaced = old.Int64
 		}
 		if in.DedupeKey != "" {
-			var orig sql.NullInt64
-			var err error
-			if res.Replaced == 0 {
-				err = db.txQueryRow(ctx, tx, qDedupe, in.Channel, in.DedupeKey).Scan(&orig)
-			} else {
+			if res.Replaced != 0 {
 				// Copies skipped as duplicates of the replaced row are
 				// not originals: they become duplicates of the new one.
-				err = db.txQueryRow(ctx, tx, `SELECT min(id) FROM inbound
+				err := db.txQueryRow(ctx, tx, `SELECT min(id) FROM inbound
 					WHERE channel = ? AND dedupe_key = ? AND dedupe_key != '' AND duplicate_of != ?`,
 					in.Channel, in.DedupeKey, res.Replaced).Scan(&orig)
-			}
-			if err != nil {
-				return err
+				if err != nil {
+					return err
+				}
 			}
 			if orig.Valid {
 				res.DuplicateOf = orig.Int64
@@ -390,7 +392,7 @@ func (db *DB) recordInbound(ctx context.Context, in *Inbound, cursor bool, run f
 			// refer to this one.
 			if _, err := db.txExec(ctx, tx, `UPDATE inbound SET duplicate_of = ?, reason = ?
 				WHERE channel = ? AND dedupe_key = ? AND dedupe_key != '' AND duplicate_of = ?`,
-				res.ID, fmt.Sprintf("duplicate of #%d", res.ID), in.Channel, oldKey, res.Replaced); err != nil {
+				res.ID, fmt.Sprintf("duplicate of #%d", res.ID), in.Channel, oldKey.String, res.Replaced); err != nil {
 				return err
 			}
 		}
@@ -408,17 +410,8 @@ func (db *DB) recordInbound(ctx context.Context, in *Inbound, cursor bool, run f
 			res.posts = posts
 		}
 		if state == StateFetched && contact != "" {
-			// The contact's latest email decides the CC list, also when
-			// it has none.
-			if in.NewThread || in.MessageID != "" || len(in.Cc) > 0 {
-				if err := db.addThreadMessage(ctx, tx, in.Channel, contact, in.MessageID, false, in.NewThread, in.ThreadSubject, now); err != nil {
-					return err
-				}
-			}
-			if !in.KeepCc {
-				if err := db.setThreadCc(ctx, tx, in.Channel, contact, in.Cc); err != nil {
-					return err
-				}
+			if err := db.recordThread(ctx, tx, in, contact, now); err != nil {
+				return err
 			}
 		}
 		return nil
@@ -436,6 +429,70 @@ func (db *DB) recordInbound(ctx context.Context, in *Inbound, cursor bool, run f
 		in.UpdatedAt = fromMS(now)
 	}
 	return res, nil
+}
+
+// recordThread does for a row to be posted what addThreadMessage (the
+// customer's Message-ID, in.NewThread, in.ThreadSubject) and then
+// setThreadCc (in.Cc, unless in.KeepCc: the contact's latest email decides
+// the CC list, also when it has none) would, in fewer statements: a new
+// thread is inserted with its last Message-ID and CC list, an existing one
+// is updated once.
+func (db *DB) recordThread(ctx context.Context, tx *sql.Tx, in *Inbound, contact string, now int64) error {
+	var cc string
+	if len(in.Cc) > 0 && !in.KeepCc {
+		var err error
+		if cc, err = jsonArray(in.Cc); err != nil {
+			return err
+		}
+	}
+	if !in.NewThread && in.MessageID == "" && len(in.Cc) == 0 {
+		if in.KeepCc {
+			return nil
+		}
+		return db.setThreadCc(ctx, tx, in.Channel, contact, nil)
+	}
+	var id int64
+	newThread := in.NewThread
+	if !newThread {
+		err := db.txQueryRow(ctx, tx, `SELECT id FROM threads WHERE channel = ? AND contact = ?
+			ORDER BY id DESC LIMIT 1`, in.Channel, contact).Scan(&id)
+		switch {
+		case errors.Is(err, sql.ErrNoRows):
+			newThread = true
+		case err != nil:
+			return err
+		}
+	}
+	if newThread {
+		if err := db.txQueryRow(ctx, tx, `INSERT INTO threads (channel, contact, subject, last_customer_id, cc, created_at, updated_at)
+			VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id`, in.Channel, contact, in.ThreadSubject, in.MessageID, cc, now, now).Scan(&id); err != nil {
+			return err
+		}
+	} else {
+		// One of a few fixed statements, each cached.
+		var set []string
+		var args []any
+		if in.ThreadSubject != "" {
+			set, args = append(set, "subject = CASE WHEN subject = '' THEN ? ELSE subject END"), append(args, in.ThreadSubject)
+		}
+		if in.MessageID != "" {
+			set, args = append(set, "last_customer_id = ?", "updated_at = ?"), append(args, in.MessageID, now)
+		}
+		if !in.KeepCc {
+			set, args = append(set, "cc = ?"), append(args, cc)
+		}
+		if len(set) > 0 {
+			if _, err := db.txExec(ctx, tx, `UPDATE threads SET `+strings.Join(set, ", ")+` WHERE id = ?`, append(args, id)...); err != nil {
+				return err
+			}
+		}
+	}
+	if in.MessageID == "" {
+		return nil
+	}
+	_, err := db.txExec(ctx, tx, `INSERT INTO thread_messages (thread_id, message_id, ours, created_at)
+		VALUES (?, ?, 0, ?) ON CONFLICT (thread_id, message_id) DO NOTHING`, id, in.MessageID, now)
+	return err
 }
 
 // checkInbound rejects rows RecordInbound must not write.

@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"reflect"
@@ -1369,4 +1370,101 @@ func TestRecordInboundsCursor(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestRecordThreadAsBefore runs a contact's emails through recordThread on
+// one store and through what RecordInbound did before it (addThreadMessage,
+// then setThreadCc unless KeepCc) on another, and compares the threads and
+// their messages after each step.
+func TestRecordThreadAsBefore(t *testing.T) { forEachBackend(t, testRecordThreadAsBefore) }
+
+func testRecordThreadAsBefore(t *testing.T) {
+	ctx := context.Background()
+	now, before := openTestPair(t)
+	steps := []struct {
+		name      string
+		msgID     string
+		newThread bool
+		subject   string
+		cc        []string
+		keepCc    bool
+	}{
+		{name: "nothing at all: no thread", subject: ""},
+		{name: "only a CC list: a thread without subject", cc: []string{"bob@example.org"}},
+		{name: "existing thread takes the subject", msgID: "<1@x>", subject: "order"},
+		{name: "subject kept, CC cleared", msgID: "<2@x>", subject: "other"},
+		{name: "same Message-ID again", msgID: "<2@x>", subject: "other", cc: []string{"carol@example.org"}},
+		{name: "unverified: CC kept", msgID: "<3@x>", cc: []string{"eve@example.org"}, keepCc: true},
+		{name: "no Message-ID, no CC: CC cleared", subject: "order"},
+		{name: "no Message-ID, no CC, kept: nothing", keepCc: true},
+		{name: "new thread with CC", msgID: "<4@x>", newThread: true, subject: "new", cc: []string{"dan@example.org", "fay@example.org"}},
+		{name: "new thread, unverified", msgID: "<5@x>", newThread: true, subject: "newer", cc: []string{"eve@example.org"}, keepCc: true},
+		{name: "new thread without Message-ID", newThread: true, subject: "third"},
+		{name: "continues without subject", msgID: "<6@x>", cc: []string{"gus@example.org"}},
+	}
+	for i, s := range steps {
+		in := &Inbound{Channel: "c", MessageID: s.msgID, NewThread: s.newThread, ThreadSubject: s.subject, Cc: s.cc, KeepCc: s.keepCc}
+		ts := int64(1_700_000_000_000 + i)
+		err := now.tx(ctx, func(tx *sql.Tx) error { return now.recordThread(ctx, tx, in, "jane@example.org", ts) })
+		if err != nil {
+			t.Fatalf("%s: recordThread: %v", s.name, err)
+		}
+		err = before.tx(ctx, func(tx *sql.Tx) error {
+			if in.NewThread || in.MessageID != "" || len(in.Cc) > 0 {
+				if err := before.addThreadMessage(ctx, tx, "c", "jane@example.org", in.MessageID, false, in.NewThread, in.ThreadSubject, ts); err != nil {
+					return err
+				}
+			}
+			if !in.KeepCc {
+				return before.setThreadCc(ctx, tx, "c", "jane@example.org", in.Cc)
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatalf("%s: before: %v", s.name, err)
+		}
+		if got, want := threadDump(t, now), threadDump(t, before); got != want {
+			t.Fatalf("%s: threads\n%s\nwant\n%s", s.name, got, want)
+		}
+	}
+}
+
+// openTestPair opens two empty stores on the backend of t.
+func openTestPair(t *testing.T) (*DB, *DB) {
+	a, _ := openTest(t)
+	b, _ := openTest(t)
+	return a, b
+}
+
+// threadDump prints every thread and thread message of db.
+func threadDump(t *testing.T, db *DB) string {
+	t.Helper()
+	var out strings.Builder
+	rows, err := db.read.QueryContext(context.Background(), db.d.q(`SELECT id, channel, contact, subject, last_customer_id, last_our_id, cc, created_at, updated_at FROM threads ORDER BY id`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for rows.Next() {
+		var id, created, updated int64
+		var ch, contact, subject, last, ours, cc string
+		if err := rows.Scan(&id, &ch, &contact, &subject, &last, &ours, &cc, &created, &updated); err != nil {
+			t.Fatal(err)
+		}
+		fmt.Fprintf(&out, "thread %d %s %s subject=%q last=%q ours=%q cc=%q %d %d\n", id, ch, contact, subject, last, ours, cc, created, updated)
+	}
+	rows.Close()
+	rows, err = db.read.QueryContext(context.Background(), db.d.q(`SELECT thread_id, message_id, ours, created_at FROM thread_messages ORDER BY id`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var id, ours, created int64
+		var mid string
+		if err := rows.Scan(&id, &mid, &ours, &created); err != nil {
+			t.Fatal(err)
+		}
+		fmt.Fprintf(&out, "message %d %s %d %d\n", id, mid, ours, created)
+	}
+	return out.String()
 }

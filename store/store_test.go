@@ -264,7 +264,8 @@ func TestQueryPlans(t *testing.T) {
 		args  []any
 		index string
 	}{
-		{"dedupe", qDedupe, []any{"c", "k"}, "inbound_dedupe"},
+		{"record lookup: dedupe", qRecordLookup, []any{"c", "k", "c", "INBOX", 1, 1}, "inbound_dedupe"},
+		{"record lookup: uid", qRecordLookup, []any{"c", "k", "c", "INBOX", 1, 1}, "sqlite_autoindex_inbound_1"},
 		{"due posts", qUnfinished, []any{"c", 0, 400}, "inbound_unfinished"},
 		{"pending actions", qPendingActions, []any{"c", "INBOX", 10}, "inbound_actions"},
 		{"count from contact", qCountFromContact, []any{"c", "a", 0}, "inbound_contact"},
