@@ -390,6 +390,7 @@ type partHeaderGuard struct {
 	long     bool   // the current line is longer than line can hold
 	blank    bool   // the current line is empty so far (CR aside)
 	inHeader bool   // between a delimiter line and the next empty line
+	other    bool   // outside a part header, the current line cannot be a delimiter line
 	size     int    // bytes of the current part header
 	err      error
 }
@@ -399,7 +400,8 @@ func newPartHeaderGuard(r io.Reader, boundary string, fail func(error)) *partHea
 }
 
 // Read implements io.Reader. It looks at the data a line at a time, so an
-// attachment's body costs one IndexByte per line.
+// attachment's body costs one IndexByte per line; outside part headers a
+// line that does not start with '-' is not copied.
 func (g *partHeaderGuard) Read(b []byte) (int, error) {
 	if g.err != nil {
 		return 0, g.err
@@ -410,6 +412,18 @@ func (g *partHeaderGuard) Read(b []byte) (int, error) {
 		i := bytes.IndexByte(buf, '\n')
 		if i >= 0 {
 			seg = buf[:i]
+		}
+		if !g.inHeader && (g.other || len(g.line) == 0 && !g.long && len(seg) > 0 && seg[0] != '-') {
+			// Outside a part header only a delimiter line matters, and
+			// this one does not start with "--": nothing to keep.
+			if i < 0 {
+				g.other = true
+				break
+			}
+			g.other = false
+			g.line, g.long, g.blank = g.line[:0], false, true // endLine of such a line
+			buf = buf[i+1:]
+			continue
 		}
 		if g.inHeader {
 			g.size += len(seg)
