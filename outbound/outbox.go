@@ -174,6 +174,9 @@ type Outbox struct {
 	log  *slog.Logger
 	wake chan struct{}
 	beat atomic.Int64
+	// nextAt is when the worker's timer fires (unix ns, by opts.Now); 0
+	// while it reads the outbox, when every Wake must wake it.
+	nextAt atomic.Int64
 }
 
 // New returns the outbox worker.
@@ -202,9 +205,15 @@ func New(opts Options) (*Outbox, error) {
 	return o, nil
 }
 
-// Wake tells the worker that channel has new or cancelled items. It never
-// blocks.
-func (o *Outbox) Wake(channel string) {
+// Wake tells the worker that channel has new or cancelled items, due at
+// due (the zero time: now). It never blocks. Items due no earlier than the
+// worker's timer fires wait for it: during a burst of webhook calls with
+// coalescing, a wake per call would read the outbox twice per call for
+// nothing.
+func (o *Outbox) Wake(channel string, due time.Time) {
+	if n := o.nextAt.Load(); n != 0 && !due.IsZero() && due.UnixNano() >= n {
+		return
+	}
 	select {
 	case o.wake <- struct{}{}:
 	default:
@@ -231,6 +240,7 @@ func (o *Outbox) Run(ctx context.Context) error {
 		if ctx.Err() != nil {
 			return nil
 		}
+		o.nextAt.Store(0)
 		if err := o.Flush(work); err != nil && ctx.Err() == nil {
 			o.log.Error("outbound: sending due replies failed", "err", err)
 		}
@@ -241,6 +251,7 @@ func (o *Outbox) Run(ctx context.Context) error {
 		} else if ok {
 			wait = min(wait, max(next.Sub(o.opts.Now()), 10*time.Millisecond))
 		}
+		o.nextAt.Store(o.opts.Now().Add(wait).UnixNano())
 		timer.Reset(wait)
 		select {
 		case <-ctx.Done():

@@ -1195,3 +1195,32 @@ func BenchmarkOutboxBurst(b *testing.B) {
 	b.ReportMetric(float64(n*b.N)/raw.Seconds(), "sender-mails/s")
 	b.ReportMetric(raw.Seconds()/outbox.Seconds(), "ratio")
 }
+
+// TestWakeOnlyEarlier checks that a Wake reaches the worker unless its
+// items are due no earlier than the worker's timer fires anyway.
+func TestWakeOnlyEarlier(t *testing.T) {
+	timer := time.Unix(1_700_000_060, 0)
+	for _, c := range []struct {
+		name   string
+		nextAt time.Time // zero: the worker is reading the outbox
+		due    time.Time
+		woken  bool
+	}{
+		{"due before the timer", timer, timer.Add(-time.Second), true},
+		{"due with the timer", timer, timer, false},
+		{"due after the timer", timer, timer.Add(time.Minute), false},
+		{"due now (cancelled, reload)", timer, time.Time{}, true},
+		{"while the worker reads", time.Time{}, timer.Add(time.Minute), true},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			o := &Outbox{wake: make(chan struct{}, 1)}
+			if !c.nextAt.IsZero() {
+				o.nextAt.Store(c.nextAt.UnixNano())
+			}
+			o.Wake("support", c.due)
+			if woken := len(o.wake) == 1; woken != c.woken {
+				t.Errorf("woken = %v, want %v", woken, c.woken)
+			}
+		})
+	}
+}

@@ -47,9 +47,10 @@ type WebhookOptions struct {
 	Channels func(name string) (WebhookChannel, bool)
 	// DB is where operator messages are queued.
 	DB *store.DB
-	// Wake tells the outbox worker that the channel has news; optional.
-	// It must not block.
-	Wake func(channel string)
+	// Wake tells the outbox worker that the channel has items due at due
+	// (the zero time: now, or cancelled ones); optional. It must not
+	// block.
+	Wake func(channel string, due time.Time)
 	// Prefix is the path the webhook is mounted under; the rest of the
 	// path is the channel name. Default "/userlike/".
 	Prefix string
@@ -92,7 +93,7 @@ func NewWebhook(opts WebhookOptions) *Webhook {
 		opts.Now = time.Now
 	}
 	if opts.Wake == nil {
-		opts.Wake = func(string) {}
+		opts.Wake = func(string, time.Time) {}
 	}
 	if opts.Channels == nil {
 		opts.Channels = func(string) (WebhookChannel, bool) { return WebhookChannel{}, false }
@@ -201,7 +202,7 @@ func (h *Webhook) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	log.Debug("webhook: operator message queued", "contact", msg.Contact, "outbox_id", id, "send_after", it.SendAfter)
-	h.opts.Wake(ch.Name)
+	h.opts.Wake(ch.Name, it.SendAfter)
 	writeJSON(w, http.StatusOK, map[string]any{"status": "queued", "id": id})
 }
 
@@ -223,7 +224,7 @@ func (h *Webhook) cancel(w http.ResponseWriter, r *http.Request, log *slog.Logge
 		writeStoreUnavailable(w)
 	case cancelled:
 		log.Info("webhook: deleted message cancelled before sending", "contact", msg.Contact, "userlike_id", msg.ID)
-		h.opts.Wake(ch.Name)
+		h.opts.Wake(ch.Name, time.Time{})
 		writeJSON(w, http.StatusOK, map[string]string{"status": "cancelled"})
 	case state == store.OutboxSending:
 		log.Warn("webhook: operator deleted a message whose email is being sent; if this attempt fails it is not retried",

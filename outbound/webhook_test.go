@@ -50,7 +50,7 @@ func newWebhookFixture(t testing.TB) *webhookFixture {
 	f.h = NewWebhook(WebhookOptions{
 		Channels: func(name string) (WebhookChannel, bool) { c, ok := channels[name]; return c, ok },
 		DB:       f.db,
-		Wake: func(ch string) {
+		Wake: func(ch string, _ time.Time) {
 			f.mu.Lock()
 			f.woken = append(f.woken, ch)
 			f.mu.Unlock()

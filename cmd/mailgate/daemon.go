@@ -402,7 +402,7 @@ func (d *daemon) requeueOrphans(ctx context.Context) {
 			d.log.Error("outbound: looking for replies of a stopped instance failed", "err", err)
 		} else if n > 0 {
 			d.log.Warn("outbound: replies that a stopped instance was sending are queued again; they may reach the customer twice", "count", n)
-			d.outbound.Wake("")
+			d.outbound.Wake("", time.Time{})
 		}
 	}
 }
