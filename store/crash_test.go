@@ -75,50 +75,8 @@ func TestHelperChild(t *testing.T) {
 // TestKill9KeepsCommits kills a process right after it committed a write
 // and checks that the write is there.
 func TestKill9KeepsCommits(t *testing.T) {
-	if testing.Short() {
-		t.Skip("runs a child process")
-	}
 	path := filepath.Join(t.TempDir(), "crash.db")
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, os.Args[0], "-test.run=^TestHelperChild$", "-test.count=1")
-	cmd.Env = append(os.Environ(), childDBEnv+"="+path)
-	cmd.Stderr = os.Stderr
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	killed := false
-	defer func() {
-		if !killed {
-			cmd.Process.Kill()
-			cmd.Wait()
-		}
-	}()
-	sc := bufio.NewScanner(out)
-	committed := false
-	for sc.Scan() {
-		line := sc.Text()
-		if line == "committed" {
-			committed = true
-			break
-		}
-		t.Logf("child: %s", line)
-	}
-	if !committed {
-		t.Fatalf("child ended without committing (scan error %v)", sc.Err())
-	}
-	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
-		t.Fatal(err)
-	}
-	err = cmd.Wait()
-	killed = true
-	if ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus); !ok || !ws.Signaled() || ws.Signal() != syscall.SIGKILL {
-		t.Fatalf("child did not die of SIGKILL: %v", err)
-	}
+	killChild(t, path)
 	if _, err := os.Stat(path + "-wal"); err != nil {
 		t.Logf("no WAL left behind: %v", err)
 	}
@@ -151,40 +109,8 @@ func TestKill9KeepsCommits(t *testing.T) {
 // ledger rows (RecordInbounds) and checks that every row and the cursor
 // are there: the batch and its cursor commit together.
 func TestKill9KeepsBatch(t *testing.T) {
-	if testing.Short() {
-		t.Skip("runs a child process")
-	}
 	path := filepath.Join(t.TempDir(), "crash.db")
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, os.Args[0], "-test.run=^TestHelperChild$", "-test.count=1")
-	cmd.Env = append(os.Environ(), childDBEnv+"="+path, childBatchEnv+"=1")
-	cmd.Stderr = os.Stderr
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		cmd.Process.Kill()
-		cmd.Wait()
-	}()
-	sc := bufio.NewScanner(out)
-	for sc.Scan() && sc.Text() != "committed" {
-		t.Logf("child: %s", sc.Text())
-	}
-	if sc.Text() != "committed" {
-		t.Fatalf("child ended without committing (scan error %v)", sc.Err())
-	}
-	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
-		t.Fatal(err)
-	}
-	cmd.Wait()
-	if ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus); !ok || !ws.Signaled() || ws.Signal() != syscall.SIGKILL {
-		t.Fatalf("child did not die of SIGKILL: %v", cmd.ProcessState)
-	}
+	killChild(t, path, childBatchEnv+"=1")
 
 	db, err := Open(context.Background(), path, Options{})
 	if err != nil {
@@ -216,14 +142,36 @@ func TestKill9KeepsBatch(t *testing.T) {
 // took two acceptances that no commit folded, and checks that the next
 // Open folds them: neither post is due again.
 func TestKill9KeepsAcceptances(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "crash.db")
+	killChild(t, path, childAcceptEnv+"=1")
+	if b, err := os.ReadFile(path + "-accepted"); err != nil || len(decodeAccepts(b)) != 1 {
+		t.Fatalf("accept log after kill -9: %v; want the acceptances of one row", err)
+	}
+	db, err := Open(context.Background(), path, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	list, err := db.ListInbound(context.Background(), InboundFilter{Channel: "c"})
+	if err != nil || len(list) != 1 || list[0].State != StatePosted || list[0].PostsDone != 2 {
+		t.Fatalf("after kill -9: ledger %+v, %v; want one posted row", list, err)
+	}
+	if due, err := db.DuePosts(context.Background(), "c", nil, 10); err != nil || len(due) != 0 {
+		t.Fatalf("after kill -9: due posts %+v, %v; want none", due, err)
+	}
+}
+
+// killChild runs TestHelperChild with the crash child's database at path
+// and env, waits until it says it committed, and kills it with SIGKILL.
+func killChild(t *testing.T, path string, env ...string) {
+	t.Helper()
 	if testing.Short() {
 		t.Skip("runs a child process")
 	}
-	path := filepath.Join(t.TempDir(), "crash.db")
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, os.Args[0], "-test.run=^TestHelperChild$", "-test.count=1")
-	cmd.Env = append(os.Environ(), childDBEnv+"="+path, childAcceptEnv+"=1")
+	cmd.Env = append(append(os.Environ(), childDBEnv+"="+path), env...)
 	cmd.Stderr = os.Stderr
 	out, err := cmd.StdoutPipe()
 	if err != nil {
@@ -247,19 +195,7 @@ func TestKill9KeepsAcceptances(t *testing.T) {
 		t.Fatal(err)
 	}
 	cmd.Wait()
-	if b, err := os.ReadFile(path + "-accepted"); err != nil || len(decodeAccepts(b)) != 1 {
-		t.Fatalf("accept log after kill -9: %v; want the acceptances of one row", err)
-	}
-	db, err := Open(context.Background(), path, Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	list, err := db.ListInbound(context.Background(), InboundFilter{Channel: "c"})
-	if err != nil || len(list) != 1 || list[0].State != StatePosted || list[0].PostsDone != 2 {
-		t.Fatalf("after kill -9: ledger %+v, %v; want one posted row", list, err)
-	}
-	if due, err := db.DuePosts(context.Background(), "c", nil, 10); err != nil || len(due) != 0 {
-		t.Fatalf("after kill -9: due posts %+v, %v; want none", due, err)
+	if ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus); !ok || !ws.Signaled() || ws.Signal() != syscall.SIGKILL {
+		t.Fatalf("child did not die of SIGKILL: %v", cmd.ProcessState)
 	}
 }

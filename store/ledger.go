@@ -454,12 +454,8 @@ func (db *DB) recordThread(ctx context.Context, tx *sql.Tx, in *Inbound, contact
 	var id int64
 	newThread := in.NewThread
 	if !newThread {
-		err := db.txQueryRow(ctx, tx, `SELECT id FROM threads WHERE channel = ? AND contact = ?
-			ORDER BY id DESC LIMIT 1`, in.Channel, contact).Scan(&id)
-		switch {
-		case errors.Is(err, sql.ErrNoRows):
-			newThread = true
-		case err != nil:
+		var err error
+		if id, newThread, err = db.latestThread(ctx, tx, in.Channel, contact); err != nil {
 			return err
 		}
 	}

@@ -172,12 +172,8 @@ func (db *DB) AddThreadMessage(ctx context.Context, channel, contact, messageID 
 func (db *DB) addThreadMessage(ctx context.Context, tx *sql.Tx, channel, contact, messageID string, ours, newThread bool, subject string, now int64) error {
 	var id int64
 	if !newThread {
-		err := db.txQueryRow(ctx, tx, `SELECT id FROM threads WHERE channel = ? AND contact = ?
-			ORDER BY id DESC LIMIT 1`, channel, contact).Scan(&id)
-		switch {
-		case errors.Is(err, sql.ErrNoRows):
-			newThread = true
-		case err != nil:
+		var err error
+		if id, newThread, err = db.latestThread(ctx, tx, channel, contact); err != nil {
 			return err
 		}
 	}
@@ -243,4 +239,15 @@ func (db *DB) KnowsMessageID(ctx context.Context, channel, contact string, ids [
 		return false, fmt.Errorf("store: knows message id %s: %w", channel, err)
 	}
 	return n == 1, nil
+}
+
+// latestThread returns the id of the contact's latest thread inside tx;
+// none is true when the contact has none.
+func (db *DB) latestThread(ctx context.Context, tx *sql.Tx, channel, contact string) (id int64, none bool, err error) {
+	err = db.txQueryRow(ctx, tx, `SELECT id FROM threads WHERE channel = ? AND contact = ?
+		ORDER BY id DESC LIMIT 1`, channel, contact).Scan(&id)
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, true, nil
+	}
+	return id, false, err
 }
