@@ -226,6 +226,7 @@ func (o *Outbox) Run(ctx context.Context) error {
 	defer cancelWork()
 	stopDrain := context.AfterFunc(ctx, func() { time.AfterFunc(drainTimeout, cancelWork) })
 	defer stopDrain()
+	o.log.Info("outbound: worker started")
 	for {
 		o.beat.Store(time.Now().UnixNano())
 		if ctx.Err() != nil {
