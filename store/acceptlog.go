@@ -122,7 +122,7 @@ func decodeAccepts(b []byte) map[int64]int {
 // openAcceptLog opens (creating it when create is set) the accept log of
 // the database at dbPath and takes its flock. It returns nil, nil when the
 // log does not exist and create is not set, or when another process holds
-// it. The caller replays what it holds (replayAcceptLog).
+// it. The caller replays what it holds (startAcceptLog).
 func openAcceptLog(dbPath string, create bool) (*acceptLog, error) {
 	path := dbPath + "-accepted"
 	flags := os.O_RDWR
