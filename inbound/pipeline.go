@@ -763,7 +763,8 @@ func (in *Pipeline) Run(ctx context.Context) error {
 // contact is backed off; a permanent one dead-letters the email.
 func (in *Pipeline) post(ctx context.Context, p store.DuePost) postResult {
 	// The attempt is counted with the outcome (PostAccepted, PostFailed):
-	// one ledger commit per POST instead of a MarkPosting before it.
+	// one ledger write per POST (an accept-log record, or a commit)
+	// instead of a MarkPosting before it.
 	res := postResult{contact: p.Contact}
 	item, err := decodePost(p.Body)
 	if err != nil {
