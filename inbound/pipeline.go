@@ -789,9 +789,10 @@ func (in *Pipeline) post(ctx context.Context, p store.DuePost) postResult {
 		return res
 	}
 	// The ledger commits lazily: before Userlike sees this post, the row
-	// (and the previous post's PostDone) must survive a power cut, or it
-	// could be fetched and posted again after one. Concurrent posts share
-	// the fsync, and posts read together one.
+	// (and the acceptance of the post it follows) must survive a power
+	// cut, or it could be fetched and posted again after one, or posted
+	// again after this one. Concurrent posts share the fsync, and posts
+	// read together one.
 	if err := in.opts.DB.PostBarrier(ctx, p); err != nil {
 		res.err = err
 		return res

@@ -10,6 +10,7 @@ import (
 	"io"
 	"os"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 )
@@ -31,12 +32,21 @@ import (
 // poster (DuePosts hands out the post after the accepted one, or the
 // contact's next row), and every write transaction folds first, so a row's
 // state changes (dead letters, failures) see every acceptance before them.
-// PostAccepted fsyncs its record before it returns (concurrent callers
-// share the fsync), so the power-cut guarantee is the same as with a
-// durable commit per post, and the barrier before the next POST only has
-// to cover that post's row (PostBarrier). Open replays a log left by a
-// process that died, and the log is emptied once everything in it is
-// folded and on disk.
+//
+// A record is fsynced by a goroutine of its own, not by the poster: the
+// poster's slot is free once the write(2) returns, and the fsync of its
+// record overlaps the next POST. Two rules keep what a power cut can
+// re-post bounded and in order:
+//   - PostAccepted waits for the fsync when maxUnsynced records are
+//     already waiting for one, so at most maxUnsynced accepted posts
+//     besides those in flight are not on disk;
+//   - a post that follows an acceptance still in the log (the row's next
+//     post, or the contact's next row) carries that record's number, and
+//     PostBarrier has it on disk before the POST, so a power cut never
+//     re-posts an email after the contact's next one.
+// The barrier otherwise covers only the post's row. Open replays a log
+// left by a process that died, and the log is emptied once everything in
+// it is folded and on disk.
 //
 // Only one process appends: the one holding an exclusive flock on the log
 // (the daemon). A store opened while another process holds it (a CLI
@@ -59,6 +69,12 @@ const (
 	acceptLogResetAt = 256 << 10
 )
 
+// maxUnsynced is how many accepted posts may wait for the fsync of their
+// record after PostAccepted returned: a power cut re-posts at most these
+// and the posts in flight. It is the daemon's default number of posting
+// workers, so the bound is twice what a kill -9 can re-post.
+const maxUnsynced = 4
+
 // foldDelay is how long the folder lets acceptances gather before it
 // folds those no other write transaction took.
 const foldDelay = 20 * time.Millisecond
@@ -71,19 +87,21 @@ type acceptLog struct {
 	f    *os.File
 
 	mu      sync.Mutex
-	pending map[int64]int // ledger id -> posts accepted, not yet taken by a fold
-	folding map[int64]int // taken by a fold that has not committed yet
-	written uint64        // records appended since open
-	synced  uint64        // records on disk: appended before the last fsync began (under syncMu)
-	off     int64         // where the next record goes
-	size    int64         // the file's size: zeros from off on
-	broken  error         // a failed append: every later acceptance is a commit
+	pending map[int64]int    // ledger id -> posts accepted, not yet taken by a fold
+	folding map[int64]int    // taken by a fold that has not committed yet
+	records map[int64]uint64 // ledger id in pending or folding -> number of its last record
+	written uint64           // records appended since open
+	off     int64            // where the next record goes
+	size    int64            // the file's size: zeros from off on
+	broken  error            // a failed append: every later acceptance is a commit
 
-	syncMu sync.Mutex // one fsync of the log at a time
+	syncMu sync.Mutex    // one fsync of the log at a time
+	synced atomic.Uint64 // records on disk: appended before the last fsync began (set under syncMu)
 
-	wake chan struct{} // pokes the folder
-	stop chan struct{}
-	done chan struct{}
+	wake     chan struct{} // pokes the folder
+	syncWake chan struct{} // pokes the syncer
+	stop     chan struct{}
+	done     chan struct{} // closed when the folder and the syncer have stopped
 }
 
 // encodeAccept is a log record for row id with next posts accepted.
@@ -143,7 +161,7 @@ func openAcceptLog(dbPath string, create bool) (*acceptLog, error) {
 		}
 		return nil, fmt.Errorf("store: accept log %q: lock: %w", path, err)
 	}
-	return &acceptLog{path: path, f: f, pending: map[int64]int{}, folding: map[int64]int{}}, nil
+	return &acceptLog{path: path, f: f, pending: map[int64]int{}, folding: map[int64]int{}, records: map[int64]uint64{}}, nil
 }
 
 // read returns the acceptances the log holds.
@@ -222,9 +240,12 @@ func (l *acceptLog) add(id int64, next int) (uint64, error) {
 	if next > l.pending[id] {
 		l.pending[id] = next
 	}
-	select {
-	case l.wake <- struct{}{}:
-	default:
+	l.records[id] = l.written
+	for _, c := range []chan struct{}{l.wake, l.syncWake} {
+		select {
+		case c <- struct{}{}:
+		default:
+		}
 	}
 	return l.written, nil
 }
@@ -257,6 +278,9 @@ func (l *acceptLog) settle(taken map[int64]int, committed bool) {
 	for id, n := range taken {
 		if l.folding[id] == n {
 			delete(l.folding, id)
+			if _, ok := l.pending[id]; !ok {
+				delete(l.records, id)
+			}
 		}
 		if !committed && n > l.pending[id] {
 			l.pending[id] = n
@@ -270,23 +294,31 @@ func (l *acceptLog) settle(taken map[int64]int, committed bool) {
 	}
 }
 
-// overlay returns the acceptances not yet in the ledger, or nil.
-func (l *acceptLog) overlay() map[int64]int {
+// overlay returns the acceptances not yet in the ledger, or nil: for each
+// ledger id, the number of its posts accepted and the number of the
+// record that says so (for syncTo).
+func (l *acceptLog) overlay() map[int64]accepted {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if len(l.pending) == 0 && len(l.folding) == 0 {
 		return nil
 	}
-	m := make(map[int64]int, len(l.pending)+len(l.folding))
+	m := make(map[int64]accepted, len(l.pending)+len(l.folding))
 	for id, n := range l.folding {
-		m[id] = n
+		m[id] = accepted{posts: n, record: l.records[id]}
 	}
 	for id, n := range l.pending {
-		if n > m[id] {
-			m[id] = n
+		if n > m[id].posts {
+			m[id] = accepted{posts: n, record: l.records[id]}
 		}
 	}
 	return m
+}
+
+// accepted is an entry of the overlay.
+type accepted struct {
+	posts  int    // posts of the row accepted
+	record uint64 // the log record saying so
 }
 
 // unfolded reports whether acceptances wait for a fold.
@@ -299,9 +331,12 @@ func (l *acceptLog) unfolded() bool {
 // syncTo returns once record n is on disk: concurrent callers share one
 // fsync, as Barrier's callers do.
 func (l *acceptLog) syncTo(n uint64) error {
+	if l.synced.Load() >= n {
+		return nil
+	}
 	l.syncMu.Lock()
 	defer l.syncMu.Unlock()
-	if l.synced >= n {
+	if l.synced.Load() >= n {
 		return nil // an fsync that began after record n was written has finished
 	}
 	l.mu.Lock()
@@ -310,8 +345,35 @@ func (l *acceptLog) syncTo(n uint64) error {
 	if err := l.f.Sync(); err != nil {
 		return fmt.Errorf("store: accept log %q: %w", l.path, err)
 	}
-	l.synced = m
+	l.synced.Store(m)
 	return nil
+}
+
+// unsynced returns how many records wait for an fsync.
+func (l *acceptLog) unsynced() uint64 {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.written - l.synced.Load()
+}
+
+// runSyncer fsyncs the log whenever records wait for it, so that
+// PostAccepted need not: one fsync covers every record written before it
+// began.
+func (l *acceptLog) runSyncer(done *sync.WaitGroup) {
+	defer done.Done()
+	for {
+		select {
+		case <-l.stop:
+			return
+		case <-l.syncWake:
+		}
+		l.mu.Lock()
+		n := l.written
+		l.mu.Unlock()
+		// A failure is PostAccepted's and PostBarrier's to report: they
+		// call syncTo themselves before anything depends on the record.
+		_ = l.syncTo(n)
+	}
 }
 
 // foldAccepted writes acceptances into the ledger rows inside tx: each
@@ -347,9 +409,9 @@ func (db *DB) foldNow(ctx context.Context) error {
 
 // runFolder folds acceptances that no other write transaction took, and
 // empties the log once it is large and all of it is durable in the ledger.
-func (db *DB) runFolder() {
+func (db *DB) runFolder(done *sync.WaitGroup) {
 	l := db.accepts
-	defer close(l.done)
+	defer done.Done()
 	ctx := context.Background()
 	for {
 		select {
@@ -433,6 +495,7 @@ func (db *DB) startAcceptLog(ctx context.Context, keep, manual bool) error {
 		return err
 	}
 	l.wake = make(chan struct{}, 1)
+	l.syncWake = make(chan struct{}, 1)
 	l.stop = make(chan struct{})
 	l.done = make(chan struct{})
 	db.accepts = l
@@ -440,7 +503,14 @@ func (db *DB) startAcceptLog(ctx context.Context, keep, manual bool) error {
 		close(l.done)
 		return nil
 	}
-	go db.runFolder()
+	var running sync.WaitGroup
+	running.Add(2)
+	go db.runFolder(&running)
+	go l.runSyncer(&running)
+	go func() {
+		running.Wait()
+		close(l.done)
+	}()
 	return nil
 }
 
@@ -452,8 +522,14 @@ func (db *DB) closeAcceptLog(ctx context.Context) error {
 		return nil
 	}
 	close(l.stop)
-	<-l.done // closed at once without a folder (Options.foldManually)
-	err := db.foldNow(ctx)
+	<-l.done // closed at once without a folder and a syncer (Options.foldManually)
+	l.mu.Lock()
+	n := l.written
+	l.mu.Unlock()
+	err := l.syncTo(n)
+	if err == nil {
+		err = db.foldNow(ctx)
+	}
 	if err == nil {
 		err = db.emptyAcceptLog(ctx)
 	}

@@ -656,6 +656,10 @@ type DuePost struct {
 	CreatedAt   time.Time // when the row was recorded
 
 	seen uint64 // the barrier ticket taken after the row was read (PostBarrier)
+	// after is the accept-log record of the acceptance this post follows
+	// (the row's previous post, or the contact's previous row), while
+	// that is not folded: PostBarrier has it on disk first. 0 for none.
+	after uint64
 }
 
 // DuePosts returns, for each contact of the channel, the next post of the
@@ -680,10 +684,11 @@ func (db *DB) DuePosts(ctx context.Context, channel string, skipContacts []strin
 	// Acceptances not yet folded into the ledger, taken before the read
 	// snapshot: one that is folded after this (and so missing from the
 	// snapshot) is in the copy.
-	var accepted map[int64]int
+	var accepted map[int64]accepted
 	if db.accepts != nil {
 		accepted = db.accepts.overlay()
 	}
+	var follows map[string]uint64 // contact -> the record its post follows
 	tx, err := db.beginRead(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("store: due posts %s: %w", channel, err)
@@ -710,11 +715,15 @@ func (db *DB) DuePosts(ctx context.Context, channel string, skipContacts []strin
 				return nil, fmt.Errorf("store: due posts %s: %w", channel, err)
 			}
 			after = d.LedgerID
-			if n, ok := accepted[d.LedgerID]; ok && n > d.Seq {
-				if n >= d.Total {
+			if a, ok := accepted[d.LedgerID]; ok && a.posts > d.Seq {
+				if follows == nil {
+					follows = map[string]uint64{}
+				}
+				follows[d.Contact] = max(follows[d.Contact], a.record)
+				if a.posts >= d.Total {
 					continue // all accepted: the contact's next row is due
 				}
-				d.Seq = n
+				d.Seq = a.posts
 			}
 			if seen[d.Contact] {
 				continue
@@ -742,7 +751,7 @@ func (db *DB) DuePosts(ctx context.Context, channel string, skipContacts []strin
 	// (it cannot happen short of a corrupt ledger) holds its contact back.
 	out := due[:0]
 	for _, d := range due {
-		d.seen = ticket
+		d.seen, d.after = ticket, follows[d.Contact]
 		if d.Body = db.recent.get(d.LedgerID, d.Seq); d.Body != nil {
 			out = append(out, d)
 			continue
@@ -803,7 +812,10 @@ func (db *DB) PostDone(ctx context.Context, id int64, seq int) (finished bool, e
 //
 // With Options.AcceptLog the acceptance is appended to the accept log
 // instead and folded into the row with later commits (see acceptlog.go);
-// finished then comes from p.Total.
+// finished then comes from p.Total. It returns once the record is written
+// (which a kill -9 cannot undo); the log's syncer has it on disk soon
+// after, and PostAccepted waits for that only when more than maxUnsynced
+// records are not yet on disk.
 func (db *DB) PostAccepted(ctx context.Context, p DuePost) (finished bool, err error) {
 	l := db.accepts
 	if l == nil {
@@ -814,9 +826,12 @@ func (db *DB) PostAccepted(ctx context.Context, p DuePost) (finished bool, err e
 		if finished {
 			db.recent.drop(p.LedgerID)
 		}
-		// On disk before it returns: PostBarrier counts on it.
-		if err := l.syncTo(n); err != nil {
-			return false, fmt.Errorf("store: post accepted #%d: %w", p.LedgerID, err)
+		// The syncer fsyncs the record; only when maxUnsynced others
+		// already wait for it does this caller wait too.
+		if l.unsynced() > maxUnsynced {
+			if err := l.syncTo(n); err != nil {
+				return false, fmt.Errorf("store: post accepted #%d: %w", p.LedgerID, err)
+			}
 		}
 		return finished, nil
 	}
@@ -828,14 +843,21 @@ func (db *DB) PostAccepted(ctx context.Context, p DuePost) (finished bool, err e
 }
 
 // PostBarrier returns once everything post p rests on would survive a
-// power cut: its ledger row, and every post accepted before (so that a
-// power cut never posts more again than the posts in flight). It is
-// Barrier, except with the accept log, whose records are on disk when
-// PostAccepted returns: then it returns at once when a barrier began after
-// DuePosts read p, as one does for the first post of each DuePosts call.
+// power cut: its ledger row, and the acceptance it follows (the row's
+// previous post, or the contact's previous row), so that a power cut never
+// posts an email again after the contact's next one. It is Barrier, except
+// with the accept log: then the acceptance is its record in the log
+// (synced here if the syncer has not yet), and the row needs no barrier of
+// its own when one began after DuePosts read it, as one does for the first
+// post of each DuePosts call.
 func (db *DB) PostBarrier(ctx context.Context, p DuePost) error {
-	if db.accepts != nil && db.wal.hasPassed(p.seen) {
-		return nil
+	if l := db.accepts; l != nil {
+		if err := l.syncTo(p.after); err != nil {
+			return fmt.Errorf("store: post barrier #%d: %w", p.LedgerID, err)
+		}
+		if db.wal.hasPassed(p.seen) {
+			return nil
+		}
 	}
 	return db.Barrier(ctx)
 }

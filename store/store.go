@@ -44,7 +44,8 @@
 //     returns any IMAP action (so mail is flagged, moved or deleted on the
 //     server only once its ledger row is on disk), and the poster passes
 //     it before each POST (PostBarrier; so that a power cut never
-//     re-posts more than the posts in flight, as with FULL);
+//     re-posts more than the posts in flight, as with FULL, or with the
+//     accept log, below, maxUnsynced more);
 //   - the SMTP bookkeeping of one burst (MarkOutboxSending, EnsureThread,
 //     MarkOutboxSent) commits without it too: the outbound worker passes
 //     the barrier once before the burst, so the Message-IDs the emails
@@ -54,10 +55,11 @@
 //
 // With Options.AcceptLog (the daemon), PostAccepted does not commit at
 // all: it appends the acceptance to a log beside the database, which, like
-// a commit without fsync, survives the process dying, and fsyncs it
-// (posters share the fsync) before it returns; the next write transaction
-// folds the accepted posts into their rows. The poster's barrier then only
-// has to cover the row it posts (PostBarrier). See acceptlog.go.
+// a commit without fsync, survives the process dying; the log's own
+// goroutine fsyncs it, and the next write transaction folds the accepted
+// posts into their rows. PostBarrier then covers the row it posts and the
+// acceptance that post follows, and a power cut re-posts at most the posts
+// in flight and maxUnsynced accepted ones. See acceptlog.go.
 //
 // A barrier fsyncs the WAL file itself, outside the writer connection, so
 // writers go on meanwhile, and concurrent barriers share one fsync (group
