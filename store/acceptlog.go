@@ -40,10 +40,10 @@ import (
 //   - PostAccepted waits for the fsync when maxUnsynced records are
 //     already waiting for one, so at most maxUnsynced accepted posts
 //     besides those in flight are not on disk;
-//   - a post that follows an acceptance still in the log (the row's next
-//     post, or the contact's next row) carries that record's number, and
-//     PostBarrier has it on disk before the POST, so a power cut never
-//     re-posts an email after the contact's next one.
+//   - a post to a contact whose last acceptance is not on disk yet (the
+//     row's next post, or the contact's next row) carries that record's
+//     number, and PostBarrier has it on disk before the POST, so a power
+//     cut never re-posts an email after the contact's next one.
 // The barrier otherwise covers only the post's row. Open replays a log
 // left by a process that died, and the log is emptied once everything in
 // it is folded and on disk.
@@ -86,14 +86,14 @@ type acceptLog struct {
 	path string
 	f    *os.File
 
-	mu      sync.Mutex
-	pending map[int64]int    // ledger id -> posts accepted, not yet taken by a fold
-	folding map[int64]int    // taken by a fold that has not committed yet
-	records map[int64]uint64 // ledger id in pending or folding -> number of its last record
-	written uint64           // records appended since open
-	off     int64            // where the next record goes
-	size    int64            // the file's size: zeros from off on
-	broken  error            // a failed append: every later acceptance is a commit
+	mu       sync.Mutex
+	pending  map[int64]int     // ledger id -> posts accepted, not yet taken by a fold
+	folding  map[int64]int     // taken by a fold that has not committed yet
+	contacts map[string]uint64 // contact -> number of its last record, while not on disk
+	written  uint64            // records appended since open
+	off      int64             // where the next record goes
+	size     int64             // the file's size: zeros from off on
+	broken   error             // a failed append: every later acceptance is a commit
 
 	syncMu sync.Mutex    // one fsync of the log at a time
 	synced atomic.Uint64 // records on disk: appended before the last fsync began (set under syncMu)
@@ -161,7 +161,7 @@ func openAcceptLog(dbPath string, create bool) (*acceptLog, error) {
 		}
 		return nil, fmt.Errorf("store: accept log %q: lock: %w", path, err)
 	}
-	return &acceptLog{path: path, f: f, pending: map[int64]int{}, folding: map[int64]int{}, records: map[int64]uint64{}}, nil
+	return &acceptLog{path: path, f: f, pending: map[int64]int{}, folding: map[int64]int{}, contacts: map[string]uint64{}}, nil
 }
 
 // read returns the acceptances the log holds.
@@ -212,10 +212,10 @@ func (l *acceptLog) reset() error {
 	return nil
 }
 
-// add appends the acceptance of post next-1 of row id and returns the
-// record's number, for syncTo. On error nothing more is appended and the
-// caller records the acceptance as a commit.
-func (l *acceptLog) add(id int64, next int) (uint64, error) {
+// add appends the acceptance of post next-1 of row id, a post to contact,
+// and returns the record's number, for syncTo. On error nothing more is
+// appended and the caller records the acceptance as a commit.
+func (l *acceptLog) add(id int64, next int, contact string) (uint64, error) {
 	rec := encodeAccept(id, next)
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -240,7 +240,7 @@ func (l *acceptLog) add(id int64, next int) (uint64, error) {
 	if next > l.pending[id] {
 		l.pending[id] = next
 	}
-	l.records[id] = l.written
+	l.contacts[contact] = l.written
 	for _, c := range []chan struct{}{l.wake, l.syncWake} {
 		select {
 		case c <- struct{}{}:
@@ -278,9 +278,6 @@ func (l *acceptLog) settle(taken map[int64]int, committed bool) {
 	for id, n := range taken {
 		if l.folding[id] == n {
 			delete(l.folding, id)
-			if _, ok := l.pending[id]; !ok {
-				delete(l.records, id)
-			}
 		}
 		if !committed && n > l.pending[id] {
 			l.pending[id] = n
@@ -294,31 +291,33 @@ func (l *acceptLog) settle(taken map[int64]int, committed bool) {
 	}
 }
 
-// overlay returns the acceptances not yet in the ledger, or nil: for each
-// ledger id, the number of its posts accepted and the number of the
-// record that says so (for syncTo).
-func (l *acceptLog) overlay() map[int64]accepted {
+// overlay returns the acceptances not yet in the ledger, or nil.
+func (l *acceptLog) overlay() map[int64]int {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if len(l.pending) == 0 && len(l.folding) == 0 {
 		return nil
 	}
-	m := make(map[int64]accepted, len(l.pending)+len(l.folding))
+	m := make(map[int64]int, len(l.pending)+len(l.folding))
 	for id, n := range l.folding {
-		m[id] = accepted{posts: n, record: l.records[id]}
+		m[id] = n
 	}
 	for id, n := range l.pending {
-		if n > m[id].posts {
-			m[id] = accepted{posts: n, record: l.records[id]}
+		if n > m[id] {
+			m[id] = n
 		}
 	}
 	return m
 }
 
-// accepted is an entry of the overlay.
-type accepted struct {
-	posts  int    // posts of the row accepted
-	record uint64 // the log record saying so
+// follows returns the number of the last record of contact that is not
+// yet on disk, or 0: a post to the contact must not leave before it is
+// (whether or not a fold has taken it since, as a fold's commit need not
+// be on disk either).
+func (l *acceptLog) follows(contact string) uint64 {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.contacts[contact]
 }
 
 // unfolded reports whether acceptances wait for a fold.
@@ -346,6 +345,13 @@ func (l *acceptLog) syncTo(n uint64) error {
 		return fmt.Errorf("store: accept log %q: %w", l.path, err)
 	}
 	l.synced.Store(m)
+	l.mu.Lock()
+	for c, n := range l.contacts {
+		if n <= m {
+			delete(l.contacts, c)
+		}
+	}
+	l.mu.Unlock()
 	return nil
 }
 
@@ -373,6 +379,23 @@ func (l *acceptLog) runSyncer(done *sync.WaitGroup) {
 		// A failure is PostAccepted's and PostBarrier's to report: they
 		// call syncTo themselves before anything depends on the record.
 		_ = l.syncTo(n)
+	}
+}
+
+// runWALSyncer passes a barrier after each commit of new ledger rows
+// (keepRecent wakes it), so that a row is usually on disk before its post
+// is due and PostBarrier need not wait for an fsync of its own.
+func (db *DB) runWALSyncer(done *sync.WaitGroup, stop <-chan struct{}) {
+	defer done.Done()
+	for {
+		select {
+		case <-stop:
+			return
+		case <-db.walWake:
+		}
+		// A failure is PostBarrier's to report: it passes a barrier
+		// itself when this one did not.
+		_ = db.wal.sync()
 	}
 }
 
@@ -503,10 +526,12 @@ func (db *DB) startAcceptLog(ctx context.Context, keep, manual bool) error {
 		close(l.done)
 		return nil
 	}
+	db.walWake = make(chan struct{}, 1)
 	var running sync.WaitGroup
-	running.Add(2)
+	running.Add(3)
 	go db.runFolder(&running)
 	go l.runSyncer(&running)
+	go db.runWALSyncer(&running, l.stop)
 	go func() {
 		running.Wait()
 		close(l.done)

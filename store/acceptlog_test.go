@@ -295,7 +295,7 @@ func TestAcceptLogGrows(t *testing.T) {
 	db := openAcceptTest(t, path)
 	n := acceptLogChunk/acceptRecordSize + 3
 	for i := range n {
-		if _, err := db.accepts.add(int64(i+1), 1); err != nil {
+		if _, err := db.accepts.add(int64(i+1), 1, "ann@example.org"); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -358,6 +358,28 @@ func TestPostBarrier(t *testing.T) {
 			if err := db.PostBarrier(ctx, DuePost{LedgerID: due[0].LedgerID}); err != nil || db.WALSyncs() == before {
 				t.Errorf("PostBarrier of a post without a ticket: %v, no fsync", err)
 			}
+			// A row this process recorded is on disk once a barrier began
+			// after its commit, whenever DuePosts reads it (the WAL
+			// syncer starts one after each commit of new rows).
+			mustRecord(t, db, newInbound(9, "dora@example.org", 1))
+			if err := db.Barrier(ctx); err != nil {
+				t.Fatal(err)
+			}
+			due, err = db.DuePosts(ctx, "c", nil, 10)
+			if err != nil || len(due) != 4 {
+				t.Fatalf("DuePosts = %d posts, %v", len(due), err)
+			}
+			before = db.WALSyncs()
+			if err := db.PostBarrier(ctx, due[3]); err != nil {
+				t.Fatal(err)
+			}
+			want = 1
+			if log {
+				want = 0
+			}
+			if got := db.WALSyncs() - before; got != want {
+				t.Errorf("%d fsyncs for a row recorded before a barrier, want %d", got, want)
+			}
 		})
 	}
 }
@@ -405,22 +427,30 @@ func TestAcceptLogSyncer(t *testing.T) {
 	}
 }
 
-// TestPostBarrierFollows checks that a post following an acceptance whose
-// record is not yet on disk (the row's next post, or the contact's next
-// row) has that record synced by PostBarrier, and that a post following
-// none leaves the log alone.
+// TestPostBarrierFollows checks that a post to a contact whose last
+// acceptance is not yet on disk (the row's next post, or the contact's next
+// row) has that record synced by PostBarrier, even when a fold took the
+// acceptance meanwhile (its commit need not be on disk either), and that a
+// post to another contact leaves the log alone.
 func TestPostBarrierFollows(t *testing.T) {
 	ctx := context.Background()
 	db := openAcceptTest(t, filepath.Join(t.TempDir(), "mailgate.db")) // no syncer
 	l := db.accepts
-	two := mustRecord(t, db, newInbound(1, "ann@example.org", 2))    // a row with 2 posts
-	first := mustRecord(t, db, newInbound(2, "bob@example.org", 1))  // bob's first email
-	mustRecord(t, db, newInbound(3, "bob@example.org", 1))           // and his second
-	other := mustRecord(t, db, newInbound(4, "carl@example.org", 1)) // follows nothing
-	for _, p := range []DuePost{{LedgerID: two.ID, Seq: 0, Total: 2}, {LedgerID: first.ID, Seq: 0, Total: 1}} {
+	two := mustRecord(t, db, newInbound(1, "ann@example.org", 2))   // a row with 2 posts
+	first := mustRecord(t, db, newInbound(2, "bob@example.org", 1)) // bob's first email
+	mustRecord(t, db, newInbound(3, "bob@example.org", 1))          // and his second
+	for _, p := range []DuePost{
+		{LedgerID: two.ID, Contact: "ann@example.org", Seq: 0, Total: 2},
+		{LedgerID: first.ID, Contact: "bob@example.org", Seq: 0, Total: 1},
+	} {
 		if _, err := db.PostAccepted(ctx, p); err != nil {
 			t.Fatal(err)
 		}
+	}
+	// Recording carl's email folds both acceptances into the ledger.
+	other := mustRecord(t, db, newInbound(4, "carl@example.org", 1))
+	if acc := l.overlay(); acc != nil {
+		t.Fatalf("overlay %v after a write transaction, want the acceptances folded", acc)
 	}
 	due, err := db.DuePosts(ctx, "c", nil, 10)
 	if err != nil || len(due) != 3 {
@@ -450,5 +480,9 @@ func TestPostBarrierFollows(t *testing.T) {
 		if got := l.synced.Load(); got < p.after {
 			t.Errorf("after PostBarrier of %s's post, %d records synced, want >= %d", c, got, p.after)
 		}
+	}
+	// Once on disk, a record holds nobody back.
+	if n := l.follows("bob@example.org"); n != 0 {
+		t.Errorf("bob follows record %d after it was synced", n)
 	}
 }

@@ -169,7 +169,7 @@ type RecordResult struct {
 func (db *DB) RecordInbound(ctx context.Context, in *Inbound) (RecordResult, error) {
 	res, err := db.recordInbound(ctx, in, true, func(fn func(tx *sql.Tx) error) error { return db.lazyTx(ctx, fn) })
 	if err == nil {
-		db.recent.add(res.ID, res.posts)
+		db.keepRecent([]RecordResult{res})
 	}
 	return res, err
 }
@@ -274,10 +274,22 @@ func (db *DB) advanceCursors(ctx context.Context, tx *sql.Tx, ins []*Inbound) er
 	return nil
 }
 
-// keepRecent keeps the posts of the committed results in db.recent.
+// keepRecent keeps the posts of the committed results in db.recent, with
+// a barrier ticket taken after their commit, and has the WAL syncer start
+// a barrier that covers them.
 func (db *DB) keepRecent(results []RecordResult) {
+	var ticket uint64
+	if db.wal != nil {
+		ticket = db.wal.ticket()
+	}
 	for _, r := range results {
-		db.recent.add(r.ID, r.posts)
+		db.recent.add(r.ID, r.posts, ticket)
+	}
+	if db.walWake != nil {
+		select {
+		case db.walWake <- struct{}{}:
+		default:
+		}
 	}
 }
 
@@ -656,9 +668,9 @@ type DuePost struct {
 	CreatedAt   time.Time // when the row was recorded
 
 	seen uint64 // the barrier ticket taken after the row was read (PostBarrier)
-	// after is the accept-log record of the acceptance this post follows
-	// (the row's previous post, or the contact's previous row), while
-	// that is not folded: PostBarrier has it on disk first. 0 for none.
+	// after is the accept-log record of the contact's last acceptance
+	// (the row's previous post, or the contact's previous row) when it
+	// was not on disk yet: PostBarrier has it on disk first. 0 for none.
 	after uint64
 }
 
@@ -684,11 +696,10 @@ func (db *DB) DuePosts(ctx context.Context, channel string, skipContacts []strin
 	// Acceptances not yet folded into the ledger, taken before the read
 	// snapshot: one that is folded after this (and so missing from the
 	// snapshot) is in the copy.
-	var accepted map[int64]accepted
+	var accepted map[int64]int
 	if db.accepts != nil {
 		accepted = db.accepts.overlay()
 	}
-	var follows map[string]uint64 // contact -> the record its post follows
 	tx, err := db.beginRead(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("store: due posts %s: %w", channel, err)
@@ -715,15 +726,11 @@ func (db *DB) DuePosts(ctx context.Context, channel string, skipContacts []strin
 				return nil, fmt.Errorf("store: due posts %s: %w", channel, err)
 			}
 			after = d.LedgerID
-			if a, ok := accepted[d.LedgerID]; ok && a.posts > d.Seq {
-				if follows == nil {
-					follows = map[string]uint64{}
-				}
-				follows[d.Contact] = max(follows[d.Contact], a.record)
-				if a.posts >= d.Total {
+			if n, ok := accepted[d.LedgerID]; ok && n > d.Seq {
+				if n >= d.Total {
 					continue // all accepted: the contact's next row is due
 				}
-				d.Seq = a.posts
+				d.Seq = n
 			}
 			if seen[d.Contact] {
 				continue
@@ -751,8 +758,15 @@ func (db *DB) DuePosts(ctx context.Context, channel string, skipContacts []strin
 	// (it cannot happen short of a corrupt ledger) holds its contact back.
 	out := due[:0]
 	for _, d := range due {
-		d.seen, d.after = ticket, follows[d.Contact]
-		if d.Body = db.recent.get(d.LedgerID, d.Seq); d.Body != nil {
+		d.seen = ticket
+		if db.accepts != nil {
+			d.after = db.accepts.follows(d.Contact)
+		}
+		if body, committed := db.recent.get(d.LedgerID, d.Seq); body != nil {
+			// The row was recorded by this process: it is on disk once
+			// a barrier began after its commit, usually long before its
+			// post is due (the WAL syncer starts one after each).
+			d.Body, d.seen = body, committed
 			out = append(out, d)
 			continue
 		}
@@ -821,7 +835,7 @@ func (db *DB) PostAccepted(ctx context.Context, p DuePost) (finished bool, err e
 	if l == nil {
 		return db.postDone(ctx, p.LedgerID, p.Seq, p.Seq == 0)
 	}
-	if n, err := l.add(p.LedgerID, p.Seq+1); err == nil && p.Total > 0 {
+	if n, err := l.add(p.LedgerID, p.Seq+1, p.Contact); err == nil && p.Total > 0 {
 		finished = p.Seq+1 >= p.Total
 		if finished {
 			db.recent.drop(p.LedgerID)
@@ -843,13 +857,14 @@ func (db *DB) PostAccepted(ctx context.Context, p DuePost) (finished bool, err e
 }
 
 // PostBarrier returns once everything post p rests on would survive a
-// power cut: its ledger row, and the acceptance it follows (the row's
+// power cut: its ledger row, and the contact's last acceptance (the row's
 // previous post, or the contact's previous row), so that a power cut never
 // posts an email again after the contact's next one. It is Barrier, except
 // with the accept log: then the acceptance is its record in the log
-// (synced here if the syncer has not yet), and the row needs no barrier of
-// its own when one began after DuePosts read it, as one does for the first
-// post of each DuePosts call.
+// (synced here if the log's syncer has not yet), and the row needs no
+// barrier of its own when one began after it was committed (a row this
+// process recorded: the WAL syncer starts one after each commit) or after
+// DuePosts read it.
 func (db *DB) PostBarrier(ctx context.Context, p DuePost) error {
 	if l := db.accepts; l != nil {
 		if err := l.syncTo(p.after); err != nil {

@@ -1309,16 +1309,20 @@ func testDuePostsFromRecentPosts(t *testing.T) {
 func TestRecentPostsBound(t *testing.T) {
 	var r recentPosts
 	big := make([]byte, maxRecentPostBytes/2)
-	r.add(1, [][]byte{big})
-	r.add(2, [][]byte{big})
-	r.add(3, [][]byte{{'x'}})
-	if r.get(1, 0) == nil || r.get(2, 0) == nil || r.get(3, 0) != nil {
-		t.Fatalf("kept 1:%v 2:%v 3:%v, want the first two", r.get(1, 0) != nil, r.get(2, 0) != nil, r.get(3, 0) != nil)
+	kept := func(id int64) bool { b, _ := r.get(id, 0); return b != nil }
+	r.add(1, [][]byte{big}, 7)
+	r.add(2, [][]byte{big}, 8)
+	r.add(3, [][]byte{{'x'}}, 9)
+	if !kept(1) || !kept(2) || kept(3) {
+		t.Fatalf("kept 1:%v 2:%v 3:%v, want the first two", kept(1), kept(2), kept(3))
+	}
+	if _, ticket := r.get(2, 0); ticket != 8 {
+		t.Errorf("row 2's ticket %d, want 8", ticket)
 	}
 	r.drop(1)
-	r.add(3, [][]byte{{'x'}})
-	if r.get(3, 0) == nil || r.bytes != len(big)+1 {
-		t.Fatalf("after drop: row 3 kept %v, %d bytes", r.get(3, 0) != nil, r.bytes)
+	r.add(3, [][]byte{{'x'}}, 9)
+	if !kept(3) || r.bytes != len(big)+1 {
+		t.Fatalf("after drop: row 3 kept %v, %d bytes", kept(3), r.bytes)
 	}
 }
 

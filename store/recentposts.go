@@ -16,12 +16,19 @@ const maxRecentPostBytes = 8 << 20
 // row after a restart.
 type recentPosts struct {
 	mu    sync.Mutex
-	m     map[int64][][]byte // ledger id -> its posts
+	m     map[int64]recentRow
 	bytes int
 }
 
-// add keeps posts of row id, committed, if there is room.
-func (r *recentPosts) add(id int64, posts [][]byte) {
+// recentRow is an entry of recentPosts.
+type recentRow struct {
+	posts     [][]byte
+	committed uint64 // a barrier ticket taken after the row's commit
+}
+
+// add keeps posts of row id, committed before barrier ticket committed, if
+// there is room.
+func (r *recentPosts) add(id int64, posts [][]byte, committed uint64) {
 	n := 0
 	for _, p := range posts {
 		n += len(p)
@@ -35,29 +42,30 @@ func (r *recentPosts) add(id int64, posts [][]byte) {
 		return
 	}
 	if r.m == nil {
-		r.m = make(map[int64][][]byte)
+		r.m = make(map[int64]recentRow)
 	}
 	if _, ok := r.m[id]; !ok {
-		r.m[id] = posts
+		r.m[id] = recentRow{posts: posts, committed: committed}
 		r.bytes += n
 	}
 }
 
-// get returns post seq of row id, or nil.
-func (r *recentPosts) get(id int64, seq int) []byte {
+// get returns post seq of row id and the ticket its row was committed
+// before, or nil.
+func (r *recentPosts) get(id int64, seq int) ([]byte, uint64) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if posts := r.m[id]; seq >= 0 && seq < len(posts) {
-		return posts[seq]
+	if row := r.m[id]; seq >= 0 && seq < len(row.posts) {
+		return row.posts[seq], row.committed
 	}
-	return nil
+	return nil, 0
 }
 
 // drop forgets row id: its posts are all accepted, or it is dead.
 func (r *recentPosts) drop(id int64) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	for _, p := range r.m[id] {
+	for _, p := range r.m[id].posts {
 		r.bytes -= len(p)
 	}
 	delete(r.m, id)

@@ -175,9 +175,10 @@ type DB struct {
 
 	wstmts, rstmts *stmtCache // prepared statements of write and read
 
-	commits groupCommit // every write transaction goes through it
-	recent  recentPosts // queued posts recorded by this process, for DuePosts
-	accepts *acceptLog  // Options.AcceptLog on SQLite: see acceptlog.go; else nil
+	commits groupCommit   // every write transaction goes through it
+	recent  recentPosts   // queued posts recorded by this process, for DuePosts
+	walWake chan struct{} // pokes the WAL syncer (with the accept log); nil without one
+	accepts *acceptLog    // Options.AcceptLog on SQLite: see acceptlog.go; else nil
 
 	txRetries    atomic.Uint64 // PostgreSQL transactions run again (pgTx)
 	groupRetries atomic.Uint64 // SQLite groups run again with savepoints (commitGroup)
