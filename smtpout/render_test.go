@@ -755,3 +755,20 @@ func TestRenderSizeHint(t *testing.T) {
 		})
 	}
 }
+
+// FuzzFindURLs checks that findURLs finds what urlPattern finds.
+func FuzzFindURLs(f *testing.F) {
+	for _, s := range []string{
+		"see https://shop.example/o/42.", "HTTP://A.B/x and http://c", "xhttp://no", "_https://no",
+		"http://", "https://\"x", "ahttps://x https://y<z", "http://a\x0bb", "é https://ü.example/ä\xff",
+		"http://a://b", "httphttps://x", "(https://x.example/(a))",
+	} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		got, want := findURLs(s), urlPattern.FindAllStringIndex(s, -1)
+		if fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Errorf("findURLs(%q) = %v, urlPattern finds %v", s, got, want)
+		}
+	})
+}
