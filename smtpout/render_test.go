@@ -618,19 +618,36 @@ func FuzzRender(f *testing.F) {
 	})
 }
 
+// BenchmarkRender renders an outbox-sized reply (about 3 KB, no
+// attachment, as in the outbox's bursts) and one with a 64 KiB PDF.
 func BenchmarkRender(b *testing.B) {
-	in := baseReply()
-	in.Text = strings.Repeat("Hello Jane, your order https://shop.example/o/42 has shipped.\n", 20) + "\n\nRegards"
-	in.Quote = &Quote{Name: "Jane", Date: in.Date, Text: strings.Repeat("Where is my order?\n", 10)}
-	in.References = []string{"a@example.org", "b@example.org"}
-	in.InReplyTo = "b@example.org"
-	in.ThreadTopic = "Order 42"
-	in.Attachments = []Attachment{{Filename: "invoice.pdf", ContentType: "application/pdf", Content: bytes.Repeat([]byte("%PDF"), 16<<10)}}
-	b.ReportAllocs()
-	for b.Loop() {
-		if _, err := Render(in); err != nil {
-			b.Fatal(err)
-		}
+	reply := func() *Reply {
+		in := baseReply()
+		in.Text = strings.Repeat("Hello Jane, your order https://shop.example/o/42 has shipped.\n", 20) + "\n\nRegards"
+		in.Quote = &Quote{Name: "Jane", Date: in.Date, Text: strings.Repeat("Where is my order?\n", 10)}
+		in.References = []string{"a@example.org", "b@example.org"}
+		in.InReplyTo = "b@example.org"
+		in.ThreadTopic = "Order 42"
+		return in
+	}
+	tests := []struct {
+		name string
+		atts []Attachment
+	}{
+		{name: "reply"},
+		{name: "pdf", atts: []Attachment{{Filename: "invoice.pdf", ContentType: "application/pdf", Content: bytes.Repeat([]byte("%PDF"), 16<<10)}}},
+	}
+	for _, tt := range tests {
+		b.Run(tt.name, func(b *testing.B) {
+			in := reply()
+			in.Attachments = tt.atts
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := Render(in); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 	}
 }
 
@@ -703,4 +720,55 @@ func TestLinkify(t *testing.T) {
 			t.Errorf("linkify(%q) = %q, want %q", tt.in, got, tt.want)
 		}
 	}
+}
+
+// TestRenderSizeHint checks that renderSizeHint leaves room for the whole
+// message of the replies the outbox sends most (ASCII text, a quote, a
+// small attachment), so that Render writes them without growing its buffer.
+func TestRenderSizeHint(t *testing.T) {
+	tests := []struct {
+		name  string
+		text  string
+		quote string
+		atts  []Attachment
+	}{
+		{name: "one line", text: "Thanks, done."},
+		{name: "reply with quote", text: strings.Repeat("Your order https://shop.example/o/42 has shipped.\n", 20), quote: strings.Repeat("Where is my order?\n", 10)},
+		{name: "long lines", text: strings.Repeat("word ", 2000)},
+		{name: "attachment", text: "See attached.", atts: []Attachment{{Filename: "a.pdf", ContentType: "application/pdf", Content: bytes.Repeat([]byte{0, 1, 2, 255}, 4096)}}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			in := baseReply()
+			in.Text = tt.text
+			if tt.quote != "" {
+				in.Quote = &Quote{Name: "Jane", Date: in.Date, Text: tt.quote}
+			}
+			in.Attachments = tt.atts
+			out, err := Render(in)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if hint := renderSizeHint(plainBody(in), htmlBody(in), in.Attachments); len(out) > hint {
+				t.Errorf("rendered %d bytes, hint %d", len(out), hint)
+			}
+		})
+	}
+}
+
+// FuzzFindURLs checks that findURLs finds what urlPattern finds.
+func FuzzFindURLs(f *testing.F) {
+	for _, s := range []string{
+		"see https://shop.example/o/42.", "HTTP://A.B/x and http://c", "xhttp://no", "_https://no",
+		"http://", "https://\"x", "ahttps://x https://y<z", "http://a\x0bb", "é https://ü.example/ä\xff",
+		"http://a://b", "httphttps://x", "(https://x.example/(a))",
+	} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		got, want := findURLs(s), urlPattern.FindAllStringIndex(s, -1)
+		if fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Errorf("findURLs(%q) = %v, urlPattern finds %v", s, got, want)
+		}
+	})
 }
