@@ -89,7 +89,7 @@ type acceptLog struct {
 	mu       sync.Mutex
 	pending  map[int64]int     // ledger id -> posts accepted, not yet taken by a fold
 	folding  map[int64]int     // taken by a fold that has not committed yet
-	contacts map[string]uint64 // contact -> number of its last record, while not on disk
+	contacts map[string]uint64 // contact (normContact) -> number of its last record, while not on disk
 	written  uint64            // records appended since open
 	off      int64             // where the next record goes
 	size     int64             // the file's size: zeros from off on
@@ -240,7 +240,7 @@ func (l *acceptLog) add(id int64, next int, contact string) (uint64, error) {
 	if next > l.pending[id] {
 		l.pending[id] = next
 	}
-	l.contacts[contact] = l.written
+	l.contacts[normContact(contact)] = l.written
 	for _, c := range []chan struct{}{l.wake, l.syncWake} {
 		select {
 		case c <- struct{}{}:
@@ -315,9 +315,10 @@ func (l *acceptLog) overlay() map[int64]int {
 // (whether or not a fold has taken it since, as a fold's commit need not
 // be on disk either).
 func (l *acceptLog) follows(contact string) uint64 {
+	key := normContact(contact)
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return l.contacts[contact]
+	return l.contacts[key]
 }
 
 // unfolded reports whether acceptances wait for a fold.

@@ -469,11 +469,15 @@ func TestPostBarrierFollows(t *testing.T) {
 	if got := l.synced.Load(); got != 0 {
 		t.Errorf("PostBarrier of a post following nothing synced the log (%d records)", got)
 	}
+	if p := byContact["bob@example.org"]; l.follows("BOB@example.org") != p.after {
+		t.Errorf("the address in upper case follows record %d, want %d", l.follows("BOB@example.org"), p.after)
+	}
 	for _, c := range []string{"ann@example.org", "bob@example.org"} {
 		p := byContact[c]
 		if p.after == 0 {
 			t.Fatalf("%s's post %+v follows no record", c, p)
 		}
+
 		if err := db.PostBarrier(ctx, p); err != nil {
 			t.Fatal(err)
 		}

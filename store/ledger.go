@@ -667,7 +667,10 @@ type DuePost struct {
 	ArrivedAt   time.Time
 	CreatedAt   time.Time // when the row was recorded
 
-	seen uint64 // the barrier ticket taken after the row was read (PostBarrier)
+	// seen is a barrier ticket taken after the row was committed (a row
+	// this process recorded) or read: once a barrier passes it, the row
+	// is on disk (PostBarrier).
+	seen uint64
 	// after is the accept-log record of the contact's last acceptance
 	// (the row's previous post, or the contact's previous row) when it
 	// was not on disk yet: PostBarrier has it on disk first. 0 for none.
