@@ -63,6 +63,7 @@ type mailgate struct {
 	logPath string
 	listen  string // HTTP listener (webhook, media, /healthz)
 	metrics string
+	opts    mailgateOptions
 
 	mu      sync.Mutex
 	cmd     *exec.Cmd
@@ -77,23 +78,14 @@ type mailgate struct {
 // Start to run it. The daemon is stopped when the test ends.
 func newMailgate(t *testing.T, dir string, opts mailgateOptions) *mailgate {
 	t.Helper()
-	listen, err := mailsys.FreePort()
-	if err != nil {
-		t.Fatal(err)
-	}
-	metrics, err := mailsys.FreePort()
-	if err != nil {
-		t.Fatal(err)
-	}
 	g := &mailgate{
 		t:       t,
 		dir:     dir,
 		cfgPath: filepath.Join(dir, "mailgate.toml"),
 		logPath: filepath.Join(suite.workDir, "logs", filepath.Base(dir)+"-mailgate.log"),
-		listen:  "127.0.0.1:" + listen,
-		metrics: "127.0.0.1:" + metrics,
+		opts:    opts,
 	}
-	if err := os.WriteFile(g.cfgPath, []byte(g.config(opts)), 0o600); err != nil {
+	if err := g.pickPorts(); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
@@ -108,6 +100,21 @@ func newMailgate(t *testing.T, dir string, opts mailgateOptions) *mailgate {
 		t.Logf("mailgate log: %s (%d starts, %d SIGKILLs)", g.logPath, g.starts, g.kills)
 	})
 	return g
+}
+
+// pickPorts takes free ports for the HTTP and metrics listeners and
+// writes the configuration with them.
+func (g *mailgate) pickPorts() error {
+	listen, err := mailsys.FreePort()
+	if err != nil {
+		return err
+	}
+	metrics, err := mailsys.FreePort()
+	if err != nil {
+		return err
+	}
+	g.listen, g.metrics = "127.0.0.1:"+listen, "127.0.0.1:"+metrics
+	return os.WriteFile(g.cfgPath, []byte(g.config(g.opts)), 0o600)
 }
 
 // config renders the TOML configuration.
@@ -171,11 +178,25 @@ func lines(s string) string {
 
 // Start starts the daemon and waits until /healthz answers. An error
 // means mailgate cannot run (see requireDaemon); the log tail is in it.
+//
+// The listeners' ports were free when pickPorts took them, but another
+// process can bind one before mailgate does; on its first start, mailgate
+// then gets new ports (at most twice), as nobody has used its URLs yet.
 func (g *mailgate) Start() error {
-	if err := g.spawn(); err != nil {
-		return err
+	first := g.starts == 0
+	for attempt := 0; ; attempt++ {
+		if err := g.spawn(); err != nil {
+			return err
+		}
+		err := g.waitHealthy(30 * time.Second)
+		if err == nil || !first || attempt == 2 || !strings.Contains(err.Error(), "address already in use") {
+			return err
+		}
+		g.t.Logf("mailgate: a listener's port was taken before it could bind it; new ports: %v", err)
+		if err := g.pickPorts(); err != nil {
+			return err
+		}
 	}
-	return g.waitHealthy(30 * time.Second)
 }
 
 // spawn starts the process without waiting for it to be ready.
