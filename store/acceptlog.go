@@ -356,6 +356,14 @@ func (l *acceptLog) syncTo(n uint64) error {
 	return nil
 }
 
+// syncAll returns once every record written before the call is on disk.
+func (l *acceptLog) syncAll() error {
+	l.mu.Lock()
+	n := l.written
+	l.mu.Unlock()
+	return l.syncTo(n)
+}
+
 // unsynced returns how many records wait for an fsync.
 func (l *acceptLog) unsynced() uint64 {
 	l.mu.Lock()
@@ -374,29 +382,9 @@ func (l *acceptLog) runSyncer(done *sync.WaitGroup) {
 			return
 		case <-l.syncWake:
 		}
-		l.mu.Lock()
-		n := l.written
-		l.mu.Unlock()
 		// A failure is PostAccepted's and PostBarrier's to report: they
 		// call syncTo themselves before anything depends on the record.
-		_ = l.syncTo(n)
-	}
-}
-
-// runWALSyncer passes a barrier after each commit of new ledger rows
-// (keepRecent wakes it), so that a row is usually on disk before its post
-// is due and PostBarrier need not wait for an fsync of its own.
-func (db *DB) runWALSyncer(done *sync.WaitGroup, stop <-chan struct{}) {
-	defer done.Done()
-	for {
-		select {
-		case <-stop:
-			return
-		case <-db.walWake:
-		}
-		// A failure is PostBarrier's to report: it passes a barrier
-		// itself when this one did not.
-		_ = db.wal.sync()
+		_ = l.syncAll()
 	}
 }
 
@@ -549,10 +537,7 @@ func (db *DB) closeAcceptLog(ctx context.Context) error {
 	}
 	close(l.stop)
 	<-l.done // closed at once without a folder and a syncer (Options.foldManually)
-	l.mu.Lock()
-	n := l.written
-	l.mu.Unlock()
-	err := l.syncTo(n)
+	err := l.syncAll()
 	if err == nil {
 		err = db.foldNow(ctx)
 	}

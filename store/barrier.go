@@ -102,6 +102,23 @@ func (w *walSyncer) ticket() uint64 { return w.requests.Add(1) }
 // has finished.
 func (w *walSyncer) hasPassed(t uint64) bool { return t != 0 && w.passed.Load() >= t }
 
+// runWALSyncer passes a barrier after each commit of new ledger rows
+// (keepRecent wakes it), so that a row is usually on disk before its post
+// is due and PostBarrier need not wait for an fsync of its own.
+func (db *DB) runWALSyncer(done *sync.WaitGroup, stop <-chan struct{}) {
+	defer done.Done()
+	for {
+		select {
+		case <-stop:
+			return
+		case <-db.walWake:
+		}
+		// A failure is PostBarrier's to report: it passes a barrier
+		// itself when this one did not.
+		_ = db.wal.sync()
+	}
+}
+
 // fsyncPath opens path and fsyncs it. A missing WAL file has nothing to
 // sync: SQLite checkpointed it into the database file (syncing both) and
 // removed it.
