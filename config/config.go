@@ -58,7 +58,9 @@ type Config struct {
 // Server is the [server] table: the HTTP listener for the Userlike webhook
 // and the media files.
 type Server struct {
-	// Listen is the host:port to listen on (default "127.0.0.1:8080").
+	// Listen is the host:port to listen on (default "127.0.0.1:8080"). A
+	// socket bound to this address and passed by systemd
+	// (contrib/systemd/mailgate.socket) is used instead of binding it.
 	Listen string `toml:"listen" default:"'127.0.0.1:8080'"`
 	// PublicURL is the absolute http(s) URL under which Userlike reaches
 	// this server; media URLs are built from it (default "http://"+Listen).

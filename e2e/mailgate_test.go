@@ -7,7 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"mailgate/e2e/mailsys"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -63,6 +63,11 @@ type mailgate struct {
 	logPath string
 	listen  string // HTTP listener (webhook, media, /healthz)
 	metrics string
+	// sockets are the HTTP and metrics listening sockets, bound once on
+	// port 0 and handed to every process as systemd does (LISTEN_FDS):
+	// no port is picked before it is bound, and a restart keeps the
+	// addresses, with the connections made meanwhile in the backlog.
+	sockets []*os.File
 	opts    mailgateOptions
 
 	mu      sync.Mutex
@@ -85,7 +90,10 @@ func newMailgate(t *testing.T, dir string, opts mailgateOptions) *mailgate {
 		logPath: filepath.Join(suite.workDir, "logs", filepath.Base(dir)+"-mailgate.log"),
 		opts:    opts,
 	}
-	if err := g.pickPorts(); err != nil {
+	if err := g.bindSockets(); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(g.cfgPath, []byte(g.config(opts)), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
@@ -97,24 +105,33 @@ func newMailgate(t *testing.T, dir string, opts mailgateOptions) *mailgate {
 		if err := g.Stop(); err != nil {
 			t.Errorf("stopping mailgate: %v", err)
 		}
+		for _, f := range g.sockets {
+			f.Close()
+		}
 		t.Logf("mailgate log: %s (%d starts, %d SIGKILLs)", g.logPath, g.starts, g.kills)
 	})
 	return g
 }
 
-// pickPorts takes free ports for the HTTP and metrics listeners and
-// writes the configuration with them.
-func (g *mailgate) pickPorts() error {
-	listen, err := mailsys.FreePort()
-	if err != nil {
-		return err
+// bindSockets binds the HTTP and metrics listeners on port 0 of loopback
+// and keeps their sockets for the processes to come.
+func (g *mailgate) bindSockets() error {
+	var addrs []string
+	for range 2 {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return err
+		}
+		f, err := ln.(*net.TCPListener).File() // a descriptor of its own
+		addrs = append(addrs, ln.Addr().String())
+		ln.Close()
+		if err != nil {
+			return err
+		}
+		g.sockets = append(g.sockets, f)
 	}
-	metrics, err := mailsys.FreePort()
-	if err != nil {
-		return err
-	}
-	g.listen, g.metrics = "127.0.0.1:"+listen, "127.0.0.1:"+metrics
-	return os.WriteFile(g.cfgPath, []byte(g.config(g.opts)), 0o600)
+	g.listen, g.metrics = addrs[0], addrs[1]
+	return nil
 }
 
 // config renders the TOML configuration.
@@ -178,25 +195,11 @@ func lines(s string) string {
 
 // Start starts the daemon and waits until /healthz answers. An error
 // means mailgate cannot run (see requireDaemon); the log tail is in it.
-//
-// The listeners' ports were free when pickPorts took them, but another
-// process can bind one before mailgate does; on its first start, mailgate
-// then gets new ports (at most twice), as nobody has used its URLs yet.
 func (g *mailgate) Start() error {
-	first := g.starts == 0
-	for attempt := 0; ; attempt++ {
-		if err := g.spawn(); err != nil {
-			return err
-		}
-		err := g.waitHealthy(30 * time.Second)
-		if err == nil || !first || attempt == 2 || !strings.Contains(err.Error(), "address already in use") {
-			return err
-		}
-		g.t.Logf("mailgate: a listener's port was taken before it could bind it; new ports: %v", err)
-		if err := g.pickPorts(); err != nil {
-			return err
-		}
+	if err := g.spawn(); err != nil {
+		return err
 	}
+	return g.waitHealthy(30 * time.Second)
 }
 
 // spawn starts the process without waiting for it to be ready.
@@ -221,7 +224,11 @@ func (g *mailgate) spawn() error {
 	g.logFrom = st.Size()
 	g.starts++
 	fmt.Fprintf(logf, "=== e2e: start #%d at %s\n", g.starts, time.Now().Format(time.RFC3339Nano))
-	cmd := exec.Command(suite.binary, "run", "-c", g.cfgPath)
+	// The shell execs mailgate in its own process, so that LISTEN_PID,
+	// which sd_listen_fds(3) checks, is mailgate's pid.
+	cmd := exec.Command("/bin/sh", "-c", `LISTEN_PID=$$ exec "$0" "$@"`, suite.binary, "run", "-c", g.cfgPath)
+	cmd.Env = append(os.Environ(), fmt.Sprintf("LISTEN_FDS=%d", len(g.sockets)))
+	cmd.ExtraFiles = g.sockets
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.Dir = g.dir
 	// The daemon dies with the test process, even on a crash.

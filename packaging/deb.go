@@ -83,6 +83,8 @@ func (b *build) deb(arch string) (string, error) {
 		file(src("LICENSE"), docs+"copyright", 0o644),
 		file(src("README.md"), docs+"README.md", 0o644),
 		file(src("contrib/systemd/README.md"), docs+"README.systemd.md", 0o644),
+		// Optional socket activation: an example, not installed as a unit.
+		file(src("contrib/systemd/mailgate.socket"), docs+"examples/mailgate.socket", 0o644),
 		file(src("config.example.toml"), docs+"config.example.toml", 0o644),
 	}
 	docFiles, err := filepath.Glob(src("doc/*.md"))

@@ -39,7 +39,7 @@ func fakeRoot(t *testing.T) string {
 	root := t.TempDir()
 	for _, p := range []string{
 		"LICENSE", "README.md", "config.example.toml", "contrib/systemd/README.md",
-		"contrib/systemd/mailgate.service", "doc/architecture.md",
+		"contrib/systemd/mailgate.service", "contrib/systemd/mailgate.socket", "doc/architecture.md",
 		"packaging/debian/preinst", "packaging/debian/postinst", "packaging/debian/prerm",
 		"packaging/debian/postrm", "packaging/debian/sysusers.conf", "packaging/debian/tmpfiles.conf",
 	} {

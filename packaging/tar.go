@@ -26,6 +26,7 @@ func (b *build) tar(arch string) (string, error) {
 		{"config.example.toml", 0o644},
 		{"contrib/systemd/README.md", 0o644},
 		{"contrib/systemd/mailgate.service", 0o644},
+		{"contrib/systemd/mailgate.socket", 0o644},
 	}
 	docs, err := filepath.Glob(filepath.Join(b.root, "doc", "*.md"))
 	if err != nil {

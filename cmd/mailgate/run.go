@@ -49,9 +49,21 @@ func cmdRun(ctx context.Context, env *environment, args []string) error {
 
 	notify := notifier{log: log}
 	notify.status("starting")
-	d, err := startDaemon(ctx, daemonOptions{Config: cfg, ConfigPath: *path, Logger: log, Getenv: env.getenv})
+	sockets, err := systemdSockets()
 	if err != nil {
 		return err
+	}
+	d, err := startDaemon(ctx, daemonOptions{Config: cfg, ConfigPath: *path, Logger: log, Getenv: env.getenv, Listen: sockets.listen})
+	if err != nil {
+		sockets.unused()
+		return err
+	}
+	if err := sockets.unused(); err != nil {
+		// Closed, so that a client is refused rather than left waiting.
+		log.Error(err.Error() + "; closed them")
+	}
+	if a := sockets.addrs(); len(a) > 0 {
+		log.Info("listening on sockets passed by systemd", "addresses", strings.Join(a, ", "))
 	}
 	d.waitAttempted(ctx)
 	log.Info("mailgate started", "version", versionString(), "channels", len(cfg.Channels), "listen", d.httpAddr())
