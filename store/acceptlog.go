@@ -9,6 +9,7 @@ import (
 	"hash/crc32"
 	"io"
 	"os"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -395,20 +396,39 @@ func (l *acceptLog) runSyncer(done *sync.WaitGroup) {
 // them, or that left fetched and posting meanwhile (an admin dropped the
 // row), are left as they are.
 func (db *DB) foldAccepted(ctx context.Context, tx *sql.Tx, acc map[int64]int) error {
-	now := db.nowMS()
+	if len(acc) == 0 {
+		return nil
+	}
+	// One statement for all of them: [[id, next], ...].
+	b := make([]byte, 0, 2+len(acc)*16)
+	b = append(b, '[')
 	for id, next := range acc {
-		_, err := db.txExec(ctx, tx, `UPDATE inbound SET
-			posts_done = CASE WHEN ? < posts_total THEN ? ELSE posts_total END,
-			state = CASE WHEN ? < posts_total THEN 'posting' ELSE 'posted' END,
-			attempts = attempts + CASE WHEN posts_done = 0 THEN 1 ELSE 0 END,
-			updated_at = ?
-			WHERE id = ? AND posts_done < ? AND state IN ('fetched', 'posting')`, next, next, next, now, id, next)
-		if err != nil {
-			return fmt.Errorf("store: fold accepted posts of #%d: %w", id, err)
+		if len(b) > 1 {
+			b = append(b, ',')
 		}
+		b = append(b, '[')
+		b = strconv.AppendInt(b, id, 10)
+		b = append(b, ',')
+		b = strconv.AppendInt(b, int64(next), 10)
+		b = append(b, ']')
+	}
+	b = append(b, ']')
+	_, err := db.txExec(ctx, tx, qFoldAccepted, db.nowMS(), string(b))
+	if err != nil {
+		return fmt.Errorf("store: fold the accepted posts of %d rows: %w", len(acc), err)
 	}
 	return nil
 }
+
+// qFoldAccepted is foldAccepted's statement (SQLite only: the accept log
+// is): its second argument is the JSON array of [id, next] pairs.
+const qFoldAccepted = `UPDATE inbound SET
+	posts_done = CASE WHEN a.next < posts_total THEN a.next ELSE posts_total END,
+	state = CASE WHEN a.next < posts_total THEN 'posting' ELSE 'posted' END,
+	attempts = attempts + CASE WHEN posts_done = 0 THEN 1 ELSE 0 END,
+	updated_at = ?
+	FROM (SELECT json_extract(value, '$[0]') AS id, json_extract(value, '$[1]') AS next FROM json_each(?)) AS a
+	WHERE inbound.id = a.id AND inbound.posts_done < a.next AND inbound.state IN ('fetched', 'posting')`
 
 // foldNow folds the pending acceptances in a write transaction of their
 // own, if there are any.

@@ -160,6 +160,28 @@ func TestAcceptLogOverlay(t *testing.T) {
 	if in := row(b.ID); in.State != StateSkipped || in.PostsDone != 0 {
 		t.Fatalf("dropped row: %s, %d done", in.State, in.PostsDone)
 	}
+	// Several rows fold in one write, each to its own count.
+	d := mustRecord(t, db, newInbound(4, "dan@example.org", 2))
+	e := mustRecord(t, db, newInbound(5, "eve@example.org", 1))
+	accept(d.ID, 0, 2, false)
+	accept(e.ID, 0, 1, true)
+	if err := db.foldNow(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if in := row(d.ID); in.State != StatePosting || in.PostsDone != 1 || in.Attempts != 1 {
+		t.Fatalf("#%d after the fold: %s, %d done, %d attempts; want posting, 1, 1", d.ID, in.State, in.PostsDone, in.Attempts)
+	}
+	if in := row(e.ID); in.State != StatePosted || in.PostsDone != 1 || in.Attempts != 1 {
+		t.Fatalf("#%d after the fold: %s, %d done, %d attempts; want posted, 1, 1", e.ID, in.State, in.PostsDone, in.Attempts)
+	}
+	// The second post of d counts no second attempt.
+	accept(d.ID, 1, 2, true)
+	if err := db.foldNow(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if in := row(d.ID); in.State != StatePosted || in.PostsDone != 2 || in.Attempts != 1 {
+		t.Fatalf("#%d after its last post: %s, %d done, %d attempts; want posted, 2, 1", d.ID, in.State, in.PostsDone, in.Attempts)
+	}
 }
 
 // TestAcceptLogReplay checks that Open folds what a log holds (as a

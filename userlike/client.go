@@ -68,10 +68,18 @@ type Client struct {
 	sleep       func(ctx context.Context, d time.Duration) error
 }
 
+// writeBufferSize is the default transport's write buffer per
+// connection.
+const writeBufferSize = 32 << 10
+
 // NewClient returns a Client for opts, filling in defaults.
 func NewClient(opts ClientOptions) *Client {
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.MaxIdleConnsPerHost = MaxIdleConnsPerHost
+	// Headers and a body of up to this size leave in one write: with the
+	// default 4 KiB the headers went in one system call and the body
+	// (2-20 KB of text, typically) in another.
+	tr.WriteBufferSize = writeBufferSize
 	hc := &http.Client{Timeout: 30 * time.Second, Transport: tr}
 	if opts.HTTPClient != nil {
 		copied := *opts.HTTPClient
