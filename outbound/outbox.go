@@ -71,7 +71,9 @@ func needsLogin(err error) bool {
 
 // MailSender delivers a burst of messages over one SMTP connection, each
 // as next hands it over, and returns one error per message;
-// *smtpout.Sender implements it (see its SendEach).
+// *smtpout.Sender implements it (see its SendEach). The worker calls
+// SendEach from up to BurstConnections goroutines at once, one per
+// connection of a burst, so it must be safe for concurrent use.
 type MailSender interface {
 	SendEach(ctx context.Context, next func() (*smtpout.Envelope, bool)) []error
 }
