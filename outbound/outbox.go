@@ -71,7 +71,9 @@ func needsLogin(err error) bool {
 
 // MailSender delivers a burst of messages over one SMTP connection, each
 // as next hands it over, and returns one error per message;
-// *smtpout.Sender implements it (see its SendEach).
+// *smtpout.Sender implements it (see its SendEach). The worker calls
+// SendEach from up to BurstConnections goroutines at once, one per
+// connection of a burst, so it must be safe for concurrent use.
 type MailSender interface {
 	SendEach(ctx context.Context, next func() (*smtpout.Envelope, bool)) []error
 }
@@ -336,60 +338,130 @@ const (
 	maxChunk    = 128
 )
 
-// builtAhead is how many rendered emails at most wait for the relay.
+// builtAhead is how many rendered emails at most wait for the relay, per
+// connection.
 const builtAhead = 2
 
-// sendChannel sends the jobs of one channel in one burst over one
-// connection and settles each. Three stages overlap: a goroutine marks
-// the jobs' items sending (under the emails' Message-IDs) and starts their
-// threads, in chunks, each chunk on disk (a barrier) before its emails go
-// on; a second renders the marked emails in order; the relay takes the
-// ones before. The acceptances are recorded while the next emails go out.
+// BurstConnections is how many SMTP connections a channel's burst of at
+// least ParallelFrom emails is sent over at once; a smaller burst goes over
+// one. A relay on the same machine spends most of each email in its own
+// queue file's fsync (Postfix's cleanup), not in mailgate or on the wire,
+// so a second connection lets it take two emails at a time. Two stay well
+// under the concurrent connections a relay allows one client (Postfix's
+// smtpd_client_connection_count_limit is 50 by default).
+const BurstConnections = 2
+
+// ParallelFrom is the smallest burst sent over BurstConnections
+// connections: a connection costs a dial, EHLO and, on most relays,
+// STARTTLS and AUTH, which a few emails do not earn back.
+const ParallelFrom = 16
+
+// lanes splits jobs over the connections of their burst (see
+// BurstConnections): every email to one contact goes over the same
+// connection, in the order of jobs, so that a contact's emails arrive in
+// the order they were threaded; each new contact goes to the connection
+// with the fewest emails so far. lane[i] is jobs[i]'s connection, n how
+// many there are.
+func lanes(jobs []*job) (lane []int, n int) {
+	lane = make([]int, len(jobs))
+	if len(jobs) < ParallelFrom {
+		return lane, 1
+	}
+	n = BurstConnections
+	load := make([]int, n)
+	byContact := make(map[string]int, len(jobs))
+	for i, j := range jobs {
+		key := mailaddr.Key(j.batch.Contact)
+		l, seen := byContact[key]
+		if !seen {
+			l = 0
+			for k := range load {
+				if load[k] < load[l] {
+					l = k
+				}
+			}
+			byContact[key] = l
+		}
+		lane[i] = l
+		load[l]++
+	}
+	return lane, n
+}
+
+// sendChannel sends the jobs of one channel in one burst and settles each:
+// over one connection, or over BurstConnections at once when the burst is
+// large (see lanes). Three stages overlap: a goroutine marks the jobs'
+// items sending (under the emails' Message-IDs) and starts their threads,
+// in chunks, each chunk on disk (a barrier) before its emails go on; a
+// goroutine per connection renders that connection's marked emails in
+// order; the relay takes the ones before. The acceptances are recorded
+// while the next emails go out.
 func (o *Outbox) sendChannel(ctx context.Context, jobs []*job) {
 	if len(jobs) == 0 {
 		return
 	}
 	// The outcome is recorded even when ctx ended during the burst.
 	settleCtx := context.WithoutCancel(ctx)
-	marked := make(chan *job, maxChunk)
+	lane, nLanes := lanes(jobs)
+	laneOf := make(map[*job]int, len(jobs))
+	for i, j := range jobs {
+		laneOf[j] = lane[i]
+	}
+	// Each connection's marked jobs wait in a queue that holds them all,
+	// so that a connection whose relay is slow never holds up the other.
+	marked := make([]chan *job, nLanes)
+	for l := range marked {
+		marked[l] = make(chan *job, len(jobs))
+	}
 	var nMarked int // jobs marked and on disk; read once marked is closed
 	go func() {
-		defer close(marked)
-		nMarked = o.markChunks(ctx, jobs, marked)
-	}()
-	built := make(chan *job, builtAhead)
-	go func() {
-		defer close(built)
-		for j := range marked {
-			if o.build(ctx, j) {
-				built <- j
+		defer func() {
+			for _, c := range marked {
+				close(c)
 			}
-		}
+		}()
+		nMarked = o.markChunks(ctx, jobs, func(j *job) { marked[laneOf[j]] <- j })
 	}()
 	// Acceptances are recorded while the next emails of the burst go out,
 	// not before them (the commit would hold up the burst), recordBatch
 	// at a time in one transaction, and none later than recordDelay after
 	// the relay accepted it. A crash (the process killed) mid-burst
-	// re-sends the email in flight and at most recordBatch accepted ones
-	// whose record was not committed yet; a power cut re-sends every email
-	// since the last barrier, as before (the records are durable at the
-	// barrier after the burst).
+	// re-sends the emails in flight (one per connection) and at most
+	// recordBatch accepted ones whose record was not committed yet; a
+	// power cut re-sends every email since the last barrier, as before
+	// (the records are durable at the barrier after the burst).
 	accepted := make(chan *job, len(jobs))
 	var recorder sync.WaitGroup
 	recorder.Go(func() { o.recordAccepted(settleCtx, accepted) })
-	var sent []*job
-	errs := jobs[0].ch.Sender.SendEach(ctx, func() (*smtpout.Envelope, bool) {
-		j, ok := <-built
-		if !ok {
-			return nil, false
-		}
-		j.env.Accepted = func() { accepted <- j }
-		sent = append(sent, j)
-		return j.env, true
-	})
+	sent := make([][]*job, nLanes)
+	errs := make([][]error, nLanes)
+	var senders sync.WaitGroup
+	for l := range nLanes {
+		built := make(chan *job, builtAhead)
+		go func() {
+			defer close(built)
+			for j := range marked[l] {
+				if o.build(ctx, j) {
+					built <- j
+				}
+			}
+		}()
+		senders.Go(func() {
+			errs[l] = jobs[0].ch.Sender.SendEach(ctx, func() (*smtpout.Envelope, bool) {
+				j, ok := <-built
+				if !ok {
+					return nil, false
+				}
+				j.env.Accepted = func() { accepted <- j }
+				sent[l] = append(sent[l], j)
+				return j.env, true
+			})
+		})
+	}
+	senders.Wait()
 	close(accepted)
 	recorder.Wait()
-	// SendEach has read built to its end, so the stages are done.
+	// Every SendEach has read its built to the end, so the stages are done.
 	if nMarked > 0 {
 		// One barrier makes the burst's outcomes durable: a power cut
 		// before it sends the burst again, with the same Message-IDs.
@@ -399,14 +471,16 @@ func (o *Outbox) sendChannel(ctx context.Context, jobs []*job) {
 			}
 		}()
 	}
-	for i, j := range sent {
-		var err error
-		if i < len(errs) {
-			err = errs[i]
-		} else {
-			err = errors.New("the sender returned no result for this message")
+	for l := range nLanes {
+		for i, j := range sent[l] {
+			var err error
+			if i < len(errs[l]) {
+				err = errs[l][i]
+			} else {
+				err = errors.New("the sender returned no result for this message")
+			}
+			o.settle(settleCtx, j, err)
 		}
-		o.settle(settleCtx, j, err)
 	}
 }
 
@@ -415,7 +489,7 @@ func (o *Outbox) sendChannel(ctx context.Context, jobs []*job) {
 // once a barrier has made their marks and threads durable: an email sent
 // again after a power cut keeps its Message-ID. It returns how many jobs
 // it handed on. When ctx ends, the jobs not yet claimed stay queued.
-func (o *Outbox) markChunks(ctx context.Context, jobs []*job, out chan<- *job) int {
+func (o *Outbox) markChunks(ctx context.Context, jobs []*job, out func(*job)) int {
 	handed := 0
 	for start, size := 0, firstChunk; start < len(jobs) && ctx.Err() == nil; size = min(chunkGrowth*size, maxChunk) {
 		chunk := jobs[start:min(start+size, len(jobs))]
@@ -436,7 +510,7 @@ func (o *Outbox) markChunks(ctx context.Context, jobs []*job, out chan<- *job) i
 			continue
 		}
 		for _, j := range ready {
-			out <- j
+			out(j)
 		}
 		handed += len(ready)
 	}
