@@ -15,6 +15,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"io"
 	"slices"
 	"strings"
 	"unicode/utf8"
@@ -431,16 +432,26 @@ func dedupeKey(email *mailparse.Email, text string) string {
 	// Two different emails can carry the same Message-ID (broken or hostile
 	// senders); the sender, date and subject tell them apart, while a copy of
 	// the same email delivered twice agrees on all of them.
-	sum := hashHex([]byte(from + "\x00" + email.Header.Get("Date") + "\x00" + email.Subject))[:16]
+	date := email.Header.Get("Date")
 	if email.MessageID != "" {
-		return "mid:" + email.MessageID + ":" + sum
+		return "mid:" + email.MessageID + ":" + hashHexOf(from, "\x00", date, "\x00", email.Subject)[:16]
 	}
-	return "sum:" + hashHex([]byte(from+"\x00"+email.Header.Get("Date")+"\x00"+email.Subject+"\x00"+text))
+	return "sum:" + hashHexOf(from, "\x00", date, "\x00", email.Subject, "\x00", text)
 }
 
 func hashHex(b []byte) string {
 	s := sha256.Sum256(b)
 	return hex.EncodeToString(s[:])
+}
+
+// hashHexOf is hashHex of the concatenated parts, without concatenating
+// them (the text of an email without a Message-ID is one of them).
+func hashHexOf(parts ...string) string {
+	h := sha256.New()
+	for _, p := range parts {
+		io.WriteString(h, p)
+	}
+	return hex.EncodeToString(h.Sum(nil))
 }
 
 func appendLine(text, line string) string {

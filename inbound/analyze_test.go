@@ -373,3 +373,30 @@ func TestAnalyzeContactForm(t *testing.T) {
 		})
 	}
 }
+
+// TestDedupeKeyAsBefore: dedupeKey hashes the parts as the concatenation
+// it used to build, with and without a Message-ID.
+func TestDedupeKeyAsBefore(t *testing.T) {
+	for _, tc := range []struct{ raw, text string }{
+		{"From: Jane <Jane@Example.com>\r\nDate: Fri, 04 Dec 2026 14:00:00 +0000\r\nSubject: Hi\r\nMessage-ID: <a.1@example.com>\r\n\r\nbody\r\n", "body"},
+		{"From: Jane <jane@example.com>\r\nSubject: No id\r\n\r\ntext\r\n", "text of the email"},
+		{"Subject: nobody\r\n\r\nx\r\n", ""},
+	} {
+		email, err := mailparse.Parse(context.Background(), strings.NewReader(tc.raw), mailparse.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var from string
+		if len(email.From) > 0 {
+			from = mailaddr.Key(email.From[0].Address)
+		}
+		date := email.Header.Get("Date")
+		want := "sum:" + hashHex([]byte(from+"\x00"+date+"\x00"+email.Subject+"\x00"+tc.text))
+		if email.MessageID != "" {
+			want = "mid:" + email.MessageID + ":" + hashHex([]byte(from + "\x00" + date + "\x00" + email.Subject))[:16]
+		}
+		if got := dedupeKey(email, tc.text); got != want {
+			t.Errorf("dedupeKey(%q) = %s, want %s", tc.raw, got, want)
+		}
+	}
+}

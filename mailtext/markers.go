@@ -114,13 +114,18 @@ type line struct {
 func (l line) blank() bool { return l.empty }
 
 // splitLines splits normalised text into lines.
+// It is strings.Split(text, "\n") with each part classified, without the
+// slice of strings in between.
 func splitLines(text string) []line {
-	raws := strings.Split(text, "\n")
-	lines := make([]line, len(raws))
-	for i, r := range raws {
-		lines[i] = newLine(r)
+	lines := make([]line, 0, strings.Count(text, "\n")+1)
+	for {
+		r, rest, found := strings.Cut(text, "\n")
+		lines = append(lines, newLine(r))
+		if !found {
+			return lines
+		}
+		text = rest
 	}
-	return lines
 }
 
 // newLine classifies the raw line r.

@@ -651,3 +651,20 @@ func BenchmarkTrimPlainBody(b *testing.B) {
 		}
 	}
 }
+
+// TestSplitLines: splitLines cuts text where strings.Split does and
+// classifies each part as newLine does.
+func TestSplitLines(t *testing.T) {
+	for _, in := range []string{"", "\n", "a", "a\n", "\na", "a\n\nb\n", " > q \n\t\n-- \n\u00a0\nend", "\n\n\n"} {
+		got := splitLines(in)
+		want := strings.Split(in, "\n")
+		if len(got) != len(want) {
+			t.Fatalf("splitLines(%q): %d lines, strings.Split gives %d", in, len(got), len(want))
+		}
+		for i, w := range want {
+			if got[i] != newLine(w) {
+				t.Errorf("splitLines(%q)[%d] = %+v, want %+v", in, i, got[i], newLine(w))
+			}
+		}
+	}
+}
