@@ -107,8 +107,15 @@ type rfc2231Segment struct {
 // a plain value of the same name.
 func joinParams(raw map[string]string) map[string]string {
 	out := make(map[string]string, len(raw))
-	segments := map[string][]rfc2231Segment{}
-	extended := map[string]bool{}
+	// Made on first use: most values have no extended parameters.
+	var segments map[string][]rfc2231Segment
+	var extended map[string]bool
+	setExtended := func(name string) {
+		if extended == nil {
+			extended = make(map[string]bool)
+		}
+		extended[name] = true
+	}
 	for key, val := range raw {
 		name, suffix, hasStar := strings.Cut(key, "*")
 		if !hasStar {
@@ -120,13 +127,16 @@ func joinParams(raw map[string]string) map[string]string {
 		if suffix == "" {
 			// name*=charset'lang'value
 			out[name] = decode2231(val)
-			extended[name] = true
+			setExtended(name)
 			continue
 		}
 		encoded := strings.HasSuffix(suffix, "*")
 		n, err := strconv.Atoi(strings.TrimSuffix(suffix, "*"))
 		if err != nil || n < 0 || n > 1000 {
 			continue
+		}
+		if segments == nil {
+			segments = make(map[string][]rfc2231Segment)
 		}
 		segments[name] = append(segments[name], rfc2231Segment{n: n, encoded: encoded, value: val})
 	}
@@ -157,7 +167,7 @@ func joinParams(raw map[string]string) map[string]string {
 			continue // no segment 0: nothing usable
 		}
 		out[name] = toUTF8(cs, b)
-		extended[name] = true
+		setExtended(name)
 	}
 	return out
 }
