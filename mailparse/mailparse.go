@@ -790,28 +790,55 @@ func normaliseText(s string) (string, bool) {
 // overwrites b.
 func normaliseBytes(b []byte) (string, bool) {
 	b = bytes.TrimPrefix(b, []byte("\uFEFF"))
-	if bytes.IndexByte(b, 0) < 0 && bytes.IndexByte(b, '\r') < 0 {
+	nextNul, nextCR := bytes.IndexByte(b, 0), bytes.IndexByte(b, '\r')
+	if nextNul < 0 && nextCR < 0 {
 		return string(b), false
 	}
+	// The bytes between a NUL or CR and the next are moved as one block
+	// (bytes.IndexByte and copy run many bytes a step), not one by one.
 	nul, cr := false, false // cr: the last byte kept was a CR, now LF
-	w := 0
-	for _, c := range b {
-		switch {
-		case c == 0:
-			nul = true
-			continue // NULs go first: CR NUL LF is a CRLF
-		case c == '\r':
-			c, cr = '\n', true
-		case c == '\n' && cr:
-			cr = false
-			continue
-		default:
-			cr = false
+	w, i := 0, 0
+	for i < len(b) {
+		if nextNul >= 0 && nextNul < i {
+			nextNul = indexFrom(b, i, 0)
 		}
-		b[w] = c
-		w++
+		if nextCR >= 0 && nextCR < i {
+			nextCR = indexFrom(b, i, '\r')
+		}
+		end := len(b)
+		if nextNul >= 0 {
+			end = nextNul
+		}
+		if nextCR >= 0 && nextCR < end {
+			end = nextCR
+		}
+		if i < end {
+			if cr && b[i] == '\n' {
+				i++ // the LF of a CRLF
+			}
+			cr = false
+			w += copy(b[w:], b[i:end])
+			i = end
+			continue
+		}
+		if b[i] == 0 {
+			nul = true // NULs go first: CR NUL LF is a CRLF
+		} else {
+			b[w] = '\n'
+			w++
+			cr = true
+		}
+		i++
 	}
 	return string(b[:w]), nul
+}
+
+// indexFrom returns the index in b of the first c at or after i, or -1.
+func indexFrom(b []byte, i int, c byte) int {
+	if j := bytes.IndexByte(b[i:], c); j >= 0 {
+		return i + j
+	}
+	return -1
 }
 
 // trimPartialRune drops an incomplete UTF-8 sequence at the end of b, left
