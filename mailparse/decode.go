@@ -274,6 +274,16 @@ func (st *base64State) feed(out, in []byte) []byte {
 	return out
 }
 
+// trimEOL is bytes.TrimRight(line, "\r\n") without building the cutset's
+// set for every line.
+func trimEOL(line []byte) []byte {
+	n := len(line)
+	for n > 0 && (line[n-1] == '\n' || line[n-1] == '\r') {
+		n--
+	}
+	return line[:n]
+}
+
 // feedLine decodes one line of a base64 body. A complete line holding a
 // character outside the alphabet is corrupt (a mailer or a gateway wrote
 // text into the body) and is skipped whole, so that the letters in it do
@@ -281,7 +291,7 @@ func (st *base64State) feed(out, in []byte) []byte {
 func (st *base64State) feedLine(out, line []byte, complete bool) []byte {
 	if complete && st.nq == 0 {
 		// Fast path: a well-formed line decodes with the standard decoder.
-		text := bytes.TrimRight(line, "\r\n")
+		text := trimEOL(line)
 		if len(text)%4 == 0 {
 			out = slices.Grow(out, len(text)/4*3)
 			if n, err := base64.StdEncoding.Decode(out[len(out):cap(out)], text); err == nil {
@@ -292,7 +302,7 @@ func (st *base64State) feedLine(out, line []byte, complete bool) []byte {
 	if complete {
 		for _, c := range line {
 			if b64Value(c) == 0xff && c != '=' && c != ' ' && c != '\t' && c != '\r' && c != '\n' {
-				st.bad += len(bytes.TrimRight(line, "\r\n"))
+				st.bad += len(trimEOL(line))
 				return out
 			}
 		}

@@ -191,3 +191,12 @@ func TestReadAllHint(t *testing.T) {
 		t.Errorf("readAllHint with a failing reader = %q, %v; want \"abc\", boom", got, err)
 	}
 }
+
+// TestTrimEOL: trimEOL trims as bytes.TrimRight(line, "\r\n").
+func TestTrimEOL(t *testing.T) {
+	for _, s := range []string{"", "\r\n", "abc", "abc\r\n", "abc\n\r\n\r", "a\rb\n", "\n\nx", "ab= \r\n"} {
+		if got, want := string(trimEOL([]byte(s))), string(bytes.TrimRight([]byte(s), "\r\n")); got != want {
+			t.Errorf("trimEOL(%q) = %q, want %q", s, got, want)
+		}
+	}
+}
