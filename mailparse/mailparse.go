@@ -705,7 +705,11 @@ func (p *parser) bodyText(pi partInfo, dec io.Reader, n node) {
 
 // readText reads a text part, keeping at most MaxTextSize bytes.
 func (p *parser) readText(r io.Reader, n node) []byte {
-	b, err := readAllHint(io.LimitReader(r, p.opts.MaxTextSize+1), min(p.srcLen, p.opts.MaxTextSize+1, maxTextHint))
+	hint := min(p.srcLen, p.opts.MaxTextSize+1, maxTextHint)
+	if n.depth > 0 {
+		hint = min(hint, maxPartTextHint)
+	}
+	b, err := readAllHint(io.LimitReader(r, p.opts.MaxTextSize+1), hint)
 	if err != nil && p.fatal() == nil && err != io.ErrUnexpectedEOF {
 		p.problem("%s: text truncated: %v", n.label(), truncateErr(err))
 	}
@@ -720,6 +724,13 @@ func (p *parser) readText(r io.Reader, n node) []byte {
 // the whole input, when it is known, bounds a text part's, but an email
 // with a large attachment has a small text.
 const maxTextHint = 64 << 10
+
+// maxPartTextHint bounds it further for a text part of a multipart, whose
+// size the input's does not tell: mostly a short text beside attachments
+// that make up the input's size. A 64 KiB buffer for the 11 KB text
+// beside a 500 KB PDF was too large for the text to keep it
+// (ownedString), so the text cost 75 KB; a longer text grows the buffer.
+const maxPartTextHint = 16 << 10
 
 // readAllHint is io.ReadAll with a first buffer of hint bytes (at least
 // 512) instead of 512 grown by copying.
