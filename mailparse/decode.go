@@ -431,8 +431,8 @@ func (d *base64Reader) badBytes() int { return d.st.bad }
 // is kept literally and counted instead of aborting the part.
 type qpReader struct {
 	r   io.Reader
-	buf []byte // read buffer
-	in  []byte // undecoded carry: an incomplete line
+	buf []byte // the memory of in
+	in  []byte // undecoded carry (an incomplete line), then what was read
 	out []byte
 	pos int
 	err error
@@ -442,9 +442,16 @@ type qpReader struct {
 // qpMaxCarry bounds the undecoded tail kept while waiting for a line end.
 const qpMaxCarry = 8 << 10
 
+// qpReadSize is how much qpReader reads at a time. Where a line longer
+// than qpMaxCarry is cut into fragments depends on it.
+const qpReadSize = 4096
+
 // newQPReader returns a forgiving streaming quoted-printable decoder.
 func newQPReader(r io.Reader) *qpReader {
-	return &qpReader{r: r, buf: make([]byte, 4096)}
+	// Room for a read and a carry of a few lines; the decoded text of a
+	// read is at most as long as the read and its carry.
+	buf := make([]byte, qpReadSize+qpReadSize/4)
+	return &qpReader{r: r, buf: buf, in: buf[:0], out: make([]byte, 0, qpReadSize)}
 }
 
 // Read implements io.Reader.
@@ -454,8 +461,18 @@ func (d *qpReader) Read(p []byte) (int, error) {
 			return 0, d.err
 		}
 		d.out, d.pos = d.out[:0], 0
-		n, err := d.r.Read(d.buf)
-		d.in = append(d.in, d.buf[:n]...)
+		// Read after the carry, into the buffer's spare capacity: the
+		// carry moves to the buffer's start (to a larger buffer if it
+		// must) when the spare room is short, instead of being copied to
+		// a new buffer with each read.
+		if cap(d.in)-len(d.in) < qpReadSize {
+			if len(d.in)+qpReadSize > len(d.buf) {
+				d.buf = make([]byte, 2*(len(d.in)+qpReadSize))
+			}
+			d.in = d.buf[:copy(d.buf, d.in)]
+		}
+		n, err := d.r.Read(d.in[len(d.in) : len(d.in)+qpReadSize])
+		d.in = d.in[:len(d.in)+n]
 		// Decode every complete line.
 		for {
 			i := bytes.IndexByte(d.in, '\n')
@@ -478,7 +495,7 @@ func (d *qpReader) Read(p []byte) (int, error) {
 				cut -= 2
 			}
 			d.out = d.decodeLine(d.out, d.in[:cut], false)
-			d.in = append(d.in[:0:0], d.in[cut:]...)
+			d.in = d.in[cut:]
 		}
 	}
 	n := copy(p, d.out[d.pos:])
@@ -488,6 +505,7 @@ func (d *qpReader) Read(p []byte) (int, error) {
 
 // decodeLine decodes one line (with its line ending, if any). When whole is
 // false the line is a fragment of a longer one and trailing blanks are kept.
+// The bytes between escapes are appended as blocks.
 func (d *qpReader) decodeLine(out, line []byte, whole bool) []byte {
 	var eol []byte
 	if whole {
@@ -502,23 +520,25 @@ func (d *qpReader) decodeLine(out, line []byte, whole bool) []byte {
 			line, eol = line[:len(line)-1], nil // soft line break
 		}
 	}
-	for i := 0; i < len(line); i++ {
-		c := line[i]
-		if c != '=' {
-			out = append(out, c)
-			continue
+	for len(line) > 0 {
+		i := bytes.IndexByte(line, '=')
+		if i < 0 {
+			out = append(out, line...)
+			break
 		}
+		out = append(out, line[:i]...)
 		if i+2 < len(line) {
 			hi, ok1 := unhex(line[i+1])
 			lo, ok2 := unhex(line[i+2])
 			if ok1 && ok2 {
 				out = append(out, hi<<4|lo)
-				i += 2
+				line = line[i+3:]
 				continue
 			}
 		}
 		d.bad++
-		out = append(out, c)
+		out = append(out, '=')
+		line = line[i+1:]
 	}
 	return append(out, eol...)
 }
