@@ -369,31 +369,25 @@ func (b *bench) runSMTP(ctx context.Context) error {
 	}
 	for _, t := range targets {
 		var burst, burstN, single, gain []float64
+		// Each timed send starts from an idle relay.
+		fromIdle := func(send func() (float64, error)) (float64, error) {
+			if t.idle != nil {
+				if err := t.idle(ctx); err != nil {
+					return 0, err
+				}
+			}
+			return send()
+		}
 		for range reps {
-			if t.idle != nil {
-				if err := t.idle(ctx); err != nil {
-					return err
-				}
-			}
-			rb, err := sendRate(ctx, t.addr, n, n, t.domain)
+			rb, err := fromIdle(func() (float64, error) { return sendRate(ctx, t.addr, n, n, t.domain) })
 			if err != nil {
 				return err
 			}
-			if t.idle != nil {
-				if err := t.idle(ctx); err != nil {
-					return err
-				}
-			}
-			rn, err := sendRateConns(ctx, t.addr, n, conns, t.domain)
+			rn, err := fromIdle(func() (float64, error) { return sendRateConns(ctx, t.addr, n, conns, t.domain) })
 			if err != nil {
 				return err
 			}
-			if t.idle != nil {
-				if err := t.idle(ctx); err != nil {
-					return err
-				}
-			}
-			rs, err := sendRate(ctx, t.addr, n, 1, t.domain)
+			rs, err := fromIdle(func() (float64, error) { return sendRate(ctx, t.addr, n, 1, t.domain) })
 			if err != nil {
 				return err
 			}
