@@ -140,6 +140,20 @@ func (g *mailgate) waitStatus(t testing.TB, timeout time.Duration, cond func(cha
 	}
 }
 
+// waitSettled waits until the channel has at least rows ledger rows, none
+// of them still to post, and no reply queued or being sent, and returns
+// the last status. From then on mailgate makes no POST and sends no email
+// for what it has: every POST was answered before its row counted as
+// posted, and every email accepted by the relay before its reply counted
+// as sent. So counts taken after it are final, and a duplicate would
+// already be among them; no sleep "for late duplicates" is needed.
+func (g *mailgate) waitSettled(t testing.TB, timeout time.Duration, rows int) (channelStatus, bool) {
+	t.Helper()
+	return g.waitStatus(t, timeout, func(s channelStatus) bool {
+		return s.LedgerRows() >= rows && s.Inbound[stateFetched]+s.Inbound[statePosting] == 0 && s.OutboxPending() == 0
+	})
+}
+
 // ledgerRow is one inbound ledger row as `mailgate dead show ID` prints it.
 type ledgerRow struct {
 	ID         int64  `json:"id"`

@@ -103,7 +103,10 @@ func TestBurstKill9(t *testing.T) {
 	allPosted := func(posts []inboundPost) bool { return distinct(posts) == total }
 	posts, ok := ul.WaitAccepted(5*time.Minute, allPosted)
 	drain := time.Since(restarted)
-	time.Sleep(3 * time.Second) // let stragglers land before counting
+	// Settled, a duplicate would be among the posts.
+	if st, ok := g.waitSettled(t, time.Minute, total); !ok {
+		t.Errorf("not settled within a minute of the last first post: %s\nlog:\n%s", st, g.LogTail(40))
+	}
 	posts = ul.Accepted()
 
 	// First posts must follow the mailbox's order (UID order), which is

@@ -67,8 +67,10 @@ func TestInboundRoundTrip(t *testing.T) {
 			len(posts), describePosts(ul.All()), g.LogTail(60))
 	}
 	t.Logf("4 posts arrived %v after the first delivery", time.Since(start).Round(time.Millisecond))
-	// Anything else (a duplicate) would arrive soon after.
-	time.Sleep(3 * time.Second)
+	// Settled, a duplicate would be among the posts.
+	if st, ok := g.waitSettled(t, 30*time.Second, len(mails)); !ok {
+		t.Fatalf("not settled within 30s of the 4th post: %s\nlog:\n%s", st, g.LogTail(40))
+	}
 	posts = ul.Accepted()
 	t.Logf("posts:\n%s", describePosts(posts))
 	if len(posts) != 4 {

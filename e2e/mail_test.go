@@ -190,6 +190,20 @@ func postfixQueueEmpty(t testing.TB) bool {
 	return len(bytes.TrimSpace(out)) == 0
 }
 
+// waitPostfixEmpty waits until Postfix has delivered everything it
+// accepted, or timeout; it reports whether it has.
+func waitPostfixEmpty(t testing.TB, timeout time.Duration) bool {
+	t.Helper()
+	for deadline := time.Now().Add(timeout); ; time.Sleep(200 * time.Millisecond) {
+		if postfixQueueEmpty(t) {
+			return true
+		}
+		if time.Now().After(deadline) {
+			return false
+		}
+	}
+}
+
 // stopDovecot and startDovecot stop and start the suite's Dovecot with
 // stop.sh and start.sh; the mailboxes survive.
 func stopDovecot(t testing.TB) {

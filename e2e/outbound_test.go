@@ -170,9 +170,15 @@ func TestOutboundRoundTrip(t *testing.T) {
 		t.Errorf("support's Sent folder holds %d messages, want 1", n)
 	}
 
-	// 6. Counts: one post, one email out, nothing pending or failed.
-	time.Sleep(2 * time.Second) // room for a duplicate
-	st := g.Status(t)
+	// 6. Counts: one post, one email out, nothing pending or failed. Once
+	// settled and Postfix's queue is empty, a duplicate would be counted.
+	st, ok := g.waitSettled(t, 30*time.Second, 1)
+	if !ok {
+		t.Errorf("not settled within 30s: %s", st)
+	}
+	if !waitPostfixEmpty(t, 30*time.Second) {
+		t.Errorf("Postfix's queue not empty within 30s:\n%s", postfixQueue())
+	}
 	t.Logf("status: %s", st)
 	if st.Outbox[outboxSent] != 1 || st.OutboxPending() != 0 || st.Outbox[outboxFailed] != 0 || sum(st.Outbox) != 1 {
 		t.Errorf("outbox counts %s, want exactly 1 sent", counts(st.Outbox))

@@ -99,7 +99,10 @@ func TestIMAPRestarts(t *testing.T) {
 			len(missing), len(markers), missing, postfixQueueEmpty(t), describePosts(posts), g.LogTail(60))
 	}
 	t.Logf("all %d emails posted %v after the first delivery", len(markers), time.Since(start).Round(time.Millisecond))
-	time.Sleep(3 * time.Second) // room for a duplicate to show up
+	// Settled, a duplicate would be among the posts.
+	if st, ok := g.waitSettled(t, time.Minute, len(markers)); !ok {
+		t.Fatalf("not settled within a minute of the last post: %s\nlog:\n%s", st, g.LogTail(40))
+	}
 	posts = ul.Accepted()
 	for _, m := range markers {
 		if n := countMarker(posts, m); n != 1 {

@@ -139,7 +139,17 @@ func TestSMTPDown(t *testing.T) {
 		time.Sleep(2 * time.Second)
 	}
 	delivered := time.Now()
-	time.Sleep(3 * time.Second) // room for duplicates
+	// Every reply recorded sent, none being sent, Postfix's queue empty:
+	// a duplicate would now be in a mailbox.
+	st, ok := g.waitStatus(t, 30*time.Second, func(s channelStatus) bool {
+		return s.Outbox[outboxSent] >= len(markers) && s.Outbox[outboxSending] == 0
+	})
+	if !ok {
+		t.Errorf("not every reply recorded sent within 30s: %s", st)
+	}
+	if !waitPostfixEmpty(t, 30*time.Second) {
+		t.Errorf("Postfix's queue not empty within 30s:\n%s", postfixQueue())
+	}
 	scan()
 	var missing, dups []string
 	for _, m := range markers {

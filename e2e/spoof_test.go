@@ -88,15 +88,14 @@ func TestSpoofing(t *testing.T) {
 		}
 	}
 
-	st, ok := g.waitStatus(t, 60*time.Second, func(s channelStatus) bool {
-		return s.LedgerRows() == len(cases) && s.Inbound[stateFetched]+s.Inbound[statePosting] == 0
-	})
+	// Settled: a late post would already be among the posts (see
+	// waitSettled).
+	st, ok := g.waitSettled(t, 60*time.Second, len(cases))
 	if !ok {
 		t.Fatalf("not settled within 60s: %s\nlog:\n%s", st, g.LogTail(40))
 	}
 	q, qok := waitCount(t, supportUser, "Quarantine", len(forged), 30*time.Second)
 	inbox, _ := waitCount(t, supportUser, "INBOX", len(genuine), 30*time.Second)
-	time.Sleep(2 * time.Second) // room for a late post
 	posts := ul.Accepted()
 	st = g.Status(t)
 	t.Logf("result: %d genuine, %d forged; status %s; INBOX %d, Quarantine %d; %d posts",

@@ -104,7 +104,10 @@ func TestUserlikeDown(t *testing.T) {
 	total := len(order)
 	posts, ok := ul.WaitAccepted(3*time.Minute, func(p []inboundPost) bool { return countDistinct(p, downMarker) == total })
 	drain := time.Since(recovered)
-	time.Sleep(3 * time.Second) // room for duplicates
+	// Settled, a duplicate would be among the posts.
+	if st, ok := g.waitSettled(t, time.Minute, total); !ok {
+		t.Errorf("not settled within a minute of the last first post: %s\nlog:\n%s", st, g.LogTail(40))
+	}
 	posts = ul.Accepted()
 	if !ok {
 		t.Errorf("%d of %d emails posted 3 minutes after recovery\nstatus: %s\nlog:\n%s",
