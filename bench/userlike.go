@@ -35,7 +35,9 @@ func startFakeUserlike() (*fakeUserlike, error) {
 	f := &fakeUserlike{in: userliketest.NewInbound(inboundToken), ln: ln, arrived: map[string]time.Time{}}
 	f.in.Lean()
 	f.in.OnAccept = func(p userliketest.Post) {
-		marker := markerRE.FindString(p.Message.Text)
+		// Lean: the text is not decoded; the marker is plain ASCII,
+		// so it stands in the JSON as it does in the text.
+		marker := string(markerRE.Find(p.Body))
 		if marker == "" {
 			return
 		}

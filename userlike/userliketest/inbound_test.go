@@ -80,10 +80,16 @@ func TestInbound(t *testing.T) {
 
 	in.Reset()
 	in.Lean()
-	var seen string
-	in.OnAccept = func(p Post) { seen = p.Message.Text }
-	post(t, srv.URL, "tok", `{"email":"d@x.test","text":"lean"}`)
-	if got := in.Accepted(); len(got) != 1 || got[0].Message.Text != "" || got[0].Message.Email != "d@x.test" || seen != "lean" {
-		t.Errorf("lean: %+v, OnAccept saw %q", got, seen)
+	var seen Post
+	in.OnAccept = func(p Post) { seen = p }
+	const leanBody = `{"email":"d@x.test","text":"lean","url":"https://gw.test/m"}`
+	post(t, srv.URL, "tok", leanBody)
+	if got := in.Accepted(); len(got) != 1 || got[0].Message.Text != "" || got[0].Message.Email != "d@x.test" ||
+		string(seen.Body) != leanBody || seen.Message.URL != "https://gw.test/m" || seen.Message.Text != "" {
+		t.Errorf("lean: %+v, OnAccept saw %+v", got, seen)
+	}
+	// Lean still checks the JSON whole.
+	if code := post(t, srv.URL, "tok", `{"email":"d@x.test","text":"lean"`); code != http.StatusBadRequest {
+		t.Errorf("lean, truncated JSON: %d, want 400", code)
 	}
 }
