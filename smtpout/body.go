@@ -4,11 +4,15 @@ import (
 	"html"
 	"net/url"
 	"strings"
+	"unicode/utf8"
 )
 
 // normalizeBody makes text safe for a body part: valid UTF-8, LF line
 // endings, and no control characters other than LF and tab.
 func normalizeBody(s string) string {
+	if cleanBody(s) {
+		return s // the common case: nothing to change, nothing to copy
+	}
 	s = strings.ToValidUTF8(s, "\uFFFD")
 	s = strings.ReplaceAll(s, "\r\n", "\n")
 	s = strings.ReplaceAll(s, "\r", "\n")
@@ -18,6 +22,18 @@ func normalizeBody(s string) string {
 		}
 		return r
 	}, s)
+}
+
+// cleanBody reports whether normalizeBody would return s unchanged:
+// valid UTF-8 without CR or control characters other than LF and tab.
+// Every byte below 0x80 is a whole rune, so a byte scan finds them.
+func cleanBody(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; (c < 0x20 && c != '\n' && c != '\t') || c == 0x7f {
+			return false
+		}
+	}
+	return utf8.ValidString(s)
 }
 
 // quoteIntro is the line above a quoted message.

@@ -1,0 +1,50 @@
+package smtpout
+
+import (
+	"strings"
+	"testing"
+)
+
+// TestNormalizeBody checks normalizeBody against its definition (the
+// general path alone), on text its fast path returns unchanged and on
+// text it must rewrite.
+func TestNormalizeBody(t *testing.T) {
+	slow := func(s string) string {
+		s = strings.ToValidUTF8(s, "\uFFFD")
+		s = strings.ReplaceAll(s, "\r\n", "\n")
+		s = strings.ReplaceAll(s, "\r", "\n")
+		return strings.Map(func(r rune) rune {
+			if (r < 0x20 && r != '\n' && r != '\t') || r == 0x7f {
+				return -1
+			}
+			return r
+		}, s)
+	}
+	tests := []struct {
+		name, in, want string
+		clean          bool
+	}{
+		{name: "empty", in: "", want: "", clean: true},
+		{name: "ascii lines and tabs", in: "Hello\n\tthere\n", want: "Hello\n\tthere\n", clean: true},
+		{name: "utf-8", in: "Grüße – 日本 🙂", want: "Grüße – 日本 🙂", clean: true},
+		{name: "C1 control kept", in: "a\u0085b", want: "a\u0085b", clean: true},
+		{name: "CRLF", in: "a\r\nb\rc", want: "a\nb\nc"},
+		{name: "control characters", in: "a\x00b\x1bc\x7fd", want: "abcd"},
+		{name: "invalid utf-8", in: "a\xffb\xc3", want: "a\uFFFDb\uFFFD"},
+		{name: "invalid utf-8 then CR", in: "\xe2\x82\r\n", want: "\uFFFD\n"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := cleanBody(tt.in); got != tt.clean {
+				t.Errorf("cleanBody(%q) = %v, want %v", tt.in, got, tt.clean)
+			}
+			got := normalizeBody(tt.in)
+			if got != tt.want {
+				t.Errorf("normalizeBody(%q) = %q, want %q", tt.in, got, tt.want)
+			}
+			if ref := slow(tt.in); got != ref {
+				t.Errorf("normalizeBody(%q) = %q, the general path gives %q", tt.in, got, ref)
+			}
+		})
+	}
+}
