@@ -5,21 +5,38 @@ import (
 	"testing"
 )
 
+// normalizeBodyReference is normalizeBody's general path alone: the
+// oracle for its fast path.
+func normalizeBodyReference(s string) string {
+	s = strings.ToValidUTF8(s, "\uFFFD")
+	s = strings.ReplaceAll(s, "\r\n", "\n")
+	s = strings.ReplaceAll(s, "\r", "\n")
+	return strings.Map(func(r rune) rune {
+		if (r < 0x20 && r != '\n' && r != '\t') || r == 0x7f {
+			return -1
+		}
+		return r
+	}, s)
+}
+
+// FuzzNormalizeBody checks that the fast path for clean text never
+// changes what normalizeBody returns.
+func FuzzNormalizeBody(f *testing.F) {
+	for _, s := range []string{"", "Hello\n\tthere", "Grüße 🙂", "a\r\nb", "a\x00b\x7f", "a\xffb\xc3", "a\u0085b"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		if got, want := normalizeBody(s), normalizeBodyReference(s); got != want {
+			t.Fatalf("normalizeBody(%q) = %q, the general path gives %q", s, got, want)
+		}
+	})
+}
+
 // TestNormalizeBody checks normalizeBody against its definition (the
 // general path alone), on text its fast path returns unchanged and on
 // text it must rewrite.
 func TestNormalizeBody(t *testing.T) {
-	slow := func(s string) string {
-		s = strings.ToValidUTF8(s, "\uFFFD")
-		s = strings.ReplaceAll(s, "\r\n", "\n")
-		s = strings.ReplaceAll(s, "\r", "\n")
-		return strings.Map(func(r rune) rune {
-			if (r < 0x20 && r != '\n' && r != '\t') || r == 0x7f {
-				return -1
-			}
-			return r
-		}, s)
-	}
+	slow := normalizeBodyReference
 	tests := []struct {
 		name, in, want string
 		clean          bool
