@@ -161,3 +161,33 @@ func FuzzReadARField(f *testing.F) {
 		}
 	})
 }
+
+// headerEndReference is headerEnd before it bounded its search for a
+// bare blank line: the oracle for FuzzHeaderEnd.
+func headerEndReference(b []byte) int {
+	if len(b) > 0 && (b[0] == '\n' || bytes.HasPrefix(b, []byte("\r\n"))) {
+		return 0
+	}
+	i := bytes.Index(b, []byte("\n\r\n"))
+	j := bytes.Index(b, []byte("\n\n"))
+	switch {
+	case i >= 0 && (j < 0 || i < j):
+		return i + 3
+	case j >= 0:
+		return j + 2
+	}
+	return -1
+}
+
+// FuzzHeaderEnd checks that headerEnd finds the end of the header block
+// where the unbounded search did.
+func FuzzHeaderEnd(f *testing.F) {
+	for _, s := range []string{"", "\n", "\r\n", "A: b\r\n\r\nbody\n\nmore", "A: b\n\nbody\r\n\r\n", "A: b\n\r\n", "A: b\r\nC: d\n\n\r\n", "no end"} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		if got, want := headerEnd(b), headerEndReference(b); got != want {
+			t.Fatalf("headerEnd(%q) = %d, the unbounded search says %d", b, got, want)
+		}
+	})
+}

@@ -282,7 +282,13 @@ func headerEnd(b []byte) int {
 		return 0
 	}
 	i := bytes.Index(b, []byte("\n\r\n"))
-	j := bytes.Index(b, []byte("\n\n"))
+	// A bare "\n\n" counts only before the CRLF blank line: search no
+	// further, or a CRLF message's whole body (attachments too) is read.
+	within := b
+	if i >= 0 {
+		within = b[:i+2]
+	}
+	j := bytes.Index(within, []byte("\n\n"))
 	switch {
 	case i >= 0 && (j < 0 || i < j):
 		return i + 3
