@@ -13,6 +13,11 @@ func normalizeBody(s string) string {
 	if cleanBody(s) {
 		return s // the common case: nothing to change, nothing to copy
 	}
+	return rewriteBody(s)
+}
+
+// rewriteBody is normalizeBody's general path, for text cleanBody refuses.
+func rewriteBody(s string) string {
 	s = strings.ToValidUTF8(s, "\uFFFD")
 	s = strings.ReplaceAll(s, "\r\n", "\n")
 	s = strings.ReplaceAll(s, "\r", "\n")
