@@ -88,9 +88,11 @@ func plainBody(r *Reply) string {
 			case line == "":
 				b.WriteString("\n>")
 			case strings.HasPrefix(line, ">"):
-				b.WriteString("\n>" + line)
+				b.WriteString("\n>")
+				b.WriteString(line)
 			default:
-				b.WriteString("\n> " + line)
+				b.WriteString("\n> ")
+				b.WriteString(line)
 			}
 		}
 		sections = append(sections, b.String())
@@ -125,10 +127,11 @@ func linksHeading(r *Reply) string {
 // escaped.
 func htmlBody(r *Reply) string {
 	var b strings.Builder
+	b.Grow(htmlSizeHint(r))
 	b.WriteString("<!DOCTYPE html>\n<html>\n<head>\n<meta http-equiv=\"Content-Type\" content=\"text/html; charset=utf-8\">\n</head>\n<body>\n")
-	if p := htmlParagraphs(normalizeBody(r.Text)); p != "" {
+	if text := normalizeBody(r.Text); strings.TrimSpace(text) != "" {
 		b.WriteString("<div class=\"reply\">\n")
-		b.WriteString(p)
+		writeHTMLParagraphs(&b, text)
 		b.WriteString("</div>\n")
 	}
 	if links := usableLinks(r.Links); len(links) > 0 {
@@ -164,58 +167,78 @@ func htmlBody(r *Reply) string {
 		b.WriteString("\n</div>\n")
 	case strings.TrimSpace(r.FooterText) != "":
 		b.WriteString("<div class=\"footer\">\n")
-		b.WriteString(htmlParagraphs(normalizeBody(r.FooterText)))
+		writeHTMLParagraphs(&b, normalizeBody(r.FooterText))
 		b.WriteString("</div>\n")
 	}
 	if hasQuote(r) {
 		b.WriteString("<div class=\"quote\">\n<p>")
 		b.WriteString(html.EscapeString(quoteIntro(r.Quote)))
 		b.WriteString("</p>\n<blockquote type=\"cite\" style=\"margin:0 0 0 .8ex;border-left:1px solid #ccc;padding-left:1ex\">\n")
-		b.WriteString(htmlParagraphs(normalizeBody(r.Quote.Text)))
+		writeHTMLParagraphs(&b, normalizeBody(r.Quote.Text))
 		b.WriteString("</blockquote>\n</div>\n")
 	}
 	b.WriteString("</body>\n</html>\n")
 	return b.String()
 }
 
-// htmlParagraphs renders normalized text as <p> paragraphs: a blank line
-// starts a new paragraph, a single newline becomes <br>.
-func htmlParagraphs(text string) string {
-	var b strings.Builder
-	var para []string
-	flush := func() {
-		if len(para) == 0 {
-			return
-		}
-		b.WriteString("<p>")
-		for i, line := range para {
-			if i > 0 {
-				b.WriteString("<br>\n")
-			}
-			b.WriteString(linkify(line))
-		}
-		b.WriteString("</p>\n")
-		para = para[:0]
+// htmlSizeHint estimates the length of r's HTML part, so that htmlBody
+// writes it into one buffer instead of growing one by copying: the fixed
+// markup, and each text with room for its escapes and line breaks. It
+// only sizes the buffer; the HTML does not depend on it.
+func htmlSizeHint(r *Reply) int {
+	n := 1024 + len(r.FooterHTML)
+	for _, t := range []string{r.Text, r.FooterText} {
+		n += len(t) * 5 / 4
 	}
+	if r.Quote != nil {
+		n += len(r.Quote.Text) * 5 / 4
+	}
+	for _, l := range r.Links {
+		n += 2*len(l.URL) + len(l.Label) + len(l.Reason) + 32
+	}
+	return n
+}
+
+// writeHTMLParagraphs writes normalized text as <p> paragraphs: a blank
+// line starts a new paragraph, a single newline becomes <br>.
+func writeHTMLParagraphs(b *strings.Builder, text string) {
+	open := false
 	for line := range strings.SplitSeq(text, "\n") {
 		if strings.TrimSpace(line) == "" {
-			flush()
+			if open {
+				b.WriteString("</p>\n")
+				open = false
+			}
 			continue
 		}
-		para = append(para, line)
+		if open {
+			b.WriteString("<br>\n")
+		} else {
+			b.WriteString("<p>")
+			open = true
+		}
+		writeLinkified(b, line)
 	}
-	flush()
-	return b.String()
+	if open {
+		b.WriteString("</p>\n")
+	}
 }
 
 // linkify escapes line for HTML and turns the http and https URLs in it
 // into links.
 func linkify(line string) string {
+	var b strings.Builder
+	writeLinkified(&b, line)
+	return b.String()
+}
+
+// writeLinkified writes linkify(line) to b.
+func writeLinkified(b *strings.Builder, line string) {
 	if !strings.Contains(line, "://") {
 		// No URL (every match has one).
-		return html.EscapeString(line)
+		writeEscapedHTML(b, line)
+		return
 	}
-	var b strings.Builder
 	last := 0
 	for _, m := range findURLs(line) {
 		u := trimURL(line[m[0]:m[1]])
@@ -223,13 +246,42 @@ func linkify(line string) string {
 			continue
 		}
 		end := m[0] + len(u)
-		b.WriteString(html.EscapeString(line[last:m[0]]))
-		e := html.EscapeString(u)
-		b.WriteString(`<a href="` + e + `">` + e + `</a>`)
+		writeEscapedHTML(b, line[last:m[0]])
+		b.WriteString(`<a href="`)
+		writeEscapedHTML(b, u)
+		b.WriteString(`">`)
+		writeEscapedHTML(b, u)
+		b.WriteString(`</a>`)
 		last = end
 	}
-	b.WriteString(html.EscapeString(line[last:]))
-	return b.String()
+	writeEscapedHTML(b, line[last:])
+}
+
+// writeEscapedHTML writes html.EscapeString(s) to b without building the
+// escaped string first: the five characters it escapes, and the runs
+// between them as they are (FuzzWriteEscapedHTML compares the two).
+func writeEscapedHTML(b *strings.Builder, s string) {
+	for {
+		i := strings.IndexAny(s, `<>&'"`)
+		if i < 0 {
+			b.WriteString(s)
+			return
+		}
+		b.WriteString(s[:i])
+		switch s[i] {
+		case '<':
+			b.WriteString("&lt;")
+		case '>':
+			b.WriteString("&gt;")
+		case '&':
+			b.WriteString("&amp;")
+		case '\'':
+			b.WriteString("&#39;")
+		case '"':
+			b.WriteString("&#34;")
+		}
+		s = s[i+1:]
+	}
 }
 
 // findURLs returns the index pairs of the http and https URLs in operator
@@ -287,23 +339,31 @@ func urlStop(c byte) bool {
 // trimURL drops trailing punctuation that belongs to the sentence rather
 // than the URL, and closing brackets that have no opening one in the URL.
 func trimURL(u string) string {
-	open := map[byte]int{')': strings.Count(u, "("), ']': strings.Count(u, "["), '}': strings.Count(u, "{")}
-	closed := map[byte]int{')': strings.Count(u, ")"), ']': strings.Count(u, "]"), '}': strings.Count(u, "}")}
 	for len(u) > 0 {
 		c := u[len(u)-1]
 		switch c {
 		case '.', ',', ';', ':', '!', '?', '*':
 		case ')', ']', '}':
-			if open[c] >= closed[c] {
+			if strings.Count(u, opening(c)) >= strings.Count(u, string(c)) {
 				return u
 			}
-			closed[c]--
 		default:
 			return u
 		}
 		u = u[:len(u)-1]
 	}
 	return u
+}
+
+// opening returns the opening bracket of the closing bracket c.
+func opening(c byte) string {
+	switch c {
+	case ')':
+		return "("
+	case ']':
+		return "["
+	}
+	return "{"
 }
 
 // linkable reports whether u is an absolute http or https URL with a host.

@@ -543,25 +543,37 @@ func cleanFilename(name string) string {
 }
 
 // checkWireFormat verifies that msg uses CRLF line endings only and that no
-// line exceeds the RFC 5322 limit.
+// line exceeds the RFC 5322 limit (section 2.1.1: 998 octets without the
+// CRLF). It names the first offending offset. Lines are found with
+// bytes.IndexByte rather than byte by byte: it runs over every rendered
+// email.
 func checkWireFormat(msg []byte) error {
-	lineLen := 0
-	for i := 0; i < len(msg); i++ {
-		switch msg[i] {
-		case '\r':
-			if i+1 >= len(msg) || msg[i+1] != '\n' {
-				return fmt.Errorf("bare CR at offset %d", i)
+	for off := 0; off < len(msg); {
+		rest := msg[off:]
+		line, nl := rest, bytes.IndexByte(rest, '\n')
+		bareLF := -1
+		if nl >= 0 {
+			line = rest[:nl]
+			if nl > 0 && rest[nl-1] == '\r' {
+				line = rest[:nl-1]
+			} else {
+				bareLF = off + nl
 			}
-			i++
-			lineLen = 0
-			continue
-		case '\n':
-			return fmt.Errorf("bare LF at offset %d", i)
 		}
-		lineLen++
-		if lineLen > maxLine {
-			return fmt.Errorf("line longer than %d octets at offset %d", maxLine, i)
+		// The first of the line's faults, by offset, is the one named.
+		if cr := bytes.IndexByte(line, '\r'); cr >= 0 && cr <= maxLine {
+			return fmt.Errorf("bare CR at offset %d", off+cr)
 		}
+		if len(line) > maxLine {
+			return fmt.Errorf("line longer than %d octets at offset %d", maxLine, off+maxLine)
+		}
+		if bareLF >= 0 {
+			return fmt.Errorf("bare LF at offset %d", bareLF)
+		}
+		if nl < 0 {
+			return nil
+		}
+		off += nl + 1
 	}
 	return nil
 }

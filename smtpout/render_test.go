@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/base64"
 	"fmt"
+	"html"
 	"io"
 	"net/mail"
 	"os"
@@ -554,18 +555,69 @@ func TestRenderReplyTo(t *testing.T) {
 }
 
 func TestCheckWireFormat(t *testing.T) {
-	for in, ok := range map[string]bool{
-		"a\r\nb\r\n":                      true,
-		"a\nb":                            false,
-		"a\rb":                            false,
-		"a\r":                             false,
-		strings.Repeat("x", 998) + "\r\n": true,
-		strings.Repeat("x", 999):          false,
-	} {
-		if err := checkWireFormat([]byte(in)); (err == nil) != ok {
-			t.Errorf("checkWireFormat(%.20q) = %v, want ok=%v", in, err, ok)
-		}
+	long := strings.Repeat("x", 998)
+	tests := []struct {
+		name, in string
+		err      string // "" = valid
+	}{
+		{name: "empty", in: ""},
+		{name: "CRLF lines", in: "a\r\nb\r\n"},
+		{name: "last line without CRLF", in: "a\r\nb"},
+		{name: "998 octets", in: long + "\r\n" + long},
+		{name: "bare LF", in: "ab\r\nc\nd", err: "bare LF at offset 5"},
+		{name: "LF first", in: "\n", err: "bare LF at offset 0"},
+		{name: "bare CR", in: "a\rb", err: "bare CR at offset 1"},
+		{name: "CR at the end", in: "a\r", err: "bare CR at offset 1"},
+		{name: "CR before CRLF", in: "a\r\r\n", err: "bare CR at offset 1"},
+		{name: "999 octets", in: long + "x", err: "line longer than 998 octets at offset 998"},
+		{name: "999 octets, then CRLF", in: "a\r\n" + long + "x\r\n", err: "line longer than 998 octets at offset 1001"},
+		{name: "CR as octet 999", in: long + "\rx", err: "bare CR at offset 998"},
+		{name: "CR after octet 999", in: long + "x\r", err: "line longer than 998 octets at offset 998"},
+		{name: "long line before a bare LF", in: long + "xx\n", err: "line longer than 998 octets at offset 998"},
+		{name: "bare CR before a bare LF", in: "a\rb\n", err: "bare CR at offset 1"},
 	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := checkWireFormat([]byte(tt.in))
+			if got := fmt.Sprint(err); (tt.err == "" && err != nil) || (tt.err != "" && got != tt.err) {
+				t.Errorf("checkWireFormat(%.20q) = %v, want %q", tt.in, err, tt.err)
+			}
+		})
+	}
+}
+
+// FuzzCheckWireFormat checks checkWireFormat against the rule stated
+// another way: the message split at each CRLF leaves pieces without CR or
+// LF, none longer than 998 octets.
+func FuzzCheckWireFormat(f *testing.F) {
+	for _, s := range []string{"", "a\r\nb", "a\nb", "a\rb", "a\r", "\r\r\n", strings.Repeat("x", 999) + "\r\n"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		valid := true
+		for _, piece := range strings.Split(s, "\r\n") {
+			if strings.ContainsAny(piece, "\r\n") || len(piece) > maxLine {
+				valid = false
+			}
+		}
+		if err := checkWireFormat([]byte(s)); (err == nil) != valid {
+			t.Fatalf("checkWireFormat(%q) = %v, want valid=%v", s, err, valid)
+		}
+	})
+}
+
+// FuzzWriteEscapedHTML checks writeEscapedHTML against html.EscapeString.
+func FuzzWriteEscapedHTML(f *testing.F) {
+	for _, s := range []string{"", "plain", `<a href="x">O'Brien & co</a>`, "&&&", "Grüße <🙂>"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		var b strings.Builder
+		writeEscapedHTML(&b, s)
+		if got, want := b.String(), html.EscapeString(s); got != want {
+			t.Fatalf("writeEscapedHTML(%q) = %q, html.EscapeString gives %q", s, got, want)
+		}
+	})
 }
 
 func FuzzRender(f *testing.F) {
