@@ -53,11 +53,27 @@ func quoteIntro(q *Quote) string {
 	return "On " + q.Date.Format("Mon, 2 Jan 2006 at 15:04") + ", " + name + " wrote:"
 }
 
-// plainBody renders the text/plain part: the operator's text, the links,
-// the footer and the quote, separated by blank lines.
+// normalized returns a shallow copy of r whose texts (Text, FooterText,
+// the quote's Text) are normalized (normalizeBody), so that the two parts
+// read them without normalizing each again.
+func normalized(r *Reply) *Reply {
+	n := *r
+	n.Text = normalizeBody(r.Text)
+	n.FooterText = normalizeBody(r.FooterText)
+	if r.Quote != nil {
+		q := *r.Quote
+		q.Text = normalizeBody(q.Text)
+		n.Quote = &q
+	}
+	return &n
+}
+
+// plainBody renders the text/plain part of a normalized reply: the
+// operator's text, the links, the footer and the quote, separated by
+// blank lines.
 func plainBody(r *Reply) string {
 	var sections []string
-	if t := strings.TrimRight(normalizeBody(r.Text), " \t\n"); t != "" {
+	if t := strings.TrimRight(r.Text, " \t\n"); t != "" {
 		sections = append(sections, t)
 	}
 	if links := usableLinks(r.Links); len(links) > 0 {
@@ -77,13 +93,13 @@ func plainBody(r *Reply) string {
 		}
 		sections = append(sections, b.String())
 	}
-	if f := strings.TrimRight(normalizeBody(r.FooterText), " \t\n"); f != "" {
+	if f := strings.TrimRight(r.FooterText, " \t\n"); f != "" {
 		sections = append(sections, f)
 	}
 	if hasQuote(r) {
 		var b strings.Builder
 		b.WriteString(quoteIntro(r.Quote))
-		for line := range strings.SplitSeq(strings.TrimRight(normalizeBody(r.Quote.Text), " \t\n"), "\n") {
+		for line := range strings.SplitSeq(strings.TrimRight(r.Quote.Text, " \t\n"), "\n") {
 			switch {
 			case line == "":
 				b.WriteString("\n>")
@@ -111,9 +127,9 @@ func usableLinks(links []Link) []Link {
 	return out
 }
 
-// hasQuote reports whether r has a quote with text.
+// hasQuote reports whether the normalized reply r has a quote with text.
 func hasQuote(r *Reply) bool {
-	return r.Quote != nil && strings.TrimSpace(normalizeBody(r.Quote.Text)) != ""
+	return r.Quote != nil && strings.TrimSpace(r.Quote.Text) != ""
 }
 
 func linksHeading(r *Reply) string {
@@ -123,13 +139,13 @@ func linksHeading(r *Reply) string {
 	return defaultLinksHeading
 }
 
-// htmlBody renders the text/html part. Everything but FooterHTML is
-// escaped.
+// htmlBody renders the text/html part of a normalized reply. Everything
+// but FooterHTML is escaped.
 func htmlBody(r *Reply) string {
 	var b strings.Builder
 	b.Grow(htmlSizeHint(r))
 	b.WriteString("<!DOCTYPE html>\n<html>\n<head>\n<meta http-equiv=\"Content-Type\" content=\"text/html; charset=utf-8\">\n</head>\n<body>\n")
-	if text := normalizeBody(r.Text); strings.TrimSpace(text) != "" {
+	if text := r.Text; strings.TrimSpace(text) != "" {
 		b.WriteString("<div class=\"reply\">\n")
 		writeHTMLParagraphs(&b, text)
 		b.WriteString("</div>\n")
@@ -167,14 +183,14 @@ func htmlBody(r *Reply) string {
 		b.WriteString("\n</div>\n")
 	case strings.TrimSpace(r.FooterText) != "":
 		b.WriteString("<div class=\"footer\">\n")
-		writeHTMLParagraphs(&b, normalizeBody(r.FooterText))
+		writeHTMLParagraphs(&b, r.FooterText)
 		b.WriteString("</div>\n")
 	}
 	if hasQuote(r) {
 		b.WriteString("<div class=\"quote\">\n<p>")
 		b.WriteString(html.EscapeString(quoteIntro(r.Quote)))
 		b.WriteString("</p>\n<blockquote type=\"cite\" style=\"margin:0 0 0 .8ex;border-left:1px solid #ccc;padding-left:1ex\">\n")
-		writeHTMLParagraphs(&b, normalizeBody(r.Quote.Text))
+		writeHTMLParagraphs(&b, r.Quote.Text)
 		b.WriteString("</blockquote>\n</div>\n")
 	}
 	b.WriteString("</body>\n</html>\n")

@@ -223,7 +223,8 @@ func Render(r *Reply) ([]byte, error) {
 		return nil, err
 	}
 
-	plain, html := plainBody(r), htmlBody(r)
+	n := normalized(r)
+	plain, html := plainBody(n), htmlBody(n)
 	m.SetBodyString(gomail.TypeTextPlain, plain)
 	m.AddAlternativeString(gomail.TypeTextHTML, html)
 

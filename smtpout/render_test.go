@@ -802,7 +802,7 @@ func TestRenderSizeHint(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if hint := renderSizeHint(plainBody(in), htmlBody(in), in.Attachments); len(out) > hint {
+			if hint := renderSizeHint(plainBody(normalized(in)), htmlBody(normalized(in)), in.Attachments); len(out) > hint {
 				t.Errorf("rendered %d bytes, hint %d", len(out), hint)
 			}
 		})
