@@ -119,6 +119,7 @@ func dirSize(dir string) (int64, error) {
 // --keep, every message written to /dev/null as BSMTP) and returns how long it
 // took and how many messages it reported.
 func (b *bench) fetchmailRun(ctx context.Context) (time.Duration, error) {
+	settleDisk()
 	m := b.mail
 	home := filepath.Join(b.work, "fetchmail")
 	if err := os.MkdirAll(home, 0o700); err != nil {
@@ -267,7 +268,7 @@ func (b *bench) runBacklog(ctx context.Context) error {
 		b.note("backlog", "The PostgreSQL rows run the same backlog with `[store] driver = \"postgres\"` against a private PostgreSQL server (internal/pgtest, Unix socket, fsync on) on the same machine, a new database per run; the CPU figure is mailgate's alone, not the PostgreSQL server's.")
 	}
 	b.add("memory", row{Figure: fmt.Sprintf("peak RSS (VmHWM) during the %d-mail backlog", n), Median: mib(quantile(peaks, 0.5)), P99: mib(quantile(peaks, 0.99)), Runs: runs})
-	b.note("backlog", fmt.Sprintf("The mailbox (%d mails, %s, from %d senders; 90%% plain text of 2-20 KB, every tenth with a 500 KB PDF) is written once as Maildir files plus `doveadm force-resync`. Each run: a bare go-imap client fetches every message (the IMAP floor), fetchmail downloads the whole mailbox, then mailgate starts with a new store and posts it all (%d POSTs: a text per mail, a media URL per attachment); mailgate's time runs from exec to the last POST, so it includes start-up. The fake Userlike runs in the harness on the same 2 cores: it answers each POST at once and, since round 10, decodes only its email and url (the JSON is still checked whole), so that it takes about a tenth of the machine's CPU during the drain rather than a fifth of it.", n, mib(float64(size)), backlogSenders, n+n/10))
+	b.note("backlog", fmt.Sprintf("The mailbox (%d mails, %s, from %d senders; 90%% plain text of 2-20 KB, every tenth with a 500 KB PDF) is written once as Maildir files plus `doveadm force-resync`. Each run: a bare go-imap client fetches every message (the IMAP floor), fetchmail downloads the whole mailbox, then mailgate starts with a new store and posts it all (%d POSTs: a text per mail, a media URL per attachment); mailgate's time runs from exec to the last POST, so it includes start-up. The fake Userlike runs in the harness on the same 2 cores: it answers each POST at once and, since round 10, decodes only its email and url (the JSON is still checked whole), so that it takes about a tenth of the machine's CPU during the drain rather than a fifth of it. Since round 11 each timed run (floor, fetchmail, mailgate) starts after sync(2), without the writeback of what the runs before wrote.", n, mib(float64(size)), backlogSenders, n+n/10))
 	if n != 10000 {
 		b.note("backlog", fmt.Sprintf("**%d mails instead of 10,000** (-backlog).", n))
 	}

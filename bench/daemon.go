@@ -165,6 +165,15 @@ func startMailgate(bin, dir string, cfg daemonConfig) (*mailgate, error) {
 	return g, nil
 }
 
+// settleDisk writes every dirty page of the machine to disk (sync(2)
+// returns when it is written), so that a timed run starts without the
+// kernel's writeback of what the runs before it wrote (the Maildir files
+// of the LMTP deliveries, the stores, the media) sharing the disk with its
+// fsyncs. Every timed run calls it before its clock starts: the IMAP floor,
+// fetchmail, each mailgate daemon, and each run against Postfix (through
+// postfixIdle).
+func settleDisk() { syscall.Sync() }
+
 // cpuTime is the user+system CPU time the daemon used so far.
 func (g *mailgate) cpuTime() (time.Duration, error) {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", g.cmd.Process.Pid))
@@ -326,8 +335,10 @@ func (g *mailgate) logTail(n int) string {
 	return strings.Join(lines, "\n")
 }
 
-// startMailgate runs the benchmark's binary in b.work/name.
+// startMailgate runs the benchmark's binary in b.work/name, once the disk
+// has settled (settleDisk).
 func (b *bench) startMailgate(name string, cfg daemonConfig) (*mailgate, error) {
 	cfg.Perf = b.opts.perf
+	settleDisk()
 	return startMailgate(b.bin, filepath.Join(b.work, name), cfg)
 }

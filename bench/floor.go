@@ -17,6 +17,7 @@ import (
 // reported as a ratio of it. It returns the time from dial to the last
 // byte and the number of messages read.
 func (b *bench) imapFloorRun(ctx context.Context) (time.Duration, int, error) {
+	settleDisk()
 	start := time.Now()
 	c, err := imapclient.DialInsecure(b.mail.imapAddr(), nil)
 	if err != nil {

@@ -310,9 +310,10 @@ func (m *mailServers) postfixQueued() (int, error) {
 }
 
 // postfixIdle waits until Postfix has delivered every queued message to
-// Dovecot, so that every timed run against it starts with an empty queue
-// instead of sharing the cores and the disk with the LMTP deliveries of
-// the runs before (Postfix accepts about twice as fast as it delivers).
+// Dovecot, and then for the disk to settle (settleDisk), so that every
+// timed run against it starts with an empty queue instead of sharing the
+// cores and the disk with the LMTP deliveries of the runs before (Postfix
+// accepts about twice as fast as it delivers).
 func (m *mailServers) postfixIdle(ctx context.Context) error {
 	start := time.Now()
 	deadline := start.Add(3 * time.Minute)
@@ -326,6 +327,7 @@ func (m *mailServers) postfixIdle(ctx context.Context) error {
 			first = q
 		}
 		if q == 0 {
+			settleDisk()
 			if first > 0 {
 				fmt.Fprintf(os.Stderr, "bench:   waited %v for Postfix to deliver %d queued messages\n", time.Since(start).Round(time.Millisecond), first)
 			}
@@ -456,7 +458,7 @@ func (b *bench) runSMTP(ctx context.Context) error {
 	b.note("smtp", fmt.Sprintf("Outbox rows: %d replies to as many contacts (plus addresses of 50 mailboxes) are queued in a new store before mailgate starts (sent_folder off, coalesce 0). The ratio row and the 'worker start' rows time from the outbox worker's start (its 'outbound: worker started' log line, ms resolution) until the store has all replies recorded sent (polled every %v), so they include reading the outbox, claiming, threading, rendering and the commits, but not the daemon's start-up, as the raw burst's time includes the dial but not preparing its envelopes. The 'exec' rows add the start-up (round 6 timed only from exec; until round 5 from READY=1, which came after the outbox had sent all replies to the go-smtp sink).", n, outboxPoll))
 	b.note("smtp", fmt.Sprintf("The ratio rows are medians over the runs of (outbox replies/s from worker start) / (a raw burst's mails/s), each outbox run against Postfix paired with a raw burst over one connection and one over %d connections of its own, right before or after it (the order turns with the run), so that both sides of a ratio see the same load from the rest of the machine.", conns))
 	b.note("smtp", fmt.Sprintf("Since round 9 the outbox sends a burst of %d or more emails over outbound.BurstConnections = %d connections at once, each contact's emails over one of them in order (Postfix's per-message queue fsync, not mailgate, is most of each email's time). The goal row compares it with the raw burst over one connection, as the goal was set; the 'same connections' row compares it with smtpout.Sender over %d connections split the same way (each recipient on one connection), which gains as much from the relay's parallelism: both ratios are stated.", outbound.ParallelFrom, outbound.BurstConnections, conns))
-	b.note("smtp", "Every timed run against Postfix (raw burst, one mail per connection, outbox), and since round 9 every outbox run against the go-smtp sink, starts when Postfix's queue is empty: Postfix accepts about twice as fast as it delivers over LMTP, and until round 6 the outbox runs, which come last, shared the cores and the disk with the delivery of the 3,000 raw mails before them while the first raw burst had an idle relay.")
+	b.note("smtp", "Every timed run against Postfix (raw burst, one mail per connection, outbox), and since round 9 every outbox run against the go-smtp sink, starts when Postfix's queue is empty: Postfix accepts about twice as fast as it delivers over LMTP, and until round 6 the outbox runs, which come last, shared the cores and the disk with the delivery of the 3,000 raw mails before them while the first raw burst had an idle relay. Since round 11 each of those runs also starts after sync(2), so that the kernel's writeback of the Maildir files delivered before does not share the disk with it.")
 	return nil
 }
 
