@@ -565,21 +565,26 @@ func (db *DB) MarkOutboxSentAll(ctx context.Context, emails []SentEmail) error {
 		}
 	}
 	err := db.lazyTx(ctx, func(tx *sql.Tx) error {
-		now := db.nowMS()
-		for _, e := range emails {
-			if len(e.IDs) == 0 {
-				continue
-			}
-			if err := db.markOutboxSent(ctx, tx, e.IDs, e.MessageID, now); err != nil {
-				var se *StateError
-				if errors.As(err, &se) {
-					return err
-				}
-				return fmt.Errorf("%v: %w", e.IDs, err)
-			}
-		}
-		return nil
+		return db.markOutboxSentBatch(ctx, tx, emails, db.nowMS())
 	})
+	if errors.Is(err, errSentOneByOne) {
+		err = db.lazyTx(ctx, func(tx *sql.Tx) error {
+			now := db.nowMS()
+			for _, e := range emails {
+				if len(e.IDs) == 0 {
+					continue
+				}
+				if err := db.markOutboxSent(ctx, tx, e.IDs, e.MessageID, now); err != nil {
+					var se *StateError
+					if errors.As(err, &se) {
+						return err
+					}
+					return fmt.Errorf("%v: %w", e.IDs, err)
+				}
+			}
+			return nil
+		})
+	}
 	if err != nil {
 		var se *StateError
 		if errors.As(err, &se) {
@@ -588,6 +593,156 @@ func (db *DB) MarkOutboxSentAll(ctx context.Context, emails []SentEmail) error {
 		return fmt.Errorf("store: mark outbox sent: %w", err)
 	}
 	return nil
+}
+
+// errSentOneByOne makes MarkOutboxSentAll record its emails one by one
+// (markOutboxSent): markOutboxSentBatch found an item that is not as its
+// case expects.
+var errSentOneByOne = errors.New("store: record the sent emails one by one")
+
+// qMarkSentBatch moves the sending items of a JSON array of ids to sent,
+// whatever their Message-ID, and returns each with its Message-ID.
+const qMarkSentBatch = `UPDATE outbox SET state = 'sent', last_error = '', updated_at = ?
+	WHERE id IN (SELECT CAST(value AS BIGINT) FROM json_each(?)) AND state = 'sending'
+	RETURNING id, channel, contact, message_id`
+
+// markOutboxSentBatch is MarkOutboxSentAll's usual case in tx, in a few
+// statements for the whole batch rather than four per email (the
+// acceptances of a burst are recorded a few emails at a time, beside the
+// SMTP exchanges): one UPDATE moves every email's items, which
+// MarkOutboxSending left under the email's Message-ID, to sent; then, for
+// the emails' contacts, one SELECT per channel finds their current threads
+// (a contact without one gets a new thread, as addThreadMessage does), one
+// INSERT adds the Message-IDs to them as ours and one UPDATE notes each
+// thread's last one. The effect is that of markOutboxSent for each email
+// in order. When an item is not as this case expects (not sending, under
+// another Message-ID, of another contact than its email's first item, or
+// named twice), it returns errSentOneByOne, and the caller undoes its
+// changes and records the emails one by one, which handles the item or
+// names the fault.
+func (db *DB) markOutboxSentBatch(ctx context.Context, tx *sql.Tx, emails []SentEmail, now int64) error {
+	var all []int64
+	for _, e := range emails {
+		all = append(all, e.IDs...)
+	}
+	if len(all) == 0 {
+		return nil
+	}
+	j, err := jsonArray(all)
+	if err != nil {
+		return err
+	}
+	type row struct{ channel, contact, messageID string }
+	moved := make(map[int64]row, len(all))
+	rows, err := db.cachedQuery(ctx, tx, true, qMarkSentBatch, now, j)
+	if err != nil {
+		return err
+	}
+	for rows.Next() {
+		var id int64
+		var r row
+		if err := rows.Scan(&id, &r.channel, &r.contact, &r.messageID); err != nil {
+			rows.Close()
+			return err
+		}
+		moved[id] = r
+	}
+	if err := errors.Join(rows.Err(), rows.Close()); err != nil {
+		return err
+	}
+	if len(moved) != len(all) {
+		return errSentOneByOne // an item not sending, unknown or named twice
+	}
+	// The emails' contacts in the order they first appear, and each
+	// contact's last Message-ID, which becomes its thread's last_our_id as
+	// recording the emails in turn would make it.
+	type key struct{ channel, contact string }
+	type message struct {
+		contact   key
+		messageID string
+	}
+	messages := make([]message, 0, len(emails))
+	var contacts []key
+	last := make(map[key]string)
+	for _, e := range emails {
+		if len(e.IDs) == 0 {
+			continue
+		}
+		first := moved[e.IDs[0]]
+		for _, id := range e.IDs {
+			if r := moved[id]; r.messageID != e.MessageID || r.channel != first.channel || r.contact != first.contact {
+				return errSentOneByOne
+			}
+		}
+		k := key{first.channel, first.contact}
+		if _, ok := last[k]; !ok {
+			contacts = append(contacts, k)
+		}
+		last[k] = e.MessageID
+		messages = append(messages, message{k, e.MessageID})
+	}
+	thread := make(map[key]int64, len(contacts))
+	byChannel := make(map[string][]string)
+	var channels []string
+	for _, k := range contacts {
+		if _, ok := byChannel[k.channel]; !ok {
+			channels = append(channels, k.channel)
+		}
+		byChannel[k.channel] = append(byChannel[k.channel], k.contact)
+	}
+	for _, ch := range channels {
+		cj, err := jsonArray(byChannel[ch])
+		if err != nil {
+			return err
+		}
+		rows, err := db.cachedQuery(ctx, tx, true, `SELECT contact, max(id) FROM threads
+			WHERE channel = ? AND contact IN (SELECT value FROM json_each(?)) GROUP BY contact`, ch, cj)
+		if err != nil {
+			return err
+		}
+		for rows.Next() {
+			var contact string
+			var id int64
+			if err := rows.Scan(&contact, &id); err != nil {
+				rows.Close()
+				return err
+			}
+			thread[key{ch, contact}] = id
+		}
+		if err := errors.Join(rows.Err(), rows.Close()); err != nil {
+			return err
+		}
+	}
+	var update strings.Builder
+	var updateArgs, inArgs []any
+	update.WriteString(`UPDATE threads SET last_our_id = CASE id`)
+	for _, k := range contacts {
+		id, ok := thread[k]
+		if !ok {
+			if err := db.txQueryRow(ctx, tx, `INSERT INTO threads (channel, contact, subject, created_at, updated_at)
+				VALUES (?, ?, '', ?, ?) RETURNING id`, k.channel, k.contact, now, now).Scan(&id); err != nil {
+				return err
+			}
+			thread[k] = id
+		}
+		update.WriteString(" WHEN ? THEN ?")
+		updateArgs = append(updateArgs, id, last[k])
+		inArgs = append(inArgs, id)
+	}
+	var insert strings.Builder
+	insertArgs := make([]any, 0, 3*len(messages))
+	insert.WriteString(`INSERT INTO thread_messages (thread_id, message_id, ours, created_at) VALUES (?, ?, 1, ?)`)
+	insert.WriteString(strings.Repeat(", (?, ?, 1, ?)", len(messages)-1))
+	for _, m := range messages {
+		insertArgs = append(insertArgs, thread[m.contact], m.messageID, now)
+	}
+	insert.WriteString(" ON CONFLICT (thread_id, message_id) DO NOTHING")
+	update.WriteString(" END, updated_at = ? WHERE id IN (?" + strings.Repeat(", ?", len(inArgs)-1) + ")")
+	if _, err := db.txExec(ctx, tx, insert.String(), insertArgs...); err != nil {
+		return err
+	}
+	_, err = db.txExec(ctx, tx, update.String(), append(append(updateArgs, now), inArgs...)...)
+	return err
 }
 
 // qMarkSent moves the sending items of a JSON array of ids to sent under

@@ -323,6 +323,120 @@ func testMarkOutboxSentAll(t *testing.T) {
 	}
 }
 
+func TestMarkOutboxSentAllLikeOneByOne(t *testing.T) {
+	forEachBackend(t, testMarkOutboxSentAllLikeOneByOne)
+}
+
+// MarkOutboxSentAll leaves the outbox and the threads as recording its
+// emails one by one with MarkOutboxSent does: its batch statements in the
+// usual case, and the fallback when an item is not as that case expects.
+func testMarkOutboxSentAllLikeOneByOne(t *testing.T) {
+	// An email is a contact and its items' texts; sendingAs, when set, is
+	// the Message-ID its items are marked sending under instead of the
+	// one they are recorded sent with.
+	type email struct {
+		contact   string
+		items     int
+		sendingAs string
+	}
+	tests := []struct {
+		name string
+		// threads are contacts whose thread exists before the call;
+		// twice, the contact has an earlier thread too.
+		threads, twice []string
+		emails         []email
+	}{
+		{name: "contacts with threads", threads: []string{"a@example.org", "b@example.org"},
+			emails: []email{{contact: "a@example.org", items: 1}, {contact: "b@example.org", items: 1}}},
+		{name: "a contact without a thread", threads: []string{"a@example.org"},
+			emails: []email{{contact: "a@example.org", items: 1}, {contact: "new@example.org", items: 1}, {contact: "new2@example.org", items: 2}}},
+		{name: "two emails of one contact between others", threads: []string{"b@example.org"},
+			emails: []email{{contact: "a@example.org", items: 1}, {contact: "b@example.org", items: 1}, {contact: "a@example.org", items: 3}}},
+		{name: "an earlier and a current thread", threads: []string{"a@example.org"}, twice: []string{"a@example.org"},
+			emails: []email{{contact: "a@example.org", items: 2}, {contact: "c@example.org", items: 1}}},
+		{name: "items sending under another Message-ID", threads: []string{"a@example.org"},
+			emails: []email{{contact: "a@example.org", items: 1}, {contact: "b@example.org", items: 2, sendingAs: "earlier@mailgate.test"}}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ctx := context.Background()
+			var dumps [2]string
+			for side := range 2 {
+				db, clk := openTest(t)
+				for _, c := range tt.twice {
+					if err := db.AddThreadMessage(ctx, "c", c, "old-"+c, false); err != nil {
+						t.Fatal(err)
+					}
+					if _, err := db.exec(ctx, `INSERT INTO threads (channel, contact, subject, created_at, updated_at)
+						VALUES ('c', ?, 'Current', 0, 0)`, c); err != nil {
+						t.Fatal(err)
+					}
+				}
+				for _, c := range tt.threads {
+					if err := db.AddThreadMessage(ctx, "c", c, "customer-"+c, false); err != nil {
+						t.Fatal(err)
+					}
+				}
+				var emails []SentEmail
+				for i, e := range tt.emails {
+					var ids []int64
+					for n := range e.items {
+						ids = append(ids, enqueueText(t, db, clk, e.contact, fmt.Sprintf("u%d-%d", i, n), "hello", 0).ID)
+					}
+					mid := fmt.Sprintf("m%d@mailgate.test", i)
+					as := mid
+					if e.sendingAs != "" {
+						as = e.sendingAs
+					}
+					if moved, err := db.MarkOutboxSending(ctx, ids, as); err != nil || len(moved) != len(ids) {
+						t.Fatalf("MarkOutboxSending = %v, %v", moved, err)
+					}
+					emails = append(emails, SentEmail{IDs: ids, MessageID: mid})
+				}
+				clk.Add(time.Second)
+				if side == 0 {
+					if err := db.MarkOutboxSentAll(ctx, emails); err != nil {
+						t.Fatalf("MarkOutboxSentAll = %v", err)
+					}
+				} else {
+					for _, e := range emails {
+						if err := db.MarkOutboxSent(ctx, e.IDs, e.MessageID); err != nil {
+							t.Fatalf("MarkOutboxSent = %v", err)
+						}
+					}
+				}
+				dumps[side] = threadDump(t, db) + outboxDump(t, db)
+			}
+			if dumps[0] != dumps[1] {
+				t.Errorf("MarkOutboxSentAll left\n%s\none by one:\n%s", dumps[0], dumps[1])
+			}
+		})
+	}
+}
+
+// outboxDump prints what recording changes of every outbox item of db.
+func outboxDump(t *testing.T, db *DB) string {
+	t.Helper()
+	rows, err := db.read.QueryContext(context.Background(), `SELECT id, contact, state, message_id, last_error, updated_at FROM outbox ORDER BY id`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	var out strings.Builder
+	for rows.Next() {
+		var id, updated int64
+		var contact, state, mid, lastErr string
+		if err := rows.Scan(&id, &contact, &state, &mid, &lastErr, &updated); err != nil {
+			t.Fatal(err)
+		}
+		fmt.Fprintf(&out, "item %d %s %s %s %q %d\n", id, contact, state, mid, lastErr, updated)
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return out.String()
+}
+
 func TestMarkOutboxSentMessageID(t *testing.T) { forEachBackend(t, testMarkOutboxSentMessageID) }
 
 // MarkOutboxSent records the Message-ID it is given, whether the items
