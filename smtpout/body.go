@@ -145,9 +145,9 @@ func htmlBody(r *Reply) string {
 	var b strings.Builder
 	b.Grow(htmlSizeHint(r))
 	b.WriteString("<!DOCTYPE html>\n<html>\n<head>\n<meta http-equiv=\"Content-Type\" content=\"text/html; charset=utf-8\">\n</head>\n<body>\n")
-	if text := r.Text; strings.TrimSpace(text) != "" {
+	if strings.TrimSpace(r.Text) != "" {
 		b.WriteString("<div class=\"reply\">\n")
-		writeHTMLParagraphs(&b, text)
+		writeHTMLParagraphs(&b, r.Text)
 		b.WriteString("</div>\n")
 	}
 	if links := usableLinks(r.Links); len(links) > 0 {
@@ -240,15 +240,8 @@ func writeHTMLParagraphs(b *strings.Builder, text string) {
 	}
 }
 
-// linkify escapes line for HTML and turns the http and https URLs in it
-// into links.
-func linkify(line string) string {
-	var b strings.Builder
-	writeLinkified(&b, line)
-	return b.String()
-}
-
-// writeLinkified writes linkify(line) to b.
+// writeLinkified writes line to b escaped for HTML, with the http and
+// https URLs in it turned into links.
 func writeLinkified(b *strings.Builder, line string) {
 	if !strings.Contains(line, "://") {
 		// No URL (every match has one).

@@ -769,8 +769,10 @@ func TestLinkify(t *testing.T) {
 		{"see http://a.example/?a=1&b=2 <x>", `see <a href="http://a.example/?a=1&amp;b=2">http://a.example/?a=1&amp;b=2</a> &lt;x&gt;`},
 	}
 	for _, tt := range tests {
-		if got := linkify(tt.in); got != tt.want {
-			t.Errorf("linkify(%q) = %q, want %q", tt.in, got, tt.want)
+		var b strings.Builder
+		writeLinkified(&b, tt.in)
+		if got := b.String(); got != tt.want {
+			t.Errorf("writeLinkified(%q) = %q, want %q", tt.in, got, tt.want)
 		}
 	}
 }
